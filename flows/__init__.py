@@ -1,0 +1,1 @@
+"""Prefect flows: batch registration and yearly migration. Flows only wire the stages."""

@@ -1,0 +1,1 @@
+"""rosterflow: school roster registration and yearly migration from spreadsheets."""

@@ -1,0 +1,243 @@
+"""Commit: the approved plan in one DuckDB transaction keyed on the batch.
+
+A commit marker row is written inside the transaction and read back after it: its presence is the
+proof the batch committed (DuckDB has been seen to accept a COMMIT after an aborted transaction
+without raising), and committing again is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+from prefect import task
+
+from tasks import credentials
+from tasks.exports import write_xlsx
+from warehouse import batches
+from warehouse.connection import first_row, opened, transaction
+
+
+class CommitError(RuntimeError):
+    """The batch cannot be committed; the message says why."""
+
+
+def _next_ids(con: duckdb.DuckDBPyConnection, sequence: str, count: int) -> list[int]:
+    if count == 0:
+        return []
+    # Sequence names are fixed identifiers from this module, never user input.
+    return [r[0] for r in con.execute(f"SELECT nextval('{sequence}') FROM range(?)", [count]).fetchall()]
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    if frame.is_empty():
+        return
+    con.register("insert_frame", frame.to_arrow())
+    con.execute(f"INSERT INTO {table} ({', '.join(frame.columns)}) SELECT * FROM insert_frame")
+    con.unregister("insert_frame")
+
+
+def committed_summary(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any] | None:
+    """The summary recorded by the batch's commit, or None if it never committed."""
+    row = first_row(con.execute("SELECT summary FROM commit_markers WHERE batch_id = ?", [batch_id]))
+    return json.loads(row[0]) if row else None
+
+
+def commit_batch(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str) -> dict[str, Any]:
+    """Apply the approved plan: teachers, classes, students, enrollments, subscriptions, removals.
+
+    All or nothing, exactly once: a second call returns the first commit's summary.
+    """
+    existing = committed_summary(con, batch_id)
+    if existing is not None:
+        return {**existing, "already_committed": True}
+    decision = batches.stage_result(con, batch_id, "approve")
+    if not decision or not decision.get("approved"):
+        raise CommitError(f"Batch {batch_id} is not approved: nothing was changed.")
+    batch = batches.get_batch(con, batch_id)
+    plan = con.sql("SELECT * FROM plan_enrollments WHERE batch_id = $b ORDER BY row_no", params={"b": batch_id}).pl()
+
+    with transaction(con):
+        new_teachers = plan.filter(pl.col("teacher_is_new")).unique("teacher_email", keep="first", maintain_order=True)
+        new_teachers = new_teachers.select(
+            pl.Series("teacher_id", _next_ids(con, "teacher_seq", new_teachers.height), pl.Int64),
+            pl.col("teacher_email").alias("email"), pl.col("teacher_first").alias("first_name"),
+            pl.col("teacher_last").alias("last_name"), pl.lit(batch_id, pl.Int64).alias("created_batch"),
+        )
+        _insert(con, "teachers", new_teachers)
+        teacher_ids = con.sql("SELECT teacher_id, email AS teacher_email FROM teachers").pl()
+
+        class_key = ["school_id", "teacher_email", "class_period", "course_code"]
+        new_classes = plan.filter(pl.col("class_id").is_null()).unique(class_key, keep="first", maintain_order=True)
+        taken_codes = {r[0] for r in con.execute("SELECT class_code FROM classes").fetchall()}
+        new_classes = new_classes.join(teacher_ids, on="teacher_email").select(
+            *class_key, "teacher_id", "term",
+            pl.Series("new_class_id", _next_ids(con, "class_seq", new_classes.height), pl.Int64),
+            pl.Series("class_code", [credentials.class_code(taken_codes) for _ in range(new_classes.height)], pl.String),
+        )
+        _insert(con, "classes", new_classes.select(
+            pl.col("new_class_id").alias("class_id"), "school_id", "teacher_id", "term",
+            pl.col("class_period").alias("period"), "course_code",
+            pl.concat_str([pl.col("term"), pl.lit(" - "), pl.col("class_period")]).fill_null(pl.col("term")).alias("class_name"),
+            "class_code", pl.lit(batch_id, pl.Int64).alias("created_batch"),
+        ))
+
+        new_people = plan.filter(pl.col("student_action") == "new").unique("new_person_key", keep="first", maintain_order=True)
+        taken_logins = {r[0] for r in con.execute("SELECT login_name FROM students WHERE login_name IS NOT NULL").fetchall()}
+        logins = [credentials.login_name(f, l, taken_logins) for f, l in new_people.select("first_name", "last_name").iter_rows()]
+        passwords = [credentials.memorable_password() for _ in logins]
+        new_people = new_people.with_columns(
+            new_student_key=pl.Series(_next_ids(con, "student_seq", new_people.height), dtype=pl.Int64),
+            login_name=pl.Series(logins, dtype=pl.String),
+            password=pl.Series(passwords, dtype=pl.String),
+            password_hash=pl.Series([credentials.hash_password(p) for p in passwords], dtype=pl.String),
+        )
+        _insert(con, "students", new_people.select(
+            pl.col("new_student_key").alias("student_key"), "first_name", "last_name", "student_id", "ssid",
+            "other_id", "date_of_birth", "grade", "school_id", "login_name", "password_hash",
+            pl.lit("active").alias("status"), pl.lit(batch_id, pl.Int64).alias("created_batch"),
+        ))
+        _insert(con, "issued_credentials", new_people.select(
+            pl.lit(batch_id, pl.Int64).alias("batch_id"), pl.col("new_student_key").alias("student_key"),
+            "login_name", "password",
+        ))
+
+        resolved = (
+            plan.join(new_people.select("new_person_key", "new_student_key"), on="new_person_key", how="left")
+            .join(new_classes.select(*class_key, "new_class_id"), on=class_key, how="left", nulls_equal=True)
+            .with_columns(
+                student_key=pl.coalesce("student_key", "new_student_key"),
+                class_id=pl.coalesce("class_id", "new_class_id"),
+            )
+        )
+        # Existing, restored and linked temporary students become active at the row's school and
+        # grade; their names are never changed from a sheet.
+        kept = resolved.filter(pl.col("student_action") != "new").unique("student_key", keep="last", maintain_order=True)
+        if kept.height:
+            con.register("kept_frame", kept.select("student_key", "school_id", "grade").to_arrow())
+            con.execute(
+                "UPDATE students SET status = 'active', deleted_at = NULL, deleted_batch = NULL,"
+                " school_id = k.school_id, grade = coalesce(k.grade, students.grade)"
+                " FROM kept_frame k WHERE students.student_key = k.student_key"
+            )
+            con.unregister("kept_frame")
+
+        enroll = resolved.filter(~pl.col("already_enrolled")).unique(["class_id", "student_key"], maintain_order=True)
+        _insert(con, "enrollments", enroll.select("class_id", "student_key", pl.lit(batch_id, pl.Int64).alias("created_batch")))
+        _insert(con, "subscription_usage", enroll.select(
+            pl.lit(batch_id, pl.Int64).alias("batch_id"), pl.lit(batch["subscription_type"]).alias("subscription_type"),
+            "school_id", "student_key", "class_id",
+        ))
+        _use_subscriptions(con, batch["subscription_type"], enroll.group_by("school_id").agg(pl.len().alias("n")))
+
+        removed = con.sql(
+            "UPDATE students SET status = 'deleted', deleted_at = current_timestamp, deleted_batch = $b"
+            " WHERE student_key IN (SELECT student_key FROM plan_removals WHERE batch_id = $b) AND status = 'active'"
+            " RETURNING student_key",
+            params={"b": batch_id},
+        ).pl()
+
+        for action, entity, frame in (
+            ("teacher.create", "teacher", new_teachers.select(pl.col("teacher_id").alias("entity_key"),
+                                                              pl.col("email").alias("detail"))),
+            ("class.create", "class", new_classes.select(pl.col("new_class_id").alias("entity_key"),
+                                                        pl.col("class_code").alias("detail"))),
+            ("student.create", "student", new_people.select(pl.col("new_student_key").alias("entity_key"),
+                                                           pl.col("login_name").alias("detail"))),
+            ("student.update", "student", kept.select(pl.col("student_key").alias("entity_key"),
+                                                      pl.col("student_action").alias("detail"))),
+            ("enrollment.create", "enrollment", enroll.select(
+                pl.concat_str([pl.col("class_id"), pl.col("student_key")], separator=":").alias("entity_key"),
+                pl.lit(batch["subscription_type"]).alias("detail"))),
+            ("student.remove", "student", removed.select(pl.col("student_key").alias("entity_key"),
+                                                        pl.lit("soft-deleted by migration").alias("detail"))),
+        ):
+            batches.audit_many(con, actor, action, entity, batch_id, frame)
+
+        summary = {
+            "batch_id": batch_id,
+            "teachers_created": new_teachers.height,
+            "classes_created": new_classes.height,
+            "students_created": new_people.height,
+            "students_updated": kept.height,
+            "students_restored": kept.filter(pl.col("student_action") == "restore").height,
+            "enrollments_created": enroll.height,
+            "subscriptions_used": enroll.height,
+            "students_removed": removed.height,
+        }
+        con.execute("INSERT INTO commit_markers (batch_id, summary) VALUES (?, ?)", [batch_id, json.dumps(summary)])
+        batches.set_status(con, batch_id, batches.STATUS_COMMITTED)
+        batches.record_stage(con, batch_id, "commit", summary)
+        batches.audit(con, actor, "batch.commit", "batch", batch_id, batch_id, summary)
+
+    confirmed = committed_summary(con, batch_id)
+    if confirmed is None:
+        raise CommitError(f"Batch {batch_id}: the commit did not persist; nothing was changed. Run it again.")
+    return confirmed
+
+
+def _use_subscriptions(con: duckdb.DuckDBPyConnection, subscription_type: str, per_school: pl.DataFrame) -> None:
+    """Take the used subscriptions from each school's own pool first, then from the district's."""
+    for school_id, needed in per_school.iter_rows():
+        school_row = first_row(con.execute(
+            "SELECT available FROM subscriptions WHERE subscription_type = ? AND school_id = ?",
+            [subscription_type, school_id],
+        ))
+        from_school = min(needed, school_row[0]) if school_row else 0
+        if from_school:
+            con.execute(
+                "UPDATE subscriptions SET available = available - ? WHERE subscription_type = ? AND school_id = ?",
+                [from_school, subscription_type, school_id],
+            )
+        if needed - from_school:
+            # The CHECK (available >= 0) aborts the whole commit if the district pool ran out meanwhile.
+            updated = con.execute(
+                "UPDATE subscriptions SET available = available - ? WHERE subscription_type = ? AND school_id IS NULL"
+                " RETURNING available",
+                [needed - from_school, subscription_type],
+            ).fetchall()
+            if not updated:
+                raise CommitError(f"Not enough '{subscription_type}' subscriptions for school {school_id}.")
+
+
+def write_teacher_rosters(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Path) -> list[Path]:
+    """One .xlsx per teacher of the batch: class code, term, period, student names, ID, login and,
+    for new students, the password; plus the administrator's confirmation. Returns the paths."""
+    rows = con.sql(
+        "SELECT t.first_name || ' ' || t.last_name AS teacher, t.email, sc.name AS school, c.class_code AS \"Class Code\","
+        " c.term AS \"Term\", c.period AS \"Class Period\", s.first_name AS \"Student First Name\","
+        " s.last_name AS \"Student Last Name\", s.student_id AS \"Student ID\", s.login_name AS \"Login Name\","
+        " coalesce(ic.password, '(existing account: password unchanged)') AS \"Student Password\""
+        " FROM enrollments e JOIN classes c USING (class_id) JOIN teachers t USING (teacher_id)"
+        " JOIN schools sc ON sc.school_id = c.school_id JOIN students s ON s.student_key = e.student_key"
+        " LEFT JOIN issued_credentials ic ON ic.batch_id = e.created_batch AND ic.student_key = e.student_key"
+        " WHERE e.created_batch = $b ORDER BY t.email, c.class_code, s.last_name, s.first_name",
+        params={"b": batch_id},
+    ).pl()
+    folder = outbox_dir / f"batch-{batch_id}"
+    paths = []
+    for (email,), group in rows.group_by("email", maintain_order=True):
+        school = group["school"][0]
+        paths.append(write_xlsx(folder / f"roster-{email}.xlsx",
+                                {f"Student List {school}"[:31]: group.drop("teacher", "email", "school")}))
+    summary = committed_summary(con, batch_id) or {}
+    files = [r[0] for r in con.execute("SELECT file_name FROM batch_files WHERE batch_id = ?", [batch_id]).fetchall()]
+    confirmation = folder / "administrator-confirmation.txt"
+    confirmation.parent.mkdir(parents=True, exist_ok=True)
+    confirmation.write_text(
+        f"Subject: Batch {batch_id} completed: {', '.join(files)}\n\n" + json.dumps(summary, indent=2) + "\n",
+        encoding="utf-8",
+    )
+    return [*paths, confirmation]
+
+
+@task(name="commit", retries=2, retry_delay_seconds=5)
+def commit_task(warehouse_path: str, batch_id: int, actor: str, outbox_dir: str) -> dict[str, Any]:
+    """Prefect task: commit the approved batch (exactly once) and write the teachers' rosters."""
+    with opened(warehouse_path) as con:
+        summary = commit_batch(con, batch_id, actor)
+        summary["outbox"] = [str(p) for p in write_teacher_rosters(con, batch_id, Path(outbox_dir))]
+    return summary

@@ -1,0 +1,142 @@
+"""Ingest: roster files into staged rows, with every file's outcome recorded on the batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+from prefect import task
+
+from schemas.roster import CANONICAL_COLUMNS, StagedRosterRow
+from tasks.spreadsheets import SpreadsheetError, read_roster_file
+from warehouse import batches
+from warehouse.connection import opened, transaction
+
+
+class BatchTooLarge(ValueError):
+    """The files hold more rows than one batch accepts; nothing was staged."""
+
+
+def ingest_files(
+    con: duckdb.DuckDBPyConnection,
+    batch_id: int,
+    paths: list[str],
+    sheet: str | None = None,
+    max_rows: int = 1_048_576,
+) -> dict[str, Any]:
+    """Read every file into ``staged_rows`` for the batch; a file that cannot be read is reported.
+
+    Resumes: if the batch's ingest stage has finished, its recorded result is returned.
+    Raises ``BatchTooLarge`` before staging anything when the files hold more than ``max_rows`` rows.
+    """
+    done = batches.stage_result(con, batch_id, "ingest")
+    if done is not None:
+        return done
+
+    frames = []
+    file_rows = []
+    file_issues = []
+    for raw_path in paths:
+        path = Path(raw_path)
+        try:
+            sheet_read = read_roster_file(path, sheet=sheet)
+        except SpreadsheetError as error:
+            file_issues.append(
+                {"file_name": error.file_name, "sheet": error.sheet, "problem": error.problem, "fix": error.fix}
+            )
+            continue
+        except FileNotFoundError:
+            file_issues.append(
+                {"file_name": path.name, "sheet": None, "problem": f"the file {path} does not exist.",
+                 "fix": "Check the path and upload the file again."}
+            )
+            continue
+        if sheet_read.rows.height != sheet_read.non_empty_rows:
+            raise AssertionError(
+                f"{path.name}: read {sheet_read.rows.height} rows but the sheet has "
+                f"{sheet_read.non_empty_rows} non-empty rows"
+            )
+        frames.append(
+            sheet_read.rows.with_columns(
+                file_name=pl.lit(sheet_read.file_name),
+                sha256=pl.lit(sheet_read.sha256),
+                sheet=pl.lit(sheet_read.sheet),
+            )
+        )
+        file_rows.append(
+            {"file_name": sheet_read.file_name, "file_path": str(path.resolve()), "sha256": sheet_read.sha256,
+             "sheet": sheet_read.sheet, "rows_read": sheet_read.rows.height}
+        )
+        for warning in sheet_read.warnings:
+            file_issues.append(
+                {"file_name": sheet_read.file_name, "sheet": sheet_read.sheet, "problem": warning,
+                 "fix": "Unhide the sheet and name it if it is the roster, or delete it.", "severity": "warning"}
+            )
+
+    staged = (
+        pl.concat(frames, how="vertical")
+        if frames
+        else pl.DataFrame(schema={"excel_row": pl.Int32, **{c: pl.String for c in CANONICAL_COLUMNS},
+                                  "file_name": pl.String, "sha256": pl.String, "sheet": pl.String})
+    )
+    if staged.height > max_rows:
+        raise BatchTooLarge(
+            f"The files hold {staged.height} rows; one batch accepts at most {max_rows}. "
+            "Split the rows into several batches (for example one per school)."
+        )
+    staged = staged.with_columns(
+        batch_id=pl.lit(batch_id, dtype=pl.Int64),
+        row_no=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
+        excel_row=pl.col("excel_row").cast(pl.Int64),
+    ).select(list(StagedRosterRow.to_schema().columns))
+    staged = StagedRosterRow.validate(staged, lazy=True)
+
+    result = {
+        "files": file_rows,
+        "file_errors": [i for i in file_issues if i.get("severity", "error") == "error"],
+        "file_warnings": [i for i in file_issues if i.get("severity") == "warning"],
+        "rows_staged": staged.height,
+    }
+    with transaction(con):
+        con.execute("DELETE FROM staged_rows WHERE batch_id = ?", [batch_id])
+        con.execute("DELETE FROM batch_files WHERE batch_id = ?", [batch_id])
+        con.execute("DELETE FROM validation_issues WHERE batch_id = ? AND row_no IS NULL", [batch_id])
+        con.register("staged_frame", staged.to_arrow())
+        con.execute(
+            f"INSERT INTO staged_rows ({', '.join(staged.columns)}) SELECT * FROM staged_frame"
+        )
+        con.unregister("staged_frame")
+        if file_rows:
+            con.register("file_frame", pl.DataFrame(file_rows).to_arrow())
+            con.execute(
+                "INSERT INTO batch_files SELECT ?, file_name, file_path, sha256, sheet, rows_read FROM file_frame",
+                [batch_id],
+            )
+            con.unregister("file_frame")
+        if file_issues:
+            issues = pl.DataFrame(
+                [{"file_name": i["file_name"], "sheet": i["sheet"], "problem": i["problem"], "fix": i["fix"],
+                  "severity": i.get("severity", "error")} for i in file_issues],
+                schema={"file_name": pl.String, "sheet": pl.String, "problem": pl.String, "fix": pl.String,
+                        "severity": pl.String},
+            )
+            con.register("issue_frame", issues.to_arrow())
+            con.execute(
+                "INSERT INTO validation_issues (batch_id, file_name, sheet, severity, problem, fix)"
+                " SELECT ?, file_name, sheet, severity, problem, fix FROM issue_frame",
+                [batch_id],
+            )
+            con.unregister("issue_frame")
+        batches.record_stage(con, batch_id, "ingest", result)
+    return result
+
+
+@task(name="ingest", retries=2, retry_delay_seconds=2)
+def ingest_task(
+    warehouse_path: str, batch_id: int, paths: list[str], sheet: str | None = None, max_rows: int = 1_048_576
+) -> dict[str, Any]:
+    """Prefect task: ingest the batch's files."""
+    with opened(warehouse_path) as con:
+        return ingest_files(con, batch_id, paths, sheet, max_rows)

@@ -1,0 +1,75 @@
+"""Match stage: every valid row of a batch gets a decision; ambiguous rows become review items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import polars as pl
+from prefect import task
+
+from schemas.roster import MatchDecisionRow
+from tasks.matching import MatchConfig, match_rows
+from warehouse import batches
+from warehouse.connection import opened, transaction
+
+
+def match_batch(con: duckdb.DuckDBPyConnection, batch_id: int, config: MatchConfig) -> dict[str, Any]:
+    """Match the batch's valid rows against every student in the warehouse (any status)."""
+    done = batches.stage_result(con, batch_id, "match")
+    if done is not None:
+        return done
+    incoming = con.sql(
+        "SELECT row_no, first_name, last_name, date_of_birth, student_id, ssid, other_id, school_id, grade"
+        " FROM valid_rows WHERE batch_id = $b ORDER BY row_no",
+        params={"b": batch_id},
+    ).pl()
+    existing = con.sql(
+        "SELECT student_key, first_name, last_name, date_of_birth, student_id, ssid, other_id, school_id, grade"
+        " FROM students"
+    ).pl()
+    decisions = match_rows(incoming, existing, config)
+    MatchDecisionRow.validate(decisions.drop("candidates"), lazy=True)
+    reviews = decisions.filter(pl.col("decision") == "review")
+    candidates = reviews.select("row_no", "candidates").explode("candidates").drop_nulls("candidates").unnest("candidates")
+    candidates = candidates.with_columns(rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("row_no"))
+    counts = decisions["decision"].value_counts()
+    result = {d: int(counts.filter(pl.col("decision") == d)["count"].sum()) for d in ("matched", "review", "new")}
+    with transaction(con):
+        con.execute("DELETE FROM match_results WHERE batch_id = ?", [batch_id])
+        con.execute(
+            "DELETE FROM review_candidates WHERE review_id IN (SELECT review_id FROM review_items WHERE batch_id = ?)",
+            [batch_id],
+        )
+        con.execute("DELETE FROM review_items WHERE batch_id = ?", [batch_id])
+        con.register("decision_frame", decisions.drop("candidates").to_arrow())
+        con.execute(
+            "INSERT INTO match_results SELECT ?, row_no, decision, student_key, rule, score, explanation"
+            " FROM decision_frame",
+            [batch_id],
+        )
+        con.unregister("decision_frame")
+        con.register("review_frame", reviews.select("row_no", "explanation").to_arrow())
+        con.execute(
+            "INSERT INTO review_items (batch_id, row_no, reason, status)"
+            " SELECT ?, row_no, explanation, 'pending' FROM review_frame ORDER BY row_no",
+            [batch_id],
+        )
+        con.unregister("review_frame")
+        con.register("candidate_frame", candidates.to_arrow())
+        con.execute(
+            "INSERT INTO review_candidates SELECT r.review_id, c.rank, c.student_key, c.score, c.agreement"
+            " FROM candidate_frame c JOIN review_items r ON r.batch_id = ? AND r.row_no = c.row_no",
+            [batch_id],
+        )
+        con.unregister("candidate_frame")
+        batches.set_status(con, batch_id, batches.STATUS_IN_REVIEW if result["review"] else batches.STATUS_OPEN)
+        batches.record_stage(con, batch_id, "match", result)
+    return result
+
+
+@task(name="match", retries=1, retry_delay_seconds=2)
+def match_task(warehouse_path: str, batch_id: int, config: MatchConfig) -> dict[str, Any]:
+    """Prefect task: match the batch's valid rows."""
+    with opened(warehouse_path) as con:
+        return match_batch(con, batch_id, config)

@@ -1,0 +1,54 @@
+"""Opening a batch and moving it through the stages up to the next gate (review or approval).
+
+The command line uses ``advance_batch``; the Prefect flows call the same stage functions one task
+at a time and pause at the gates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+from prefect import task
+
+from tasks.ingest import ingest_files
+from tasks.match import match_batch
+from tasks.matching import MatchConfig
+from tasks.plan import build_plan
+from tasks.review import close_review
+from tasks.validate import validate_batch
+from warehouse import batches
+from warehouse.connection import opened
+
+
+def open_batch(con: duckdb.DuckDBPyConnection, run_key: str, mode: str, config: dict[str, Any], actor: str) -> int:
+    """Create the batch for ``run_key`` (or find it again on a re-run) and return its id."""
+    return batches.create_or_get_batch(
+        con, run_key, mode, config["term"], config["subscription_type"], config, actor
+    )
+
+
+def advance_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
+    """Run every stage that can run now, from the batch's recorded configuration.
+
+    Stops at pending review items or at the approval gate; finished stages are not run again.
+    Returns the batch status and each stage's result.
+    """
+    batch = batches.get_batch(con, batch_id)
+    config = batch["config"]
+    results: dict[str, Any] = {}
+    results["ingest"] = ingest_files(con, batch_id, config["files"], config.get("sheet"), config.get("max_rows", 1_048_576))
+    results["validate"] = validate_batch(con, batch_id)
+    results["match"] = match_batch(con, batch_id, MatchConfig(**config.get("match", {})))
+    results["review"] = close_review(con, batch_id)
+    if results["review"]["pending"]:
+        return {"batch_id": batch_id, "status": batches.get_batch(con, batch_id)["status"], **results}
+    results["plan"] = build_plan(con, batch_id)
+    return {"batch_id": batch_id, "status": batches.get_batch(con, batch_id)["status"], **results}
+
+
+@task(name="open-batch", retries=2, retry_delay_seconds=2)
+def open_batch_task(warehouse_path: str, run_key: str, mode: str, config: dict[str, Any], actor: str) -> int:
+    """Prefect task: open (or find again) the batch of this flow run."""
+    with opened(warehouse_path) as con:
+        return open_batch(con, run_key, mode, config, actor)

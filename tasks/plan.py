@@ -1,0 +1,302 @@
+"""Plan: what the commit will do, computed from the batch before anyone approves it.
+
+The plan names every enrollment (marking students already in the class, who are not charged),
+new teachers and classes, students to remove in a migration (with the mass-removal guard), and the
+subscriptions needed against those available. Nothing changes until the batch is approved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import polars as pl
+from prefect import task
+
+from warehouse import batches
+from warehouse.connection import first_row, opened, transaction
+
+
+class PlanError(RuntimeError):
+    """The plan cannot be made yet; the message says what is missing."""
+
+
+def _resolved_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> pl.DataFrame:
+    return con.sql(
+        "SELECT v.*, m.decision, m.student_key AS matched_key, r.action, r.student_key AS reviewed_key,"
+        " s.status AS student_status"
+        " FROM valid_rows v JOIN match_results m USING (batch_id, row_no)"
+        " LEFT JOIN review_items r USING (batch_id, row_no)"
+        " LEFT JOIN students s ON s.student_key = coalesce(m.student_key, r.student_key)"
+        " WHERE v.batch_id = $b ORDER BY v.row_no",
+        params={"b": batch_id},
+    ).pl()
+
+
+def _held_schools(con: duckdb.DuckDBPyConnection, batch_id: int) -> tuple[bool, list[int], list[str]]:
+    """In a migration, an invalid row could be a real student the plan would remove: hold its school.
+
+    Returns (hold everything, held school ids, reasons).
+    """
+    file_errors = con.execute(
+        "SELECT file_name, problem FROM validation_issues WHERE batch_id = ? AND row_no IS NULL AND severity = 'error'",
+        [batch_id],
+    ).fetchall()
+    reasons = [f"{name}: {problem}" for name, problem in file_errors]
+    bad_rows = con.sql(
+        "SELECT DISTINCT st.row_no, sc.school_id, st.school FROM validation_issues i"
+        " JOIN staged_rows st ON st.batch_id = i.batch_id AND st.row_no = i.row_no"
+        " LEFT JOIN schools sc ON lower(sc.name) = lower(trim(st.school))"
+        " WHERE i.batch_id = $b AND i.severity = 'error'",
+        params={"b": batch_id},
+    ).pl()
+    unknown = bad_rows.filter(pl.col("school_id").is_null())
+    if unknown.height:
+        reasons.append(f"{unknown.height} invalid row(s) name no known school, so they could belong to any school")
+    held = sorted(set(bad_rows["school_id"].drop_nulls().to_list()))
+    if held:
+        reasons.append(f"{bad_rows.filter(pl.col('school_id').is_not_null()).height} invalid row(s) in the held schools")
+    return bool(file_errors) or unknown.height > 0, held, reasons
+
+
+def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
+    """Compute the batch's plan into ``plan_enrollments`` and ``plan_removals`` and return its summary."""
+    done = batches.stage_result(con, batch_id, "plan")
+    if done is not None:
+        return done
+    if batches.stage_result(con, batch_id, "review") is None:
+        raise PlanError(f"Batch {batch_id} still has review items pending: decide them first.")
+    batch = batches.get_batch(con, batch_id)
+    config = batch["config"]
+    mode, term = batch["mode"], batch["term"]
+    rows = _resolved_rows(con, batch_id)
+
+    hold_all, held_schools, hold_reasons = (False, [], [])
+    if mode == "migration":
+        hold_all, held_schools, hold_reasons = _held_schools(con, batch_id)
+
+    rows = rows.with_columns(
+        student_key=pl.when(pl.col("decision") == "matched").then(pl.col("matched_key"))
+        .when(pl.col("action") == "link").then(pl.col("reviewed_key")),
+        excluded=(pl.col("action") == "exclude").fill_null(False),
+        held=pl.lit(hold_all) | pl.col("school_id").is_in(held_schools),
+    )
+    planned = rows.filter(~pl.col("excluded") & ~pl.col("held"))
+    teachers = con.sql("SELECT teacher_id, email AS teacher_email FROM teachers").pl()
+    classes = con.sql(
+        "SELECT c.class_id, c.school_id, t.email AS teacher_email, c.period AS class_period, c.course_code"
+        " FROM classes c JOIN teachers t USING (teacher_id) WHERE c.term = $term",
+        params={"term": term},
+    ).pl()
+    enrolled = con.sql("SELECT class_id, student_key, true AS already_enrolled FROM enrollments").pl()
+    planned = (
+        planned.join(teachers, on="teacher_email", how="left")
+        .join(classes, on=["school_id", "teacher_email", "class_period", "course_code"], how="left", nulls_equal=True)
+        .join(enrolled, on=["class_id", "student_key"], how="left")
+        .with_columns(
+            teacher_is_new=pl.col("teacher_id").is_null(),
+            already_enrolled=pl.col("already_enrolled").fill_null(False),
+            student_action=pl.when(pl.col("student_key").is_null()).then(pl.lit("new"))
+            .when(pl.col("student_status") == "deleted").then(pl.lit("restore"))
+            .otherwise(pl.lit("existing")),
+            new_person_key=pl.when(pl.col("student_key").is_null()).then(
+                pl.coalesce(
+                    pl.concat_str(pl.lit("id:"), pl.col("student_id")),
+                    pl.concat_str(pl.lit("ssid:"), pl.col("ssid")),
+                    pl.concat_str(pl.lit("other:"), pl.col("other_id")),
+                    pl.concat_str(pl.lit("name:"), pl.col("first_name").str.to_lowercase(), pl.lit("|"),
+                                  pl.col("last_name").str.to_lowercase(), pl.lit("|"),
+                                  pl.col("date_of_birth").cast(pl.String).fill_null("")),
+                )
+            ),
+            term=pl.lit(term),
+            batch_id=pl.lit(batch_id, pl.Int64),
+        )
+    )
+    plan_enrollments = planned.select(
+        "batch_id", "row_no", "school_id", "teacher_email", "teacher_first", "teacher_last", "teacher_is_new",
+        "term", "class_period", "course_code", "class_id", "student_key", "student_action", "new_person_key",
+        "student_id", "ssid", "other_id", "date_of_birth", "grade", "first_name", "last_name", "already_enrolled",
+    )
+
+    removals = pl.DataFrame(schema={"batch_id": pl.Int64, "student_key": pl.Int64, "school_id": pl.Int64})
+    guard: list[dict[str, Any]] = []
+    temporary_kept = 0
+    if mode == "migration":
+        named_schools = config.get("schools") or []
+        if named_schools:
+            scope = con.execute(
+                "SELECT school_id FROM schools WHERE list_contains(?, lower(name))",
+                [[s.lower() for s in named_schools]],
+            ).fetchall()
+            covered = {r[0] for r in scope}
+        else:
+            covered = set(rows["school_id"].unique().to_list())
+        covered -= set(held_schools)
+        if hold_all:
+            covered = set()
+        linked = set(rows["student_key"].drop_nulls().to_list())
+        students = con.sql(
+            "SELECT student_key, school_id, status FROM students WHERE list_contains($covered, school_id)",
+            params={"covered": sorted(covered)},
+        ).pl()
+        removals = students.filter(
+            (pl.col("status") == "active") & ~pl.col("student_key").is_in(sorted(linked))
+        ).select(pl.lit(batch_id, pl.Int64).alias("batch_id"), "student_key", "school_id")
+        temporary_kept = students.filter(
+            (pl.col("status") == "temporary") & ~pl.col("student_key").is_in(sorted(linked))
+        ).height
+        active = students.filter(pl.col("status") == "active").group_by("school_id").agg(pl.len().alias("active"))
+        rows_per_school = rows.group_by("school_id").agg(pl.len().alias("rows"))
+        per_school = (
+            active.join(removals.group_by("school_id").agg(pl.len().alias("removals")), on="school_id", how="left")
+            .join(rows_per_school, on="school_id", how="left")
+            .fill_null(0)
+        )
+        max_share = float(config.get("max_removal_share", 0.10))
+        names = dict(con.execute("SELECT school_id, name FROM schools").fetchall())
+        for school in per_school.to_dicts():
+            share = school["removals"] / school["active"] if school["active"] else 0.0
+            if school["rows"] == 0 and school["active"] > 0:
+                guard.append({"school": names[school["school_id"]], "removals": school["removals"],
+                              "active": school["active"], "share": round(share, 4),
+                              "reason": "the school has active students and no rows in this migration"})
+            elif share > max_share:
+                guard.append({"school": names[school["school_id"]], "removals": school["removals"],
+                              "active": school["active"], "share": round(share, 4),
+                              "reason": f"removes {share:.0%} of the school's active students (limit {max_share:.0%})"})
+
+    to_enroll = plan_enrollments.filter(~pl.col("already_enrolled"))
+    needed = to_enroll.height
+    plan_school_ids = sorted(set(plan_enrollments["school_id"].to_list()))
+    available = first_row(con.execute(
+        "SELECT coalesce(sum(available), 0) FROM subscriptions WHERE subscription_type = ?"
+        " AND (school_id IS NULL OR list_contains(?, school_id))",
+        [batch["subscription_type"], plan_school_ids],
+    ))[0]
+    blockers = []
+    if needed > available:
+        blockers.append(
+            f"the batch needs {needed} '{batch['subscription_type']}' subscriptions and {available} are available"
+        )
+    if hold_all:
+        blockers.append("the whole migration is held: " + "; ".join(hold_reasons))
+    if plan_enrollments.is_empty() and removals.is_empty():
+        blockers.append("there is nothing to commit")
+
+    new_students = plan_enrollments.filter(pl.col("student_action") == "new")["new_person_key"].n_unique()
+    result = {
+        "mode": mode,
+        "term": term,
+        "subscription_type": batch["subscription_type"],
+        "rows_valid": rows.height,
+        "rows_excluded_by_review": int(rows["excluded"].sum()),
+        "rows_held": int(rows["held"].sum()),
+        "held_schools": [r[0] for r in con.execute(
+            "SELECT name FROM schools WHERE list_contains(?, school_id) ORDER BY name", [held_schools]).fetchall()],
+        "hold_all": hold_all,
+        "hold_reasons": hold_reasons,
+        "enrollments_new": needed,
+        "already_enrolled": plan_enrollments.height - needed,
+        "students_new": int(new_students),
+        "students_existing": plan_enrollments.filter(pl.col("student_action") == "existing")["student_key"].n_unique(),
+        "students_restored": plan_enrollments.filter(pl.col("student_action") == "restore")["student_key"].n_unique(),
+        "teachers_new": plan_enrollments.filter(pl.col("teacher_is_new"))["teacher_email"].n_unique(),
+        "classes_new": plan_enrollments.filter(pl.col("class_id").is_null())
+        .select("school_id", "teacher_email", "class_period", "course_code").unique().height,
+        "removals": removals.height,
+        "temporary_kept": temporary_kept,
+        "subscriptions_needed": needed,
+        "subscriptions_available": int(available),
+        "guard": guard,
+        "blockers": blockers,
+    }
+    with transaction(con):
+        con.execute("DELETE FROM plan_enrollments WHERE batch_id = ?", [batch_id])
+        con.execute("DELETE FROM plan_removals WHERE batch_id = ?", [batch_id])
+        con.register("plan_frame", plan_enrollments.to_arrow())
+        con.execute(f"INSERT INTO plan_enrollments ({', '.join(plan_enrollments.columns)}) SELECT * FROM plan_frame")
+        con.unregister("plan_frame")
+        con.register("removal_frame", removals.to_arrow())
+        con.execute("INSERT INTO plan_removals SELECT batch_id, student_key, school_id FROM removal_frame")
+        con.unregister("removal_frame")
+        batches.set_status(con, batch_id, batches.STATUS_HELD if blockers else batches.STATUS_AWAITING_APPROVAL)
+        batches.record_stage(con, batch_id, "plan", result)
+    return result
+
+
+def plan_tables(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, pl.DataFrame]:
+    """The plan as tables a person reads: classes (with * where some students are already
+    enrolled), students per class, and removals per school."""
+    classes = con.sql(
+        "SELECT sc.name AS school, p.teacher_first || ' ' || p.teacher_last || ' (' || p.teacher_email || ')' AS teacher,"
+        " p.term || coalesce(' - ' || p.class_period, '') AS term_period, p.course_code AS course,"
+        " count(*) FILTER (WHERE NOT p.already_enrolled) AS to_register,"
+        " bool_or(p.already_enrolled) AS some_already_enrolled, bool_or(p.teacher_is_new) AS new_teacher,"
+        " p.class_id IS NULL AS new_class"
+        " FROM plan_enrollments p JOIN schools sc USING (school_id) WHERE p.batch_id = $b"
+        " GROUP BY ALL ORDER BY school, teacher, term_period, course",
+        params={"b": batch_id},
+    ).pl().with_columns(
+        students=pl.when(pl.col("some_already_enrolled"))
+        .then(pl.concat_str(pl.lit("*"), pl.col("to_register").cast(pl.String)))
+        .otherwise(pl.col("to_register").cast(pl.String))
+    )
+    students = con.sql(
+        "SELECT sc.name AS school, p.term || coalesce(' - ' || p.class_period, '') AS term_period,"
+        " p.course_code AS course, p.teacher_email, p.last_name, p.first_name, p.student_action,"
+        " p.already_enrolled FROM plan_enrollments p JOIN schools sc USING (school_id)"
+        " WHERE p.batch_id = $b ORDER BY school, term_period, course, last_name, first_name",
+        params={"b": batch_id},
+    ).pl()
+    removals = con.sql(
+        "SELECT sc.name AS school, s.student_key, s.first_name, s.last_name, s.student_id, s.grade"
+        " FROM plan_removals r JOIN students s USING (student_key) JOIN schools sc ON sc.school_id = r.school_id"
+        " WHERE r.batch_id = $b ORDER BY school, last_name, first_name",
+        params={"b": batch_id},
+    ).pl()
+    return {"classes": classes, "students": students, "removals": removals}
+
+
+def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> str:
+    """The summary an approver reads before deciding, as markdown."""
+    lines = [
+        f"## {summary['mode'].title()} for {summary['term']}",
+        "",
+        f"You are about to use **{summary['subscriptions_needed']} {summary['subscription_type']} subscriptions** "
+        f"({summary['subscriptions_available']} available). This is **not reversible** for subscriptions.",
+        "",
+        f"- new students: {summary['students_new']}; existing students: {summary['students_existing']}; "
+        f"restored: {summary['students_restored']}",
+        f"- new enrollments: {summary['enrollments_new']}; already enrolled (not charged): {summary['already_enrolled']}",
+        f"- new teachers: {summary['teachers_new']}; new classes: {summary['classes_new']}",
+    ]
+    if summary["mode"] == "migration":
+        lines.append(f"- **students to remove: {summary['removals']}** (restorable); unlinked temporary students kept: "
+                     f"{summary['temporary_kept']}")
+    if summary["held_schools"] or summary["hold_all"]:
+        lines.append(f"- **held** (invalid rows; fix and upload again): "
+                     f"{'all schools' if summary['hold_all'] else ', '.join(summary['held_schools'])}")
+    for guard in summary["guard"]:
+        lines.append(f"- **guard**: {guard['school']} {guard['reason']} ({guard['removals']} of {guard['active']}); "
+                     "approving needs the override")
+    for blocker in summary["blockers"]:
+        lines.append(f"- **cannot approve**: {blocker}")
+    lines += ["", "| School | Teacher | Term - Period | Course | Students to register |", "|---|---|---|---|---|"]
+    for row in tables["classes"].to_dicts():
+        lines.append(f"| {row['school']} | {row['teacher']} | {row['term_period']} | {row['course']} | {row['students']} |")
+    lines.append("")
+    lines.append("\\* some students in this class are already enrolled: they are not registered again or charged.")
+    removals = tables["removals"]
+    if removals.height:
+        lines += ["", "| School | Students to remove |", "|---|---|"]
+        for row in removals.group_by("school").agg(pl.len().alias("n")).sort("school").to_dicts():
+            lines.append(f"| {row['school']} | {row['n']} |")
+    return "\n".join(lines)
+
+
+@task(name="plan", retries=1)
+def plan_task(warehouse_path: str, batch_id: int) -> dict[str, Any]:
+    """Prefect task: build the plan and return its summary."""
+    with opened(warehouse_path) as con:
+        return build_plan(con, batch_id)

@@ -1,0 +1,211 @@
+"""The manual-review queue: list items with their candidates, record decisions, close the stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import polars as pl
+from prefect import task
+
+from warehouse import batches
+from warehouse.connection import first_row, opened, transaction
+
+ACTIONS = ("link", "new", "exclude")
+EDITABLE_STATUSES = (batches.STATUS_OPEN, batches.STATUS_IN_REVIEW, batches.STATUS_AWAITING_APPROVAL, batches.STATUS_HELD)
+
+
+class ReviewError(ValueError):
+    """A review decision that cannot be applied; the message says why and what to do."""
+
+
+def review_items(con: duckdb.DuckDBPyConnection, batch_id: int, pending_only: bool = False) -> list[dict[str, Any]]:
+    """Review items of a batch: the row with its provenance, the reason, the decision and the
+    candidates side by side with the fields that agree and differ."""
+    items = con.sql(
+        "SELECT r.review_id, r.row_no, r.reason, r.status, r.action, r.student_key, r.reviewer, r.decided_at,"
+        " s.file_name, s.sheet, s.excel_row, v.first_name, v.last_name, v.date_of_birth, v.student_id, v.ssid,"
+        " v.other_id, v.grade, sc.name AS school"
+        " FROM review_items r JOIN staged_rows s ON s.batch_id = r.batch_id AND s.row_no = r.row_no"
+        " JOIN valid_rows v ON v.batch_id = r.batch_id AND v.row_no = r.row_no"
+        " LEFT JOIN schools sc ON sc.school_id = v.school_id"
+        " WHERE r.batch_id = $b AND (NOT $pending OR r.status = 'pending') ORDER BY r.review_id",
+        params={"b": batch_id, "pending": pending_only},
+    ).pl()
+    candidates = con.sql(
+        "SELECT c.review_id, c.rank, c.student_key, c.score, c.agreement, st.first_name, st.last_name,"
+        " st.date_of_birth, st.student_id, st.ssid, st.other_id, st.grade, st.status, sc.name AS school"
+        " FROM review_candidates c JOIN review_items r USING (review_id)"
+        " JOIN students st ON st.student_key = c.student_key LEFT JOIN schools sc ON sc.school_id = st.school_id"
+        " WHERE r.batch_id = $b ORDER BY c.review_id, c.rank",
+        params={"b": batch_id},
+    ).pl()
+    by_item: dict[int, list[dict]] = {}
+    for candidate in candidates.to_dicts():
+        by_item.setdefault(candidate.pop("review_id"), []).append(candidate)
+    result = []
+    for item in items.to_dicts():
+        item["candidates"] = by_item.get(item["review_id"], [])
+        result.append(item)
+    return result
+
+
+def decide_review(
+    con: duckdb.DuckDBPyConnection,
+    batch_id: int,
+    review_id: int,
+    action: str,
+    reviewer: str,
+    candidate_rank: int | None = None,
+) -> dict[str, Any]:
+    """Record a reviewer's decision on one item: link to candidate N, new student, or exclude.
+
+    Idempotent (the same decision again changes nothing) and changeable until the batch is approved.
+    A changed decision makes the plan stale, so the plan is computed again before approval.
+    """
+    if action not in ACTIONS:
+        raise ReviewError(f"Unknown action {action!r}: use one of {', '.join(ACTIONS)}.")
+    if not reviewer or not reviewer.strip():
+        raise ReviewError("Name the reviewer: every decision records who made it.")
+    batch = batches.get_batch(con, batch_id)
+    if batch["status"] not in EDITABLE_STATUSES:
+        raise ReviewError(f"Batch {batch_id} is {batch['status']}: its review decisions can no longer change.")
+    item = first_row(con.execute(
+        "SELECT status, action, student_key, row_no FROM review_items WHERE review_id = ? AND batch_id = ?",
+        [review_id, batch_id],
+    ))
+    if item is None:
+        raise ReviewError(f"Batch {batch_id} has no review item {review_id}: list them with `rosterflow review list {batch_id}`.")
+    student_key = None
+    if action == "link":
+        if candidate_rank is None:
+            raise ReviewError("Linking needs the candidate's number (1 is the best candidate).")
+        found = first_row(con.execute(
+            "SELECT student_key FROM review_candidates WHERE review_id = ? AND rank = ?", [review_id, candidate_rank]
+        ))
+        if found is None:
+            raise ReviewError(f"Review item {review_id} has no candidate {candidate_rank}.")
+        student_key = int(found[0])
+        claimed = con.execute(
+            "SELECT row_no FROM match_results WHERE batch_id = ? AND decision = 'matched' AND student_key = ?"
+            " UNION SELECT row_no FROM review_items WHERE batch_id = ? AND action = 'link' AND student_key = ?"
+            " AND review_id <> ?",
+            [batch_id, student_key, batch_id, student_key, review_id],
+        ).fetchall()
+        other_people = _other_people(con, batch_id, item[3], [r[0] for r in claimed])
+        if other_people:
+            raise ReviewError(
+                f"Student {student_key} is already linked to another person's row ({', '.join(other_people)}); "
+                "one student can be linked to one person only."
+            )
+    if item[0] == "decided" and item[1] == action and item[2] == student_key:
+        return {"review_id": review_id, "changed": False}
+    with transaction(con):
+        con.execute(
+            "UPDATE review_items SET status = 'decided', action = ?, student_key = ?, reviewer = ?,"
+            " decided_at = current_timestamp WHERE review_id = ?",
+            [action, student_key, reviewer.strip(), review_id],
+        )
+        batches.audit(con, reviewer.strip(), "review.decide", "review_item", review_id, batch_id,
+                      {"action": action, "student_key": student_key, "previous": item[1]})
+        batches.clear_stages(con, batch_id, ("review", "plan", "approve"))
+        batches.set_status(con, batch_id, batches.STATUS_IN_REVIEW)
+    return {"review_id": review_id, "changed": True}
+
+
+def _other_people(con: duckdb.DuckDBPyConnection, batch_id: int, row_no: int, claimed_rows: list[int]) -> list[str]:
+    """Excel locations of claimed rows that are a different person from ``row_no``."""
+    if not claimed_rows:
+        return []
+    rows = con.sql(
+        "SELECT v.row_no, lower(v.first_name) AS f, lower(v.last_name) AS l, v.date_of_birth AS d, v.student_id AS i,"
+        " s.file_name, s.sheet, s.excel_row FROM valid_rows v JOIN staged_rows s USING (batch_id, row_no)"
+        " WHERE v.batch_id = $b AND list_contains($rows, v.row_no)",
+        params={"b": batch_id, "rows": [row_no, *claimed_rows]},
+    ).pl()
+    me = rows.filter(pl.col("row_no") == row_no).to_dicts()[0]
+    others = []
+    for other in rows.filter(pl.col("row_no") != row_no).to_dicts():
+        same = (me["i"] is not None and me["i"] == other["i"]) or (
+            (me["f"], me["l"], me["d"]) == (other["f"], other["l"], other["d"])
+        )
+        if not same:
+            others.append(f"{other['file_name']} sheet {other['sheet']} row {other['excel_row']}")
+    return others
+
+
+def close_review(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
+    """Finish the review stage when no item is pending; return the counts either way."""
+    done = batches.stage_result(con, batch_id, "review")
+    if done is not None:
+        return done
+    counts = dict(
+        con.execute(
+            "SELECT coalesce(action, 'pending'), count(*) FROM review_items WHERE batch_id = ? GROUP BY ALL",
+            [batch_id],
+        ).fetchall()
+    )
+    result = {"pending": counts.get("pending", 0), "link": counts.get("link", 0), "new": counts.get("new", 0),
+              "exclude": counts.get("exclude", 0)}
+    if result["pending"] == 0:
+        with transaction(con):
+            batches.record_stage(con, batch_id, "review", result)
+    return result
+
+
+def review_markdown(items: list[dict[str, Any]], limit: int = 25) -> str:
+    """The pending items as markdown: the row and its candidates side by side, with agreement."""
+    lines = []
+    for item in items[:limit]:
+        lines.append(
+            f"### Item {item['review_id']}: {item['first_name']} {item['last_name']} "
+            f"({item['file_name']}, sheet {item['sheet']}, row {item['excel_row']})"
+        )
+        lines.append(f"Why not automatic: {item['reason']}")
+        lines.append("")
+        lines.append("| | first | last | date of birth | student ID | SSID | school | grade | score | agreement |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        lines.append(
+            f"| **row** | {item['first_name']} | {item['last_name']} | {item['date_of_birth'] or ''} | "
+            f"{item['student_id'] or ''} | {item['ssid'] or ''} | {item['school'] or ''} | {item['grade'] or ''} | | |"
+        )
+        for c in item["candidates"]:
+            lines.append(
+                f"| candidate {c['rank']} | {c['first_name']} | {c['last_name']} | {c['date_of_birth'] or ''} | "
+                f"{c['student_id'] or ''} | {c['ssid'] or ''} | {c['school'] or ''} | {c['grade'] or ''} | "
+                f"{c['score']:.0f} | {c['agreement']} ({c['status']}) |"
+            )
+        lines.append("")
+    if len(items) > limit:
+        lines.append(f"... and {len(items) - limit} more items: they are shown after these are decided.")
+    return "\n".join(lines)
+
+
+@task(name="close-review", retries=1)
+def close_review_task(warehouse_path: str, batch_id: int) -> dict[str, Any]:
+    """Prefect task: close the review stage if nothing is pending."""
+    with opened(warehouse_path) as con:
+        return close_review(con, batch_id)
+
+
+@task(name="review-items")
+def pending_review_task(warehouse_path: str, batch_id: int) -> list[dict[str, Any]]:
+    """Prefect task: the pending review items, read with a short-lived connection."""
+    with opened(warehouse_path) as con:
+        return review_items(con, batch_id, pending_only=True)
+
+
+@task(name="apply-review-decisions")
+def apply_review_decisions_task(warehouse_path: str, batch_id: int, decisions: list[dict[str, Any]], reviewer: str) -> list[str]:
+    """Prefect task: apply decisions from the review form; return the problems, if any."""
+    problems = []
+    with opened(warehouse_path) as con:
+        for decision in decisions:
+            if decision.get("action") in (None, "", "skip"):
+                continue
+            try:
+                decide_review(con, batch_id, int(decision["review_id"]), decision["action"], reviewer,
+                              decision.get("candidate"))
+            except ReviewError as error:
+                problems.append(f"item {decision['review_id']}: {error}")
+    return problems

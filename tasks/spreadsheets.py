@@ -1,0 +1,243 @@
+"""Reading roster spreadsheets without losing a row.
+
+Every cell is read as text (type inference from the first rows turns a later text ID into null),
+the header row is found and its names mapped from common aliases, and every row keeps its file,
+sheet and Excel row number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import fastexcel
+import polars as pl
+
+from schemas.roster import CANONICAL_COLUMNS, REQUIRED_COLUMNS
+
+HEADER_SEARCH_ROWS = 20
+INVISIBLE_CHARACTERS = dict.fromkeys(map(ord, "\ufeff\u200b\u200c\u200d\u2060\u00ad"), None)
+
+HEADER_ALIASES: dict[str, tuple[str, ...]] = {
+    "school": ("school", "school name", "campus"),
+    "teacher_first": ("teacher first name", "teacher first", "teacher given name"),
+    "teacher_last": ("teacher last name", "teacher last", "teacher surname", "teacher family name"),
+    "teacher_email": ("teacher email", "teacher e mail", "teacher email address"),
+    "class_period": ("class period", "period"),
+    "course_code": (
+        "course code", "course", "course product", "course product name abbreviation",
+        "course product names abbreviations", "aleks course product names abbreviations",
+    ),
+    "student_first": ("student first name", "first name", "student first", "given name", "first"),
+    "student_last": ("student last name", "last name", "student last", "surname", "family name", "last"),
+    "student_id": ("student id", "student number", "local id", "district id", "id"),
+    "ssid": ("ssid", "state student id", "state id", "statewide student id"),
+    "other_id": ("other id", "alternate id", "alt id"),
+    "date_of_birth": ("date of birth", "dob", "birth date", "birthdate", "birthday"),
+    "grade": ("grade", "grade level", "year level", "year"),
+}
+_ALIAS_TO_COLUMN = {alias: column for column, aliases in HEADER_ALIASES.items() for alias in aliases}
+assert set(HEADER_ALIASES) == set(CANONICAL_COLUMNS)
+
+
+class SpreadsheetError(ValueError):
+    """A whole file or sheet cannot be read; the message says which and how to fix it."""
+
+    def __init__(self, file_name: str, sheet: str | None, problem: str, fix: str):
+        self.file_name, self.sheet, self.problem, self.fix = file_name, sheet, problem, fix
+        where = f"{file_name}" + (f", sheet {sheet!r}" if sheet else "")
+        super().__init__(f"{where}: {problem} {fix}")
+
+
+@dataclass
+class SheetRead:
+    """The rows of one sheet, as text, with their provenance."""
+
+    file_name: str
+    sha256: str
+    sheet: str
+    rows: pl.DataFrame
+    non_empty_rows: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def normalize_header(text: str | None) -> str:
+    """Fold a header cell for alias lookup: case, NBSP, BOM, zero-width, punctuation, spacing."""
+    if text is None:
+        return ""
+    text = unicodedata.normalize("NFKC", text).translate(INVISIBLE_CHARACTERS).lower()
+    text = re.sub(r"\(.*?\)|\*", " ", text)
+    text = re.sub(r"[^a-z0-9]+", " ", text)
+    return " ".join(text.split())
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def detect_format(path: Path) -> str:
+    """'xlsx' or 'xls' from the file's first bytes, whatever its extension says."""
+    head = path.read_bytes()[:8] if path.stat().st_size < 4096 else path.open("rb").read(8)
+    if head.startswith(b"PK\x03\x04"):
+        return "xlsx"
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        with path.open("rb") as handle:
+            if "EncryptedPackage".encode("utf-16-le") in handle.read(1 << 20):
+                raise SpreadsheetError(
+                    path.name, None, "the file is password-protected.",
+                    "Open it in Excel and save it without a password, then upload it again.",
+                )
+        return "xls"
+    raise SpreadsheetError(
+        path.name, None, "the file is not an Excel workbook (.xlsx or .xls).",
+        "Save it from Excel as .xlsx and upload that file.",
+    )
+
+
+def _xlsx_first_rows(path: Path) -> dict[str, int]:
+    """The Excel number of each worksheet's first stored row, by sheet name.
+
+    The reader drops leading empty rows, so row numbers are offset by the first stored row.
+    """
+    first_rows: dict[str, int] = {}
+    with zipfile.ZipFile(path) as archive:
+        workbook = archive.read("xl/workbook.xml").decode("utf-8", "replace")
+        rels = archive.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
+        targets = dict(re.findall(r'<Relationship[^>]*?Id="([^"]+)"[^>]*?Target="([^"]+)"', rels))
+        targets.update(
+            {rid: target for target, rid in re.findall(r'<Relationship[^>]*?Target="([^"]+)"[^>]*?Id="([^"]+)"', rels)}
+        )
+        for name, rid in re.findall(r'<sheet [^>]*?name="([^"]+)"[^>]*?r:id="([^"]+)"', workbook):
+            target = targets.get(rid, "").lstrip("/")
+            member = target if target.startswith("xl/") else f"xl/{target}"
+            try:
+                with archive.open(member) as sheet_xml:
+                    head = b""
+                    while len(head) < (1 << 22):
+                        chunk = sheet_xml.read(1 << 16)
+                        if not chunk:
+                            break
+                        head += chunk
+                        found = re.search(rb'<(?:\w+:)?row [^>]*?r="(\d+)"', head)
+                        if found:
+                            first_rows[_unescape(name)] = int(found.group(1))
+                            break
+            except KeyError:
+                continue
+    return first_rows
+
+
+def _unescape(name: str) -> str:
+    return name.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'")
+
+
+def _find_header(frame: pl.DataFrame) -> tuple[int, dict[int, str]] | None:
+    """The index of the header row and the canonical column of each header cell."""
+    for index in range(min(HEADER_SEARCH_ROWS, frame.height)):
+        mapping: dict[int, str] = {}
+        for position, cell in enumerate(frame.row(index)):
+            column = _ALIAS_TO_COLUMN.get(normalize_header(cell))
+            if column and column not in mapping.values():
+                mapping[position] = column
+        if {"student_first", "student_last"} <= set(mapping.values()) and len(mapping) >= 3:
+            return index, mapping
+    return None
+
+
+def read_roster_file(path: Path, sheet: str | None = None) -> SheetRead:
+    """Read one roster workbook into text rows with provenance.
+
+    ``sheet`` names the sheet to read; without it, the one visible sheet that carries a roster
+    header is read. Hidden sheets are never read silently: a hidden roster sheet is reported.
+    Raises ``SpreadsheetError`` with the file, sheet, problem and fix when the file cannot be used.
+    """
+    path = Path(path)
+    file_format = detect_format(path)
+    sha256 = file_sha256(path)
+    try:
+        reader = fastexcel.read_excel(path)
+    except Exception as error:  # calamine's errors name the format problem; pass it on with the file
+        raise SpreadsheetError(
+            path.name, None, f"the workbook cannot be opened ({error}).",
+            "Open it in Excel, save it as .xlsx, and upload it again.",
+        ) from error
+    first_rows = _xlsx_first_rows(path) if file_format == "xlsx" else {}
+
+    candidates = []
+    warnings = []
+    for name in reader.sheet_names:
+        if sheet is not None and name != sheet:
+            continue
+        loaded = reader.load_sheet(name, header_row=None, dtypes="string")
+        frame = loaded.to_polars()
+        header = _find_header(frame)
+        if header is None:
+            continue
+        if loaded.visible != "visible" and sheet is None:
+            warnings.append(f"hidden sheet {name!r} carries a roster header and was not read")
+            continue
+        candidates.append((name, frame, header))
+
+    if sheet is not None and sheet not in reader.sheet_names:
+        raise SpreadsheetError(
+            path.name, sheet, f"there is no sheet named {sheet!r} (sheets: {', '.join(reader.sheet_names)}).",
+            "Name one of the listed sheets.",
+        )
+    if not candidates:
+        hidden = f" ({'; '.join(warnings)})" if warnings else ""
+        raise SpreadsheetError(
+            path.name, sheet,
+            f"no sheet has a roster header row with at least Student First Name and Student Last Name{hidden}.",
+            "Use the rosterflow template (`rosterflow template`) and keep its header row.",
+        )
+    if len(candidates) > 1:
+        raise SpreadsheetError(
+            path.name, None,
+            f"several visible sheets carry a roster header ({', '.join(c[0] for c in candidates)}).",
+            "Keep one roster sheet per file, or name the sheet to read.",
+        )
+
+    sheet_name, frame, (header_index, mapping) = candidates[0]
+    missing = [column for column in REQUIRED_COLUMNS if column not in mapping.values()]
+    first_row = first_rows.get(sheet_name, 1)
+    if missing:
+        found = [cell for cell in frame.row(header_index) if cell]
+        raise SpreadsheetError(
+            path.name, sheet_name,
+            f"the header row (Excel row {first_row + header_index}) has no column for "
+            f"{', '.join(missing)}; found: {', '.join(found)}.",
+            "Rename the columns as in the rosterflow template; nothing from this file was used.",
+        )
+
+    data = frame.slice(header_index + 1)
+    source_columns = data.columns
+    rows = data.select(
+        [pl.col(source_columns[position]).alias(column) for position, column in mapping.items()]
+    ).with_columns(
+        [pl.lit(None, dtype=pl.String).alias(c) for c in CANONICAL_COLUMNS if c not in mapping.values()]
+    )
+    rows = rows.with_columns(
+        excel_row=(pl.int_range(pl.len(), dtype=pl.Int32) + first_row + header_index + 1)
+    )
+    # A row counts as non-empty if any cell of the whole sheet row has text, mapped or not.
+    non_empty = data.select(
+        pl.any_horizontal([pl.col(c).is_not_null() & (pl.col(c).str.strip_chars() != "") for c in source_columns])
+    ).to_series()
+    rows = rows.filter(non_empty)
+    return SheetRead(
+        file_name=path.name,
+        sha256=sha256,
+        sheet=sheet_name,
+        rows=rows.select(["excel_row", *CANONICAL_COLUMNS]),
+        non_empty_rows=int(non_empty.sum()),
+        warnings=warnings,
+    )

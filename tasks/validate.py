@@ -1,0 +1,274 @@
+"""Validate: clean and type the staged rows, report every problem with file, sheet, row and column.
+
+Rows with an error are kept out of ``valid_rows`` and reported; rows with warnings go on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import duckdb
+import pandera.errors
+import polars as pl
+from prefect import task
+
+from schemas.roster import FORMULA_PREFIXES, ValidRosterRow
+from warehouse import batches
+from warehouse.connection import opened, transaction
+
+TEXT_COLUMNS = (
+    "school", "teacher_first", "teacher_last", "teacher_email", "class_period", "course_code",
+    "student_first", "student_last", "student_id", "ssid", "other_id", "date_of_birth", "grade",
+)
+NAME_COLUMNS = ("teacher_first", "teacher_last", "student_first", "student_last")
+ID_COLUMNS = ("student_id", "ssid", "other_id")
+INVISIBLE_PATTERN = "[\u200b\u200c\u200d\u2060\ufeff\u00ad]"
+FORMULA_PATTERN = "^[" + "".join("\\" + p for p in FORMULA_PREFIXES) + "]"
+ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}( 00:00:00(\.0+)?)?$"
+
+# What each pandera check means to a person filling in the sheet, and how to fix it.
+CHECK_MESSAGES: dict[str, tuple[str, str]] = {
+    "not_nullable": ("is required but empty", "Fill in the cell."),
+    "str_length": ("is required but empty", "Fill in the cell."),
+    "str_matches": ("has characters that are not allowed", "Use letters, digits and hyphens only; for an email use name@domain.org."),
+    "greater_than_or_equal_to": ("is before 1990-01-01", "Check the year of the date of birth."),
+    "isin": ("is not a known grade", "Use PK, K or 1-12."),
+    "field_uniqueness": ("appears twice", "Remove the duplicate row."),
+}
+
+
+def _issue(frame: pl.DataFrame, mask: pl.Expr, column: str, problem: str, fix: str, severity: str = "error") -> pl.DataFrame:
+    return frame.filter(mask).select(
+        "row_no",
+        pl.lit(column).alias("column_name"),
+        pl.col(f"raw_{column}").alias("value") if f"raw_{column}" in frame.columns else pl.lit(None, pl.String).alias("value"),
+        pl.lit(severity).alias("severity"),
+        pl.lit(problem).alias("problem"),
+        pl.lit(fix).alias("fix"),
+    )
+
+
+def clean_rows(staged: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Normalize text cells (NFC, invisible characters, spaces) and type them.
+
+    Returns the cleaned frame (keeping each raw cell as ``raw_<column>``) and the issues found.
+    """
+    frame = staged.with_columns([pl.col(c).alias(f"raw_{c}") for c in TEXT_COLUMNS])
+    issues = []
+    for column in TEXT_COLUMNS:
+        raw = pl.col(f"raw_{column}")
+        issues.append(
+            _issue(frame, raw.str.contains(INVISIBLE_PATTERN).fill_null(False), column,
+                   "contains invisible characters (zero-width space, BOM or soft hyphen); they were removed",
+                   "Retype the cell to be sure it says what you mean.", "warning")
+        )
+        issues.append(
+            _issue(frame, raw.str.strip_chars().str.contains(FORMULA_PATTERN).fill_null(False),
+                   column, "starts like a spreadsheet formula (=, +, - or @)",
+                   "Remove the leading character; rosterflow never runs formulas and escapes them on export.", "warning")
+        )
+        frame = frame.with_columns(
+            pl.col(column)
+            .str.replace_all(INVISIBLE_PATTERN, "")
+            .str.replace_all("\u00a0", " ")
+            .str.normalize("NFC")
+            .str.replace_all(r"\s+", " ")
+            .str.strip_chars()
+            .replace("", None)
+            .alias(column)
+        )
+    frame = frame.with_columns(
+        pl.col("teacher_email").str.to_lowercase(),
+        pl.col("course_code").str.to_uppercase(),
+        pl.col("grade").str.to_uppercase().str.replace(r"^(GRADE )?0*(\d+)$", "$2").replace({"KG": "K", "KINDERGARTEN": "K"}),
+    )
+    for column in ID_COLUMNS:
+        lost_digits = pl.col(column).str.contains(r"^\d+\.\d+$|[eE]\+\d+$").fill_null(False)
+        issues.append(
+            _issue(frame, lost_digits, column,
+                   "looks like a number Excel reformatted (decimal point or exponent), so digits may be lost",
+                   "Format the column as Text in Excel and type the ID again.")
+        )
+    dob = pl.col("date_of_birth")
+    is_iso = dob.str.contains(ISO_DATE_PATTERN).fill_null(False)
+    frame = frame.with_columns(
+        pl.when(is_iso).then(dob.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)).alias("birth_date")
+    )
+    issues.append(
+        _issue(frame, dob.is_not_null() & dob.str.contains(r"^\d+(\.\d+)?$").fill_null(False), "date_of_birth",
+               "is a bare number (an Excel date serial or a typo), not a date",
+               "Format the cell as a date, or type it as YYYY-MM-DD.")
+    )
+    issues.append(
+        _issue(frame, dob.is_not_null() & ~dob.str.contains(r"^\d+(\.\d+)?$").fill_null(False)
+               & pl.col("birth_date").is_null(), "date_of_birth",
+               "is not a date in an accepted format (text like 03/04/2015 is ambiguous)",
+               "Use an Excel date cell or type YYYY-MM-DD, e.g. 2015-04-03.")
+    )
+    issues.append(
+        _issue(frame, pl.col("birth_date") > pl.lit(dt.date.today()), "date_of_birth",
+               "is in the future", "Check the year of the date of birth.")
+    )
+    return frame, pl.concat(issues, how="vertical")
+
+
+def contract_issues(frame: pl.DataFrame) -> pl.DataFrame:
+    """Run the ``ValidRosterRow`` contract lazily and turn every failure into an issue row."""
+    typed = frame.select(
+        "row_no", "school", "teacher_first", "teacher_last", "teacher_email", "class_period", "course_code",
+        "student_first", "student_last", "student_id", "ssid", "other_id",
+        pl.col("birth_date").alias("date_of_birth"), "grade",
+    )
+    try:
+        ValidRosterRow.validate(typed, lazy=True)
+    except pandera.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+        if "index" not in cases.columns:
+            raise
+        cases = cases.filter(pl.col("index").is_not_null())
+        positions = cases["index"].cast(pl.Int64).to_list()
+        row_nos = typed["row_no"].gather(positions).to_list()
+        rows = []
+        for row_no, column, check, value in zip(row_nos, cases["column"].to_list(), cases["check"].to_list(),
+                                                cases["failure_case"].to_list()):
+            check_name = str(check).split("(")[0]
+            problem, fix = CHECK_MESSAGES.get(check_name, (f"fails the check {check}", "Correct the cell."))
+            if column == "teacher_email" and check_name == "str_matches":
+                problem, fix = "is not an email address", "Type the teacher's email as name@domain.org."
+            rows.append({"row_no": row_no, "column_name": column, "value": None if value is None else str(value),
+                         "severity": "error", "problem": problem, "fix": fix})
+        return pl.DataFrame(rows, schema=_ISSUE_SCHEMA)
+    return pl.DataFrame(schema=_ISSUE_SCHEMA)
+
+
+_ISSUE_SCHEMA = {"row_no": pl.Int64, "column_name": pl.String, "value": pl.String, "severity": pl.String,
+                 "problem": pl.String, "fix": pl.String}
+
+
+def relational_issues(frame: pl.DataFrame, schools: pl.DataFrame, courses: pl.DataFrame) -> pl.DataFrame:
+    """Rules across rows and against the warehouse: known schools and courses, one name per teacher
+    email, the same student twice in a class, one student ID used by two different people."""
+    known_schools = ", ".join(sorted(schools["name"].to_list())) or "(none yet)"
+    issues = [
+        _issue(frame, pl.col("school").is_not_null() & pl.col("school_id").is_null(), "school",
+               f"is not a school in rosterflow (known schools: {known_schools})",
+               "Correct the school name, or ask for the school to be added with `rosterflow school add`."),
+    ]
+    if courses.height:
+        issues.append(
+            _issue(frame, pl.col("course_code").is_not_null()
+                   & ~pl.col("course_code").is_in(courses["course_code"].implode()), "course_code",
+                   "is not in the course catalog",
+                   "Use a course code from the catalog (`rosterflow course list`).")
+        )
+    teacher_names = frame.filter(pl.col("teacher_email").is_not_null()).group_by("teacher_email").agg(
+        pl.struct("teacher_first", "teacher_last").n_unique().alias("names")
+    )
+    conflicted = teacher_names.filter(pl.col("names") > 1)["teacher_email"].implode()
+    issues.append(
+        _issue(frame, pl.col("teacher_email").is_in(conflicted), "teacher_email",
+               "is used with two different teacher names in this batch",
+               "One email is one teacher: use the same first and last name on every row with this email.")
+    )
+    class_key = ["school_id", "teacher_email", "class_period", "course_code"]
+    person = pl.coalesce(pl.col("student_id"),
+                         pl.concat_str([pl.col("student_first").str.to_lowercase(), pl.col("student_last").str.to_lowercase(),
+                                        pl.col("birth_date").cast(pl.String)], separator="|", ignore_nulls=True))
+    frame = frame.with_columns(person_key=person)
+    issues.append(_duplicate_issues(frame, class_key))
+    with_id = frame.filter(pl.col("student_id").is_not_null())
+    people_per_id = with_id.group_by("student_id").agg(
+        pl.struct(pl.col("student_first").str.to_lowercase(), pl.col("student_last").str.to_lowercase(),
+                  "birth_date").n_unique().alias("people")
+    )
+    shared = people_per_id.filter(pl.col("people") > 1)["student_id"].implode()
+    issues.append(
+        _issue(frame, pl.col("student_id").is_in(shared), "student_id",
+               "is given to two different students (different name or date of birth) in this batch",
+               "Check which student the ID belongs to and correct the other row.")
+    )
+    return pl.concat(issues, how="vertical")
+
+
+def _duplicate_issues(frame: pl.DataFrame, class_key: list[str]) -> pl.DataFrame:
+    keyed = frame.with_columns(first_excel_row=pl.col("excel_row").sort_by("row_no").first().over([*class_key, "person_key"]),
+                               first_row_no=pl.col("row_no").min().over([*class_key, "person_key"]))
+    return keyed.filter(pl.col("row_no") != pl.col("first_row_no")).select(
+        "row_no",
+        pl.lit("student_last").alias("column_name"),
+        pl.col("raw_student_last").alias("value"),
+        pl.lit("error").alias("severity"),
+        pl.format("repeats the same student in the same class as Excel row {}", pl.col("first_excel_row")).alias("problem"),
+        pl.lit("Delete one of the two rows.").alias("fix"),
+    )
+
+
+def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
+    """Validate the batch's staged rows into ``valid_rows`` and ``validation_issues``."""
+    done = batches.stage_result(con, batch_id, "validate")
+    if done is not None:
+        return done
+    staged = con.sql(
+        "SELECT * FROM staged_rows WHERE batch_id = $b ORDER BY row_no", params={"b": batch_id}
+    ).pl()
+    schools = con.sql("SELECT school_id, name FROM schools").pl()
+    courses = con.sql("SELECT course_code FROM courses").pl()
+
+    frame, cleaning_issues = clean_rows(staged)
+    frame = frame.with_columns(school_key=pl.col("school").str.to_lowercase()).join(
+        schools.select(pl.col("school_id"), pl.col("name").str.to_lowercase().alias("school_key")),
+        on="school_key", how="left",
+    )
+    issues = pl.concat(
+        [cleaning_issues, contract_issues(frame), relational_issues(frame, schools, courses)], how="vertical"
+    ).unique(subset=["row_no", "column_name", "problem"], keep="first")
+    error_rows = issues.filter(pl.col("severity") == "error")["row_no"].unique().implode()
+    valid = frame.filter(~pl.col("row_no").is_in(error_rows)).select(
+        pl.lit(batch_id, pl.Int64).alias("batch_id"), "row_no", "school_id", "teacher_first", "teacher_last",
+        "teacher_email", "class_period", "course_code", pl.col("student_first").alias("first_name"),
+        pl.col("student_last").alias("last_name"), "student_id", "ssid", "other_id",
+        pl.col("birth_date").alias("date_of_birth"), "grade",
+    )
+    located = issues.join(staged.select("row_no", "file_name", "sheet", "excel_row"), on="row_no", how="left")
+    result = {
+        "rows_staged": staged.height,
+        "rows_valid": valid.height,
+        "rows_invalid": staged.height - valid.height,
+        "errors": int((issues["severity"] == "error").sum()),
+        "warnings": int((issues["severity"] == "warning").sum()),
+    }
+    assert result["rows_valid"] + result["rows_invalid"] == result["rows_staged"]
+    with transaction(con):
+        con.execute("DELETE FROM valid_rows WHERE batch_id = ?", [batch_id])
+        con.execute("DELETE FROM validation_issues WHERE batch_id = ? AND row_no IS NOT NULL", [batch_id])
+        con.register("valid_frame", valid.to_arrow())
+        con.execute(f"INSERT INTO valid_rows ({', '.join(valid.columns)}) SELECT * FROM valid_frame")
+        con.unregister("valid_frame")
+        con.register("issue_frame", located.to_arrow())
+        con.execute(
+            "INSERT INTO validation_issues (batch_id, row_no, file_name, sheet, excel_row, column_name, value,"
+            " severity, problem, fix) SELECT ?, row_no, file_name, sheet, excel_row, column_name, value,"
+            " severity, problem, fix FROM issue_frame",
+            [batch_id],
+        )
+        con.unregister("issue_frame")
+        batches.record_stage(con, batch_id, "validate", result)
+    return result
+
+
+def batch_issues(con: duckdb.DuckDBPyConnection, batch_id: int) -> pl.DataFrame:
+    """Every issue of a batch with file, sheet, Excel row, column, value, problem and fix."""
+    return con.sql(
+        "SELECT file_name AS file, sheet, excel_row AS row, column_name AS column, value, severity,"
+        " problem, fix FROM validation_issues WHERE batch_id = $b"
+        " ORDER BY severity, file_name, sheet, excel_row NULLS FIRST, column_name",
+        params={"b": batch_id},
+    ).pl()
+
+
+@task(name="validate", retries=2, retry_delay_seconds=2)
+def validate_task(warehouse_path: str, batch_id: int) -> dict[str, Any]:
+    """Prefect task: validate the batch's staged rows."""
+    with opened(warehouse_path) as con:
+        return validate_batch(con, batch_id)

@@ -1,0 +1,145 @@
+"""The batch state machine and the audit log.
+
+Each stage of a batch writes its rows and its marker in ``batch_stages`` inside one transaction.
+A stage that finds its marker returns the recorded result instead of running again, which is how a
+re-run after a crash, a retry or a suspended flow resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+
+from warehouse.connection import first_row, transaction
+import polars as pl
+
+STAGES = ("ingest", "validate", "match", "review", "plan", "approve", "commit")
+
+# Batch statuses, in the order a batch normally moves through them.
+STATUS_OPEN = "open"
+STATUS_IN_REVIEW = "in_review"
+STATUS_AWAITING_APPROVAL = "awaiting_approval"
+STATUS_HELD = "held"
+STATUS_APPROVED = "approved"
+STATUS_REJECTED = "rejected"
+STATUS_COMMITTED = "committed"
+
+
+class BatchNotFound(LookupError):
+    """Raised when a batch id names no batch."""
+
+
+def create_or_get_batch(
+    con: duckdb.DuckDBPyConnection,
+    run_key: str,
+    mode: str,
+    term: str,
+    subscription_type: str,
+    config: dict[str, Any],
+    actor: str,
+) -> int:
+    """Return the batch for ``run_key``, creating it on first call (a flow re-run finds its own)."""
+    row = first_row(con.execute("SELECT batch_id FROM batches WHERE run_key = ?", [run_key]))
+    if row:
+        return int(row[0])
+    with transaction(con):
+        batch_id = first_row(con.execute(
+            "INSERT INTO batches (run_key, mode, term, subscription_type, config, status)"
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING batch_id",
+            [run_key, mode, term, subscription_type, json.dumps(config, default=str), STATUS_OPEN],
+        ))[0]
+        audit(con, actor, "batch.create", "batch", batch_id, batch_id, {"mode": mode, "term": term})
+    return int(batch_id)
+
+
+def get_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
+    """The batch row as a dict, with its config parsed and its finished stages listed."""
+    rows = con.sql(
+        "SELECT * FROM batches WHERE batch_id = $batch_id", params={"batch_id": batch_id}
+    ).pl()
+    if rows.is_empty():
+        raise BatchNotFound(f"No batch {batch_id}: list batches with `rosterflow batch list`.")
+    batch = rows.to_dicts()[0]
+    batch["config"] = json.loads(batch["config"])
+    batch["stages"] = [
+        r[0]
+        for r in con.execute(
+            "SELECT stage FROM batch_stages WHERE batch_id = ? ORDER BY finished_at", [batch_id]
+        ).fetchall()
+    ]
+    return batch
+
+
+def stage_result(con: duckdb.DuckDBPyConnection, batch_id: int, stage: str) -> dict[str, Any] | None:
+    """The recorded result of a finished stage, or None if it has not finished."""
+    row = first_row(con.execute(
+        "SELECT result FROM batch_stages WHERE batch_id = ? AND stage = ?", [batch_id, stage]
+    ))
+    return json.loads(row[0]) if row else None
+
+
+def record_stage(
+    con: duckdb.DuckDBPyConnection, batch_id: int, stage: str, result: dict[str, Any]
+) -> None:
+    """Mark a stage finished with its result. Call inside the stage's own transaction."""
+    con.execute(
+        "INSERT OR REPLACE INTO batch_stages (batch_id, stage, result) VALUES (?, ?, ?)",
+        [batch_id, stage, json.dumps(result, default=str)],
+    )
+
+
+def clear_stages(con: duckdb.DuckDBPyConnection, batch_id: int, stages: tuple[str, ...]) -> None:
+    """Forget finished stages so they run again (e.g. the plan after a review decision changed)."""
+    con.execute(
+        "DELETE FROM batch_stages WHERE batch_id = ? AND list_contains(?, stage)",
+        [batch_id, list(stages)],
+    )
+
+
+def set_status(con: duckdb.DuckDBPyConnection, batch_id: int, status: str) -> None:
+    """Set the batch's status. Call inside the caller's transaction."""
+    con.execute("UPDATE batches SET status = ? WHERE batch_id = ?", [status, batch_id])
+
+
+def audit(
+    con: duckdb.DuckDBPyConnection,
+    actor: str,
+    action: str,
+    entity: str,
+    entity_key: Any,
+    batch_id: int | None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one entry to the audit log (inside the caller's transaction)."""
+    con.execute(
+        "INSERT INTO audit_log (actor, batch_id, action, entity, entity_key, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [actor, batch_id, action, entity, None if entity_key is None else str(entity_key),
+         json.dumps(detail or {}, default=str)],
+    )
+
+
+def audit_many(
+    con: duckdb.DuckDBPyConnection,
+    actor: str,
+    action: str,
+    entity: str,
+    batch_id: int | None,
+    entity_keys: pl.DataFrame,
+) -> None:
+    """Append one audit entry per row of ``entity_keys`` (columns ``entity_key``, ``detail`` as text), in bulk."""
+    if entity_keys.is_empty():
+        return
+    audit_rows = entity_keys.select(
+        pl.col("entity_key").cast(pl.String), pl.col("detail").cast(pl.String)
+    ).to_arrow()
+    con.register("audit_rows", audit_rows)
+    con.execute(
+        "INSERT INTO audit_log (actor, batch_id, action, entity, entity_key, detail)"
+        " SELECT ?, ?, ?, ?, entity_key, json_object('detail', detail) FROM audit_rows",
+        [actor, batch_id, action, entity],
+    )
+    # Unregistered only on success: after an error the transaction is aborted and the caller rolls back.
+    con.unregister("audit_rows")
