@@ -83,9 +83,17 @@ def decide_batch(
 @task(name="record-decision")
 def decide_batch_task(warehouse_path: str, batch_id: int, decision: dict[str, Any],
                       allowed_approvers: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Prefect task: record the approval form's decision (raises ApprovalError when invalid)."""
+    """Prefect task: record the approval form's decision.
+
+    Returns ``{"decision": ..., "problems": []}``; invalid input is returned as problems (the run
+    asks again), not raised, so the task itself does not fail.
+    """
     with opened(warehouse_path) as con:
-        return decide_batch(con, batch_id, allowed_approvers=allowed_approvers, **decision)
+        try:
+            return {"decision": decide_batch(con, batch_id, allowed_approvers=allowed_approvers, **decision),
+                    "problems": []}
+        except ApprovalError as error:
+            return {"decision": None, "problems": [str(error)]}
 
 
 @task(name="plan-summary")

@@ -1,0 +1,42 @@
+"""The forms a paused run shows in the Prefect UI: review decisions and approval."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect.input import RunInput
+from pydantic import BaseModel, Field
+
+
+class ReviewChoice(BaseModel):
+    """One review item's decision in the form."""
+
+    review_id: int = Field(title="Review item")
+    action: Literal["skip", "link", "new", "exclude"] = Field(
+        default="skip", title="Decision",
+        description="link: the row is candidate N; new: a new student; exclude: leave the row out; skip: decide later",
+    )
+    candidate: int = Field(default=1, ge=1, le=10, title="Candidate number (for link)")
+
+
+class ReviewForm(RunInput):
+    """Decisions on the pending review items shown above the form."""
+
+    reviewer: str = Field(default="", title="Your name", description="Recorded with every decision.")
+    decisions: list[ReviewChoice] = Field(default_factory=list, title="Decisions")
+
+
+class ApprovalForm(RunInput):
+    """The administrator's decision on the plan shown above the form."""
+
+    approver: str = Field(default="", title="Approver name")
+    approve: bool = Field(default=False, title="Approve and commit (subscriptions are used, not reversible)")
+    removals_acknowledged: int = Field(
+        default=0, ge=0, title="Number of students to remove",
+        description="Type the number of students this migration removes, as shown in the plan.",
+    )
+    override_guard: bool = Field(
+        default=False, title="Override the mass-removal guard",
+        description="Only when the plan shows a guard and you have checked that those removals are real.",
+    )
+    comment: str = Field(default="", title="Comment")

@@ -1,0 +1,96 @@
+"""The wiring shared by both flows: stages as tasks, gates as pauses, a status at the end.
+
+Each stage records its result in the warehouse, so a re-run of the same flow run (retry, crash,
+suspension) finds its batch by the run's id and resumes after the last finished stage. Every task
+opens and closes the warehouse itself: nothing holds the DuckDB file while the run waits.
+"""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, pause_flow_run
+from prefect.runtime import flow_run
+
+from flows.config import BatchRunConfig
+from flows.forms import ApprovalForm, ReviewChoice, ReviewForm
+from rosterflow.settings import load_settings
+from tasks.approve import approval_context_task, decide_batch_task
+from tasks.commit import commit_task
+from tasks.ingest import ingest_task
+from tasks.match import match_task
+from tasks.pipeline import open_batch_task
+from tasks.plan import plan_task
+from tasks.report import publish_issues_task, publish_plan_task
+from tasks.review import apply_review_decisions_task, close_review_task, pending_review_task, review_markdown
+from tasks.validate import validate_task
+
+MAX_FORM_ATTEMPTS = 20
+
+
+def run_batch(mode: str, config: BatchRunConfig) -> str:
+    """Run one batch to its end: 'committed', 'rejected', 'held' or 'approval-abandoned'."""
+    logger = get_run_logger()
+    warehouse = config.warehouse_path
+    batch_id = open_batch_task(warehouse, f"prefect:{flow_run.get_id()}", mode, config.model_dump(mode="json"),
+                               "prefect")
+    logger.info("Batch %s (%s, %s)", batch_id, mode, config.term)
+
+    ingest = ingest_task(warehouse, batch_id, config.files, config.sheet, config.max_rows)
+    validated = validate_task(warehouse, batch_id)
+    publish_issues_task(warehouse, batch_id)
+    logger.info("Read %s rows; %s valid, %s with errors; %s file errors", ingest["rows_staged"],
+                validated["rows_valid"], validated["rows_invalid"], len(ingest["file_errors"]))
+    matched = match_task(warehouse, batch_id, config.match)
+    logger.info("Matched %s, to review %s, new %s", matched["matched"], matched["review"], matched["new"])
+
+    review_timeout = int(config.review_timeout_hours * 3600)
+    for _ in range(MAX_FORM_ATTEMPTS * 10):
+        if close_review_task(warehouse, batch_id)["pending"] == 0:
+            break
+        pending = pending_review_task(warehouse, batch_id)
+        page = pending[: config.review_page_size]
+        form = pause_flow_run(
+            wait_for_input=ReviewForm.with_initial_data(
+                description=f"# Review batch {batch_id}: {len(pending)} rows need a decision\n\n"
+                + review_markdown(page, limit=config.review_page_size),
+                decisions=[ReviewChoice(review_id=item["review_id"]) for item in page],
+            ),
+            timeout=review_timeout,
+        )
+        problems = apply_review_decisions_task(warehouse, batch_id, [d.model_dump() for d in form.decisions],
+                                               form.reviewer)
+        for problem in problems:
+            logger.warning("Review decision not applied: %s", problem)
+
+    summary = plan_task(warehouse, batch_id)
+    context = approval_context_task(warehouse, batch_id)
+    publish_plan_task(batch_id, context)
+    if summary["blockers"]:
+        logger.warning("Batch %s is held: %s", batch_id, "; ".join(summary["blockers"]))
+        return "held"
+
+    decision = context["decision"]
+    approval_timeout = int(config.approval_timeout_hours * 3600)
+    problems: list[str] = []
+    for _ in range(MAX_FORM_ATTEMPTS):
+        if decision is not None:
+            break
+        notice = ("\n\n**Not accepted:** " + " ".join(problems)) if problems else ""
+        form = pause_flow_run(
+            wait_for_input=ApprovalForm.with_initial_data(
+                description=f"# Approve batch {batch_id}?\n\n{context['markdown']}{notice}",
+            ),
+            timeout=approval_timeout,
+        )
+        outcome = decide_batch_task(warehouse, batch_id, form.model_dump(include=set(ApprovalForm.model_fields)),
+                                    load_settings().approvers)
+        decision, problems = outcome["decision"], outcome["problems"]
+        for problem in problems:
+            logger.warning("Approval not accepted: %s", problem)
+    if decision is None:
+        return "approval-abandoned"
+    if not decision["approved"]:
+        logger.info("Batch %s rejected by %s: nothing changed", batch_id, decision["approver"])
+        return "rejected"
+    committed = commit_task(warehouse, batch_id, decision["approver"], config.outbox_dir)
+    logger.info("Batch %s committed: %s", batch_id, committed)
+    return "committed"

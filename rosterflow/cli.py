@@ -1,0 +1,330 @@
+"""The `rosterflow` command: the same operations as the flows, from a terminal.
+
+Read commands take ``--json``. Writes go through the same stage functions the flows use, so a
+batch started here can be reviewed and approved here, in the Prefect UI, or both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from flows.config import MigrationConfig, RegistrationConfig
+from rosterflow.settings import load_settings
+from tasks.approve import ApprovalError, decide_batch
+from tasks.commit import CommitError, commit_batch, write_teacher_rosters
+from tasks.ingest import BatchTooLarge
+from tasks.pipeline import advance_batch, open_batch
+from tasks.plan import plan_markdown, plan_tables
+from tasks.review import ReviewError, decide_review, review_items
+from tasks.validate import batch_issues
+from warehouse import batches, catalog
+from warehouse.connection import opened
+
+ACTOR_CLI = "cli"
+
+
+def _print(data: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(text if text is not None else data)
+
+
+def _table(frame: pl.DataFrame) -> str:
+    with pl.Config(tbl_rows=200, tbl_cols=20, fmt_str_lengths=60, tbl_hide_dataframe_shape=True):
+        return str(frame)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    with opened(args.warehouse):
+        pass
+    _print({"warehouse": str(args.warehouse)}, args.json, f"Warehouse ready at {args.warehouse}")
+    return 0
+
+
+def cmd_school_add(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        added = catalog.add_schools(con, args.names, args.actor)
+    _print({"added": added}, args.json, f"{added} school(s) added")
+    return 0
+
+
+def cmd_school_list(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        frame = con.sql("SELECT school_id, name FROM schools ORDER BY name").pl()
+    _print(frame.to_dicts(), args.json, _table(frame))
+    return 0
+
+
+def cmd_course_add(args: argparse.Namespace) -> int:
+    courses = {}
+    for item in args.courses:
+        code, _, name = item.partition("=")
+        courses[code] = name or code
+    with opened(args.warehouse) as con:
+        added = catalog.add_courses(con, courses, args.actor)
+    _print({"added": added}, args.json, f"{added} course(s) added")
+    return 0
+
+
+def cmd_course_list(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        frame = con.sql("SELECT course_code, name FROM courses ORDER BY course_code").pl()
+    _print(frame.to_dicts(), args.json, _table(frame))
+    return 0
+
+
+def cmd_subscription_set(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        catalog.set_subscriptions(con, args.type, args.available, args.actor, args.school)
+    _print({"type": args.type, "available": args.available, "school": args.school}, args.json,
+           f"{args.type}: {args.available} available" + (f" at {args.school}" if args.school else " (district)"))
+    return 0
+
+
+def cmd_subscription_list(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        frame = con.sql(
+            "SELECT s.subscription_type, coalesce(sc.name, '(district)') AS school, s.available"
+            " FROM subscriptions s LEFT JOIN schools sc USING (school_id) ORDER BY 1, 2"
+        ).pl()
+    _print(frame.to_dicts(), args.json, _table(frame))
+    return 0
+
+
+def _run(args: argparse.Namespace, mode: str) -> int:
+    files = [str(Path(f).resolve()) for f in args.files]
+    common = {"files": files, "term": args.term, "subscription_type": args.subscription, "sheet": args.sheet,
+              "warehouse_path": str(args.warehouse)}
+    if mode == "migration":
+        config = MigrationConfig(**common, schools=args.school or [], max_removal_share=args.max_removal_share)
+    else:
+        config = RegistrationConfig(**common)
+    with opened(args.warehouse) as con:
+        batch_id = open_batch(con, f"cli:{uuid.uuid4()}", mode, config.model_dump(mode="json"), args.actor)
+        try:
+            result = advance_batch(con, batch_id)
+        except BatchTooLarge as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        issues = batch_issues(con, batch_id)
+    _print(result, args.json, _progress_text(result, issues))
+    return 0
+
+
+def _progress_text(result: dict[str, Any], issues: pl.DataFrame) -> str:
+    batch_id = result["batch_id"]
+    lines = [f"Batch {batch_id}: {result['status']}"]
+    ingest, validated = result["ingest"], result["validate"]
+    lines.append(f"  read {ingest['rows_staged']} rows from {len(ingest['files'])} file(s); "
+                 f"{validated['rows_valid']} valid, {validated['rows_invalid']} with errors, "
+                 f"{validated['warnings']} warning(s)")
+    for error in ingest["file_errors"]:
+        lines.append(f"  FILE ERROR {error['file_name']}: {error['problem']} {error['fix']}")
+    for row in issues.filter(pl.col("severity") == "error").head(20).to_dicts():
+        if row["row"] is not None:
+            lines.append(f"  ERROR {row['file']} sheet {row['sheet']} row {row['row']} column {row['column']}: "
+                         f"{row['value']!r} {row['problem']}. {row['fix']}")
+    match = result["match"]
+    lines.append(f"  matched {match['matched']}, to review {match['review']}, new {match['new']}")
+    if result["review"]["pending"]:
+        lines.append(f"  next: rosterflow review list {batch_id}")
+    elif "plan" in result:
+        plan = result["plan"]
+        lines.append(f"  plan: {plan['students_new']} new students, {plan['enrollments_new']} enrollments, "
+                     f"{plan['removals']} removals, {plan['subscriptions_needed']} subscriptions")
+        lines.append(f"  next: rosterflow plan {batch_id}, then rosterflow approve {batch_id} --approver NAME")
+    return "\n".join(lines)
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    return _run(args, "registration")
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    return _run(args, "migration")
+
+
+def cmd_batch_list(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        frame = con.sql(
+            "SELECT batch_id, mode, term, subscription_type, status, created_at, decided_by FROM batches ORDER BY batch_id"
+        ).pl()
+    _print(frame.to_dicts(), args.json, _table(frame))
+    return 0
+
+
+def cmd_batch_show(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        batch = batches.get_batch(con, args.batch)
+        batch["results"] = {stage: batches.stage_result(con, args.batch, stage) for stage in batch["stages"]}
+        issues = batch_issues(con, args.batch)
+    batch["issues"] = issues.to_dicts()
+    text = json.dumps({k: v for k, v in batch.items() if k != "issues"}, indent=2, default=str)
+    if issues.height:
+        text += "\n\nIssues:\n" + _table(issues)
+    _print(batch, args.json, text)
+    return 0
+
+
+def cmd_issues(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        issues = batch_issues(con, args.batch)
+    _print(issues.to_dicts(), args.json, _table(issues) if issues.height else "No issues.")
+    return 0
+
+
+def cmd_review_list(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        items = review_items(con, args.batch, pending_only=not args.all)
+    if args.json:
+        _print(items, True)
+        return 0
+    if not items:
+        print("Nothing to review.")
+    for item in items:
+        print(f"[{item['review_id']}] {item['first_name']} {item['last_name']}  born {item['date_of_birth']}  "
+              f"ID {item['student_id'] or '-'}  ({item['file_name']}, sheet {item['sheet']}, row {item['excel_row']})")
+        print(f"     why: {item['reason']}   status: {item['status']}" +
+              (f" -> {item['action']} by {item['reviewer']}" if item["action"] else ""))
+        for c in item["candidates"]:
+            print(f"     candidate {c['rank']}: {c['first_name']} {c['last_name']}  born {c['date_of_birth']}  "
+                  f"ID {c['student_id'] or '-'}  {c['school']}  score {c['score']:.0f}: {c['agreement']}")
+    return 0
+
+
+def cmd_review_decide(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        try:
+            result = decide_review(con, args.batch, args.item, args.action, args.reviewer, args.candidate)
+            progress = advance_batch(con, args.batch)
+        except ReviewError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    pending = progress["review"]["pending"]
+    _print({**result, "pending": pending, "status": progress["status"]}, args.json,
+           f"Item {args.item}: {args.action}{' (unchanged)' if not result['changed'] else ''}; {pending} pending")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        progress = advance_batch(con, args.batch)
+        if "plan" not in progress:
+            print(f"error: batch {args.batch} has {progress['review']['pending']} review item(s) pending.",
+                  file=sys.stderr)
+            return 2
+        tables = plan_tables(con, args.batch)
+    summary = progress["plan"]
+    data = {"summary": summary, **{name: frame.to_dicts() for name, frame in tables.items()}}
+    _print(data, args.json, plan_markdown(summary, tables))
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    approve = args.command == "approve"
+    with opened(args.warehouse) as con:
+        try:
+            advance_batch(con, args.batch)
+            decision = decide_batch(con, args.batch, args.approver, approve, args.remove_count,
+                                    args.override_guard, args.comment or "", load_settings().approvers)
+            if not decision["approved"]:
+                _print(decision, args.json, f"Batch {args.batch} rejected by {decision['approver']}: nothing changed.")
+                return 0
+            summary = commit_batch(con, args.batch, decision["approver"])
+            outbox = write_teacher_rosters(con, args.batch, Path(args.outbox))
+        except (ApprovalError, CommitError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    summary["outbox"] = [str(p) for p in outbox]
+    _print(summary, args.json, f"Batch {args.batch} committed: " + json.dumps(summary, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar."""
+    settings = load_settings()
+    parser = argparse.ArgumentParser(prog="rosterflow", description=__doc__.splitlines()[0])
+    parser.add_argument("--warehouse", type=Path, default=settings.warehouse_path, help="DuckDB warehouse file")
+    parser.add_argument("--outbox", type=Path, default=settings.outbox_dir, help="where rosters are written")
+    parser.add_argument("--actor", default=ACTOR_CLI, help="name recorded in the audit log for admin changes")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler, help_text: str, parent=sub, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help_text)
+        p.set_defaults(handler=handler)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print JSON")
+        return p
+
+    command("init", cmd_init, "create the warehouse (or upgrade its schema)")
+    school = sub.add_parser("school", help="schools").add_subparsers(dest="school_command", required=True)
+    command("add", cmd_school_add, "add schools", school).add_argument("names", nargs="+")
+    command("list", cmd_school_list, "list schools", school)
+    course = sub.add_parser("course", help="course catalog").add_subparsers(dest="course_command", required=True)
+    command("add", cmd_course_add, "add courses as CODE=Name", course).add_argument("courses", nargs="+")
+    command("list", cmd_course_list, "list courses", course)
+    subscription = sub.add_parser("subscription", help="subscriptions").add_subparsers(dest="sub_command", required=True)
+    p = command("set", cmd_subscription_set, "set available subscriptions of a type", subscription)
+    p.add_argument("type")
+    p.add_argument("available", type=int)
+    p.add_argument("--school", help="a school's own pool (default: the district's)")
+    command("list", cmd_subscription_list, "list subscriptions", subscription)
+
+    for name, handler, help_text in (("register", cmd_register, "start a batch registration from files"),
+                                     ("migrate", cmd_migrate, "start a yearly migration from files")):
+        p = command(name, handler, help_text)
+        p.add_argument("files", nargs="+")
+        p.add_argument("--term", required=True)
+        p.add_argument("--subscription", required=True, help="subscription type to consume")
+        p.add_argument("--sheet", help="sheet name (default: the one visible roster sheet)")
+        if name == "migrate":
+            p.add_argument("--school", action="append", help="a school the migration covers (repeatable)")
+            p.add_argument("--max-removal-share", type=float, default=0.10)
+
+    batch = sub.add_parser("batch", help="batches").add_subparsers(dest="batch_command", required=True)
+    command("list", cmd_batch_list, "list batches", batch)
+    command("show", cmd_batch_show, "show a batch, its stages and issues", batch).add_argument("batch", type=int)
+    command("issues", cmd_issues, "the validation report of a batch").add_argument("batch", type=int)
+
+    review = sub.add_parser("review", help="the manual-review queue").add_subparsers(dest="review_command", required=True)
+    p = command("list", cmd_review_list, "list review items with their candidates", review)
+    p.add_argument("batch", type=int)
+    p.add_argument("--all", action="store_true", help="include decided items")
+    p = command("decide", cmd_review_decide, "decide one review item", review)
+    p.add_argument("batch", type=int)
+    p.add_argument("item", type=int)
+    p.add_argument("--action", required=True, choices=["link", "new", "exclude"])
+    p.add_argument("--candidate", type=int, help="candidate number, for link")
+    p.add_argument("--reviewer", required=True)
+
+    command("plan", cmd_plan, "show what the batch will do if approved").add_argument("batch", type=int)
+    for name, help_text in (("approve", "approve and commit a batch"), ("reject", "reject a batch")):
+        p = command(name, cmd_approve, help_text)
+        p.add_argument("batch", type=int)
+        p.add_argument("--approver", required=True)
+        p.add_argument("--remove-count", type=int, help="the number of students the plan removes")
+        p.add_argument("--override-guard", action="store_true")
+        p.add_argument("--comment")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `rosterflow` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except batches.BatchNotFound as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
