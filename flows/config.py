@@ -24,6 +24,8 @@ class BatchRunConfig(BaseModel):
                                         description="How long the run waits for reviewers before failing.")
     approval_timeout_hours: float = Field(default=72, gt=0, le=24 * 30,
                                           description="How long the run waits for an approver before failing.")
+    wait_poll_seconds: float = Field(default=10, ge=0.5, le=300,
+                                     description="How often a waiting run checks whether its form was submitted.")
     review_page_size: int = Field(default=20, ge=1, le=200, description="Review items shown per form.")
     match: MatchConfig = Field(default_factory=MatchConfig, description="Matching thresholds and rules.")
 

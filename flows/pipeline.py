@@ -55,6 +55,7 @@ def run_batch(mode: str, config: BatchRunConfig) -> str:
                 decisions=[ReviewChoice(review_id=item["review_id"]) for item in page],
             ),
             timeout=review_timeout,
+            poll_interval=config.wait_poll_seconds,
         )
         problems = apply_review_decisions_task(warehouse, batch_id, [d.model_dump() for d in form.decisions],
                                                form.reviewer)
@@ -80,6 +81,7 @@ def run_batch(mode: str, config: BatchRunConfig) -> str:
                 description=f"# Approve batch {batch_id}?\n\n{context['markdown']}{notice}",
             ),
             timeout=approval_timeout,
+            poll_interval=config.wait_poll_seconds,
         )
         outcome = decide_batch_task(warehouse, batch_id, form.model_dump(include=set(ApprovalForm.model_fields)),
                                     load_settings().approvers)

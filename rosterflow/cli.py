@@ -260,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, handler, help_text: str, parent=sub, json_flag: bool = True) -> argparse.ArgumentParser:
         p = parent.add_parser(name, help=help_text)
         p.set_defaults(handler=handler)
+        # The global options are accepted after the command too, as people type them.
+        p.add_argument("--warehouse", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("--outbox", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("--actor", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         if json_flag:
             p.add_argument("--json", action="store_true", help="print JSON")
         return p
@@ -292,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch = sub.add_parser("batch", help="batches").add_subparsers(dest="batch_command", required=True)
     command("list", cmd_batch_list, "list batches", batch)
     command("show", cmd_batch_show, "show a batch, its stages and issues", batch).add_argument("batch", type=int)
-    command("issues", cmd_issues, "the validation report of a batch").add_argument("batch", type=int)
+    command("issues", cmd_issues, "the validation report of a batch", batch).add_argument("batch", type=int)
 
     review = sub.add_parser("review", help="the manual-review queue").add_subparsers(dest="review_command", required=True)
     p = command("list", cmd_review_list, "list review items with their candidates", review)

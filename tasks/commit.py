@@ -57,6 +57,23 @@ def commit_batch(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str) -> d
     decision = batches.stage_result(con, batch_id, "approve")
     if not decision or not decision.get("approved"):
         raise CommitError(f"Batch {batch_id} is not approved: nothing was changed.")
+    stale = first_row(con.execute(
+        "SELECT list(m.batch_id) FROM commit_markers m, batch_stages p"
+        " WHERE p.batch_id = ? AND p.stage = 'plan' AND m.committed_at > p.finished_at",
+        [batch_id],
+    ))[0]
+    if stale:
+        # Another batch changed the students after this plan was made: its removals and
+        # enrollments may be wrong now. Make the plan again and ask for approval again.
+        with transaction(con):
+            batches.clear_stages(con, batch_id, ("match", "review", "plan", "approve"))
+            batches.set_status(con, batch_id, batches.STATUS_IN_REVIEW)
+            batches.audit(con, actor, "batch.plan_stale", "batch", batch_id, batch_id, {"committed_since": stale})
+        raise CommitError(
+            f"Batch {batch_id}: batches {stale} committed after this plan was made, so it is out of date. "
+            f"Nothing was changed: its rows are matched again; review them if asked, show the plan again "
+            f"(`rosterflow plan {batch_id}`) and approve it again."
+        )
     batch = batches.get_batch(con, batch_id)
     plan = con.sql("SELECT * FROM plan_enrollments WHERE batch_id = $b ORDER BY row_no", params={"b": batch_id}).pl()
 
@@ -234,7 +251,18 @@ def write_teacher_rosters(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_
     return [*paths, confirmation]
 
 
-@task(name="commit", retries=2, retry_delay_seconds=5)
+def _warehouse_busy(task, task_run, state) -> bool:
+    """Retry only when another process holds the warehouse file; every other failure is final."""
+    try:
+        state.result()
+    except duckdb.IOException:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="commit", retries=3, retry_delay_seconds=10, retry_condition_fn=_warehouse_busy)
 def commit_task(warehouse_path: str, batch_id: int, actor: str, outbox_dir: str) -> dict[str, Any]:
     """Prefect task: commit the approved batch (exactly once) and write the teachers' rosters."""
     with opened(warehouse_path) as con:

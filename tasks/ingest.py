@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,25 @@ from schemas.roster import CANONICAL_COLUMNS, StagedRosterRow
 from tasks.spreadsheets import SpreadsheetError, read_roster_file
 from warehouse import batches
 from warehouse.connection import opened, transaction
+
+
+ROSTER_SUFFIXES = (".xlsx", ".xlsm", ".xls")
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """Files named directly are kept as given (a missing one is reported later); a folder or a glob
+    pattern stands for the roster workbooks in it, in name order."""
+    expanded: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            expanded += sorted(str(p) for p in path.iterdir() if p.suffix.lower() in ROSTER_SUFFIXES
+                               and not p.name.startswith("~$"))
+        elif any(ch in raw for ch in "*?["):
+            expanded += sorted(p for p in glob.glob(raw) if Path(p).suffix.lower() in ROSTER_SUFFIXES)
+        else:
+            expanded.append(raw)
+    return expanded
 
 
 class BatchTooLarge(ValueError):
@@ -38,7 +58,12 @@ def ingest_files(
     frames = []
     file_rows = []
     file_issues = []
-    for raw_path in paths:
+    expanded = expand_paths(paths)
+    if not expanded:
+        file_issues.append({"file_name": ", ".join(paths), "sheet": None,
+                            "problem": "no roster files (.xlsx, .xlsm, .xls) were found there.",
+                            "fix": "Upload the sheets to that folder, or name the files."})
+    for raw_path in expanded:
         path = Path(raw_path)
         try:
             sheet_read = read_roster_file(path, sheet=sheet)

@@ -6,6 +6,7 @@ at a time and pause at the gates.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import duckdb
@@ -22,7 +23,12 @@ from warehouse.connection import opened
 
 
 def open_batch(con: duckdb.DuckDBPyConnection, run_key: str, mode: str, config: dict[str, Any], actor: str) -> int:
-    """Create the batch for ``run_key`` (or find it again on a re-run) and return its id."""
+    """Create the batch for ``run_key`` (or find it again on a re-run) and return its id.
+
+    A ``{year}`` in the term is filled with the current year, so a yearly schedule can say
+    "Fall {year}".
+    """
+    config = {**config, "term": config["term"].format(year=dt.date.today().year)}
     return batches.create_or_get_batch(
         con, run_key, mode, config["term"], config["subscription_type"], config, actor
     )

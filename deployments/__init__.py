@@ -1,0 +1,1 @@
+"""Serving the flows to a local Prefect server."""

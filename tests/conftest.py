@@ -1,0 +1,45 @@
+"""Shared fixtures: a real DuckDB file per test, a generated sample district, a real Prefect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rosterflow.sample_district import SampleDistrict, generate_district
+from warehouse import catalog
+from warehouse.connection import opened
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A temporary Prefect server and database for the whole session (~5 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture
+def warehouse_path(tmp_path: Path) -> Path:
+    """A fresh warehouse file, schema applied."""
+    path = tmp_path / "warehouse.duckdb"
+    with opened(path):
+        pass
+    return path
+
+
+@pytest.fixture(scope="session")
+def district(tmp_path_factory: pytest.TempPathFactory) -> SampleDistrict:
+    """The sample district's sheets, generated once with a fixed seed."""
+    return generate_district(tmp_path_factory.mktemp("district"), seed=2026)
+
+
+@pytest.fixture
+def district_warehouse(warehouse_path: Path, district: SampleDistrict) -> Path:
+    """A warehouse holding the sample district's schools, courses and subscriptions."""
+    with opened(warehouse_path) as con:
+        catalog.add_schools(con, list(district.schools), "test")
+        catalog.add_courses(con, district.courses, "test")
+        catalog.set_subscriptions(con, district.subscription_type, district.subscriptions_available, "test")
+    return warehouse_path

@@ -1,0 +1,109 @@
+"""The flows on a real (temporary) Prefect server: pause for review, pause for approval, commit."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.flow_runs import resume_flow_run
+
+from flows.config import MigrationConfig, RegistrationConfig
+from flows.migration import yearly_migration
+from flows.registration import batch_registration
+from warehouse.connection import opened
+
+pytestmark = pytest.mark.slow
+
+
+def _run_in_thread(flow, config) -> tuple[threading.Thread, dict]:
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["status"] = flow(config)
+        except BaseException as error:  # the test asserts on it
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def _wait_for_pause(flow_name: str, known: set, timeout: float = 90) -> tuple[str, str]:
+    """The id of the newest paused run of ``flow_name`` and the key of the input it waits for."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            for run in client.read_flow_runs():
+                if run.state and run.state.is_paused() and (run.id, run.state.id) not in known:
+                    flow = client.read_flow(run.flow_id)
+                    if flow.name == flow_name:
+                        known.add((run.id, run.state.id))
+                        return str(run.id), run.state.state_details.run_input_keyset["description"]
+            time.sleep(0.5)
+    raise AssertionError(f"no paused run of {flow_name} within {timeout} s")
+
+
+def _description(flow_run_id: str, key: str) -> str:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run_input(flow_run_id, key)
+
+
+def _run_state(flow_run_id: str):
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))[0].state
+
+
+def test_migration_flow_waits_for_review_and_approval_then_commits(prefect_server, district, district_warehouse: Path,
+                                                                    tmp_path: Path):
+    seen: set = set()
+    registration = RegistrationConfig(files=[str(p) for p in district.registration_files],
+                                      term=district.registration_term, subscription_type=district.subscription_type,
+                                      warehouse_path=str(district_warehouse), outbox_dir=str(tmp_path / "outbox"),
+                                      wait_poll_seconds=1)
+    thread, outcome = _run_in_thread(batch_registration, registration)
+    run_id, _ = _wait_for_pause("batch-registration", seen)
+    # While the run waits, nothing holds the warehouse: another process-level open succeeds.
+    with opened(district_warehouse) as con:
+        assert con.execute("SELECT status FROM batches").fetchall() == [("awaiting_approval",)]
+    resume_flow_run(run_id, run_input={"approver": "Pat Admin", "approve": True})
+    thread.join(120)
+    assert outcome == {"status": "committed"}
+
+    migration = MigrationConfig(files=[str(p) for p in district.migration_files], term=district.migration_term,
+                                subscription_type=district.subscription_type, warehouse_path=str(district_warehouse),
+                                outbox_dir=str(tmp_path / "outbox"), wait_poll_seconds=1)
+    thread, outcome = _run_in_thread(yearly_migration, migration)
+    run_id, key = _wait_for_pause("yearly-migration", seen)
+    description = _description(run_id, key)
+    assert "rows need a decision" in description and "candidate 1" in description
+    with opened(district_warehouse) as con:
+        items = [r[0] for r in con.execute("SELECT review_id FROM review_items WHERE status = 'pending'").fetchall()]
+    assert items
+    resume_flow_run(run_id, run_input={
+        "reviewer": "Rita Reviewer",
+        "decisions": [{"review_id": item, "action": "link", "candidate": 1} for item in items],
+    })
+
+    run_id, key = _wait_for_pause("yearly-migration", seen)
+    assert "students to remove" in _description(run_id, key)
+    # A wrong acknowledgement is refused and the run asks again.
+    resume_flow_run(run_id, run_input={"approver": "Pat Admin", "approve": True, "removals_acknowledged": 999})
+    run_id, key = _wait_for_pause("yearly-migration", seen)
+    assert "Not accepted" in _description(run_id, key)
+    with opened(district_warehouse) as con:
+        removals = con.execute("SELECT count(*) FROM plan_removals WHERE batch_id = 2").fetchall()[0][0]
+        assert con.execute("SELECT count(*) FROM students WHERE status = 'deleted'").fetchall()[0][0] == 0
+    resume_flow_run(run_id, run_input={"approver": "Pat Admin", "approve": True, "removals_acknowledged": removals})
+    thread.join(120)
+    assert outcome == {"status": "committed"}
+    assert _run_state(run_id).is_completed()
+    with opened(district_warehouse) as con:
+        assert con.execute("SELECT count(*) FROM students WHERE status = 'deleted'").fetchall()[0][0] == removals
+        audit = dict(con.execute("SELECT action, count(*) FROM audit_log GROUP BY action").fetchall())
+    assert audit["review.decide"] == len(items)
+    assert audit["batch.approve"] == 2 and audit["student.remove"] == removals
