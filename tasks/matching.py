@@ -167,7 +167,7 @@ def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
                         pl.col("date_of_birth").alias("dob_ex")),
         on="student_key",
     )
-    scores, agreements, dobs = [], [], []
+    scores, agreements, dobs, exact_names = [], [], [], []
     for first_in, last_in, dob_in, first_ex, last_ex, dob_ex in joined.select(
         "first_key", "last_key", "dob_in", "first_ex", "last_ex", "dob_ex"
     ).iter_rows():
@@ -177,7 +177,9 @@ def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
         scores.append(None if penalty is None else max(name_score - penalty, 0.0))
         agreements.append(f"{name_text}; date of birth {dob}")
         dobs.append(dob)
+        exact_names.append(sorted(f"{first_in} {last_in}".split()) == sorted(f"{first_ex} {last_ex}".split()))
     return joined.with_columns(
+        exact_name=pl.Series(exact_names, dtype=pl.Boolean),
         score=pl.Series(scores, dtype=pl.Float64),
         agreement=pl.Series(agreements, dtype=pl.String),
         dob=pl.Series(dobs, dtype=pl.String),
@@ -238,7 +240,7 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
     )
     for row_no, group in scored.group_by("row_no", maintain_order=True):
         row_no = row_no[0]
-        candidates = group.head(config.max_candidates).select("student_key", "score", "agreement", "dob", "first_key", "first_ex").to_dicts()
+        candidates = group.head(config.max_candidates).select("student_key", "score", "agreement", "dob", "exact_name").to_dicts()
         candidate_lists[row_no] = candidates
         best = candidates[0]
         second = candidates[1]["score"] if len(candidates) > 1 else None
@@ -249,8 +251,8 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
             reason = f"date of birth {best['dob']}: a fuzzy link needs the same date of birth"
         elif second is not None and best["score"] - second < config.min_margin:
             reason = f"two candidates are close ({best['score']:.0f} and {second:.0f})"
-        elif best["student_key"] in twin_keys and best["first_key"] != best["first_ex"]:
-            reason = "a twin or sibling shares the last name and date of birth, and the first name is not identical"
+        elif best["student_key"] in twin_keys and not best["exact_name"]:
+            reason = "a twin or sibling shares the last name and date of birth, and the name is not identical"
         if reason:
             decided[row_no] = _decision(row_no, "review", None, "fuzzy", best["score"], reason)
         else:

@@ -148,7 +148,9 @@ def _find_header(frame: pl.DataFrame) -> tuple[int, dict[int, str]] | None:
             column = _ALIAS_TO_COLUMN.get(normalize_header(cell))
             if column and column not in mapping.values():
                 mapping[position] = column
-        if {"student_first", "student_last"} <= set(mapping.values()) and len(mapping) >= 3:
+        # Four known headers mark the header row even when one is misspelt, so a typo is reported
+        # as the missing column it is rather than as "no header".
+        if len(mapping) >= 4:
             return index, mapping
     return None
 
@@ -164,7 +166,8 @@ def read_roster_file(path: Path, sheet: str | None = None) -> SheetRead:
     file_format = detect_format(path)
     sha256 = file_sha256(path)
     try:
-        reader = fastexcel.read_excel(path)
+        # From bytes, the reader decides the format by content, so an .xlsx named .xls still opens.
+        reader = fastexcel.read_excel(path.read_bytes())
     except Exception as error:  # calamine's errors name the format problem; pass it on with the file
         raise SpreadsheetError(
             path.name, None, f"the workbook cannot be opened ({error}).",
@@ -196,7 +199,7 @@ def read_roster_file(path: Path, sheet: str | None = None) -> SheetRead:
         hidden = f" ({'; '.join(warnings)})" if warnings else ""
         raise SpreadsheetError(
             path.name, sheet,
-            f"no sheet has a roster header row with at least Student First Name and Student Last Name{hidden}.",
+            f"no sheet has a roster header row (at least four of the template's column names){hidden}.",
             "Use the rosterflow template (`rosterflow template`) and keep its header row.",
         )
     if len(candidates) > 1:

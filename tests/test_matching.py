@@ -1,0 +1,103 @@
+"""The matcher on small frames: each hard case decides as a careful person would."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from tasks.matching import MatchConfig, dob_agreement, match_rows, nickname_equivalent
+
+D = dt.date(2012, 5, 4)
+PERSON_SCHEMA = {"first_name": pl.String, "last_name": pl.String, "date_of_birth": pl.Date,
+                 "student_id": pl.String, "ssid": pl.String, "other_id": pl.String}
+
+
+def people(key: str, rows: list[dict]) -> pl.DataFrame:
+    full = [{"student_id": None, "ssid": None, "other_id": None, "date_of_birth": D, **row} for row in rows]
+    return pl.DataFrame(full, schema={key: pl.Int64, **PERSON_SCHEMA})
+
+
+EXISTING = people("student_key", [
+    {"student_key": 1, "first_name": "Robert", "last_name": "Nguyen", "student_id": "A1"},
+    {"student_key": 2, "first_name": "Ana", "last_name": "Silva", "date_of_birth": dt.date(2013, 1, 2)},
+    {"student_key": 3, "first_name": "Ava", "last_name": "Silva", "date_of_birth": dt.date(2013, 1, 2)},
+    {"student_key": 4, "first_name": "José", "last_name": "Peña", "date_of_birth": dt.date(2011, 7, 8)},
+    {"student_key": 5, "first_name": "Mia", "last_name": "Clark", "date_of_birth": dt.date(2014, 3, 9), "ssid": "S9"},
+])
+
+
+def decide(rows: list[dict], existing: pl.DataFrame = EXISTING, config: MatchConfig | None = None) -> dict:
+    incoming = people("row_no", [{"row_no": i + 1, **row} for i, row in enumerate(rows)])
+    result = match_rows(incoming, existing, config)
+    assert result.height == len(rows)  # one decision per row, always
+    return {r["row_no"]: r for r in result.to_dicts()}
+
+
+def test_exact_id_links_even_with_a_nickname():
+    got = decide([{"first_name": "Bob", "last_name": "Nguyen", "student_id": "A1"}])[1]
+    assert (got["decision"], got["student_key"], got["rule"]) == ("matched", 1, "student_id")
+
+
+def test_an_id_on_someone_else_goes_to_review():
+    got = decide([{"first_name": "Zed", "last_name": "Quill", "student_id": "A1",
+                   "date_of_birth": dt.date(2001, 12, 30)}])[1]
+    assert got["decision"] == "review" and "someone else" in got["explanation"]
+
+
+def test_nickname_without_id_links_on_name_and_birth_date():
+    got = decide([{"first_name": "Bob", "last_name": "Nguyen"}])[1]
+    assert (got["decision"], got["student_key"]) == ("matched", 1)
+
+
+def test_swapped_names_and_accents_link():
+    got = decide([{"first_name": "Silva", "last_name": "Ana", "date_of_birth": dt.date(2013, 1, 2)},
+                   {"first_name": "Jose", "last_name": "Pena", "date_of_birth": dt.date(2011, 7, 8)},
+                   {"first_name": "Jose\u0301", "last_name": "Pen\u0303a", "date_of_birth": dt.date(2011, 7, 8)}])
+    assert got[1]["student_key"] == 2 and got[1]["decision"] == "matched"
+    assert got[2]["student_key"] == 4 and got[3]["student_key"] == 4
+
+
+def test_a_twin_is_never_linked_on_a_near_first_name():
+    got = decide([{"first_name": "Aya", "last_name": "Silva", "date_of_birth": dt.date(2013, 1, 2)}])[1]
+    assert got["decision"] == "review"
+    assert {c["student_key"] for c in got["candidates"]} == {2, 3}
+
+
+def test_a_birth_date_far_off_is_a_new_student_not_a_link():
+    got = decide([{"first_name": "Mia", "last_name": "Clark", "date_of_birth": dt.date(2009, 11, 20)}])[1]
+    assert got["decision"] == "new"
+
+
+def test_a_typo_birth_date_goes_to_review_with_the_candidate():
+    got = decide([{"first_name": "Mia", "last_name": "Clark", "date_of_birth": dt.date(2014, 9, 3)}])[1]
+    assert got["decision"] == "review" and got["candidates"][0]["student_key"] == 5
+    assert "typo" in got["candidates"][0]["agreement"]
+
+
+def test_one_student_claimed_by_two_people_sends_both_to_review():
+    got = decide([{"first_name": "Mia", "last_name": "Clark", "ssid": "S9"},
+                   {"first_name": "Mia", "last_name": "Clark", "date_of_birth": dt.date(2014, 3, 9)}])
+    assert got[1]["decision"] == got[2]["decision"] == "review"
+
+
+def test_one_person_in_two_classes_links_both_rows():
+    got = decide([{"first_name": "Bob", "last_name": "Nguyen", "student_id": "A1"},
+                  {"first_name": "Bob", "last_name": "Nguyen", "student_id": "A1"}])
+    assert got[1]["student_key"] == got[2]["student_key"] == 1
+
+
+def test_thresholds_are_configuration():
+    strict = MatchConfig(auto_link_score=100, min_margin=0)
+    got = decide([{"first_name": "Robrt", "last_name": "Nguyen"}], config=strict)[1]
+    assert got["decision"] == "review"
+    assert decide([{"first_name": "Robrt", "last_name": "Nguyen"}])[1]["decision"] == "matched"
+
+
+def test_helpers():
+    assert nickname_equivalent("bob", "robert") and nickname_equivalent("bobby", "rob")
+    assert not nickname_equivalent("ana", "ava")
+    assert dob_agreement(dt.date(2012, 5, 4), dt.date(2012, 4, 5)) == "typo"
+    assert dob_agreement(dt.date(2012, 5, 4), dt.date(2012, 5, 14)) == "typo"
+    assert dob_agreement(dt.date(2012, 5, 4), dt.date(2010, 1, 1)) == "different"
+    assert dob_agreement(None, dt.date(2010, 1, 1)) == "missing"

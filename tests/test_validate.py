@@ -1,0 +1,99 @@
+"""Validation: every problem reported with file, sheet, row, column and a fix; no row lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tasks.ingest import ingest_files
+from tasks.pipeline import open_batch
+from tasks.validate import batch_issues, validate_batch
+from tests.sheets import roster_row, write_roster
+from warehouse import catalog
+from warehouse.connection import opened
+
+
+@pytest.fixture
+def validated(tmp_path: Path, warehouse_path: Path):
+    """Ingest and validate one sheet of rows; return (result, issues, valid rows)."""
+
+    def run(rows: list[list]) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
+        path = write_roster(tmp_path / "roster.xlsx", rows)
+        with opened(warehouse_path) as con:
+            catalog.add_schools(con, ["ABC High School", "Summerwind High School"], "test")
+            catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "test")
+            config = {"files": [str(path)], "term": "Fall 2026", "subscription_type": "K12"}
+            batch_id = open_batch(con, "test", "registration", config, "test")
+            ingest_files(con, batch_id, [str(path)])
+            result = validate_batch(con, batch_id)
+            issues = batch_issues(con, batch_id)
+            valid = con.sql("SELECT * FROM valid_rows ORDER BY row_no").pl()
+        return result, issues, valid
+
+    return run
+
+
+def _problem(issues: pl.DataFrame, row: int, column: str) -> str:
+    found = issues.filter((pl.col("row") == row) & (pl.col("column") == column))
+    assert found.height, f"no issue at row {row} column {column}: {issues.to_dicts()}"
+    return found["problem"][0]
+
+
+def test_each_bad_cell_is_reported_at_its_row_and_column(validated):
+    result, issues, valid = validated([
+        roster_row(first="Good", student_id="1"),
+        roster_row(first="Amb", student_id="2", dob="03/04/2015"),
+        roster_row(first="Serial", student_id="3", dob="42000"),
+        roster_row(first="Mail", student_id="4", email="not-an-email"),
+        roster_row(first="Where", student_id="5", school="Nowhere High"),
+        roster_row(first="Course", student_id="6", course="CALC9"),
+        roster_row(first="", student_id="7"),
+        roster_row(first="Grade", student_id="8", grade="15"),
+    ])
+    assert result["rows_staged"] == 8 and result["rows_valid"] == 1 and result["rows_invalid"] == 7
+    assert valid["first_name"].to_list() == ["Good"]
+    assert "ambiguous" in _problem(issues, 3, "date_of_birth")
+    assert "bare number" in _problem(issues, 4, "date_of_birth")
+    assert "not an email" in _problem(issues, 5, "teacher_email")
+    assert "known schools: ABC High School, Summerwind High School" in _problem(issues, 6, "school")
+    assert "catalog" in _problem(issues, 7, "course_code")
+    assert "required" in _problem(issues, 8, "student_first")
+    assert "grade" in _problem(issues, 9, "grade")
+    located = issues.filter(pl.col("row") == 3).row(0, named=True)
+    assert located["file"] == "roster.xlsx" and located["sheet"] == "Roster" and located["fix"]
+
+
+def test_cross_row_rules(validated):
+    _, issues, valid = validated([
+        roster_row(first="Ana", student_id="1"),
+        roster_row(first="Ana", student_id="1"),  # the same student twice in one class
+        roster_row(first="Ben", student_id="2", email="t@example.org", teacher=("Tom", "Hill")),
+        roster_row(first="Cal", student_id="3", email="t@example.org", teacher=("Thomas", "Hill")),
+        roster_row(first="Dee", last="One", student_id="9", period="Period 2"),
+        roster_row(first="Eve", last="Two", student_id="9", period="Period 3"),  # one ID, two people
+    ])
+    assert "repeats the same student in the same class as Excel row 2" in _problem(issues, 3, "student_last")
+    assert "two different teacher names" in _problem(issues, 4, "teacher_email")
+    assert "two different teacher names" in _problem(issues, 5, "teacher_email")
+    assert "two different students" in _problem(issues, 6, "student_id")
+    assert "two different students" in _problem(issues, 7, "student_id")
+    assert valid["first_name"].to_list() == ["Ana"]
+
+
+def test_cleaning_normalizes_and_warns_but_keeps_the_row(validated):
+    result, issues, valid = validated([
+        roster_row(first="Jose\u0301", last="\u00a0Pe\u200bña ", student_id="1", grade="07"),
+        roster_row(first="=HYPERLINK(\"x\")", student_id="2"),
+    ])
+    assert result["rows_valid"] == 2
+    assert valid["first_name"][0] == "José" and valid["last_name"][0] == "Peña" and valid["grade"][0] == "7"
+    assert "invisible" in _problem(issues, 2, "student_last")
+    assert "formula" in _problem(issues, 3, "student_first")
+    assert set(issues["severity"]) == {"warning"}
+
+
+def test_ids_reformatted_by_excel_are_flagged(validated):
+    _, issues, _ = validated([roster_row(student_id="1.23456789012346E+18")])
+    assert "digits may be lost" in _problem(issues, 2, "student_id")
