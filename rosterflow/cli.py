@@ -119,6 +119,17 @@ def _run(args: argparse.Namespace, mode: str) -> int:
     return 0
 
 
+def issue_lines(issues: pl.DataFrame) -> list[str]:
+    """One line per issue: severity, file, sheet, row, column, value, problem and fix."""
+    lines = []
+    for row in issues.to_dicts():
+        where = f"{row['file']}" + (f" sheet {row['sheet']}" if row["sheet"] else "")
+        if row["row"] is not None:
+            where += f" row {row['row']} column {row['column']}: {row['value']!r}"
+        lines.append(f"{row['severity'].upper()} {where} {row['problem']}. {row['fix']}")
+    return lines
+
+
 def _progress_text(result: dict[str, Any], issues: pl.DataFrame) -> str:
     batch_id = result["batch_id"]
     lines = [f"Batch {batch_id}: {result['status']}"]
@@ -128,10 +139,10 @@ def _progress_text(result: dict[str, Any], issues: pl.DataFrame) -> str:
                  f"{validated['warnings']} warning(s)")
     for error in ingest["file_errors"]:
         lines.append(f"  FILE ERROR {error['file_name']}: {error['problem']} {error['fix']}")
-    for row in issues.filter(pl.col("severity") == "error").head(20).to_dicts():
-        if row["row"] is not None:
-            lines.append(f"  ERROR {row['file']} sheet {row['sheet']} row {row['row']} column {row['column']}: "
-                         f"{row['value']!r} {row['problem']}. {row['fix']}")
+    errors = issues.filter((pl.col("severity") == "error") & pl.col("row").is_not_null())
+    lines += ["  " + line for line in issue_lines(errors.head(20))]
+    if errors.height > 20:
+        lines.append(f"  ... {errors.height - 20} more: rosterflow batch issues {batch_id}")
     match = result["match"]
     lines.append(f"  matched {match['matched']}, to review {match['review']}, new {match['new']}")
     if result["review"]["pending"]:
@@ -169,7 +180,7 @@ def cmd_batch_show(args: argparse.Namespace) -> int:
     batch["issues"] = issues.to_dicts()
     text = json.dumps({k: v for k, v in batch.items() if k != "issues"}, indent=2, default=str)
     if issues.height:
-        text += "\n\nIssues:\n" + _table(issues)
+        text += "\n\nIssues:\n" + "\n".join(issue_lines(issues))
     _print(batch, args.json, text)
     return 0
 
@@ -177,7 +188,7 @@ def cmd_batch_show(args: argparse.Namespace) -> int:
 def cmd_issues(args: argparse.Namespace) -> int:
     with opened(args.warehouse) as con:
         issues = batch_issues(con, args.batch)
-    _print(issues.to_dicts(), args.json, _table(issues) if issues.height else "No issues.")
+    _print(issues.to_dicts(), args.json, "\n".join(issue_lines(issues)) if issues.height else "No issues.")
     return 0
 
 
@@ -325,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except batches.BatchNotFound as error:
+    except (ValueError, LookupError) as error:
+        # Domain errors (unknown batch, school, bad decision) carry a message meant for the user.
         print(f"error: {error}", file=sys.stderr)
         return 2
 

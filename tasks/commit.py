@@ -110,7 +110,7 @@ def commit_batch(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str) -> d
             new_student_key=pl.Series(_next_ids(con, "student_seq", new_people.height), dtype=pl.Int64),
             login_name=pl.Series(logins, dtype=pl.String),
             password=pl.Series(passwords, dtype=pl.String),
-            password_hash=pl.Series([credentials.hash_password(p) for p in passwords], dtype=pl.String),
+            password_hash=pl.Series(credentials.hash_passwords(passwords), dtype=pl.String),
         )
         _insert(con, "students", new_people.select(
             pl.col("new_student_key").alias("student_key"), "first_name", "last_name", "student_id", "ssid",

@@ -222,7 +222,8 @@ def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, A
     )
     issues = pl.concat(
         [cleaning_issues, contract_issues(frame), relational_issues(frame, schools, courses)], how="vertical"
-    ).unique(subset=["row_no", "column_name", "problem"], keep="first")
+    ).unique(subset=["row_no", "column_name", "severity"], keep="first", maintain_order=True)
+    # One error per cell: the specific cleaning message wins over the contract's generic one.
     error_rows = issues.filter(pl.col("severity") == "error")["row_no"].unique().implode()
     valid = frame.filter(~pl.col("row_no").is_in(error_rows)).select(
         pl.lit(batch_id, pl.Int64).alias("batch_id"), "row_no", "school_id", "teacher_first", "teacher_last",

@@ -1,0 +1,74 @@
+"""The `rosterflow` command line, as a data team, a reviewer and an administrator use it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rosterflow.cli import main
+
+
+@pytest.fixture
+def run(tmp_path: Path, capsys):
+    """Run one command against a warehouse in tmp_path; return (exit code, stdout, stderr)."""
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        code = main(["--warehouse", str(tmp_path / "w.duckdb"), "--outbox", str(tmp_path / "outbox"), *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return invoke
+
+
+def test_registration_then_migration_with_review_and_approval(run, district):
+    assert run("init")[0] == 0
+    run("school", "add", *district.schools)
+    run("course", "add", *[f"{c}={n}" for c, n in district.courses.items()])
+    run("subscription", "set", district.subscription_type, "500")
+    code, out, _ = run("register", *map(str, district.registration_files), "--term", district.registration_term,
+                       "--subscription", district.subscription_type, "--json")
+    batch = json.loads(out)
+    assert code == 0 and batch["status"] == "awaiting_approval"
+    code, out, _ = run("plan", str(batch["batch_id"]), "--json")
+    assert json.loads(out)["summary"]["subscriptions_needed"] == 108
+    code, out, _ = run("approve", str(batch["batch_id"]), "--approver", "Pat Admin", "--json")
+    assert code == 0 and json.loads(out)["students_created"] == 108
+
+    code, out, _ = run("migrate", *map(str, district.migration_files), "--term", district.migration_term,
+                       "--subscription", district.subscription_type, "--json")
+    migration = json.loads(out)["batch_id"]
+    code, out, _ = run("batch", "issues", str(migration))
+    assert "ERROR migration-summerwind-high-school.xlsx sheet Roster row 9 column date_of_birth" in out
+    items = json.loads(run("review", "list", str(migration), "--json")[1])
+    assert items and all(item["candidates"] for item in items)
+    # Approving with items pending is refused, and says why.
+    code, _, err = run("approve", str(migration), "--approver", "Pat Admin")
+    assert code == 2 and "no plan yet" in err
+    for item in items:
+        code, out, _ = run("review", "decide", str(migration), str(item["review_id"]), "--action", "link",
+                           "--candidate", "1", "--reviewer", "Rita Reviewer")
+        assert code == 0
+    # The same decision again is a no-op.
+    code, out, _ = run("review", "decide", str(migration), str(items[0]["review_id"]), "--action", "link",
+                       "--candidate", "1", "--reviewer", "Rita Reviewer")
+    assert "(unchanged)" in out
+    plan = json.loads(run("plan", str(migration), "--json")[1])["summary"]
+    code, _, err = run("approve", str(migration), "--approver", "Pat Admin", "--remove-count", "0")
+    assert code == 2 and f"removes {plan['removals']} students" in err
+    code, out, _ = run("approve", str(migration), "--approver", "Pat Admin", "--remove-count", str(plan["removals"]),
+                       "--json")
+    committed = json.loads(out)
+    assert code == 0 and committed["students_removed"] == plan["removals"]
+    assert any(path.endswith(".xlsx") for path in committed["outbox"])
+    shown = json.loads(run("batch", "show", str(migration), "--json")[1])
+    assert shown["status"] == "committed" and shown["decided_by"] == "Pat Admin"
+
+
+def test_errors_are_messages_not_tracebacks(run):
+    run("init")
+    code, _, err = run("batch", "show", "42")
+    assert code == 2 and "No batch 42" in err
+    code, _, err = run("subscription", "set", "K12", "5", "--school", "Nowhere")
+    assert code == 2 and "No school named 'Nowhere'" in err

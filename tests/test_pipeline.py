@@ -1,0 +1,179 @@
+"""A year of the sample district through every stage, checked against the generator's truth."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tasks.approve import ApprovalError, decide_batch
+from tasks.commit import CommitError, commit_batch, write_teacher_rosters
+from tasks.credentials import CLASS_CODE_ALPHABET, verify_password
+from tasks.pipeline import advance_batch
+from tests.batch_helpers import approve_and_commit, link_all_reviews, start
+from warehouse.connection import opened
+
+
+def _students(warehouse: Path) -> pl.DataFrame:
+    with opened(warehouse) as con:
+        return con.sql("SELECT * FROM students ORDER BY student_key").pl()
+
+
+@pytest.fixture
+def registered(district, district_warehouse: Path) -> Path:
+    """The district after its first-year registration is committed."""
+    progress = start(district_warehouse, "registration", district.registration_files, district.registration_term,
+                     district.subscription_type)
+    assert progress["status"] == "awaiting_approval"
+    approve_and_commit(district_warehouse, progress["batch_id"])
+    return district_warehouse
+
+
+def test_registration_creates_classes_teachers_students_and_uses_subscriptions(district, registered: Path):
+    with opened(registered) as con:
+        classes = con.sql("SELECT * FROM classes").pl()
+        teachers = con.sql("SELECT * FROM teachers").pl()
+        credentials = con.sql("SELECT * FROM issued_credentials").pl()
+        available = con.execute("SELECT available FROM subscriptions").fetchall()[0][0]
+        enrollments = con.execute("SELECT count(*) FROM enrollments").fetchall()[0][0]
+    students = _students(registered)
+    assert students.height == 108 and set(students["status"]) == {"active"}
+    assert classes.height == 12 and teachers.height == 6 and enrollments == 108
+    assert available == district.subscriptions_available - 108
+    code = re.compile(f"^[{CLASS_CODE_ALPHABET}]{{5}}-[{CLASS_CODE_ALPHABET}]{{5}}$")
+    assert all(code.match(c) for c in classes["class_code"]) and classes["class_code"].n_unique() == 12
+    assert set(classes["class_name"]) >= {"Fall 2025 - Period 1"}
+    assert students["login_name"].n_unique() == 108
+    joined = credentials.join(students, on="student_key")
+    assert all(verify_password(p, h) for p, h in joined.select("password", "password_hash").rows())
+    assert not any(h == p for p, h in joined.select("password", "password_hash").rows())
+
+
+def test_migration_links_everyone_removes_only_leavers_and_holds_the_school_with_an_invalid_row(district,
+                                                                                                 registered: Path):
+    before = _students(registered)
+    progress = start(registered, "migration", district.migration_files, district.migration_term,
+                     district.subscription_type)
+    assert progress["status"] == "in_review" and progress["match"]["review"] >= 1
+    assert progress["validate"]["rows_invalid"] == 1
+    progress = link_all_reviews(registered, progress["batch_id"])
+    plan = progress["plan"]
+    held = set(plan["held_schools"])
+    assert held == {"Summerwind High School"}
+    summary = approve_and_commit(registered, progress["batch_id"])
+
+    after = _students(registered)
+    truth = district.truth.join(before.select("student_id", "student_key"), on="student_id", how="left")
+    by_fate = {fate: group for (fate,), group in truth.group_by("fate")}
+    status = dict(after.select("student_key", "status").rows())
+    leavers = by_fate["leaver"]
+    removed = {k for k, s in status.items() if s == "deleted"}
+    expected_removed = set(leavers.filter(~pl.col("school").is_in(list(held)))["student_key"])
+    assert removed == expected_removed and summary["students_removed"] == len(expected_removed)
+    # Nobody who stayed got a second account: every returning person still has exactly one.
+    stayed = truth.filter(~pl.col("fate").is_in(["leaver", "newcomer"]))
+    assert all(status[k] == "active" for k in stayed["student_key"])
+    names = after.group_by(pl.col("last_name").str.to_lowercase(), "date_of_birth").len()
+    assert names["len"].max() == 1 or _only_twins(after)
+    newcomers = by_fate["newcomer"].filter(~pl.col("school").is_in(list(held)))
+    assert summary["students_created"] == newcomers.height
+    # Names are never changed from a sheet: the nickname row left the registered name alone.
+    nickname = by_fate["nickname"]["student_key"].to_list()
+    assert after.filter(pl.col("student_key").is_in(nickname))["first_name"].to_list() == \
+        before.filter(pl.col("student_key").is_in(nickname))["first_name"].to_list()
+
+
+def _only_twins(students: pl.DataFrame) -> bool:
+    shared = students.group_by(pl.col("last_name").str.to_lowercase(), "date_of_birth").agg(
+        pl.col("first_name").n_unique().alias("firsts"), pl.len().alias("n"))
+    return bool((shared.filter(pl.col("n") > 1)["firsts"] == shared.filter(pl.col("n") > 1)["n"]).all())
+
+
+def test_commit_is_exactly_once_and_a_rejected_batch_changes_nothing(district, registered: Path, tmp_path: Path):
+    progress = start(registered, "migration", district.migration_files[:1], district.migration_term,
+                     district.subscription_type)
+    batch_id = progress["batch_id"]
+    link_all_reviews(registered, batch_id)
+    before = _students(registered)
+    with opened(registered) as con:
+        decide_batch(con, batch_id, "Pat Admin", False)
+        with pytest.raises(CommitError, match="not approved"):
+            commit_batch(con, batch_id, "Pat Admin")
+    assert _students(registered).equals(before)
+
+    second = start(registered, "migration", district.migration_files[:1], district.migration_term,
+                   district.subscription_type)
+    link_all_reviews(registered, second["batch_id"])
+    first = approve_and_commit(registered, second["batch_id"])
+    with opened(registered) as con:
+        again = commit_batch(con, second["batch_id"], "Pat Admin")
+        rosters = write_teacher_rosters(con, second["batch_id"], tmp_path / "outbox")
+    assert again == {**first, "already_committed": True}
+    assert any(p.suffix == ".xlsx" for p in rosters)
+
+
+def test_approval_needs_the_typed_removal_count_and_a_known_approver(district, registered: Path):
+    progress = start(registered, "migration", district.migration_files[:2], district.migration_term,
+                     district.subscription_type)
+    progress = link_all_reviews(registered, progress["batch_id"])
+    batch_id, removals = progress["batch_id"], progress["plan"]["removals"]
+    assert removals > 0
+    with opened(registered) as con:
+        with pytest.raises(ApprovalError, match=f"removes {removals} students"):
+            decide_batch(con, batch_id, "Pat Admin", True, removals + 1)
+        with pytest.raises(ApprovalError, match="not an approver"):
+            decide_batch(con, batch_id, "Mallory", True, removals, allowed_approvers=("Pat Admin",))
+        assert decide_batch(con, batch_id, "Pat Admin", True, removals)["approved"]
+
+
+def test_a_plan_made_before_another_commit_is_refused(district, registered: Path):
+    one = link_all_reviews(registered, start(registered, "migration", district.migration_files[:1],
+                                             district.migration_term, district.subscription_type)["batch_id"])
+    two = link_all_reviews(registered, start(registered, "migration", district.migration_files[1:2],
+                                             district.migration_term, district.subscription_type)["batch_id"])
+    with opened(registered) as con:
+        decide_batch(con, two["batch_id"], "Pat Admin", True, two["plan"]["removals"])
+    approve_and_commit(registered, one["batch_id"])
+    with opened(registered) as con:
+        with pytest.raises(CommitError, match="out of date"):
+            commit_batch(con, two["batch_id"], "Pat Admin")
+        again = advance_batch(con, two["batch_id"])
+    assert "plan" in again or again["review"]["pending"] > 0
+
+
+def test_a_header_typo_or_an_empty_sheet_removes_nobody(district, registered: Path, tmp_path: Path):
+    from tests.sheets import TEMPLATE_HEADER, write_roster
+
+    typo = write_roster(tmp_path / "typo.xlsx", [], header=[h.replace("Student Last", "Studnet Last")
+                                                           for h in TEMPLATE_HEADER])
+    progress = start(registered, "migration", [typo], district.migration_term, district.subscription_type,
+                     schools=["ABC High School"])
+    assert progress["plan"]["removals"] == 0 and progress["plan"]["blockers"]
+    assert progress["status"] == "held"
+
+    empty = write_roster(tmp_path / "empty.xlsx", [])
+    progress = start(registered, "migration", [empty], district.migration_term, district.subscription_type,
+                     schools=["ABC High School"])
+    plan = progress["plan"]
+    assert plan["guard"] and plan["guard"][0]["reason"].startswith("the school has active students and no rows")
+    with opened(registered) as con:
+        with pytest.raises(ApprovalError, match="guard"):
+            decide_batch(con, progress["batch_id"], "Pat Admin", True, plan["removals"])
+
+
+def test_a_removed_student_who_comes_back_is_restored_not_created(district, registered: Path):
+    first = link_all_reviews(registered, start(registered, "migration", district.migration_files[:1],
+                                               district.migration_term, district.subscription_type)["batch_id"])
+    approve_and_commit(registered, first["batch_id"])
+    removed = _students(registered).filter(pl.col("status") == "deleted")
+    assert removed.height >= 1
+    # Next year the registration sheet (which still lists the leavers) comes in as the migration.
+    back = link_all_reviews(registered, start(registered, "migration", district.registration_files[:1],
+                                              "Fall 2027", district.subscription_type)["batch_id"])
+    assert back["plan"]["students_restored"] == removed.height
+    summary = approve_and_commit(registered, back["batch_id"], override=bool(back["plan"]["guard"]))
+    assert summary["students_restored"] == removed.height
+    restored = _students(registered).filter(pl.col("student_key").is_in(removed["student_key"].implode()))
+    assert set(restored["status"]) == {"active"}
