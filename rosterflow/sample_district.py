@@ -62,10 +62,12 @@ class SampleDistrict:
 def _students(rng: random.Random, school: str, count: int, start_id: int) -> list[dict]:
     people = []
     used = set()
+    distinct_names = len(FIRST_NAMES) * len(LAST_NAMES)
     for index in range(count):
         while True:
             first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-            if (first, last) not in used:
+            # Names repeat once a large school has used every pair, as they do in real districts.
+            if (first, last) not in used or len(used) >= distinct_names:
                 used.add((first, last))
                 break
         grade = rng.randint(6, 11)

@@ -1,0 +1,1 @@
+"""Benchmarks, run on demand (`make bench`); they report numbers, they do not pass or fail."""
