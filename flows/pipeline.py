@@ -17,7 +17,7 @@ from tasks.approve import approval_context_task, decide_batch_task
 from tasks.commit import commit_task
 from tasks.ingest import ingest_task
 from tasks.match import match_task
-from tasks.pipeline import open_batch_task
+from tasks.pipeline import open_batch_task, resolve_term
 from tasks.plan import plan_task
 from tasks.report import publish_issues_task, publish_plan_task
 from tasks.review import apply_review_decisions_task, close_review_task, pending_review_task, review_markdown
@@ -32,7 +32,7 @@ def run_batch(mode: str, config: BatchRunConfig) -> str:
     warehouse = config.warehouse_path
     batch_id = open_batch_task(warehouse, f"prefect:{flow_run.get_id()}", mode, config.model_dump(mode="json"),
                                "prefect")
-    logger.info("Batch %s (%s, %s)", batch_id, mode, config.term)
+    logger.info("Batch %s (%s, %s)", batch_id, mode, resolve_term(config.term))
 
     ingest = ingest_task(warehouse, batch_id, config.files, config.sheet, config.max_rows)
     validated = validate_task(warehouse, batch_id)

@@ -22,13 +22,18 @@ from warehouse import batches
 from warehouse.connection import opened
 
 
+def resolve_term(term: str) -> str:
+    """The term with ``{year}`` filled in with the current year (for yearly schedules)."""
+    return term.replace("{year}", str(dt.date.today().year))
+
+
 def open_batch(con: duckdb.DuckDBPyConnection, run_key: str, mode: str, config: dict[str, Any], actor: str) -> int:
     """Create the batch for ``run_key`` (or find it again on a re-run) and return its id.
 
     A ``{year}`` in the term is filled with the current year, so a yearly schedule can say
     "Fall {year}".
     """
-    config = {**config, "term": config["term"].format(year=dt.date.today().year)}
+    config = {**config, "term": resolve_term(config["term"])}
     return batches.create_or_get_batch(
         con, run_key, mode, config["term"], config["subscription_type"], config, actor
     )
