@@ -11,7 +11,8 @@ import polars as pl
 from prefect import task
 
 from schemas.roster import CANONICAL_COLUMNS, StagedRosterRow
-from tasks.spreadsheets import SpreadsheetError, read_roster_file
+from tasks.isolated_read import read_roster_files
+from tasks.spreadsheets import ReadLimits, SpreadsheetError
 from warehouse import batches
 from warehouse.connection import opened, transaction
 
@@ -63,20 +64,12 @@ def ingest_files(
         file_issues.append({"file_name": ", ".join(paths), "sheet": None,
                             "problem": "no roster files (.xlsx, .xlsm, .xls) were found there.",
                             "fix": "Upload the sheets to that folder, or name the files."})
-    for raw_path in expanded:
+    limits = ReadLimits(max_rows=min(ReadLimits().max_rows, max_rows))
+    for raw_path, sheet_read in zip(expanded, read_roster_files(expanded, sheet, limits)):
         path = Path(raw_path)
-        try:
-            sheet_read = read_roster_file(path, sheet=sheet)
-        except SpreadsheetError as error:
-            file_issues.append(
-                {"file_name": error.file_name, "sheet": error.sheet, "problem": error.problem, "fix": error.fix}
-            )
-            continue
-        except FileNotFoundError:
-            file_issues.append(
-                {"file_name": path.name, "sheet": None, "problem": f"the file {path} does not exist.",
-                 "fix": "Check the path and upload the file again."}
-            )
+        if isinstance(sheet_read, SpreadsheetError):
+            file_issues.append({"file_name": sheet_read.file_name, "sheet": sheet_read.sheet,
+                                "problem": sheet_read.problem, "fix": sheet_read.fix})
             continue
         if sheet_read.rows.height != sheet_read.non_empty_rows:
             raise AssertionError(

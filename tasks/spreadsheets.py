@@ -8,6 +8,7 @@ sheet and Excel row number.
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import unicodedata
 import zipfile
@@ -103,41 +104,123 @@ def detect_format(path: Path) -> str:
     )
 
 
-def _xlsx_first_rows(path: Path) -> dict[str, int]:
-    """The Excel number of each worksheet's first stored row, by sheet name.
+@dataclass(frozen=True)
+class ReadLimits:
+    """What a workbook may ask for before rosterflow refuses to parse it."""
 
-    The reader drops leading empty rows, so row numbers are offset by the first stored row.
+    max_file_bytes: int = 256 << 20
+    max_uncompressed_bytes: int = 2 << 30
+    max_compression_ratio: float = 250.0
+    max_columns: int = 200
+    max_rows: int = 1_048_575  # a sheet reaching Excel's last row was probably cut off
+    memory_bytes: int = 6 << 30
+    seconds: float = 900.0
+
+
+@dataclass(frozen=True)
+class SheetFacts:
+    """What an .xlsx sheet says about itself before it is parsed."""
+
+    first_row: int
+    last_row: int | None
+    last_column: int | None
+
+
+def _cell_position(ref: str) -> tuple[int, int]:
+    letters = "".join(ch for ch in ref if ch.isalpha()).upper()
+    digits = "".join(ch for ch in ref if ch.isdigit())
+    column = 0
+    for ch in letters:
+        column = column * 26 + (ord(ch) - 64)
+    return int(digits or 1), column
+
+
+def xlsx_sheet_facts(path: Path, limits: ReadLimits = ReadLimits()) -> dict[str, SheetFacts]:
+    """Check an .xlsx archive's sizes and read each sheet's declared range, without parsing it.
+
+    Raises ``SpreadsheetError`` for a zip bomb or an archive that is not a workbook. The reader
+    drops leading empty rows, so each sheet's first stored row is returned to number rows truly.
     """
-    first_rows: dict[str, int] = {}
-    with zipfile.ZipFile(path) as archive:
+    facts: dict[str, SheetFacts] = {}
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as error:
+        raise SpreadsheetError(path.name, None, f"the file is a damaged workbook ({error}).",
+                               "Open it in Excel, save it again as .xlsx, and upload that file.") from error
+    with archive:
+        entries = archive.infolist()
+        total = sum(entry.file_size for entry in entries)
+        packed = sum(entry.compress_size for entry in entries) or 1
+        if total > limits.max_uncompressed_bytes or (total > (64 << 20) and total / packed > limits.max_compression_ratio):
+            raise SpreadsheetError(
+                path.name, None,
+                f"the workbook unpacks to {total / 2**20:,.0f} MB from {packed / 2**20:,.1f} MB (a zip bomb or a "
+                "damaged file); it was not opened.",
+                "Copy the roster rows into a new workbook (or the rosterflow template) and upload that.",
+            )
+        names = {entry.filename for entry in entries}
+        if "xl/workbook.xml" not in names:
+            raise SpreadsheetError(path.name, None, "the file is a zip archive but not an Excel workbook.",
+                                   "Save the roster from Excel as .xlsx and upload that file.")
         workbook = archive.read("xl/workbook.xml").decode("utf-8", "replace")
-        rels = archive.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
-        targets = dict(re.findall(r'<Relationship[^>]*?Id="([^"]+)"[^>]*?Target="([^"]+)"', rels))
-        targets.update(
-            {rid: target for target, rid in re.findall(r'<Relationship[^>]*?Target="([^"]+)"[^>]*?Id="([^"]+)"', rels)}
-        )
-        for name, rid in re.findall(r'<sheet [^>]*?name="([^"]+)"[^>]*?r:id="([^"]+)"', workbook):
-            target = targets.get(rid, "").lstrip("/")
-            member = target if target.startswith("xl/") else f"xl/{target}"
-            try:
-                with archive.open(member) as sheet_xml:
-                    head = b""
-                    while len(head) < (1 << 22):
-                        chunk = sheet_xml.read(1 << 16)
-                        if not chunk:
-                            break
-                        head += chunk
-                        found = re.search(rb'<(?:\w+:)?row [^>]*?r="(\d+)"', head)
-                        if found:
-                            first_rows[_unescape(name)] = int(found.group(1))
-                            break
-            except KeyError:
+        rels = archive.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace") \
+            if "xl/_rels/workbook.xml.rels" in names else ""
+        targets = {}
+        for attributes in re.findall(r"<Relationship\b([^>]*)>", rels):
+            rid = re.search(r'\bId="([^"]+)"', attributes)
+            target = re.search(r'\bTarget="([^"]+)"', attributes)
+            if rid and target:
+                targets[rid.group(1)] = target.group(1)
+        for attributes in re.findall(r"<(?:\w+:)?sheet\b([^>]*)>", workbook):
+            name = re.search(r'\bname="([^"]+)"', attributes)
+            rid = re.search(r'\br:id="([^"]+)"', attributes)
+            if not name or not rid:
                 continue
-    return first_rows
+            target = targets.get(rid.group(1), "").lstrip("/")
+            member = target if target.startswith("xl/") else f"xl/{target}"
+            if member not in names:
+                continue
+            facts[html.unescape(name.group(1))] = _sheet_head_facts(archive, member)
+    return facts
 
 
-def _unescape(name: str) -> str:
-    return name.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'")
+def _sheet_head_facts(archive: zipfile.ZipFile, member: str) -> SheetFacts:
+    head = b""
+    first_row, last_row, last_column = None, None, None
+    with archive.open(member) as sheet_xml:
+        while len(head) < (1 << 22):
+            chunk = sheet_xml.read(1 << 16)
+            if not chunk:
+                break
+            head += chunk
+            dimension = re.search(rb'<(?:\w+:)?dimension\s+ref="([A-Za-z0-9:$]+)"', head)
+            if dimension and last_row is None:
+                end = dimension.group(1).decode().replace("$", "").split(":")[-1]
+                last_row, last_column = _cell_position(end)
+            found = re.search(rb'<(?:\w+:)?row\b[^>]*?\br="(\d+)"', head)
+            if found:
+                first_row = int(found.group(1))
+                break
+    return SheetFacts(first_row or 1, last_row, last_column)
+
+
+def check_sheet_size(file_name: str, sheet: str, facts: SheetFacts, limits: ReadLimits) -> None:
+    """Refuse, before parsing, a sheet whose declared range is absurd or reaches Excel's last row."""
+    if facts.last_column is not None and facts.last_column > limits.max_columns:
+        raise SpreadsheetError(
+            file_name, sheet,
+            f"the sheet's used range reaches column {facts.last_column:,} (a roster has about 13 columns); "
+            "it was not opened because reading it would need far too much memory.",
+            "Delete the stray cells far to the right (or copy the roster into a new sheet) and upload again.",
+        )
+    if facts.last_row is not None and facts.last_row > limits.max_rows:
+        raise SpreadsheetError(
+            file_name, sheet,
+            f"the sheet's used range reaches row {facts.last_row:,}"
+            + (" (Excel's last row, so rows were probably cut off)" if facts.last_row >= 1_048_576 else "")
+            + f"; at most {limits.max_rows:,} rows are accepted.",
+            "Split the roster into several files, or delete stray cells below the data, and upload again.",
+        )
 
 
 def _find_header(frame: pl.DataFrame) -> tuple[int, dict[int, str]] | None:
@@ -155,7 +238,7 @@ def _find_header(frame: pl.DataFrame) -> tuple[int, dict[int, str]] | None:
     return None
 
 
-def read_roster_file(path: Path, sheet: str | None = None) -> SheetRead:
+def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = ReadLimits()) -> SheetRead:
     """Read one roster workbook into text rows with provenance.
 
     ``sheet`` names the sheet to read; without it, the one visible sheet that carries a roster
@@ -163,8 +246,14 @@ def read_roster_file(path: Path, sheet: str | None = None) -> SheetRead:
     Raises ``SpreadsheetError`` with the file, sheet, problem and fix when the file cannot be used.
     """
     path = Path(path)
+    if path.stat().st_size > limits.max_file_bytes:
+        raise SpreadsheetError(path.name, None,
+                               f"the file is {path.stat().st_size / 2**20:,.0f} MB; at most "
+                               f"{limits.max_file_bytes / 2**20:,.0f} MB are accepted.",
+                               "Split the roster into several files and upload them together.")
     file_format = detect_format(path)
     sha256 = file_sha256(path)
+    facts = xlsx_sheet_facts(path, limits) if file_format == "xlsx" else {}
     try:
         # From bytes, the reader decides the format by content, so an .xlsx named .xls still opens.
         reader = fastexcel.read_excel(path.read_bytes())
@@ -173,13 +262,14 @@ def read_roster_file(path: Path, sheet: str | None = None) -> SheetRead:
             path.name, None, f"the workbook cannot be opened ({error}).",
             "Open it in Excel, save it as .xlsx, and upload it again.",
         ) from error
-    first_rows = _xlsx_first_rows(path) if file_format == "xlsx" else {}
 
     candidates = []
     warnings = []
     for name in reader.sheet_names:
         if sheet is not None and name != sheet:
             continue
+        if name in facts:
+            check_sheet_size(path.name, name, facts[name], limits)
         loaded = reader.load_sheet(name, header_row=None, dtypes="string")
         frame = loaded.to_polars()
         header = _find_header(frame)
@@ -211,7 +301,7 @@ def read_roster_file(path: Path, sheet: str | None = None) -> SheetRead:
 
     sheet_name, frame, (header_index, mapping) = candidates[0]
     missing = [column for column in REQUIRED_COLUMNS if column not in mapping.values()]
-    first_row = first_rows.get(sheet_name, 1)
+    first_row = facts[sheet_name].first_row if sheet_name in facts else 1
     if missing:
         found = [cell for cell in frame.row(header_index) if cell]
         raise SpreadsheetError(

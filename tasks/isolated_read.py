@@ -1,0 +1,113 @@
+"""Parsing workbooks in a child process with memory and time limits.
+
+A hostile or broken workbook can make the spreadsheet parser allocate hundreds of GiB and abort
+the whole process, which no exception handler can catch. Each batch's files are parsed by a child
+process under ``RLIMIT_AS`` and a deadline; if the child dies on a file, that file is reported and
+a fresh child carries on with the files after it.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import polars as pl
+
+from tasks.spreadsheets import ReadLimits, SheetRead, SpreadsheetError, read_roster_file
+
+
+def _limit_memory(memory_bytes: int):
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    return apply
+
+
+def read_roster_files(paths: list[str], sheet: str | None = None,
+                      limits: ReadLimits = ReadLimits()) -> list[SheetRead | SpreadsheetError]:
+    """Read every file in a limited child process; one result (rows or the error) per path, in order."""
+    results: list[SheetRead | SpreadsheetError] = []
+    remaining = list(paths)
+    while remaining:
+        with tempfile.TemporaryDirectory(prefix="rosterflow-read-") as out_dir:
+            request = {"files": remaining, "sheet": sheet, "out_dir": out_dir, "limits": asdict(limits)}
+            try:
+                child = subprocess.run(
+                    [sys.executable, "-m", "tasks.isolated_read"], input=json.dumps(request), text=True,
+                    capture_output=True, timeout=limits.seconds * max(1, len(remaining)),
+                    preexec_fn=_limit_memory(limits.memory_bytes),
+                )
+                died = child.returncode != 0
+                reason = _death_reason(child.stderr, child.returncode)
+            except subprocess.TimeoutExpired:
+                died, reason = True, f"parsing took longer than {limits.seconds:.0f} s"
+            done = _collect(Path(out_dir), remaining)
+        results.extend(done)
+        remaining = remaining[len(done):]
+        if remaining and died:
+            results.append(SpreadsheetError(
+                Path(remaining[0]).name, None,
+                f"the workbook could not be parsed within {limits.memory_bytes >> 30} GiB of memory and "
+                f"{limits.seconds:.0f} s ({reason}); it is damaged or asks for far more than a roster needs.",
+                "Copy the roster rows into a new workbook (or the rosterflow template) and upload that.",
+            ))
+            remaining = remaining[1:]
+        elif remaining:
+            raise RuntimeError(f"the reader stopped without reading {remaining[0]}: {reason}")
+    return results
+
+
+def _death_reason(stderr: str, returncode: int) -> str:
+    """The line of the child's last words that says what killed it."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if "memory allocation" in line or "MemoryError" in line or "panicked" in line:
+            return line
+    return lines[-1] if lines else f"exit status {returncode}"
+
+
+def _collect(out_dir: Path, files: list[str]) -> list[SheetRead | SpreadsheetError]:
+    """The results the child finished, in order, up to the first file it did not finish."""
+    done: list[SheetRead | SpreadsheetError] = []
+    for index in range(len(files)):
+        meta_path = out_dir / f"{index}.json"
+        if not meta_path.exists():
+            break
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if "error" in meta:
+            done.append(SpreadsheetError(**meta["error"]))
+        else:
+            done.append(SheetRead(rows=pl.read_ipc(out_dir / f"{index}.arrow"), **meta))
+    return done
+
+
+def _child() -> None:
+    request = json.loads(sys.stdin.read())
+    out_dir = Path(request["out_dir"])
+    limits = ReadLimits(**request["limits"])
+    for index, path in enumerate(request["files"]):
+        try:
+            read = read_roster_file(Path(path), request["sheet"], limits)
+            read.rows.write_ipc(out_dir / f"{index}.arrow")
+            meta = {"file_name": read.file_name, "sha256": read.sha256, "sheet": read.sheet,
+                    "non_empty_rows": read.non_empty_rows, "warnings": read.warnings}
+        except SpreadsheetError as error:
+            meta = {"error": {"file_name": error.file_name, "sheet": error.sheet, "problem": error.problem,
+                              "fix": error.fix}}
+        except FileNotFoundError:
+            meta = {"error": {"file_name": Path(path).name, "sheet": None,
+                              "problem": f"the file {path} does not exist.",
+                              "fix": "Check the path and upload the file again."}}
+        # Written last and renamed into place: a file's result exists only once it is complete.
+        partial = out_dir / f"{index}.json.part"
+        partial.write_text(json.dumps(meta), encoding="utf-8")
+        partial.rename(out_dir / f"{index}.json")
+
+
+if __name__ == "__main__":
+    _child()
