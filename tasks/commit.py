@@ -57,22 +57,18 @@ def commit_batch(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str) -> d
     decision = batches.stage_result(con, batch_id, "approve")
     if not decision or not decision.get("approved"):
         raise CommitError(f"Batch {batch_id} is not approved: nothing was changed.")
-    stale = first_row(con.execute(
-        "SELECT list(m.batch_id) FROM commit_markers m, batch_stages p"
-        " WHERE p.batch_id = ? AND p.stage = 'plan' AND m.committed_at > p.finished_at",
-        [batch_id],
-    ))[0]
+    stale = batches.commits_since(con, batch_id, "match")
     if stale:
-        # Another batch changed the students after this plan was made: its removals and
-        # enrollments may be wrong now. Make the plan again and ask for approval again.
+        # Another batch changed the students after this batch was matched: its links, new
+        # students and removals may be wrong now. Match and plan again, and ask for approval again.
         with transaction(con):
             batches.clear_stages(con, batch_id, ("match", "review", "plan", "approve"))
             batches.set_status(con, batch_id, batches.STATUS_IN_REVIEW)
             batches.audit(con, actor, "batch.plan_stale", "batch", batch_id, batch_id, {"committed_since": stale})
         raise CommitError(
-            f"Batch {batch_id}: batches {stale} committed after this plan was made, so it is out of date. "
-            f"Nothing was changed: its rows are matched again; review them if asked, show the plan again "
-            f"(`rosterflow plan {batch_id}`) and approve it again."
+            f"Batch {batch_id}: batches {stale} committed after this batch was matched, so its plan is out of "
+            f"date. Nothing was changed: its rows are matched again (earlier review decisions are kept where "
+            f"they still apply); show the plan again (`rosterflow plan {batch_id}`) and approve it again."
         )
     batch = batches.get_batch(con, batch_id)
     plan = con.sql("SELECT * FROM plan_enrollments WHERE batch_id = $b ORDER BY row_no", params={"b": batch_id}).pl()
@@ -210,14 +206,20 @@ def _use_subscriptions(con: duckdb.DuckDBPyConnection, subscription_type: str, p
                 [from_school, subscription_type, school_id],
             )
         if needed - from_school:
-            # The CHECK (available >= 0) aborts the whole commit if the district pool ran out meanwhile.
-            updated = con.execute(
-                "UPDATE subscriptions SET available = available - ? WHERE subscription_type = ? AND school_id IS NULL"
-                " RETURNING available",
+            district = first_row(con.execute(
+                "SELECT available FROM subscriptions WHERE subscription_type = ? AND school_id IS NULL",
+                [subscription_type],
+            ))
+            if district is None or district[0] < needed - from_school:
+                # Raised inside the commit transaction, so nothing of the batch is written.
+                raise CommitError(
+                    f"Not enough '{subscription_type}' subscriptions: school {school_id} needs "
+                    f"{needed - from_school} more than its own pool and the district has {district[0] if district else 0}."
+                )
+            con.execute(
+                "UPDATE subscriptions SET available = available - ? WHERE subscription_type = ? AND school_id IS NULL",
                 [needed - from_school, subscription_type],
-            ).fetchall()
-            if not updated:
-                raise CommitError(f"Not enough '{subscription_type}' subscriptions for school {school_id}.")
+            )
 
 
 def write_teacher_rosters(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Path) -> list[Path]:

@@ -36,6 +36,12 @@ def match_batch(con: duckdb.DuckDBPyConnection, batch_id: int, config: MatchConf
     counts = decisions["decision"].value_counts()
     result = {d: int(counts.filter(pl.col("decision") == d)["count"].sum()) for d in ("matched", "review", "new")}
     with transaction(con):
+        # Decisions already made survive a re-match where they still apply (same row in review,
+        # and for a link, the linked student still among its candidates).
+        earlier = con.sql(
+            "SELECT row_no, action, student_key, reviewer, decided_at FROM review_items"
+            " WHERE batch_id = $b AND status = 'decided'", params={"b": batch_id}
+        ).pl().to_arrow()
         con.execute("DELETE FROM match_results WHERE batch_id = ?", [batch_id])
         con.execute(
             "DELETE FROM review_candidates WHERE review_id IN (SELECT review_id FROM review_items WHERE batch_id = ?)",
@@ -63,6 +69,15 @@ def match_batch(con: duckdb.DuckDBPyConnection, batch_id: int, config: MatchConf
             [batch_id],
         )
         con.unregister("candidate_frame")
+        con.register("earlier_decisions", earlier)
+        con.execute(
+            "UPDATE review_items SET status = 'decided', action = e.action, student_key = e.student_key,"
+            " reviewer = e.reviewer, decided_at = e.decided_at FROM earlier_decisions e"
+            " WHERE review_items.batch_id = ? AND review_items.row_no = e.row_no AND (e.action <> 'link' OR"
+            " e.student_key IN (SELECT student_key FROM review_candidates c WHERE c.review_id = review_items.review_id))",
+            [batch_id],
+        )
+        con.unregister("earlier_decisions")
         batches.set_status(con, batch_id, batches.STATUS_IN_REVIEW if result["review"] else batches.STATUS_OPEN)
         batches.record_stage(con, batch_id, "match", result)
     return result

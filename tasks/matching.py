@@ -20,7 +20,7 @@ import polars as pl
 from nicknames import NickNamer
 from pydantic import BaseModel, Field
 from rapidfuzz import fuzz
-from rapidfuzz.distance import JaroWinkler
+from rapidfuzz.distance import OSA, JaroWinkler
 
 
 class MatchConfig(BaseModel):
@@ -158,28 +158,64 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
     return pl.concat(pairs).unique()
 
 
+def first_names_agree(first_in: str, first_ex: str) -> bool:
+    """Equal or nickname-equivalent first names: the only first-name difference an automatic link
+    accepts (Daniel/Danielle, Ana/Ava and Mario/Maria are one or two letters apart and different
+    children)."""
+    return nickname_equivalent(first_in, first_ex)
+
+
+def last_names_agree(last_in: str, last_ex: str) -> bool:
+    """Equal, one typing slip apart (Nguyen/Nguyne), or sharing a part of a double surname."""
+    if not last_in or not last_ex:
+        return False
+    return (last_in == last_ex or OSA.distance(last_in, last_ex) <= 1
+            or bool(set(last_in.split()) & set(last_ex.split())))
+
+
+def ids_conflict(row: dict, suffix_in: str = "_in", suffix_ex: str = "_ex") -> str | None:
+    """The identifier both records carry with different values, if any (a definite-no for linking)."""
+    for column in ("student_id", "ssid", "other_id"):
+        a, b = row.get(column + suffix_in), row.get(column + suffix_ex)
+        if a is not None and b is not None and a != b:
+            return column
+    return None
+
+
 def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig) -> pl.DataFrame:
-    """Score each candidate pair; drop definite non-matches (date of birth clearly different)."""
+    """Score each candidate pair; drop definite non-matches (date of birth clearly different).
+
+    Besides the score, each pair says whether it could be linked automatically at all:
+    ``names_agree`` (first names equal or nicknames and last names equal or one slip apart, or the
+    same names swapped) and ``id_conflict`` (an identifier both carry, with different values).
+    """
+    id_columns = ["student_id", "ssid", "other_id"]
     joined = pairs.join(
-        incoming.select("row_no", "first_key", "last_key", pl.col("date_of_birth").alias("dob_in")), on="row_no"
+        incoming.select("row_no", "first_key", "last_key", pl.col("date_of_birth").alias("dob_in"),
+                        *[pl.col(c).alias(f"{c}_in") for c in id_columns]), on="row_no"
     ).join(
         existing.select("student_key", pl.col("first_key").alias("first_ex"), pl.col("last_key").alias("last_ex"),
-                        pl.col("date_of_birth").alias("dob_ex")),
+                        pl.col("date_of_birth").alias("dob_ex"), *[pl.col(c).alias(f"{c}_ex") for c in id_columns]),
         on="student_key",
     )
-    scores, agreements, dobs, exact_names = [], [], [], []
-    for first_in, last_in, dob_in, first_ex, last_ex, dob_ex in joined.select(
-        "first_key", "last_key", "dob_in", "first_ex", "last_ex", "dob_ex"
-    ).iter_rows():
+    scores, agreements, dobs, exact_names, names_agree, conflicts = [], [], [], [], [], []
+    for row in joined.iter_rows(named=True):
+        first_in, last_in, first_ex, last_ex = row["first_key"], row["last_key"], row["first_ex"], row["last_ex"]
         name_score, name_text = name_agreement(first_in, last_in, first_ex, last_ex)
-        dob = dob_agreement(dob_in, dob_ex)
+        dob = dob_agreement(row["dob_in"], row["dob_ex"])
+        conflict = ids_conflict(row)
         penalty = {"exact": 0.0, "typo": config.dob_typo_penalty, "missing": config.dob_missing_penalty}.get(dob)
         scores.append(None if penalty is None else max(name_score - penalty, 0.0))
-        agreements.append(f"{name_text}; date of birth {dob}")
+        agreements.append(f"{name_text}; date of birth {dob}" + (f"; {conflict} differs" if conflict else ""))
         dobs.append(dob)
-        exact_names.append(sorted(f"{first_in} {last_in}".split()) == sorted(f"{first_ex} {last_ex}".split()))
+        exact = sorted(f"{first_in} {last_in}".split()) == sorted(f"{first_ex} {last_ex}".split())
+        exact_names.append(exact)
+        names_agree.append(exact or (first_names_agree(first_in, first_ex) and last_names_agree(last_in, last_ex)))
+        conflicts.append(conflict)
     return joined.with_columns(
         exact_name=pl.Series(exact_names, dtype=pl.Boolean),
+        names_agree=pl.Series(names_agree, dtype=pl.Boolean),
+        id_conflict=pl.Series(conflicts, dtype=pl.String),
         score=pl.Series(scores, dtype=pl.Float64),
         agreement=pl.Series(agreements, dtype=pl.String),
         dob=pl.Series(dobs, dtype=pl.String),
@@ -223,9 +259,17 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
                                             f"{level} {row[level]} belongs to {len(keys)} existing students")
                 continue
             best = scored[0]
-            if best["score"] < config.id_name_floor and best["dob"] == "different":
+            ex = existing_by_key[best["student_key"]]
+            other_conflict = ids_conflict({**{f"{c}_in": row[c] for c in ("student_id", "ssid", "other_id")},
+                                           **{f"{c}_ex": ex[c] for c in ("student_id", "ssid", "other_id")}})
+            if best["score"] < config.id_name_floor and best["dob"] != "exact":
+                # An ID alone does not outweigh a different name without a matching birth date:
+                # IDs get mistyped, and a wrong link merges two children.
                 decided[row_no] = _decision(row_no, "review", None, level, best["score"],
-                                            f"{level} equal but name and date of birth belong to someone else ({best['agreement']})")
+                                            f"{level} equal but the name and date of birth do not confirm it ({best['agreement']})")
+            elif other_conflict:
+                decided[row_no] = _decision(row_no, "review", None, level, best["score"],
+                                            f"{level} equal but {other_conflict} differs ({best['agreement']})")
             else:
                 decided[row_no] = _decision(row_no, "matched", best["student_key"], level, 100.0, best["agreement"])
 
@@ -240,7 +284,8 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
     )
     for row_no, group in scored.group_by("row_no", maintain_order=True):
         row_no = row_no[0]
-        candidates = group.head(config.max_candidates).select("student_key", "score", "agreement", "dob", "exact_name").to_dicts()
+        candidates = group.head(config.max_candidates).select(
+            "student_key", "score", "agreement", "dob", "exact_name", "names_agree", "id_conflict").to_dicts()
         candidate_lists[row_no] = candidates
         best = candidates[0]
         second = candidates[1]["score"] if len(candidates) > 1 else None
@@ -249,6 +294,10 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
             reason = f"best candidate scores {best['score']:.0f}, below the automatic {config.auto_link_score:.0f}"
         elif best["dob"] != "exact":
             reason = f"date of birth {best['dob']}: a fuzzy link needs the same date of birth"
+        elif best["id_conflict"]:
+            reason = f"the names agree but the {best['id_conflict']} differs"
+        elif not best["names_agree"]:
+            reason = "the first names differ beyond a nickname, or the last names beyond one typing slip"
         elif second is not None and best["score"] - second < config.min_margin:
             reason = f"two candidates are close ({best['score']:.0f} and {second:.0f})"
         elif best["student_key"] in twin_keys and not best["exact_name"]:

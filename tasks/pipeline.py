@@ -19,7 +19,7 @@ from tasks.plan import build_plan
 from tasks.review import close_review
 from tasks.validate import validate_batch
 from warehouse import batches
-from warehouse.connection import opened
+from warehouse.connection import opened, transaction
 
 
 def resolve_term(term: str) -> str:
@@ -48,6 +48,13 @@ def advance_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, An
     batch = batches.get_batch(con, batch_id)
     config = batch["config"]
     results: dict[str, Any] = {}
+    stale = batches.commits_since(con, batch_id, "match") if batch["status"] not in (
+        batches.STATUS_COMMITTED, batches.STATUS_REJECTED) else []
+    if stale:
+        # Students changed since this batch was matched: match again (review decisions are kept
+        # where they still apply) and plan again.
+        with transaction(con):
+            batches.clear_stages(con, batch_id, ("match", "review", "plan", "approve"))
     results["ingest"] = ingest_files(con, batch_id, config["files"], config.get("sheet"), config.get("max_rows", 1_048_576))
     results["validate"] = validate_batch(con, batch_id)
     results["match"] = match_batch(con, batch_id, MatchConfig(**config.get("match", {})))

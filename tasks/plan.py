@@ -14,7 +14,7 @@ import polars as pl
 from prefect import task
 
 from warehouse import batches
-from warehouse.connection import first_row, opened, transaction
+from warehouse.connection import opened, transaction
 
 
 class PlanError(RuntimeError):
@@ -38,8 +38,9 @@ def _held_schools(con: duckdb.DuckDBPyConnection, batch_id: int) -> tuple[bool, 
 
     Returns (hold everything, held school ids, reasons).
     """
+    # Any file-level problem (an unreadable file, a hidden roster sheet) may hide real students.
     file_errors = con.execute(
-        "SELECT file_name, problem FROM validation_issues WHERE batch_id = ? AND row_no IS NULL AND severity = 'error'",
+        "SELECT file_name, problem FROM validation_issues WHERE batch_id = ? AND row_no IS NULL",
         [batch_id],
     ).fetchall()
     reasons = [f"{name}: {problem}" for name, problem in file_errors]
@@ -57,6 +58,23 @@ def _held_schools(con: duckdb.DuckDBPyConnection, batch_id: int) -> tuple[bool, 
     if held:
         reasons.append(f"{bad_rows.filter(pl.col('school_id').is_not_null()).height} invalid row(s) in the held schools")
     return bool(file_errors) or unknown.height > 0, held, reasons
+
+
+def _protected_students(con: duckdb.DuckDBPyConnection, batch_id: int) -> set[int]:
+    """Existing students a migration must not remove although no valid row links them: those an
+    invalid row may be (same identifier, or same first and last name, in any school) and the
+    candidates of rows a reviewer excluded."""
+    rows = con.sql(
+        "WITH bad AS (SELECT DISTINCT st.* FROM validation_issues i JOIN staged_rows st"
+        "   ON st.batch_id = i.batch_id AND st.row_no = i.row_no WHERE i.batch_id = $b AND i.severity = 'error')"
+        " SELECT s.student_key FROM students s JOIN bad ON trim(bad.student_id) = s.student_id"
+        "   OR trim(bad.ssid) = s.ssid OR trim(bad.other_id) = s.other_id"
+        "   OR (lower(trim(bad.student_first)) = lower(s.first_name) AND lower(trim(bad.student_last)) = lower(s.last_name))"
+        " UNION SELECT c.student_key FROM review_items r JOIN review_candidates c USING (review_id)"
+        "   WHERE r.batch_id = $b AND r.action = 'exclude'",
+        params={"b": batch_id},
+    ).pl()
+    return set(rows["student_key"].to_list())
 
 
 def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
@@ -99,14 +117,18 @@ def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
             student_action=pl.when(pl.col("student_key").is_null()).then(pl.lit("new"))
             .when(pl.col("student_status") == "deleted").then(pl.lit("restore"))
             .otherwise(pl.lit("existing")),
+            # Rows of one new person (one per class) become one student: the same identifier, or the
+            # same name and birth date at the same school. Anything less stays a person of its own.
             new_person_key=pl.when(pl.col("student_key").is_null()).then(
                 pl.coalesce(
                     pl.concat_str(pl.lit("id:"), pl.col("student_id")),
                     pl.concat_str(pl.lit("ssid:"), pl.col("ssid")),
                     pl.concat_str(pl.lit("other:"), pl.col("other_id")),
-                    pl.concat_str(pl.lit("name:"), pl.col("first_name").str.to_lowercase(), pl.lit("|"),
+                    pl.concat_str(pl.lit("name:"), pl.col("school_id").cast(pl.String), pl.lit("|"),
+                                  pl.col("first_name").str.to_lowercase(), pl.lit("|"),
                                   pl.col("last_name").str.to_lowercase(), pl.lit("|"),
-                                  pl.col("date_of_birth").cast(pl.String).fill_null("")),
+                                  pl.col("date_of_birth").cast(pl.String)),
+                    pl.concat_str(pl.lit("row:"), pl.col("row_no").cast(pl.String)),
                 )
             ),
             term=pl.lit(term),
@@ -140,8 +162,9 @@ def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
             "SELECT student_key, school_id, status FROM students WHERE list_contains($covered, school_id)",
             params={"covered": sorted(covered)},
         ).pl()
+        protected = _protected_students(con, batch_id)
         removals = students.filter(
-            (pl.col("status") == "active") & ~pl.col("student_key").is_in(sorted(linked))
+            (pl.col("status") == "active") & ~pl.col("student_key").is_in(sorted(linked | protected))
         ).select(pl.lit(batch_id, pl.Int64).alias("batch_id"), "student_key", "school_id")
         temporary_kept = students.filter(
             (pl.col("status") == "temporary") & ~pl.col("student_key").is_in(sorted(linked))
@@ -168,16 +191,22 @@ def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
 
     to_enroll = plan_enrollments.filter(~pl.col("already_enrolled"))
     needed = to_enroll.height
-    plan_school_ids = sorted(set(plan_enrollments["school_id"].to_list()))
-    available = first_row(con.execute(
-        "SELECT coalesce(sum(available), 0) FROM subscriptions WHERE subscription_type = ?"
-        " AND (school_id IS NULL OR list_contains(?, school_id))",
-        [batch["subscription_type"], plan_school_ids],
-    ))[0]
+    needed_by_school = to_enroll.group_by("school_id").agg(pl.len().alias("needed"))
+    pools = con.sql(
+        "SELECT school_id, available FROM subscriptions WHERE subscription_type = $t", params={"t": batch["subscription_type"]}
+    ).pl()
+    district_pool = int(pools.filter(pl.col("school_id").is_null())["available"].sum())
+    # Each school uses its own pool first; only what it lacks comes from the shared district pool.
+    from_district = needed_by_school.join(pools.drop_nulls("school_id"), on="school_id", how="left").select(
+        (pl.col("needed") - pl.col("available").fill_null(0)).clip(lower_bound=0).sum()
+    ).item() or 0
+    available = district_pool + int(pools.filter(pl.col("school_id").is_in(needed_by_school["school_id"].implode()))
+                                     ["available"].sum())
     blockers = []
-    if needed > available:
+    if from_district > district_pool:
         blockers.append(
-            f"the batch needs {needed} '{batch['subscription_type']}' subscriptions and {available} are available"
+            f"the batch needs {needed} '{batch['subscription_type']}' subscriptions; after each school's own pool, "
+            f"{from_district} must come from the district pool, which has {district_pool}"
         )
     if hold_all:
         blockers.append("the whole migration is held: " + "; ".join(hold_reasons))

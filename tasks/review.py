@@ -126,9 +126,12 @@ def _other_people(con: duckdb.DuckDBPyConnection, batch_id: int, row_no: int, cl
     me = rows.filter(pl.col("row_no") == row_no).to_dicts()[0]
     others = []
     for other in rows.filter(pl.col("row_no") != row_no).to_dicts():
-        same = (me["i"] is not None and me["i"] == other["i"]) or (
-            (me["f"], me["l"], me["d"]) == (other["f"], other["l"], other["d"])
-        )
+        # The same person: the same student ID, or (no conflicting IDs and) the same name and a
+        # known, equal birth date. Two different IDs are two different children.
+        if me["i"] is not None and other["i"] is not None:
+            same = me["i"] == other["i"]
+        else:
+            same = me["d"] is not None and (me["f"], me["l"], me["d"]) == (other["f"], other["l"], other["d"])
         if not same:
             others.append(f"{other['file_name']} sheet {other['sheet']} row {other['excel_row']}")
     return others

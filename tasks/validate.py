@@ -177,17 +177,18 @@ def relational_issues(frame: pl.DataFrame, schools: pl.DataFrame, courses: pl.Da
                                         pl.col("birth_date").cast(pl.String)], separator="|", ignore_nulls=True))
     frame = frame.with_columns(person_key=person)
     issues.append(_duplicate_issues(frame, class_key))
-    with_id = frame.filter(pl.col("student_id").is_not_null())
-    people_per_id = with_id.group_by("student_id").agg(
-        pl.struct(pl.col("student_first").str.to_lowercase(), pl.col("student_last").str.to_lowercase(),
-                  "birth_date").n_unique().alias("people")
-    )
-    shared = people_per_id.filter(pl.col("people") > 1)["student_id"].implode()
-    issues.append(
-        _issue(frame, pl.col("student_id").is_in(shared), "student_id",
-               "is given to two different students (different name or date of birth) in this batch",
-               "Check which student the ID belongs to and correct the other row.")
-    )
+    for id_column in ("student_id", "ssid", "other_id"):
+        with_id = frame.filter(pl.col(id_column).is_not_null())
+        people_per_id = with_id.group_by(id_column).agg(
+            pl.struct(pl.col("student_first").str.to_lowercase(), pl.col("student_last").str.to_lowercase(),
+                      "birth_date").n_unique().alias("people")
+        )
+        shared = people_per_id.filter(pl.col("people") > 1)[id_column].implode()
+        issues.append(
+            _issue(frame, pl.col(id_column).is_in(shared), id_column,
+                   "is given to two different students (different name or date of birth) in this batch",
+                   "Check which student the ID belongs to and correct the other row.")
+        )
     return pl.concat(issues, how="vertical")
 
 
@@ -239,7 +240,9 @@ def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, A
         "errors": int((issues["severity"] == "error").sum()),
         "warnings": int((issues["severity"] == "warning").sum()),
     }
-    assert result["rows_valid"] + result["rows_invalid"] == result["rows_staged"]
+    # No row may vanish or double: every valid row is a staged row, once.
+    if valid["row_no"].n_unique() != valid.height or not valid["row_no"].is_in(staged["row_no"].implode()).all():
+        raise AssertionError(f"batch {batch_id}: validation produced duplicate or unknown rows")
     with transaction(con):
         con.execute("DELETE FROM valid_rows WHERE batch_id = ?", [batch_id])
         con.execute("DELETE FROM validation_issues WHERE batch_id = ? AND row_no IS NOT NULL", [batch_id])

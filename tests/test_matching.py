@@ -42,7 +42,26 @@ def test_exact_id_links_even_with_a_nickname():
 def test_an_id_on_someone_else_goes_to_review():
     got = decide([{"first_name": "Zed", "last_name": "Quill", "student_id": "A1",
                    "date_of_birth": dt.date(2001, 12, 30)}])[1]
-    assert got["decision"] == "review" and "someone else" in got["explanation"]
+    assert got["decision"] == "review" and "do not confirm it" in got["explanation"]
+
+
+def test_an_id_with_a_different_name_and_no_birth_date_goes_to_review():
+    got = decide([{"first_name": "Maria", "last_name": "Lopez", "student_id": "A1", "date_of_birth": None}])[1]
+    assert got["decision"] == "review"
+
+
+def test_an_id_that_disagrees_blocks_an_automatic_fuzzy_link():
+    existing = people("student_key", [{"student_key": 7, "first_name": "Emma", "last_name": "Garcia", "student_id": "5555"}])
+    got = decide([{"first_name": "Emma", "last_name": "Garcia", "student_id": "9999"}], existing)[1]
+    assert got["decision"] == "review" and "student_id differs" in got["explanation"]
+
+
+def test_opposite_sex_twins_one_letter_apart_are_never_linked():
+    existing = people("student_key", [{"student_key": 8, "first_name": "Daniel", "last_name": "Lee"},
+                                      {"student_key": 9, "first_name": "Mario", "last_name": "Rossi"}])
+    got = decide([{"first_name": "Danielle", "last_name": "Lee"}, {"first_name": "Maria", "last_name": "Rossi"}],
+                  existing)
+    assert got[1]["decision"] != "matched" and got[2]["decision"] != "matched"
 
 
 def test_nickname_without_id_links_on_name_and_birth_date():
@@ -89,9 +108,9 @@ def test_one_person_in_two_classes_links_both_rows():
 
 def test_thresholds_are_configuration():
     strict = MatchConfig(auto_link_score=100, min_margin=0)
-    got = decide([{"first_name": "Robrt", "last_name": "Nguyen"}], config=strict)[1]
+    got = decide([{"first_name": "Robert", "last_name": "Nguyne"}], config=strict)[1]
     assert got["decision"] == "review"
-    assert decide([{"first_name": "Robrt", "last_name": "Nguyen"}])[1]["decision"] == "matched"
+    assert decide([{"first_name": "Robert", "last_name": "Nguyne"}])[1]["decision"] == "matched"
 
 
 def test_helpers():

@@ -143,3 +143,13 @@ def audit_many(
     )
     # Unregistered only on success: after an error the transaction is aborted and the caller rolls back.
     con.unregister("audit_rows")
+
+
+def commits_since(con: duckdb.DuckDBPyConnection, batch_id: int, stage: str) -> list[int]:
+    """Batches committed after this batch's ``stage`` finished: its results may be out of date."""
+    row = first_row(con.execute(
+        "SELECT list(m.batch_id ORDER BY m.batch_id) FROM commit_markers m, batch_stages s"
+        " WHERE s.batch_id = ? AND s.stage = ? AND m.committed_at > s.finished_at AND m.batch_id <> ?",
+        [batch_id, stage, batch_id],
+    ))
+    return list(row[0] or []) if row else []

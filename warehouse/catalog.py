@@ -11,7 +11,9 @@ from warehouse.connection import first_row, transaction
 
 def add_schools(con: duckdb.DuckDBPyConnection, names: list[str], actor: str) -> int:
     """Add schools by name (existing names are left alone); return how many were added."""
-    frame = pl.DataFrame({"name": [n.strip() for n in names if n and n.strip()]}, schema={"name": pl.String}).unique(maintain_order=True)
+    frame = pl.DataFrame({"name": [n.strip() for n in names if n and n.strip()]}, schema={"name": pl.String})
+    # School names are matched case-insensitively, so "Lincoln" and "LINCOLN" are one school.
+    frame = frame.unique(subset=pl.col("name").str.to_lowercase(), keep="first", maintain_order=True)
     with transaction(con):
         con.register("school_frame", frame.to_arrow())
         added = con.sql(

@@ -1,0 +1,105 @@
+"""The plan's safety rules, each on a small warehouse built by the test."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from tasks.pipeline import advance_batch
+from tasks.review import review_items
+from tests.batch_helpers import approve_and_commit, start
+from tests.sheets import TEMPLATE_HEADER, roster_row, write_roster, write_sheets
+from warehouse import catalog
+from warehouse.connection import opened
+
+SCHOOLS = ["ABC High School", "Summerwind High School"]
+TERM, SUB = "Fall 2026", "K12"
+
+
+@pytest.fixture
+def town(warehouse_path: Path, tmp_path: Path) -> Path:
+    """Two schools with twenty registered students each (IDs 1-40)."""
+    with opened(warehouse_path) as con:
+        catalog.add_schools(con, SCHOOLS, "test")
+        catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "test")
+        catalog.set_subscriptions(con, SUB, 1000, "test")
+    rows = [roster_row(first=f"Kid{i}", last=f"Family{i}", student_id=str(i), school=SCHOOLS[i > 20],
+                       dob=dt.date(2012, 1 + i % 12, 1 + i % 27)) for i in range(1, 41)]
+    progress = start(warehouse_path, "registration", [write_roster(tmp_path / "year1.xlsx", rows)], "Fall 2025", SUB)
+    approve_and_commit(warehouse_path, progress["batch_id"])
+    return warehouse_path
+
+
+def year_two(drop: set[int] = frozenset(), change: dict[int, dict] | None = None) -> list[list]:
+    """Next year's rows: everyone but ``drop``, with ``change`` applied per student number."""
+    rows = []
+    for i in range(1, 41):
+        if i in drop:
+            continue
+        fields = {"first": f"Kid{i}", "last": f"Family{i}", "student_id": str(i), "school": SCHOOLS[i > 20],
+                  "dob": dt.date(2012, 1 + i % 12, 1 + i % 27).isoformat(), **(change or {}).get(i, {})}
+        rows.append(roster_row(**fields))
+    return rows
+
+
+def test_a_student_whose_row_is_invalid_in_another_school_is_not_removed(town: Path, tmp_path: Path):
+    # Kid5 moved to Summerwind and his new row has a bad date: Summerwind is held, and ABC must not
+    # remove him although no valid row links him.
+    sheet = write_roster(tmp_path / "y2.xlsx", year_two(change={5: {"school": SCHOOLS[1], "dob": "03/04/2012"}}))
+    plan = start(town, "migration", [sheet], TERM, SUB)["plan"]
+    assert plan["held_schools"] == [SCHOOLS[1]] and plan["removals"] == 0
+
+
+def test_excluding_a_row_in_review_does_not_remove_its_candidates(town: Path, tmp_path: Path):
+    # Kid3 arrives without ID and with a typo-like date: review; the reviewer excludes the row.
+    sheet = write_roster(tmp_path / "y2.xlsx", year_two(change={3: {"student_id": None, "first": "Kid3",
+                                                                    "dob": dt.date(2012, 4, 5).isoformat()}}))
+    progress = start(town, "migration", [sheet], TERM, SUB)
+    with opened(town) as con:
+        items = review_items(con, progress["batch_id"])
+        assert len(items) == 1
+        from tasks.review import decide_review
+
+        decide_review(con, progress["batch_id"], items[0]["review_id"], "exclude", "Rita Reviewer")
+        plan = advance_batch(con, progress["batch_id"])["plan"]
+    assert plan["removals"] == 0 and plan["rows_excluded_by_review"] == 1
+
+
+def test_a_hidden_roster_sheet_holds_the_whole_migration(town: Path, tmp_path: Path):
+    rows = year_two()
+    path = write_sheets(tmp_path / "y2.xlsx", {"Roster": [TEMPLATE_HEADER, *rows[:-2]],
+                                               "More": [TEMPLATE_HEADER, *rows[-2:]]}, hidden=("More",))
+    progress = start(town, "migration", [path], TERM, SUB)
+    assert progress["plan"]["hold_all"] and progress["plan"]["removals"] == 0 and progress["status"] == "held"
+
+
+def test_new_children_with_only_a_name_are_never_merged(town: Path, tmp_path: Path):
+    twins = [roster_row(first="Emma", last="Garcia", student_id=None, dob=None, school=SCHOOLS[0]),
+             roster_row(first="Emma", last="Garcia", student_id=None, dob=None, school=SCHOOLS[1],
+                        email="other@example.org", teacher=("Ann", "Other"))]
+    progress = start(town, "registration", [write_roster(tmp_path / "new.xlsx", twins)], TERM, SUB)
+    assert progress["plan"]["students_new"] == 2
+
+
+def test_school_pools_are_not_lent_to_other_schools(warehouse_path: Path, tmp_path: Path):
+    with opened(warehouse_path) as con:
+        catalog.add_schools(con, SCHOOLS, "test")
+        catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "test")
+        catalog.set_subscriptions(con, SUB, 100, "test", school=SCHOOLS[1])
+        catalog.set_subscriptions(con, SUB, 2, "test")
+    rows = [roster_row(first=f"K{i}", student_id=str(i), school=SCHOOLS[0]) for i in range(5)]
+    plan = start(warehouse_path, "registration", [write_roster(tmp_path / "r.xlsx", rows)], TERM, SUB)["plan"]
+    assert plan["blockers"] and "district pool, which has 2" in plan["blockers"][0]
+
+
+def test_a_batch_matched_before_another_commit_is_matched_again(town: Path, tmp_path: Path):
+    newcomer = roster_row(first="Zoe", last="New", student_id="2001", dob="2013-02-03")
+    first = start(town, "registration", [write_roster(tmp_path / "a.xlsx", [newcomer])], TERM, SUB)
+    second = start(town, "migration", [write_roster(tmp_path / "b.xlsx", [*year_two(), newcomer])], TERM, SUB)
+    approve_and_commit(town, first["batch_id"])
+    # The migration was matched before Zoe existed; planning now must match again and link her.
+    with opened(town) as con:
+        again = advance_batch(con, second["batch_id"])
+    assert again["match"]["new"] == 0 and again["plan"]["students_new"] == 0 and again["plan"]["removals"] == 0
