@@ -25,7 +25,7 @@ from tasks.match import match_batch
 from tasks.matching import MatchConfig
 from tasks.pipeline import open_batch
 from tasks.plan import build_plan
-from tasks.review import close_review, decide_review, review_items
+from tasks.review import ReviewError, close_review, decide_review, review_items
 from tasks.validate import validate_batch
 from warehouse import catalog
 from warehouse.connection import opened
@@ -55,7 +55,10 @@ def run_once(district, warehouse: Path, timings: dict) -> dict:
             _timed(timings, f"{mode}.validate", validate_batch, con, batch)
             match = _timed(timings, f"{mode}.match", match_batch, con, batch, MatchConfig())
             for item in review_items(con, batch, pending_only=True):
-                decide_review(con, batch, item["review_id"], "link", "bench", 1)
+                try:
+                    decide_review(con, batch, item["review_id"], "link", "bench", 1)
+                except ReviewError:  # the candidate is claimed by another row: a new student here
+                    decide_review(con, batch, item["review_id"], "new", "bench")
             close_review(con, batch)
             plan = _timed(timings, f"{mode}.plan", build_plan, con, batch)
             decide_batch(con, batch, "bench", True, plan["removals"], bool(plan["guard"]))

@@ -1,6 +1,7 @@
 """`make bench`: every benchmark at its default size."""
 
-from benchmarks import pipeline
+from benchmarks import ingest, pipeline
 
 if __name__ == "__main__":
     pipeline.main()
+    ingest.main()

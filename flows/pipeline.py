@@ -36,7 +36,7 @@ def run_batch(mode: str, config: BatchRunConfig) -> str:
 
     ingest = ingest_task(warehouse, batch_id, config.files, config.sheet, config.max_rows)
     validated = validate_task(warehouse, batch_id)
-    publish_issues_task(warehouse, batch_id)
+    publish_issues_task(warehouse, batch_id, config.outbox_dir)
     logger.info("Read %s rows; %s valid, %s with errors; %s file errors", ingest["rows_staged"],
                 validated["rows_valid"], validated["rows_invalid"], len(ingest["file_errors"]))
     matched = match_task(warehouse, batch_id, config.match)

@@ -23,7 +23,8 @@ from tasks.ingest import BatchTooLarge
 from tasks.pipeline import advance_batch, open_batch
 from tasks.plan import plan_markdown, plan_tables
 from tasks.review import ReviewError, decide_review, review_items
-from tasks.validate import batch_issues
+from tasks.template import export_roster, write_template
+from tasks.validate import batch_issues, write_issue_report
 from warehouse import batches, catalog
 from warehouse.connection import opened
 
@@ -60,6 +61,29 @@ def cmd_school_list(args: argparse.Namespace) -> int:
     with opened(args.warehouse) as con:
         frame = con.sql("SELECT school_id, name FROM schools ORDER BY name").pl()
     _print(frame.to_dicts(), args.json, _table(frame))
+    return 0
+
+
+def cmd_school_requests(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        frame = con.sql("SELECT name, first_batch, rows_waiting, requested_at, status FROM school_requests"
+                        " ORDER BY requested_at").pl()
+    _print(frame.to_dicts(), args.json, _table(frame) if frame.height else "No school requests.")
+    return 0
+
+
+def cmd_template(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        path = write_template(con, args.out)
+    print(f"Template written to {path}")
+    return 0
+
+
+def cmd_export_roster(args: argparse.Namespace) -> int:
+    out = args.out or Path(f"roster-{args.school.lower().replace(' ', '-')}.xlsx")
+    with opened(args.warehouse) as con:
+        path, count = export_roster(con, args.school, out)
+    print(f"{count} students of {args.school} written to {path}")
     return 0
 
 
@@ -188,6 +212,9 @@ def cmd_batch_show(args: argparse.Namespace) -> int:
 def cmd_issues(args: argparse.Namespace) -> int:
     with opened(args.warehouse) as con:
         issues = batch_issues(con, args.batch)
+        if args.xlsx:
+            write_issue_report(con, args.batch, args.xlsx)
+            print(f"Report written to {args.xlsx}", file=sys.stderr)
     _print(issues.to_dicts(), args.json, "\n".join(issue_lines(issues)) if issues.height else "No issues.")
     return 0
 
@@ -283,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     school = sub.add_parser("school", help="schools").add_subparsers(dest="school_command", required=True)
     command("add", cmd_school_add, "add schools", school).add_argument("names", nargs="+")
     command("list", cmd_school_list, "list schools", school)
+    command("requests", cmd_school_requests, "schools named in sheets but not in rosterflow", school)
     course = sub.add_parser("course", help="course catalog").add_subparsers(dest="course_command", required=True)
     command("add", cmd_course_add, "add courses as CODE=Name", course).add_argument("courses", nargs="+")
     command("list", cmd_course_list, "list courses", course)
@@ -307,7 +335,16 @@ def build_parser() -> argparse.ArgumentParser:
     batch = sub.add_parser("batch", help="batches").add_subparsers(dest="batch_command", required=True)
     command("list", cmd_batch_list, "list batches", batch)
     command("show", cmd_batch_show, "show a batch, its stages and issues", batch).add_argument("batch", type=int)
-    command("issues", cmd_issues, "the validation report of a batch", batch).add_argument("batch", type=int)
+    p = command("issues", cmd_issues, "the validation report of a batch", batch)
+    p.add_argument("batch", type=int)
+    p.add_argument("--xlsx", type=Path, help="also write the report as an .xlsx file")
+    p = command("template", cmd_template, "write the batch template (.xlsx) with the warehouse's drop-downs",
+                json_flag=False)
+    p.add_argument("--out", type=Path, default=Path("rosterflow-template.xlsx"))
+    p = command("export-roster", cmd_export_roster, "write a school's current students in the template",
+                json_flag=False)
+    p.add_argument("--school", required=True)
+    p.add_argument("--out", type=Path)
 
     review = sub.add_parser("review", help="the manual-review queue").add_subparsers(dest="review_command", required=True)
     p = command("list", cmd_review_list, "list review items with their candidates", review)

@@ -77,7 +77,7 @@ def _students(rng: random.Random, school: str, count: int, start_id: int) -> lis
             "school": school,
             "student_first": first,
             "student_last": last,
-            "student_id": f"{start_id + index:07d}",
+            "student_id": f"{start_id + index:08d}",
             "ssid": f"SS{rng.randint(10**7, 10**8 - 1)}",
             "date_of_birth": dt.date(birth_year, rng.randint(1, 12), rng.randint(1, 28)),
             "grade": str(grade),
@@ -93,7 +93,8 @@ def generate_district(out_dir: Path, seed: int = 2026, students_per_school: int 
     courses = list(COURSES)
     registration_rows, migration_rows, truth = [], [], []
     for school_index, school in enumerate(SCHOOLS):
-        people = _students(rng, school, students_per_school, 1_000_000 + 1000 * school_index)
+        id_base = 10_000_000 * (school_index + 1)
+        people = _students(rng, school, students_per_school, id_base)
         # Hard cases placed on purpose: formal names, accents and a pair of twins.
         formal = list(NICKNAMED)[school_index % len(NICKNAMED)]
         people[0]["student_first"] = formal
@@ -154,7 +155,7 @@ def generate_district(out_dir: Path, seed: int = 2026, students_per_school: int 
                 row["date_of_birth"] = row["date_of_birth"].isoformat()
             migration_rows.append(row)
         for index in range(3):
-            newcomer = _students(rng, school, 1, 1_000_500 + 1000 * school_index + index)[0]
+            newcomer = _students(rng, school, 1, id_base + 9_000_000 + index)[0]
             newcomer["student_first"], newcomer["student_last"] = (
                 ("Renée", "Okonkwo-Hale"), ("Mateo", "García López"), ("Wen", "Zhou"))[index]
             newcomer["person"] = f"{school[:3].upper()}N{index}"

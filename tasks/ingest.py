@@ -87,11 +87,18 @@ def ingest_files(
             {"file_name": sheet_read.file_name, "file_path": str(path.resolve()), "sha256": sheet_read.sha256,
              "sheet": sheet_read.sheet, "rows_read": sheet_read.rows.height}
         )
-        for warning in sheet_read.warnings:
+        for hidden in sheet_read.hidden_sheets:
+            # An error, not a warning: a hidden roster sheet may hold real students, and a
+            # migration that did not read them would remove them.
             file_issues.append(
-                {"file_name": sheet_read.file_name, "sheet": sheet_read.sheet, "problem": warning,
-                 "fix": "Unhide the sheet and name it if it is the roster, or delete it.", "severity": "warning"}
+                {"file_name": sheet_read.file_name, "sheet": hidden,
+                 "problem": "this hidden sheet carries a roster header and was not read.",
+                 "fix": "Unhide it and upload it as its own file if it is a roster, or delete it."}
             )
+        for warning in sheet_read.warnings:
+            file_issues.append({"file_name": sheet_read.file_name, "sheet": sheet_read.sheet, "problem": warning,
+                                "fix": "Give the column a header from the template if it matters.",
+                                "severity": "warning"})
 
     staged = (
         pl.concat(frames, how="vertical")

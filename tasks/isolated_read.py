@@ -95,7 +95,8 @@ def _child() -> None:
             read = read_roster_file(Path(path), request["sheet"], limits)
             read.rows.write_ipc(out_dir / f"{index}.arrow")
             meta = {"file_name": read.file_name, "sha256": read.sha256, "sheet": read.sheet,
-                    "non_empty_rows": read.non_empty_rows, "warnings": read.warnings}
+                    "non_empty_rows": read.non_empty_rows, "warnings": read.warnings,
+                    "hidden_sheets": read.hidden_sheets}
         except SpreadsheetError as error:
             meta = {"error": {"file_name": error.file_name, "sheet": error.sheet, "problem": error.problem,
                               "fix": error.fix}}

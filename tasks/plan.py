@@ -38,9 +38,9 @@ def _held_schools(con: duckdb.DuckDBPyConnection, batch_id: int) -> tuple[bool, 
 
     Returns (hold everything, held school ids, reasons).
     """
-    # Any file-level problem (an unreadable file, a hidden roster sheet) may hide real students.
+    # A file-level error (an unreadable file, a hidden roster sheet) may hide real students.
     file_errors = con.execute(
-        "SELECT file_name, problem FROM validation_issues WHERE batch_id = ? AND row_no IS NULL",
+        "SELECT file_name, problem FROM validation_issues WHERE batch_id = ? AND row_no IS NULL AND severity = 'error'",
         [batch_id],
     ).fetchall()
     reasons = [f"{name}: {problem}" for name, problem in file_errors]

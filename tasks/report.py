@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks.validate import batch_issues
+from tasks.validate import batch_issues, write_issue_report
 from warehouse.connection import opened
 
 
@@ -17,10 +18,12 @@ def artifact_key(prefix: str, batch_id: int) -> str:
 
 
 @task(name="publish-validation-report")
-def publish_issues_task(warehouse_path: str, batch_id: int) -> int:
-    """Publish every validation issue of the batch as a table artifact; return how many."""
+def publish_issues_task(warehouse_path: str, batch_id: int, report_dir: str) -> int:
+    """Publish every validation issue of the batch as a table artifact and an .xlsx; return how many."""
     with opened(warehouse_path) as con:
         issues = batch_issues(con, batch_id)
+        if issues.height:
+            write_issue_report(con, batch_id, Path(report_dir) / f"batch-{batch_id}" / "validation-report.xlsx")
     if issues.height:
         create_table_artifact(
             key=artifact_key("validation", batch_id),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import fastexcel
 import polars as pl
+import xlrd
 
 from schemas.roster import CANONICAL_COLUMNS, REQUIRED_COLUMNS
 
@@ -64,6 +65,7 @@ class SheetRead:
     rows: pl.DataFrame
     non_empty_rows: int
     warnings: list[str] = field(default_factory=list)
+    hidden_sheets: list[str] = field(default_factory=list)
 
 
 def normalize_header(text: str | None) -> str:
@@ -185,10 +187,13 @@ def xlsx_sheet_facts(path: Path, limits: ReadLimits = ReadLimits()) -> dict[str,
 
 
 def _sheet_head_facts(archive: zipfile.ZipFile, member: str) -> SheetFacts:
+    """The declared range and the first row holding a value (styled empty rows do not count: the
+    reader skips them too)."""
     head = b""
     first_row, last_row, last_column = None, None, None
+    row_pattern = re.compile(rb'<(?:\w+:)?row\b([^>]*?)(/?)>(.*?)(?:</(?:\w+:)?row>|(?=<(?:\w+:)?row\b)|$)', re.S)
     with archive.open(member) as sheet_xml:
-        while len(head) < (1 << 22):
+        while first_row is None and len(head) < (1 << 23):
             chunk = sheet_xml.read(1 << 16)
             if not chunk:
                 break
@@ -197,11 +202,33 @@ def _sheet_head_facts(archive: zipfile.ZipFile, member: str) -> SheetFacts:
             if dimension and last_row is None:
                 end = dimension.group(1).decode().replace("$", "").split(":")[-1]
                 last_row, last_column = _cell_position(end)
-            found = re.search(rb'<(?:\w+:)?row\b[^>]*?\br="(\d+)"', head)
-            if found:
-                first_row = int(found.group(1))
-                break
+            for attributes, self_closing, body in row_pattern.findall(head):
+                number = re.search(rb'\br="(\d+)"', attributes)
+                if not self_closing and number and re.search(rb"<(?:\w+:)?(?:v|is)\b", body):
+                    first_row = int(number.group(1))
+                    break
     return SheetFacts(first_row or 1, last_row, last_column)
+
+
+def xls_sheet_facts(path: Path) -> dict[str, SheetFacts]:
+    """The first used row of each sheet of an .xls workbook (1-based), read with xlrd."""
+    try:
+        book = xlrd.open_workbook(str(path), on_demand=True)
+    except xlrd.XLRDError as error:
+        raise SpreadsheetError(path.name, None, f"the .xls workbook cannot be opened ({error}).",
+                               "Open it in Excel, save it as .xlsx, and upload that file.") from error
+    facts = {}
+    try:
+        for name in book.sheet_names():
+            sheet = book.sheet_by_name(name)
+            first = next((r for r in range(sheet.nrows)
+                          if any(cell.ctype not in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK) for cell in sheet.row(r))),
+                         0)
+            facts[name] = SheetFacts(first + 1, sheet.nrows, sheet.ncols)
+            book.unload_sheet(name)
+    finally:
+        book.release_resources()
+    return facts
 
 
 def check_sheet_size(file_name: str, sheet: str, facts: SheetFacts, limits: ReadLimits) -> None:
@@ -223,18 +250,32 @@ def check_sheet_size(file_name: str, sheet: str, facts: SheetFacts, limits: Read
         )
 
 
-def _find_header(frame: pl.DataFrame) -> tuple[int, dict[int, str]] | None:
-    """The index of the header row and the canonical column of each header cell."""
+def _column_letter(position: int) -> str:
+    letters = ""
+    position += 1
+    while position:
+        position, remainder = divmod(position - 1, 26)
+        letters = chr(65 + remainder) + letters
+    return letters
+
+
+def _find_header(frame: pl.DataFrame) -> tuple[int, dict[int, str], list[str]] | None:
+    """The index of the header row, the canonical column of each header cell, and the canonical
+    columns that more than one header cell claims."""
     for index in range(min(HEADER_SEARCH_ROWS, frame.height)):
         mapping: dict[int, str] = {}
+        duplicates: list[str] = []
         for position, cell in enumerate(frame.row(index)):
             column = _ALIAS_TO_COLUMN.get(normalize_header(cell))
-            if column and column not in mapping.values():
+            if column and column in mapping.values():
+                first = next(p for p, c in mapping.items() if c == column)
+                duplicates.append(f"{column} (columns {_column_letter(first)} and {_column_letter(position)})")
+            elif column:
                 mapping[position] = column
         # Four known headers mark the header row even when one is misspelt, so a typo is reported
         # as the missing column it is rather than as "no header".
         if len(mapping) >= 4:
-            return index, mapping
+            return index, mapping, duplicates
     return None
 
 
@@ -253,7 +294,7 @@ def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = 
                                "Split the roster into several files and upload them together.")
     file_format = detect_format(path)
     sha256 = file_sha256(path)
-    facts = xlsx_sheet_facts(path, limits) if file_format == "xlsx" else {}
+    facts = xlsx_sheet_facts(path, limits) if file_format == "xlsx" else xls_sheet_facts(path)
     try:
         # From bytes, the reader decides the format by content, so an .xlsx named .xls still opens.
         reader = fastexcel.read_excel(path.read_bytes())
@@ -264,7 +305,8 @@ def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = 
         ) from error
 
     candidates = []
-    warnings = []
+    warnings: list[str] = []
+    hidden_sheets: list[str] = []
     for name in reader.sheet_names:
         if sheet is not None and name != sheet:
             continue
@@ -276,7 +318,7 @@ def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = 
         if header is None:
             continue
         if loaded.visible != "visible" and sheet is None:
-            warnings.append(f"hidden sheet {name!r} carries a roster header and was not read")
+            hidden_sheets.append(name)
             continue
         candidates.append((name, frame, header))
 
@@ -286,7 +328,7 @@ def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = 
             "Name one of the listed sheets.",
         )
     if not candidates:
-        hidden = f" ({'; '.join(warnings)})" if warnings else ""
+        hidden = f" (hidden sheet {', '.join(map(repr, hidden_sheets))} has one and was not read)" if hidden_sheets else ""
         raise SpreadsheetError(
             path.name, sheet,
             f"no sheet has a roster header row (at least four of the template's column names){hidden}.",
@@ -299,9 +341,16 @@ def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = 
             "Keep one roster sheet per file, or name the sheet to read.",
         )
 
-    sheet_name, frame, (header_index, mapping) = candidates[0]
+    sheet_name, frame, (header_index, mapping, duplicates) = candidates[0]
     missing = [column for column in REQUIRED_COLUMNS if column not in mapping.values()]
     first_row = facts[sheet_name].first_row if sheet_name in facts else 1
+    if duplicates:
+        raise SpreadsheetError(
+            path.name, sheet_name,
+            f"the header row (Excel row {first_row + header_index}) names the same column twice: "
+            f"{'; '.join(duplicates)}.",
+            "Keep one of the two columns (or rename the other) and upload again; nothing from this file was used.",
+        )
     if missing:
         found = [cell for cell in frame.row(header_index) if cell]
         raise SpreadsheetError(
@@ -313,6 +362,10 @@ def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = 
 
     data = frame.slice(header_index + 1)
     source_columns = data.columns
+    header_cells = frame.row(header_index)
+    for position, name in enumerate(source_columns):
+        if position not in mapping and not (header_cells[position] or "").strip() and data[name].drop_nulls().len():
+            warnings.append(f"column {_column_letter(position)} has values but no header; it was not read")
     rows = data.select(
         [pl.col(source_columns[position]).alias(column) for position, column in mapping.items()]
     ).with_columns(
@@ -333,4 +386,5 @@ def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = 
         rows=rows.select(["excel_row", *CANONICAL_COLUMNS]),
         non_empty_rows=int(non_empty.sum()),
         warnings=warnings,
+        hidden_sheets=hidden_sheets,
     )

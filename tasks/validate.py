@@ -6,6 +6,7 @@ Rows with an error are kept out of ``valid_rows`` and reported; rows with warnin
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -14,6 +15,7 @@ import polars as pl
 from prefect import task
 
 from schemas.roster import FORMULA_PREFIXES, ValidRosterRow
+from tasks.exports import write_xlsx
 from warehouse import batches
 from warehouse.connection import opened, transaction
 
@@ -89,6 +91,18 @@ def clean_rows(staged: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             _issue(frame, lost_digits, column,
                    "looks like a number Excel reformatted (decimal point or exponent), so digits may be lost",
                    "Format the column as Text in Excel and type the ID again.")
+        )
+    for column in ID_COLUMNS:
+        # A numeric cell formatted 00000 reads as 123: the zeros lived only in the display format.
+        # Such an ID is shorter than its file's usual length.
+        digits = pl.col(column).str.contains(r"^\d+$").fill_null(False)
+        length = pl.when(digits).then(pl.col(column).str.len_chars())
+        usual = length.mode().first().over("file_name")
+        share = (length == usual).sum().over("file_name") / digits.sum().over("file_name")
+        issues.append(
+            _issue(frame, digits & (length < usual) & (share >= 0.8), column,
+                   "is shorter than the other IDs in this file, so leading zeros may have been lost",
+                   "Format the column as Text in Excel and type the ID with its leading zeros.", "warning")
         )
     dob = pl.col("date_of_birth")
     is_iso = dob.str.contains(ISO_DATE_PATTERN).fill_null(False)
@@ -257,6 +271,15 @@ def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, A
             [batch_id],
         )
         con.unregister("issue_frame")
+        unknown = frame.filter(pl.col("school").is_not_null() & pl.col("school_id").is_null()).group_by("school").len()
+        if unknown.height:
+            con.register("unknown_schools", unknown.to_arrow())
+            con.execute(
+                "INSERT INTO school_requests (name, first_batch, rows_waiting) SELECT school, ?, len FROM unknown_schools"
+                " ON CONFLICT (name) DO UPDATE SET rows_waiting = excluded.rows_waiting",
+                [batch_id],
+            )
+            con.unregister("unknown_schools")
         batches.record_stage(con, batch_id, "validate", result)
     return result
 
@@ -269,6 +292,15 @@ def batch_issues(con: duckdb.DuckDBPyConnection, batch_id: int) -> pl.DataFrame:
         " ORDER BY severity, file_name, sheet, excel_row NULLS FIRST, column_name",
         params={"b": batch_id},
     ).pl()
+
+
+def write_issue_report(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path) -> Path:
+    """The batch's validation report as .xlsx: file, sheet, row, column, value, problem, how to fix.
+    Cells that look like formulas are written as inert text."""
+    issues = batch_issues(con, batch_id)
+    return write_xlsx(Path(path), {"Problems": issues.rename(
+        {"file": "File", "sheet": "Sheet", "row": "Row", "column": "Column", "value": "Value",
+         "severity": "Severity", "problem": "Problem", "fix": "How to fix"})})
 
 
 @task(name="validate", retries=2, retry_delay_seconds=2)

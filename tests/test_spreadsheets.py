@@ -36,7 +36,7 @@ def test_a_hidden_roster_sheet_is_reported_not_read(tmp_path: Path):
     }, hidden=("Old",))
     read = read_roster_file(path)
     assert read.sheet == "Roster" and read.rows["student_first"].to_list() == ["Fresh"]
-    assert any("hidden sheet 'Old'" in w for w in read.warnings)
+    assert read.hidden_sheets == ["Old"]
 
 
 def test_only_a_hidden_roster_sheet_is_an_error_that_says_so(tmp_path: Path):
