@@ -93,6 +93,13 @@ def clean_rows(staged: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
                    "Format the column as Text in Excel and type the ID again.")
         )
     for column in ID_COLUMNS:
+        # Excel keeps 15 significant digits of a number: a longer ID typed into a number cell
+        # comes back with its last digits changed (12345678901234567890 -> ...69216).
+        issues.append(
+            _issue(frame, pl.col(column).str.contains(r"^\d{16,}$").fill_null(False), column,
+                   "has more than 15 digits: if Excel stored it as a number, digits may be lost",
+                   "Format the column as Text in Excel and type the ID again.", "warning")
+        )
         # A numeric cell formatted 00000 reads as 123: the zeros lived only in the display format.
         # Such an ID is shorter than its file's usual length.
         digits = pl.col(column).str.contains(r"^\d+$").fill_null(False)
