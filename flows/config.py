@@ -43,6 +43,11 @@ class MigrationConfig(BatchRunConfig):
         description="Schools the migration covers; empty means the schools named in the sheets. "
         "A listed school with active students and no rows is held.",
     )
+    wait_for_all_uploads: bool = Field(
+        default=False,
+        description="Pause before reading until an administrator confirms every sheet is in the folder(s) "
+        "named in files (partial uploads from several teachers).",
+    )
     max_removal_share: float = Field(
         default=0.10, ge=0, le=1,
         description="A school losing more than this share of its active students is held for an explicit override.",

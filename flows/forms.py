@@ -40,3 +40,13 @@ class ApprovalForm(RunInput):
         description="Only when the plan shows a guard and you have checked that those removals are real.",
     )
     comment: str = Field(default="", title="Comment")
+
+
+class AllUploadedForm(RunInput):
+    """The administrator's confirmation that every teacher's sheet is in the upload folder."""
+
+    confirmed_by: str = Field(default="", title="Your name")
+    all_uploaded: bool = Field(
+        default=False, title="We have uploaded all the spreadsheets that are required for the migration",
+        description="Students missing from the sheets will be removed: tick only when every sheet is in.",
+    )

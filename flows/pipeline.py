@@ -7,17 +7,19 @@ opens and closes the warehouse itself: nothing holds the DuckDB file while the r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import get_run_logger, pause_flow_run
 from prefect.runtime import flow_run
 
 from flows.config import BatchRunConfig
-from flows.forms import ApprovalForm, ReviewChoice, ReviewForm
+from flows.forms import AllUploadedForm, ApprovalForm, ReviewChoice, ReviewForm
 from rosterflow.settings import load_settings
 from tasks.approve import approval_context_task, decide_batch_task
 from tasks.commit import commit_task
-from tasks.ingest import ingest_task
+from tasks.ingest import expand_paths, ingest_task
 from tasks.match import match_task
-from tasks.pipeline import open_batch_task, resolve_term
+from tasks.pipeline import finished_stages_task, open_batch_task, resolve_term
 from tasks.plan import plan_task
 from tasks.report import publish_issues_task, publish_plan_task
 from tasks.review import apply_review_decisions_task, close_review_task, pending_review_task, review_markdown
@@ -33,7 +35,24 @@ def run_batch(mode: str, config: BatchRunConfig) -> str:
     batch_id = open_batch_task(warehouse, f"prefect:{flow_run.get_id()}", mode, config.model_dump(mode="json"),
                                "prefect")
     logger.info("Batch %s (%s, %s)", batch_id, mode, resolve_term(config.term))
+    review_timeout = int(config.review_timeout_hours * 3600)
 
+    waits_for_uploads = getattr(config, "wait_for_all_uploads", False) and "ingest" not in finished_stages_task(
+        warehouse, batch_id)
+    for _ in range(MAX_FORM_ATTEMPTS * 10):
+        if not waits_for_uploads:
+            break
+        found = expand_paths(config.files)
+        form = pause_flow_run(
+            wait_for_input=AllUploadedForm.with_initial_data(
+                description=f"# Batch {batch_id}: are all sheets uploaded?\n\n{len(found)} file(s) so far:\n\n"
+                + "\n".join(f"- {Path(f).name}" for f in found),
+            ),
+            timeout=review_timeout, poll_interval=config.wait_poll_seconds,
+        )
+        if form.all_uploaded and form.confirmed_by.strip():
+            logger.info("All sheets uploaded, confirmed by %s", form.confirmed_by)
+            break
     ingest = ingest_task(warehouse, batch_id, config.files, config.sheet, config.max_rows)
     validated = validate_task(warehouse, batch_id)
     publish_issues_task(warehouse, batch_id, config.outbox_dir)
@@ -42,7 +61,6 @@ def run_batch(mode: str, config: BatchRunConfig) -> str:
     matched = match_task(warehouse, batch_id, config.match)
     logger.info("Matched %s, to review %s, new %s", matched["matched"], matched["review"], matched["new"])
 
-    review_timeout = int(config.review_timeout_hours * 3600)
     for _ in range(MAX_FORM_ATTEMPTS * 10):
         if close_review_task(warehouse, batch_id)["pending"] == 0:
             break

@@ -24,6 +24,7 @@ from tasks.pipeline import advance_batch, open_batch
 from tasks.plan import plan_markdown, plan_tables
 from tasks.review import ReviewError, decide_review, review_items
 from tasks.template import export_roster, write_template
+from tasks.uploads import add_upload, confirm_all_uploaded, list_uploads
 from tasks.validate import batch_issues, write_issue_report
 from warehouse import batches, catalog
 from warehouse.connection import opened
@@ -124,6 +125,11 @@ def cmd_subscription_list(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, mode: str) -> int:
+    collecting = getattr(args, "collect", False)
+    if not args.files and not collecting:
+        print("error: name the roster files (or folders), or use --collect to gather uploads first.",
+              file=sys.stderr)
+        return 2
     files = [str(Path(f).resolve()) for f in args.files]
     common = {"files": files, "term": args.term, "subscription_type": args.subscription, "sheet": args.sheet,
               "warehouse_path": str(args.warehouse)}
@@ -132,7 +138,13 @@ def _run(args: argparse.Namespace, mode: str) -> int:
     else:
         config = RegistrationConfig(**common)
     with opened(args.warehouse) as con:
-        batch_id = open_batch(con, f"cli:{uuid.uuid4()}", mode, config.model_dump(mode="json"), args.actor)
+        batch_id = open_batch(con, f"cli:{uuid.uuid4()}", mode, config.model_dump(mode="json"), args.actor,
+                              collecting=collecting)
+        if collecting:
+            _print({"batch_id": batch_id, "status": "collecting"}, args.json,
+                   f"Batch {batch_id}: collecting uploads.\n  next: rosterflow upload {batch_id} FILE ... "
+                   f"(as teachers send sheets), then rosterflow all-uploaded {batch_id} --by NAME")
+            return 0
         try:
             result = advance_batch(con, batch_id)
         except BatchTooLarge as error:
@@ -185,6 +197,48 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     return _run(args, "migration")
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    results = []
+    with opened(args.warehouse) as con:
+        for file in args.files:
+            result = add_upload(con, args.batch, Path(file), args.uploads, args.by)
+            results.append(result)
+            if not args.json:
+                if result["duplicate"]:
+                    print(f"{file}: already uploaded (upload {result['upload_id']}); nothing changed")
+                else:
+                    note = f"; replaces upload {', '.join(map(str, result['replaced']))}" if result["replaced"] else ""
+                    problem = f"; PROBLEM: {result['problem']}" if result["problem"] else ""
+                    print(f"{file}: upload {result['upload_id']}, {result['rows_read']} rows, teachers "
+                          f"{', '.join(result['teachers']) or '-'}{note}{problem}")
+    if args.json:
+        _print(results, True)
+    return 0
+
+
+def cmd_uploads(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        frame = list_uploads(con, args.batch)
+    lines = [
+        f"[{u['upload_id']}] {u['file_name']}: {u['rows_read']} rows, teachers {u['teachers'] or '-'}, "
+        f"by {u['uploaded_by']} at {u['uploaded_at']:%Y-%m-%d %H:%M}"
+        + (f", REPLACED by upload {u['replaced_by']}" if u["replaced_by"] else "")
+        + (f", PROBLEM: {u['problem']}" if u["problem"] else "")
+        for u in frame.to_dicts()
+    ]
+    _print(frame.to_dicts(), args.json, "\n".join(lines) if lines else "No uploads yet.")
+    return 0
+
+
+def cmd_all_uploaded(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        confirm_all_uploaded(con, args.batch, args.by)
+        result = advance_batch(con, args.batch)
+        issues = batch_issues(con, args.batch)
+    _print(result, args.json, _progress_text(result, issues))
+    return 0
 
 
 def cmd_batch_list(args: argparse.Namespace) -> int:
@@ -292,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rosterflow", description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", type=Path, default=settings.warehouse_path, help="DuckDB warehouse file")
     parser.add_argument("--outbox", type=Path, default=settings.outbox_dir, help="where rosters are written")
+    parser.add_argument("--uploads", type=Path, default=settings.uploads_dir, help="where uploaded sheets are kept")
     parser.add_argument("--actor", default=ACTOR_CLI, help="name recorded in the audit log for admin changes")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -301,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
         # The global options are accepted after the command too, as people type them.
         p.add_argument("--warehouse", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.add_argument("--outbox", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("--uploads", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.add_argument("--actor", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         if json_flag:
             p.add_argument("--json", action="store_true", help="print JSON")
@@ -324,13 +380,23 @@ def build_parser() -> argparse.ArgumentParser:
     for name, handler, help_text in (("register", cmd_register, "start a batch registration from files"),
                                      ("migrate", cmd_migrate, "start a yearly migration from files")):
         p = command(name, handler, help_text)
-        p.add_argument("files", nargs="+")
+        p.add_argument("files", nargs="+" if name == "register" else "*")
         p.add_argument("--term", required=True)
         p.add_argument("--subscription", required=True, help="subscription type to consume")
         p.add_argument("--sheet", help="sheet name (default: the one visible roster sheet)")
         if name == "migrate":
             p.add_argument("--school", action="append", help="a school the migration covers (repeatable)")
             p.add_argument("--max-removal-share", type=float, default=0.10)
+            p.add_argument("--collect", action="store_true",
+                           help="collect sheets with `rosterflow upload` until `rosterflow all-uploaded`")
+    p = command("upload", cmd_upload, "add teachers' sheets to a collecting migration")
+    p.add_argument("batch", type=int)
+    p.add_argument("files", nargs="+")
+    p.add_argument("--by", default=ACTOR_CLI, help="who uploads (recorded)")
+    command("uploads", cmd_uploads, "list a collecting migration's uploads").add_argument("batch", type=int)
+    p = command("all-uploaded", cmd_all_uploaded, "confirm every sheet is uploaded; the batch then runs")
+    p.add_argument("batch", type=int)
+    p.add_argument("--by", required=True, help="the administrator confirming")
 
     batch = sub.add_parser("batch", help="batches").add_subparsers(dest="batch_command", required=True)
     command("list", cmd_batch_list, "list batches", batch)

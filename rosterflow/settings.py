@@ -13,6 +13,7 @@ class Settings:
 
     warehouse_path: Path
     outbox_dir: Path
+    uploads_dir: Path
     approvers: tuple[str, ...]
 
 
@@ -21,6 +22,7 @@ def load_settings() -> Settings:
 
     - ``ROSTERFLOW_WAREHOUSE``: the DuckDB file (default ``var/warehouse.duckdb``).
     - ``ROSTERFLOW_OUTBOX``: where teacher and administrator messages are written (``var/outbox``).
+    - ``ROSTERFLOW_UPLOADS``: where uploaded sheets of a collecting migration are kept (``var/uploads``).
     - ``ROSTERFLOW_APPROVERS``: comma-separated names allowed to approve; empty allows anyone.
     """
     approvers = tuple(
@@ -29,5 +31,6 @@ def load_settings() -> Settings:
     return Settings(
         warehouse_path=Path(os.environ.get("ROSTERFLOW_WAREHOUSE", "var/warehouse.duckdb")),
         outbox_dir=Path(os.environ.get("ROSTERFLOW_OUTBOX", "var/outbox")),
+        uploads_dir=Path(os.environ.get("ROSTERFLOW_UPLOADS", "var/uploads")),
         approvers=approvers,
     )

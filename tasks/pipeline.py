@@ -27,16 +27,22 @@ def resolve_term(term: str) -> str:
     return term.replace("{year}", str(dt.date.today().year))
 
 
-def open_batch(con: duckdb.DuckDBPyConnection, run_key: str, mode: str, config: dict[str, Any], actor: str) -> int:
+def open_batch(con: duckdb.DuckDBPyConnection, run_key: str, mode: str, config: dict[str, Any], actor: str,
+               collecting: bool = False) -> int:
     """Create the batch for ``run_key`` (or find it again on a re-run) and return its id.
 
     A ``{year}`` in the term is filled with the current year, so a yearly schedule can say
     "Fall {year}".
     """
     config = {**config, "term": resolve_term(config["term"])}
-    return batches.create_or_get_batch(
+    batch_id = batches.create_or_get_batch(
         con, run_key, mode, config["term"], config["subscription_type"], config, actor
     )
+    if collecting and batches.get_batch(con, batch_id)["status"] == batches.STATUS_OPEN and not batches.get_batch(
+            con, batch_id)["stages"]:
+        with transaction(con):
+            batches.set_status(con, batch_id, "collecting")
+    return batch_id
 
 
 def advance_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
@@ -48,6 +54,9 @@ def advance_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, An
     batch = batches.get_batch(con, batch_id)
     config = batch["config"]
     results: dict[str, Any] = {}
+    if batch["status"] == "collecting":
+        # Partial uploads: nothing is read until an administrator confirms all sheets are in.
+        return {"batch_id": batch_id, "status": batch["status"]}
     stale = batches.commits_since(con, batch_id, "match") if batch["status"] not in (
         batches.STATUS_COMMITTED, batches.STATUS_REJECTED) else []
     if stale:
@@ -70,3 +79,10 @@ def open_batch_task(warehouse_path: str, run_key: str, mode: str, config: dict[s
     """Prefect task: open (or find again) the batch of this flow run."""
     with opened(warehouse_path) as con:
         return open_batch(con, run_key, mode, config, actor)
+
+
+@task(name="finished-stages")
+def finished_stages_task(warehouse_path: str, batch_id: int) -> list[str]:
+    """Prefect task: the stages the batch has finished (a re-run skips the gates already passed)."""
+    with opened(warehouse_path) as con:
+        return batches.get_batch(con, batch_id)["stages"]

@@ -198,6 +198,14 @@ def relational_issues(frame: pl.DataFrame, schools: pl.DataFrame, courses: pl.Da
                                         pl.col("birth_date").cast(pl.String)], separator="|", ignore_nulls=True))
     frame = frame.with_columns(person_key=person)
     issues.append(_duplicate_issues(frame, class_key))
+    schools_per_id = frame.filter(pl.col("student_id").is_not_null()).group_by("student_id").agg(
+        pl.col("school").str.to_lowercase().n_unique().alias("schools"))
+    in_two_schools = schools_per_id.filter(pl.col("schools") > 1)["student_id"].implode()
+    issues.append(
+        _issue(frame, pl.col("student_id").is_in(in_two_schools), "student_id",
+               "appears in two different schools in this batch",
+               "A student belongs to one school: correct the school on one of the rows (or remove the stale row).")
+    )
     for id_column in ("student_id", "ssid", "other_id"):
         with_id = frame.filter(pl.col(id_column).is_not_null())
         people_per_id = with_id.group_by(id_column).agg(

@@ -107,3 +107,33 @@ def test_migration_flow_waits_for_review_and_approval_then_commits(prefect_serve
         audit = dict(con.execute("SELECT action, count(*) FROM audit_log GROUP BY action").fetchall())
     assert audit["review.decide"] == len(items)
     assert audit["batch.approve"] == 2 and audit["student.remove"] == removals
+
+
+def test_a_migration_waits_until_all_sheets_are_uploaded(prefect_server, district, district_warehouse: Path,
+                                                        tmp_path: Path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    seen: set = set()
+    config = MigrationConfig(files=[str(inbox)], term="Fall {year}", subscription_type=district.subscription_type,
+                             warehouse_path=str(district_warehouse), outbox_dir=str(tmp_path / "outbox"),
+                             wait_for_all_uploads=True, wait_poll_seconds=1)
+    thread, outcome = _run_in_thread(yearly_migration, config)
+    run_id, key = _wait_for_pause("yearly-migration", seen)
+    assert "0 file(s) so far" in _description(run_id, key)
+    # A sheet arrives; an unticked confirmation asks again, now listing it.
+    (inbox / district.migration_files[0].name).write_bytes(district.migration_files[0].read_bytes())
+    resume_flow_run(run_id, run_input={"confirmed_by": "Pat Admin", "all_uploaded": False})
+    run_id, key = _wait_for_pause("yearly-migration", seen)
+    assert district.migration_files[0].name in _description(run_id, key)
+    with opened(district_warehouse) as con:
+        assert con.execute("SELECT count(*) FROM staged_rows").fetchall() == [(0,)]
+    resume_flow_run(run_id, run_input={"confirmed_by": "Pat Admin", "all_uploaded": True})
+    run_id, key = _wait_for_pause("yearly-migration", seen)  # now the batch is read and waits for approval
+    assert "Approve batch" in _description(run_id, key)
+    with opened(district_warehouse) as con:
+        assert con.execute("SELECT count(*) FROM staged_rows").fetchall()[0][0] > 0
+    resume_flow_run(run_id, run_input={"approver": "Pat Admin", "approve": False})
+    thread.join(120)
+    assert outcome == {"status": "rejected"}
+    with opened(district_warehouse) as con:
+        assert con.execute("SELECT count(*) FROM commit_markers").fetchall() == [(0,)]
