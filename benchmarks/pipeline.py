@@ -20,13 +20,11 @@ from pathlib import Path
 from rosterflow.sample_district import generate_district
 from tasks.approve import decide_batch
 from tasks.commit import commit_batch
-from tasks.ingest import ingest_files
 from tasks.match import match_batch
 from tasks.matching import MatchConfig
-from tasks.pipeline import open_batch
+from tasks.pipeline import ingest_and_validate, open_batch
 from tasks.plan import build_plan
 from tasks.review import ReviewError, close_review, decide_review, review_items
-from tasks.validate import validate_batch
 from warehouse import catalog
 from warehouse.connection import opened
 
@@ -51,8 +49,8 @@ def run_once(district, warehouse: Path, timings: dict) -> dict:
                                   ("migration", district.migration_files, district.migration_term)):
             config = {"files": [str(f) for f in files], "term": term, "subscription_type": district.subscription_type}
             batch = open_batch(con, f"bench-{mode}", mode, config, "bench")
-            ingest = _timed(timings, f"{mode}.ingest", ingest_files, con, batch, config["files"])
-            _timed(timings, f"{mode}.validate", validate_batch, con, batch)
+            ingest, _ = _timed(timings, f"{mode}.ingest_validate", ingest_and_validate, con, batch, config["files"],
+                               None, 1_048_575)
             match = _timed(timings, f"{mode}.match", match_batch, con, batch, MatchConfig())
             for item in review_items(con, batch, pending_only=True):
                 try:

@@ -17,13 +17,12 @@ from flows.forms import AllUploadedForm, ApprovalForm, ReviewChoice, ReviewForm
 from rosterflow.settings import load_settings
 from tasks.approve import approval_context_task, decide_batch_task
 from tasks.commit import commit_task
-from tasks.ingest import expand_paths, ingest_task
+from tasks.ingest import expand_paths
 from tasks.match import match_task
-from tasks.pipeline import finished_stages_task, open_batch_task, resolve_term
+from tasks.pipeline import finished_stages_task, ingest_validate_task, open_batch_task, resolve_term
 from tasks.plan import plan_task
 from tasks.report import publish_issues_task, publish_plan_task
 from tasks.review import apply_review_decisions_task, close_review_task, pending_review_task, review_markdown
-from tasks.validate import validate_task
 
 MAX_FORM_ATTEMPTS = 20
 
@@ -53,8 +52,7 @@ def run_batch(mode: str, config: BatchRunConfig) -> str:
         if form.all_uploaded and form.confirmed_by.strip():
             logger.info("All sheets uploaded, confirmed by %s", form.confirmed_by)
             break
-    ingest = ingest_task(warehouse, batch_id, config.files, config.sheet, config.max_rows)
-    validated = validate_task(warehouse, batch_id)
+    ingest, validated = ingest_validate_task(warehouse, batch_id, config.files, config.sheet, config.max_rows)
     publish_issues_task(warehouse, batch_id, config.outbox_dir)
     logger.info("Read %s rows; %s valid, %s with errors; %s file errors", ingest["rows_staged"],
                 validated["rows_valid"], validated["rows_invalid"], len(ingest["file_errors"]))

@@ -43,7 +43,8 @@ class StagedRosterRow(pa.DataFrameModel):
     """A spreadsheet row as read: every cell as text, with where it came from."""
 
     batch_id: int = pa.Field(nullable=False)
-    row_no: int = pa.Field(nullable=False, unique=True)
+    # Unique per batch: the warehouse's primary key (batch_id, row_no) enforces it on insert.
+    row_no: int = pa.Field(nullable=False)
     file_name: str = pa.Field(nullable=False)
     sha256: str = pa.Field(nullable=False, str_length={"min_value": 64, "max_value": 64})
     sheet: str = pa.Field(nullable=False)

@@ -8,13 +8,12 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from prefect import task
 
 from schemas.roster import CANONICAL_COLUMNS, StagedRosterRow
 from tasks.isolated_read import read_roster_files
 from tasks.spreadsheets import ReadLimits, SpreadsheetError
 from warehouse import batches
-from warehouse.connection import opened, transaction
+from warehouse.connection import transaction
 
 
 ROSTER_SUFFIXES = (".xlsx", ".xlsm", ".xls")
@@ -55,6 +54,14 @@ def ingest_files(
     done = batches.stage_result(con, batch_id, "ingest")
     if done is not None:
         return done
+    return stage_files(con, batch_id, paths, sheet, max_rows)[0]
+
+
+def stage_files(
+    con: duckdb.DuckDBPyConnection, batch_id: int, paths: list[str], sheet: str | None, max_rows: int
+) -> tuple[dict[str, Any], pl.DataFrame]:
+    """Read the files into ``staged_rows`` and record the ingest stage; return its result and the
+    staged frame (so validation can go on without reading it back)."""
 
     frames = []
     file_rows = []
@@ -155,13 +162,4 @@ def ingest_files(
             )
             con.unregister("issue_frame")
         batches.record_stage(con, batch_id, "ingest", result)
-    return result
-
-
-@task(name="ingest", retries=2, retry_delay_seconds=2)
-def ingest_task(
-    warehouse_path: str, batch_id: int, paths: list[str], sheet: str | None = None, max_rows: int = 1_048_576
-) -> dict[str, Any]:
-    """Prefect task: ingest the batch's files."""
-    with opened(warehouse_path) as con:
-        return ingest_files(con, batch_id, paths, sheet, max_rows)
+    return result, staged

@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 from prefect import task
 
-from tasks.ingest import ingest_files
+from tasks.ingest import stage_files
 from tasks.match import match_batch
 from tasks.matching import MatchConfig
 from tasks.plan import build_plan
@@ -45,6 +45,15 @@ def open_batch(con: duckdb.DuckDBPyConnection, run_key: str, mode: str, config: 
     return batch_id
 
 
+def ingest_and_validate(con: duckdb.DuckDBPyConnection, batch_id: int, paths: list[str], sheet: str | None,
+                        max_rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ingest then validate (each resumable on its own); a fresh ingest hands its rows straight on."""
+    ingest, staged = batches.stage_result(con, batch_id, "ingest"), None
+    if ingest is None:
+        ingest, staged = stage_files(con, batch_id, paths, sheet, max_rows)
+    return ingest, validate_batch(con, batch_id, staged)
+
+
 def advance_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
     """Run every stage that can run now, from the batch's recorded configuration.
 
@@ -64,8 +73,8 @@ def advance_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, An
         # where they still apply) and plan again.
         with transaction(con):
             batches.clear_stages(con, batch_id, ("match", "review", "plan", "approve"))
-    results["ingest"] = ingest_files(con, batch_id, config["files"], config.get("sheet"), config.get("max_rows", 1_048_576))
-    results["validate"] = validate_batch(con, batch_id)
+    results["ingest"], results["validate"] = ingest_and_validate(
+        con, batch_id, config["files"], config.get("sheet"), config.get("max_rows", 1_048_576))
     results["match"] = match_batch(con, batch_id, MatchConfig(**config.get("match", {})))
     results["review"] = close_review(con, batch_id)
     if results["review"]["pending"]:
@@ -86,3 +95,11 @@ def finished_stages_task(warehouse_path: str, batch_id: int) -> list[str]:
     """Prefect task: the stages the batch has finished (a re-run skips the gates already passed)."""
     with opened(warehouse_path) as con:
         return batches.get_batch(con, batch_id)["stages"]
+
+
+@task(name="ingest-and-validate", retries=2, retry_delay_seconds=2)
+def ingest_validate_task(warehouse_path: str, batch_id: int, paths: list[str], sheet: str | None,
+                         max_rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Prefect task: read the batch's files and validate their rows."""
+    with opened(warehouse_path) as con:
+        return ingest_and_validate(con, batch_id, paths, sheet, max_rows)

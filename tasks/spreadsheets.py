@@ -296,8 +296,10 @@ def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = 
     sha256 = file_sha256(path)
     facts = xlsx_sheet_facts(path, limits) if file_format == "xlsx" else xls_sheet_facts(path)
     try:
-        # From bytes, the reader decides the format by content, so an .xlsx named .xls still opens.
-        reader = fastexcel.read_excel(path.read_bytes())
+        # The reader picks the format by extension; from bytes it decides by content, so an .xlsx
+        # named .xls still opens (at the cost of one copy of the file in memory).
+        extension_fits = path.suffix.lower() in ((".xlsx", ".xlsm") if file_format == "xlsx" else (".xls",))
+        reader = fastexcel.read_excel(path if extension_fits else path.read_bytes())
     except Exception as error:  # calamine's errors name the format problem; pass it on with the file
         raise SpreadsheetError(
             path.name, None, f"the workbook cannot be opened ({error}).",
