@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,23 @@ def stage_files(
 ) -> tuple[dict[str, Any], pl.DataFrame]:
     """Read the files into ``staged_rows`` and record the ingest stage; return its result and the
     staged frame (so validation can go on without reading it back)."""
+    read = read_files(batch_id, paths, sheet, max_rows)
+    write_staged(con, batch_id, read)
+    return read.result, read.staged
+
+
+@dataclass
+class FilesRead:
+    """What reading a batch's files found, before it is written to the warehouse."""
+
+    result: dict[str, Any]
+    staged: pl.DataFrame
+    file_rows: list[dict[str, Any]]
+    file_issues: list[dict[str, Any]]
+
+
+def read_files(batch_id: int, paths: list[str], sheet: str | None, max_rows: int) -> FilesRead:
+    """Read every file (in a limited child process) into one frame of staged rows."""
 
     frames = []
     file_rows = []
@@ -131,6 +149,12 @@ def stage_files(
         "file_warnings": [i for i in file_issues if i.get("severity") == "warning"],
         "rows_staged": staged.height,
     }
+    return FilesRead(result, staged, file_rows, file_issues)
+
+
+def write_staged(con: duckdb.DuckDBPyConnection, batch_id: int, read: FilesRead) -> None:
+    """Write the staged rows, the files and their file-level issues, and mark ingest finished."""
+    staged, file_rows, file_issues = read.staged, read.file_rows, read.file_issues
     with transaction(con):
         con.execute("DELETE FROM staged_rows WHERE batch_id = ?", [batch_id])
         con.execute("DELETE FROM batch_files WHERE batch_id = ?", [batch_id])
@@ -161,5 +185,4 @@ def stage_files(
                 [batch_id],
             )
             con.unregister("issue_frame")
-        batches.record_stage(con, batch_id, "ingest", result)
-    return result, staged
+        batches.record_stage(con, batch_id, "ingest", read.result)

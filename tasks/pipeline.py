@@ -7,17 +7,18 @@ at a time and pause at the gates.
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import duckdb
 from prefect import task
 
-from tasks.ingest import stage_files
+from tasks.ingest import read_files, write_staged
 from tasks.match import match_batch
 from tasks.matching import MatchConfig
 from tasks.plan import build_plan
 from tasks.review import close_review
-from tasks.validate import validate_batch
+from tasks.validate import check_rows, reference_data, validate_batch, write_validation
 from warehouse import batches
 from warehouse.connection import opened, transaction
 
@@ -47,11 +48,24 @@ def open_batch(con: duckdb.DuckDBPyConnection, run_key: str, mode: str, config: 
 
 def ingest_and_validate(con: duckdb.DuckDBPyConnection, batch_id: int, paths: list[str], sheet: str | None,
                         max_rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Ingest then validate (each resumable on its own); a fresh ingest hands its rows straight on."""
-    ingest, staged = batches.stage_result(con, batch_id, "ingest"), None
-    if ingest is None:
-        ingest, staged = stage_files(con, batch_id, paths, sheet, max_rows)
-    return ingest, validate_batch(con, batch_id, staged)
+    """Ingest then validate, each resumable on its own.
+
+    A fresh ingest hands its rows straight to validation, and the staged rows are written to the
+    warehouse in a second thread while validation computes (both release the interpreter lock);
+    validation writes its own results only after the staged rows are committed.
+    """
+    if batches.stage_result(con, batch_id, "ingest") is not None:
+        return batches.stage_result(con, batch_id, "ingest"), validate_batch(con, batch_id)
+    read = read_files(batch_id, paths, sheet, max_rows)
+    schools, courses = reference_data(con)
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        written = writer.submit(write_staged, con, batch_id, read)
+        try:
+            validation = check_rows(batch_id, read.staged, schools, courses)
+        finally:
+            written.result()  # re-raises a failed write; nothing of validation is written then
+    write_validation(con, batch_id, validation)
+    return read.result, validation.result
 
 
 def advance_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Rows with an error are kept out of ``valid_rows`` and reported; rows with warnin
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -272,31 +273,32 @@ def _duplicate_issues(frame: pl.DataFrame, class_key: list[str]) -> pl.DataFrame
     )
 
 
-def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: int, staged: pl.DataFrame | None = None) -> dict[str, Any]:
-    """Validate the batch's staged rows into ``valid_rows`` and ``validation_issues``.
+@dataclass
+class Validation:
+    """What validation found, before it is written to the warehouse."""
 
-    ``staged`` may pass the rows ingest just wrote (saving a read of the warehouse); without it
-    they are read from ``staged_rows``.
-    """
-    done = batches.stage_result(con, batch_id, "validate")
-    if done is not None:
-        return done
-    if staged is None:
-        staged = con.sql(
-            "SELECT * FROM staged_rows WHERE batch_id = $b ORDER BY row_no", params={"b": batch_id}
-        ).pl()
-    schools = con.sql("SELECT school_id, name FROM schools").pl()
-    courses = con.sql("SELECT course_code FROM courses").pl()
+    result: dict[str, Any]
+    valid: pl.DataFrame
+    issues: pl.DataFrame
+    unknown_schools: pl.DataFrame
 
+
+def reference_data(con: duckdb.DuckDBPyConnection) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The schools and courses rows are checked against."""
+    return con.sql("SELECT school_id, name FROM schools").pl(), con.sql("SELECT course_code FROM courses").pl()
+
+
+def check_rows(batch_id: int, staged: pl.DataFrame, schools: pl.DataFrame, courses: pl.DataFrame) -> Validation:
+    """Clean, type and check the staged rows; no warehouse access, so it can run beside a write."""
     frame, cleaning_issues = clean_rows(staged)
     frame = frame.with_columns(school_key=pl.col("school").str.to_lowercase()).join(
         schools.select(pl.col("school_id"), pl.col("name").str.to_lowercase().alias("school_key")),
         on="school_key", how="left",
     )
+    # One issue per cell and severity: the specific cleaning message wins over the contract's generic one.
     issues = pl.concat(
         [cleaning_issues, contract_issues(frame), relational_issues(frame, schools, courses)], how="vertical"
     ).unique(subset=["row_no", "column_name", "severity"], keep="first", maintain_order=True)
-    # One error per cell: the specific cleaning message wins over the contract's generic one.
     error_rows = issues.filter(pl.col("severity") == "error")["row_no"].unique().implode()
     valid = frame.filter(~pl.col("row_no").is_in(error_rows)).select(
         pl.lit(batch_id, pl.Int64).alias("batch_id"), "row_no", "school_id", "teacher_first", "teacher_last",
@@ -315,13 +317,19 @@ def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: int, staged: pl.Dat
     # No row may vanish or double: every valid row is a staged row, once.
     if valid["row_no"].n_unique() != valid.height or not valid["row_no"].is_in(staged["row_no"].implode()).all():
         raise AssertionError(f"batch {batch_id}: validation produced duplicate or unknown rows")
+    unknown = frame.filter(pl.col("school").is_not_null() & pl.col("school_id").is_null()).group_by("school").len()
+    return Validation(result, valid, located, unknown)
+
+
+def write_validation(con: duckdb.DuckDBPyConnection, batch_id: int, validation: Validation) -> None:
+    """Write valid rows, issues and school requests, and mark the validate stage finished."""
     with transaction(con):
         con.execute("DELETE FROM valid_rows WHERE batch_id = ?", [batch_id])
         con.execute("DELETE FROM validation_issues WHERE batch_id = ? AND row_no IS NOT NULL", [batch_id])
-        con.register("valid_frame", valid.to_arrow())
-        con.execute(f"INSERT INTO valid_rows ({', '.join(valid.columns)}) SELECT * FROM valid_frame")
+        con.register("valid_frame", validation.valid.to_arrow())
+        con.execute(f"INSERT INTO valid_rows ({', '.join(validation.valid.columns)}) SELECT * FROM valid_frame")
         con.unregister("valid_frame")
-        con.register("issue_frame", located.to_arrow())
+        con.register("issue_frame", validation.issues.to_arrow())
         con.execute(
             "INSERT INTO validation_issues (batch_id, row_no, file_name, sheet, excel_row, column_name, value,"
             " severity, problem, fix) SELECT ?, row_no, file_name, sheet, excel_row, column_name, value,"
@@ -329,17 +337,26 @@ def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: int, staged: pl.Dat
             [batch_id],
         )
         con.unregister("issue_frame")
-        unknown = frame.filter(pl.col("school").is_not_null() & pl.col("school_id").is_null()).group_by("school").len()
-        if unknown.height:
-            con.register("unknown_schools", unknown.to_arrow())
+        if validation.unknown_schools.height:
+            con.register("unknown_schools", validation.unknown_schools.to_arrow())
             con.execute(
                 "INSERT INTO school_requests (name, first_batch, rows_waiting) SELECT school, ?, len FROM unknown_schools"
                 " ON CONFLICT (name) DO UPDATE SET rows_waiting = excluded.rows_waiting",
                 [batch_id],
             )
             con.unregister("unknown_schools")
-        batches.record_stage(con, batch_id, "validate", result)
-    return result
+        batches.record_stage(con, batch_id, "validate", validation.result)
+
+
+def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
+    """Validate the batch's staged rows into ``valid_rows`` and ``validation_issues``."""
+    done = batches.stage_result(con, batch_id, "validate")
+    if done is not None:
+        return done
+    staged = con.sql("SELECT * FROM staged_rows WHERE batch_id = $b ORDER BY row_no", params={"b": batch_id}).pl()
+    validation = check_rows(batch_id, staged, *reference_data(con))
+    write_validation(con, batch_id, validation)
+    return validation.result
 
 
 def batch_issues(con: duckdb.DuckDBPyConnection, batch_id: int) -> pl.DataFrame:
