@@ -1,17 +1,2 @@
-"""Data contracts, one pandera DataFrameModel per stage."""
-
-from schemas.roster import (
-    CANONICAL_COLUMNS,
-    REQUIRED_COLUMNS,
-    MatchDecisionRow,
-    StagedRosterRow,
-    ValidRosterRow,
-)
-
-__all__ = [
-    "CANONICAL_COLUMNS",
-    "REQUIRED_COLUMNS",
-    "MatchDecisionRow",
-    "StagedRosterRow",
-    "ValidRosterRow",
-]
+"""Data contracts: the roster columns (``schemas.columns``) and one pandera DataFrameModel per
+stage (``schemas.roster``)."""

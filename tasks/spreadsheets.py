@@ -19,7 +19,7 @@ import fastexcel
 import polars as pl
 import xlrd
 
-from schemas.roster import CANONICAL_COLUMNS, REQUIRED_COLUMNS
+from schemas.columns import CANONICAL_COLUMNS, REQUIRED_COLUMNS
 
 HEADER_SEARCH_ROWS = 20
 INVISIBLE_CHARACTERS = dict.fromkeys(map(ord, "\ufeff\u200b\u200c\u200d\u2060\u00ad"), None)

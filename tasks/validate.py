@@ -65,7 +65,7 @@ def _clean_text(column: str) -> pl.Expr:
 
 # A cell needs cleaning only if it has a character outside printable ASCII or stray spaces; most
 # cells do not, and the full cleaning (NFC, invisible characters) is the costliest step.
-NEEDS_CLEANING_PATTERN = r"[^\x21-\x7e ]|^ | $|  "
+NEEDS_CLEANING_PATTERN = r"[^\x21-\x7e ]|^ | $|  |^$"
 
 
 def _raw_rules(dirty: bool) -> list[tuple[pl.Expr, str, str, str, str]]:
@@ -86,7 +86,18 @@ def _raw_rules(dirty: bool) -> list[tuple[pl.Expr, str, str, str, str]]:
     return rules
 
 
-def _clean_rules() -> list[tuple[pl.Expr, str, str, str, str]]:
+def _usual_id_lengths(frame: pl.DataFrame, column: str) -> dict[str, int]:
+    """Per file, the length most of its all-digit IDs have, where at least 80% share it."""
+    lengths = (
+        frame.filter(pl.col(column).str.contains(r"^\d+$"))
+        .group_by("file_name", pl.col(column).str.len_chars().alias("length")).len()
+        .with_columns(share=pl.col("len") / pl.col("len").sum().over("file_name"))
+        .filter(pl.col("share") >= 0.8)
+    )
+    return dict(lengths.select("file_name", "length").iter_rows())
+
+
+def _clean_rules(frame: pl.DataFrame) -> list[tuple[pl.Expr, str, str, str, str]]:
     """Rules on the cleaned cells: identifiers Excel damaged, dates that are not dates."""
     rules = []
     for column in ID_COLUMNS:
@@ -100,11 +111,11 @@ def _clean_rules() -> list[tuple[pl.Expr, str, str, str, str]]:
                       "Format the column as Text in Excel and type the ID again.", "warning"))
         # A numeric cell formatted 00000 reads as 123: the zeros lived only in the display format,
         # so such an ID is shorter than its file's usual length.
-        digits = pl.col(column).str.contains(r"^\d+$").fill_null(False)
-        length = pl.when(digits).then(pl.col(column).str.len_chars())
-        usual = length.mode().first().over("file_name")
-        share = (length == usual).sum().over("file_name") / digits.sum().over("file_name")
-        rules.append((digits & (length < usual) & (share >= 0.8), column,
+        usual = _usual_id_lengths(frame, column)
+        if not usual:
+            continue
+        usual_length = pl.col("file_name").replace_strict(usual, default=None, return_dtype=pl.UInt32)
+        rules.append((pl.col(column).str.contains(r"^\d+$") & (pl.col(column).str.len_chars() < usual_length), column,
                       "is shorter than the other IDs in this file, so leading zeros may have been lost",
                       "Format the column as Text in Excel and type the ID with its leading zeros.", "warning"))
     dob = pl.col("date_of_birth")
@@ -119,9 +130,16 @@ def _clean_rules() -> list[tuple[pl.Expr, str, str, str, str]]:
     return rules
 
 
-def _rule_issues(frame: pl.DataFrame, raw: pl.DataFrame, rules: list[tuple]) -> pl.DataFrame:
-    """Evaluate every rule's mask in one parallel pass; only rules that fire are turned into rows."""
-    masks = frame.select([mask.fill_null(False).alias(f"rule_{i}") for i, (mask, *_) in enumerate(rules)])
+def _rule_issues(frame: pl.DataFrame, raw: pl.DataFrame, rules: list[tuple], also: pl.Expr | None = None):
+    """Evaluate every rule's mask in one parallel pass; only rules that fire are turned into rows.
+
+    ``also`` is one more expression computed in the same pass and returned beside the issues.
+    """
+    masks = frame.select([mask.fill_null(False).alias(f"rule_{i}") for i, (mask, *_) in enumerate(rules)]
+                         + ([also] if also is not None else []))
+    extra = masks.to_series(masks.width - 1) if also is not None else None
+    if also is not None:
+        masks = masks.drop(extra.name)
     fired = [i for i, count in enumerate(masks.sum().row(0)) if count]
     found = [
         raw.filter(masks[f"rule_{i}"]).select(
@@ -130,7 +148,8 @@ def _rule_issues(frame: pl.DataFrame, raw: pl.DataFrame, rules: list[tuple]) -> 
         )
         for i in fired
     ]
-    return pl.concat(found, how="vertical") if found else pl.DataFrame(schema=_ISSUE_SCHEMA)
+    issues = pl.concat(found, how="vertical") if found else pl.DataFrame(schema=_ISSUE_SCHEMA)
+    return (issues, extra) if also is not None else issues
 
 
 def clean_rows(staged: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -140,15 +159,15 @@ def clean_rows(staged: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     Every column is cleaned in one parallel pass, and every rule is evaluated in another.
     """
     raw = staged.select("row_no", "file_name", *TEXT_COLUMNS)
-    needs_cleaning = raw.select(
-        pl.any_horizontal([pl.col(c).str.contains(NEEDS_CLEANING_PATTERN).fill_null(False) for c in TEXT_COLUMNS])
-    ).to_series()
+    needs_cleaning = pl.any_horizontal(
+        [pl.col(c).str.contains(NEEDS_CLEANING_PATTERN).fill_null(False) for c in TEXT_COLUMNS]
+    ).alias("needs_cleaning")
+    raw_issues, needs_cleaning = _rule_issues(raw, raw, _raw_rules(dirty=False), also=needs_cleaning)
     dirty = raw.filter(needs_cleaning)
-    raw_issues = pl.concat([_rule_issues(raw, raw, _raw_rules(dirty=False)),
-                            _rule_issues(dirty, dirty, _raw_rules(dirty=True))], how="vertical")
+    raw_issues = pl.concat([raw_issues, _rule_issues(dirty, dirty, _raw_rules(dirty=True))], how="vertical")
 
     def cleaned(rows: pl.DataFrame, clean: bool) -> pl.DataFrame:
-        text = _clean_text if clean else (lambda c: pl.col(c).replace("", None))
+        text = _clean_text if clean else pl.col
         grade = text("grade").str.to_uppercase().str.replace(r"^(GRADE )?0*(\d+)$", "$2")
         return rows.with_columns(
             *[pl.col(c).alias(f"raw_{c}") for c in TEXT_COLUMNS],
@@ -167,7 +186,7 @@ def clean_rows(staged: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         birth_date=pl.when(dob.str.contains(ISO_DATE_PATTERN)).then(
             dob.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False))
     )
-    clean_issues = _rule_issues(frame, raw, _clean_rules())
+    clean_issues = _rule_issues(frame, raw, _clean_rules(frame))
     return frame, pl.concat([raw_issues, clean_issues], how="vertical")
 
 
@@ -261,9 +280,14 @@ def relational_issues(frame: pl.DataFrame, schools: pl.DataFrame, courses: pl.Da
 
 
 def _duplicate_issues(frame: pl.DataFrame, class_key: list[str]) -> pl.DataFrame:
-    keyed = frame.with_columns(first_excel_row=pl.col("excel_row").sort_by("row_no").first().over([*class_key, "person_key"]),
-                               first_row_no=pl.col("row_no").min().over([*class_key, "person_key"]))
-    return keyed.filter(pl.col("row_no") != pl.col("first_row_no")).select(
+    keys = [*class_key, "person_key"]
+    # Rows are in row order, so the first of each key is the one read first; only the (few)
+    # repeats are joined back to it for the message.
+    repeated = frame.filter(~pl.struct(keys).is_first_distinct())
+    firsts = frame.join(repeated.select(keys).unique(), on=keys, how="semi", nulls_equal=True).unique(
+        keys, keep="first", maintain_order=True).select(*keys, pl.col("excel_row").alias("first_excel_row"))
+    keyed = repeated.join(firsts, on=keys, how="left", nulls_equal=True)
+    return keyed.select(
         "row_no",
         pl.lit("student_last").alias("column_name"),
         pl.col("raw_student_last").alias("value"),
