@@ -130,64 +130,65 @@ def _clean_rules(frame: pl.DataFrame) -> list[tuple[pl.Expr, str, str, str, str]
     return rules
 
 
-def _rule_issues(frame: pl.DataFrame, raw: pl.DataFrame, rules: list[tuple], also: pl.Expr | None = None):
-    """Evaluate every rule's mask in one parallel pass; only rules that fire are turned into rows.
-
-    ``also`` is one more expression computed in the same pass and returned beside the issues.
-    """
-    masks = frame.select([mask.fill_null(False).alias(f"rule_{i}") for i, (mask, *_) in enumerate(rules)]
-                         + ([also] if also is not None else []))
-    extra = masks.to_series(masks.width - 1) if also is not None else None
-    if also is not None:
-        masks = masks.drop(extra.name)
+def _rule_issues(frame: pl.DataFrame, raw: pl.DataFrame, rules: list[tuple]) -> pl.DataFrame:
+    """Evaluate every rule's mask in one parallel pass; only rules that fire are turned into rows."""
+    masks = frame.select([mask.fill_null(False).alias(f"rule_{i}") for i, (mask, *_) in enumerate(rules)])
     fired = [i for i, count in enumerate(masks.sum().row(0)) if count]
-    found = [
-        raw.filter(masks[f"rule_{i}"]).select(
-            "row_no", pl.lit(rules[i][1]).alias("column_name"), pl.col(rules[i][1]).alias("value"),
-            pl.lit(rules[i][4]).alias("severity"), pl.lit(rules[i][2]).alias("problem"), pl.lit(rules[i][3]).alias("fix"),
-        )
-        for i in fired
-    ]
-    issues = pl.concat(found, how="vertical") if found else pl.DataFrame(schema=_ISSUE_SCHEMA)
-    return (issues, extra) if also is not None else issues
+    found = [_fired(raw, masks[f"rule_{i}"], rules[i]) for i in fired]
+    return pl.concat(found, how="vertical") if found else pl.DataFrame(schema=_ISSUE_SCHEMA)
 
 
 def clean_rows(staged: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Normalize text cells (NFC, invisible characters, spaces) and type them.
 
     Returns the cleaned frame (keeping each raw cell as ``raw_<column>``) and the issues found.
-    Every column is cleaned in one parallel pass, and every rule is evaluated in another.
+    One parallel pass finds the cells that need cleaning and evaluates the rules on cells as read;
+    only those cells are then cleaned, and written back in place.
     """
     raw = staged.select("row_no", "file_name", *TEXT_COLUMNS)
-    needs_cleaning = pl.any_horizontal(
-        [pl.col(c).str.contains(NEEDS_CLEANING_PATTERN).fill_null(False) for c in TEXT_COLUMNS]
-    ).alias("needs_cleaning")
-    raw_issues, needs_cleaning = _rule_issues(raw, raw, _raw_rules(dirty=False), also=needs_cleaning)
-    dirty = raw.filter(needs_cleaning)
-    raw_issues = pl.concat([raw_issues, _rule_issues(dirty, dirty, _raw_rules(dirty=True))], how="vertical")
+    needs = [pl.col(c).str.contains(NEEDS_CLEANING_PATTERN).fill_null(False).alias(f"needs_{c}") for c in TEXT_COLUMNS]
+    raw_rules = _raw_rules(dirty=False)
+    masks = raw.select([mask.fill_null(False).alias(f"rule_{i}") for i, (mask, *_) in enumerate(raw_rules)] + needs)
+    found = [_fired(raw, masks[f"rule_{i}"], rule) for i, rule in enumerate(raw_rules) if masks[f"rule_{i}"].any()]
 
-    def cleaned(rows: pl.DataFrame, clean: bool) -> pl.DataFrame:
-        text = _clean_text if clean else pl.col
-        grade = text("grade").str.to_uppercase().str.replace(r"^(GRADE )?0*(\d+)$", "$2")
-        return rows.with_columns(
-            *[pl.col(c).alias(f"raw_{c}") for c in TEXT_COLUMNS],
-            *[text(c).alias(c) for c in TEXT_COLUMNS if c not in ("teacher_email", "course_code", "grade")],
-            text("teacher_email").str.to_lowercase().alias("teacher_email"),
-            text("course_code").str.to_uppercase().alias("course_code"),
-            grade.replace({"KG": "K", "KINDERGARTEN": "K"}).alias("grade"),
-        )
+    columns = {}
+    for column in TEXT_COLUMNS:
+        values = staged[column]
+        dirty = masks[f"needs_{column}"]
+        if dirty.any():
+            positions = dirty.arg_true()
+            cells = pl.DataFrame({"row_no": staged["row_no"].gather(positions), column: values.gather(positions)})
+            for rule in _raw_rules(dirty=True):
+                if rule[1] == column:
+                    hits = cells.select(rule[0].fill_null(False)).to_series()
+                    if hits.any():
+                        found.append(_fired(cells, hits, rule))
+            values = values.scatter(positions, cells.select(_clean_text(column)).to_series())
+        columns[column] = values
+    raw_issues = pl.concat(found, how="vertical") if found else pl.DataFrame(schema=_ISSUE_SCHEMA)
 
-    frame = cleaned(staged, clean=False)
-    if dirty.height:
-        fixed = cleaned(staged.filter(needs_cleaning), clean=True).select("row_no", *TEXT_COLUMNS)
-        frame = frame.update(fixed, on="row_no", include_nulls=True)
+    grade = pl.col("grade").str.to_uppercase().str.replace(r"^(GRADE )?0*(\d+)$", "$2")
     dob = pl.col("date_of_birth")
-    frame = frame.with_columns(
+    frame = staged.with_columns(
+        *[pl.col(c).alias(f"raw_{c}") for c in TEXT_COLUMNS],
+        *[pl.Series(c, columns[c]) for c in TEXT_COLUMNS],
+    ).with_columns(
+        pl.col("teacher_email").str.to_lowercase(),
+        pl.col("course_code").str.to_uppercase(),
+        grade.replace({"KG": "K", "KINDERGARTEN": "K"}).alias("grade"),
         birth_date=pl.when(dob.str.contains(ISO_DATE_PATTERN)).then(
-            dob.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False))
+            dob.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)),
     )
     clean_issues = _rule_issues(frame, raw, _clean_rules(frame))
     return frame, pl.concat([raw_issues, clean_issues], how="vertical")
+
+
+def _fired(raw: pl.DataFrame, hits: pl.Series, rule: tuple) -> pl.DataFrame:
+    mask, column, problem, fix, severity = rule
+    return raw.filter(hits).select(
+        "row_no", pl.lit(column).alias("column_name"), pl.col(column).alias("value"),
+        pl.lit(severity).alias("severity"), pl.lit(problem).alias("problem"), pl.lit(fix).alias("fix"),
+    )
 
 
 def contract_issues(frame: pl.DataFrame) -> pl.DataFrame:

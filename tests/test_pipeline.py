@@ -177,3 +177,13 @@ def test_a_removed_student_who_comes_back_is_restored_not_created(district, regi
     assert summary["students_restored"] == removed.height
     restored = _students(registered).filter(pl.col("student_key").is_in(removed["student_key"].implode()))
     assert set(restored["status"]) == {"active"}
+
+
+def test_a_registration_over_the_row_limit_is_refused_before_anything_is_staged(district, district_warehouse: Path):
+    from tasks.ingest import BatchTooLarge
+
+    with pytest.raises(BatchTooLarge, match="at most 50"):
+        start(district_warehouse, "registration", district.registration_files, district.registration_term,
+              district.subscription_type, max_rows=50)
+    with opened(district_warehouse) as con:
+        assert con.execute("SELECT count(*) FROM staged_rows").fetchall() == [(0,)]

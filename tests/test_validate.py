@@ -97,3 +97,23 @@ def test_cleaning_normalizes_and_warns_but_keeps_the_row(validated):
 def test_ids_reformatted_by_excel_are_flagged(validated):
     _, issues, _ = validated([roster_row(student_id="1.23456789012346E+18")])
     assert "digits may be lost" in _problem(issues, 2, "student_id")
+
+
+def test_the_error_report_names_every_problem_and_runs_no_formula(validated, tmp_path: Path, warehouse_path: Path):
+    from tasks.validate import write_issue_report
+
+    validated([roster_row(first="=cmd|' /C calc'!A0", student_id="1", dob="03/04/2015")])
+    with opened(warehouse_path) as con:
+        path = write_issue_report(con, 1, tmp_path / "report.xlsx")
+    report = pl.read_excel(path, engine="calamine")
+    assert {"File", "Sheet", "Row", "Column", "Value", "Problem", "How to fix"} <= set(report.columns)
+    assert report.filter(pl.col("Column") == "date_of_birth")["Row"].to_list() == [2]
+    assert report.filter(pl.col("Column") == "student_first")["Value"].to_list() == ["'=cmd|' /C calc'!A0"]
+
+
+def test_an_unknown_school_records_a_request_for_the_account(validated, warehouse_path: Path):
+    validated([roster_row(school="Cranberry Middle School"), roster_row(school="Cranberry Middle School",
+                                                                        first="Ben", student_id="2")])
+    with opened(warehouse_path) as con:
+        assert con.execute("SELECT name, rows_waiting, status FROM school_requests").fetchall() == [
+            ("Cranberry Middle School", 2, "open")]
