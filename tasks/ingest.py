@@ -12,7 +12,7 @@ import polars as pl
 
 from schemas.roster import CANONICAL_COLUMNS, StagedRosterRow
 from tasks.isolated_read import read_roster_files
-from tasks.spreadsheets import ReadLimits, SpreadsheetError
+from tasks.spreadsheets import ReadLimits, SpreadsheetError, declared_data_rows
 from warehouse import batches
 from warehouse.connection import transaction
 
@@ -89,6 +89,13 @@ def read_files(batch_id: int, paths: list[str], sheet: str | None, max_rows: int
         file_issues.append({"file_name": ", ".join(paths), "sheet": None,
                             "problem": "no roster files (.xlsx, .xlsm, .xls) were found there.",
                             "fix": "Upload the sheets to that folder, or name the files."})
+    declared = sum(declared_data_rows(Path(p)) or 0 for p in expanded)
+    if declared > max_rows:
+        # Refused before any file is parsed: the sheets' own ranges already say it is too large.
+        raise BatchTooLarge(
+            f"The files hold about {declared} rows; one batch accepts at most {max_rows}. "
+            "Split the rows into several batches (for example one per school)."
+        )
     limits = ReadLimits(max_rows=min(ReadLimits().max_rows, max_rows))
     for raw_path, sheet_read in zip(expanded, read_roster_files(expanded, sheet, limits)):
         path = Path(raw_path)

@@ -231,6 +231,18 @@ def xls_sheet_facts(path: Path) -> dict[str, SheetFacts]:
     return facts
 
 
+def declared_data_rows(path: Path) -> int | None:
+    """How many rows below a header the workbook's largest sheet declares, without parsing it
+    (None when the file cannot tell: the reader will report it)."""
+    try:
+        file_format = detect_format(path)
+        facts = xlsx_sheet_facts(path) if file_format == "xlsx" else xls_sheet_facts(path)
+    except (SpreadsheetError, OSError):
+        return None
+    sizes = [f.last_row - f.first_row for f in facts.values() if f.last_row is not None]
+    return max(sizes) if sizes else None
+
+
 def check_sheet_size(file_name: str, sheet: str, facts: SheetFacts, limits: ReadLimits) -> None:
     """Refuse, before parsing, a sheet whose declared range is absurd or reaches Excel's last row."""
     if facts.last_column is not None and facts.last_column > limits.max_columns:
