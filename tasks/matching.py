@@ -48,7 +48,7 @@ class MatchConfig(BaseModel):
     dob_missing_penalty: float = Field(default=12, ge=0, le=50, description="Score cost of a missing date of birth.")
     max_candidates: int = Field(default=3, ge=1, le=10, description="Candidates kept for a reviewer.")
     blocking_passes: list[str] = Field(
-        default=["birth_date", "last_prefix_birth_year", "full_name", "first_prefix_birth_date"],
+        default=["birth_date", "last_prefix_birth_year", "full_name", "first_prefix_birth_date", "name_tokens"],
         description="Blocking rules, each a way two records may meet for fuzzy scoring.",
     )
 
@@ -123,6 +123,8 @@ def _prepare(frame: pl.DataFrame) -> pl.DataFrame:
         first_prefix=pl.col("first_key").str.slice(0, 1),
         full_key=pl.concat_str(["first_key", "last_key"], separator=" "),
         person_key=person_key_expr(),
+        # The name's words in order, so swapped first and last names meet in one block.
+        name_tokens=pl.concat_str(["first_key", "last_key"], separator=" ").str.split(" ").list.sort().list.join(" "),
     )
 
 
@@ -139,6 +141,7 @@ def person_key_expr() -> pl.Expr:
 
 BLOCKING_RULES: dict[str, list[str]] = {
     "birth_date": ["date_of_birth"],
+    "name_tokens": ["name_tokens"],
     "last_prefix_birth_year": ["last_prefix", "birth_year"],
     "full_name": ["full_key"],
     "first_prefix_birth_date": ["first_prefix", "date_of_birth"],
@@ -273,8 +276,11 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
             else:
                 decided[row_no] = _decision(row_no, "matched", best["student_key"], level, 100.0, best["agreement"])
 
-    # Levels 2-3: blocked fuzzy scoring with the definite-no rule on date of birth.
-    remaining = incoming.filter(~pl.col("row_no").is_in(list(decided)))
+    # Levels 2-3: blocked fuzzy scoring with the definite-no rule on date of birth. Rows an ID sent
+    # to review are scored too: a mistyped ID often hits another child, and the reviewer needs the
+    # student the name and birth date point to beside the one the ID points to.
+    id_reviews = {r for r, d in decided.items() if d["decision"] == "review"}
+    remaining = incoming.filter(~pl.col("row_no").is_in([r for r in decided if r not in id_reviews]))
     pairs = candidate_pairs(remaining, existing, config.blocking_passes)
     scored = score_pairs(pairs, remaining, existing, config).filter(pl.col("score") >= config.review_score)
     scored = scored.sort(["row_no", "score"], descending=[False, True])
@@ -286,6 +292,10 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
         row_no = row_no[0]
         candidates = group.head(config.max_candidates).select(
             "student_key", "score", "agreement", "dob", "exact_name", "names_agree", "id_conflict").to_dicts()
+        if row_no in id_reviews:
+            offered = {c["student_key"] for c in candidate_lists[row_no]}
+            candidate_lists[row_no] += [c for c in candidates if c["student_key"] not in offered]
+            continue
         candidate_lists[row_no] = candidates
         best = candidates[0]
         second = candidates[1]["score"] if len(candidates) > 1 else None

@@ -120,3 +120,21 @@ def test_helpers():
     assert dob_agreement(dt.date(2012, 5, 4), dt.date(2012, 5, 14)) == "typo"
     assert dob_agreement(dt.date(2012, 5, 4), dt.date(2010, 1, 1)) == "different"
     assert dob_agreement(None, dt.date(2010, 1, 1)) == "missing"
+
+
+def test_a_mistyped_id_that_hits_another_child_offers_both_to_the_reviewer():
+    existing = people("student_key", [
+        {"student_key": 11, "first_name": "Lily", "last_name": "Hernandez", "student_id": "0100100"},
+        {"student_key": 12, "first_name": "Omar", "last_name": "Quinn", "student_id": "0101000",
+         "date_of_birth": dt.date(2010, 2, 3)},
+    ])
+    got = decide([{"first_name": "Lily", "last_name": "Hernandez", "student_id": "0101000"}], existing)[1]
+    assert got["decision"] == "review"
+    assert {c["student_key"] for c in got["candidates"]} == {11, 12}
+
+
+def test_swapped_names_with_a_typo_birth_date_still_meet_their_student():
+    existing = people("student_key", [{"student_key": 13, "first_name": "Asher", "last_name": "Hall",
+                                       "date_of_birth": dt.date(2013, 3, 22)}])
+    got = decide([{"first_name": "Hall", "last_name": "Asher", "date_of_birth": dt.date(2013, 3, 23)}], existing)[1]
+    assert got["decision"] == "review" and got["candidates"][0]["student_key"] == 13
