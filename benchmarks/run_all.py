@@ -1,7 +1,8 @@
 """`make bench`: every benchmark at its default size."""
 
-from benchmarks import ingest, pipeline
+from benchmarks import ingest, matching_quality, pipeline
 
 if __name__ == "__main__":
     pipeline.main()
     ingest.main()
+    matching_quality.main()
