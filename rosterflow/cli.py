@@ -23,6 +23,7 @@ from tasks.ingest import BatchTooLarge
 from tasks.pipeline import advance_batch, open_batch
 from tasks.plan import plan_markdown, plan_tables
 from tasks.review import ReviewError, decide_review, review_items
+from tasks.restore import restore_students
 from tasks.template import export_roster, write_template
 from tasks.uploads import add_upload, confirm_all_uploaded, list_uploads
 from tasks.validate import batch_issues, write_issue_report
@@ -340,6 +341,15 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        result = restore_students(con, args.by, args.student or None, args.batch, load_settings().approvers)
+    lines = [f"Restored {len(result['restored'])} student(s)."]
+    lines += [f"  not restored: student {r['student_key']}: {r['reason']}" for r in result["refused"]]
+    _print(result, args.json, "\n".join(lines))
+    return 0 if not result["refused"] else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     settings = load_settings()
@@ -431,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--remove-count", type=int, help="the number of students the plan removes")
         p.add_argument("--override-guard", action="store_true")
         p.add_argument("--comment")
+    p = command("restore", cmd_restore, "bring back removed students (approvers only)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--student", type=int, action="append", help="a removed student's key (repeatable)")
+    target.add_argument("--batch", type=int, help="restore everyone this batch removed")
+    p.add_argument("--by", required=True, help="the approver restoring")
     return parser
 
 
