@@ -241,13 +241,14 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
 
     # Level 1: exact identifiers.
     existing_by_key = {row["student_key"]: row for row in existing.iter_rows(named=True)}
+    incoming_by_row = {row["row_no"]: row for row in incoming.iter_rows(named=True)}
     for level in config.id_levels:
         left = incoming.filter(pl.col(level).is_not_null() & ~pl.col("row_no").is_in(list(decided)))
         right = existing.filter(pl.col(level).is_not_null())
         hits = left.select("row_no", level).join(right.select("student_key", level), on=level)
         for row_no, group in hits.group_by("row_no"):
             row_no = row_no[0]
-            row = incoming.row(by_predicate=pl.col("row_no") == row_no, named=True)
+            row = incoming_by_row[row_no]
             keys = group["student_key"].to_list()
             scored = []
             for key in keys:
@@ -283,7 +284,8 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
     remaining = incoming.filter(~pl.col("row_no").is_in([r for r in decided if r not in id_reviews]))
     pairs = candidate_pairs(remaining, existing, config.blocking_passes)
     scored = score_pairs(pairs, remaining, existing, config).filter(pl.col("score") >= config.review_score)
-    scored = scored.sort(["row_no", "score"], descending=[False, True])
+    # Ties broken by student key, so the same input always offers the same candidates.
+    scored = scored.sort(["row_no", "score", "student_key"], descending=[False, True, False])
     twins = existing.group_by("last_key", "date_of_birth").agg(pl.len().alias("sharing")).filter(pl.col("sharing") > 1)
     twin_keys = set(
         existing.join(twins, on=["last_key", "date_of_birth"])["student_key"].to_list()
