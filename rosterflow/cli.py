@@ -45,6 +45,14 @@ def _table(frame: pl.DataFrame) -> str:
         return str(frame)
 
 
+def _show_query(args: argparse.Namespace, query: str, empty_text: str = "Nothing yet.") -> int:
+    """Print a fixed reference query (no user values) as a table, or as JSON with --json."""
+    with opened(args.warehouse) as con:
+        frame = con.sql(query).pl()
+    _print(frame.to_dicts(), args.json, _table(frame) if frame.height else empty_text)
+    return 0
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     with opened(args.warehouse):
         pass
@@ -60,18 +68,12 @@ def cmd_school_add(args: argparse.Namespace) -> int:
 
 
 def cmd_school_list(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
-        frame = con.sql("SELECT school_id, name FROM schools ORDER BY name").pl()
-    _print(frame.to_dicts(), args.json, _table(frame))
-    return 0
+    return _show_query(args, "SELECT school_id, name FROM schools ORDER BY name", "No schools yet.")
 
 
 def cmd_school_requests(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
-        frame = con.sql("SELECT name, first_batch, rows_waiting, requested_at, status FROM school_requests"
-                        " ORDER BY requested_at").pl()
-    _print(frame.to_dicts(), args.json, _table(frame) if frame.height else "No school requests.")
-    return 0
+    return _show_query(args, "SELECT name, first_batch, rows_waiting, requested_at, status FROM school_requests"
+                       " ORDER BY requested_at", "No school requests.")
 
 
 def cmd_template(args: argparse.Namespace) -> int:
@@ -101,10 +103,7 @@ def cmd_course_add(args: argparse.Namespace) -> int:
 
 
 def cmd_course_list(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
-        frame = con.sql("SELECT course_code, name FROM courses ORDER BY course_code").pl()
-    _print(frame.to_dicts(), args.json, _table(frame))
-    return 0
+    return _show_query(args, "SELECT course_code, name FROM courses ORDER BY course_code", "No courses yet.")
 
 
 def cmd_subscription_set(args: argparse.Namespace) -> int:
@@ -116,13 +115,8 @@ def cmd_subscription_set(args: argparse.Namespace) -> int:
 
 
 def cmd_subscription_list(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
-        frame = con.sql(
-            "SELECT s.subscription_type, coalesce(sc.name, '(district)') AS school, s.available"
-            " FROM subscriptions s LEFT JOIN schools sc USING (school_id) ORDER BY 1, 2"
-        ).pl()
-    _print(frame.to_dicts(), args.json, _table(frame))
-    return 0
+    return _show_query(args, "SELECT s.subscription_type, coalesce(sc.name, '(district)') AS school, s.available"
+                       " FROM subscriptions s LEFT JOIN schools sc USING (school_id) ORDER BY 1, 2", "No subscriptions yet.")
 
 
 def _run(args: argparse.Namespace, mode: str) -> int:
@@ -243,12 +237,8 @@ def cmd_all_uploaded(args: argparse.Namespace) -> int:
 
 
 def cmd_batch_list(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
-        frame = con.sql(
-            "SELECT batch_id, mode, term, subscription_type, status, created_at, decided_by FROM batches ORDER BY batch_id"
-        ).pl()
-    _print(frame.to_dicts(), args.json, _table(frame))
-    return 0
+    return _show_query(args, "SELECT batch_id, mode, term, subscription_type, status, created_at, decided_by FROM batches"
+                       " ORDER BY batch_id", "No batches yet.")
 
 
 def cmd_batch_show(args: argparse.Namespace) -> int:
