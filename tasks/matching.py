@@ -1,13 +1,17 @@
 """The matcher: one decision per incoming row against existing students.
 
 Rules run as ordered levels, like a record-linkage comparison ladder:
-1. exact identifiers (student ID, then SSID, then other ID) decide, unless the name and date of
-   birth clearly belong to someone else;
+1. exact identifiers (student ID, SSID, other ID) decide, unless the name and date of birth
+   clearly belong to someone else;
 2. definite-no: a date of birth that disagrees beyond a typo pattern rules a candidate out;
 3. fuzzy scoring of names and date of birth, only inside blocks, over several blocking passes so
    that one typo does not hide a match.
 Automatic links are refused when two candidates are close, when a twin or sibling shares the
 last name and date of birth, or when one student is claimed by two rows: those rows go to review.
+
+Everything runs on whole columns: identifier levels and blocking passes are polars joins, and
+the name comparisons of all candidate pairs are one rapidfuzz ``cpdist`` call per field, so a
+million rows against a million students is a matter of seconds.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import unicodedata
 import polars as pl
 from nicknames import NickNamer
 from pydantic import BaseModel, Field
-from rapidfuzz import fuzz
+from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler
+
+ID_COLUMNS = ("student_id", "ssid", "other_id")
 
 
 class MatchConfig(BaseModel):
@@ -28,7 +34,7 @@ class MatchConfig(BaseModel):
 
     id_levels: list[str] = Field(
         default=["student_id", "ssid", "other_id"],
-        description="Identifier columns tried in order; the first that finds a student decides.",
+        description="Identifier columns, in order of trust; the first that finds a student names the rule.",
     )
     id_name_floor: float = Field(
         default=60, ge=0, le=100,
@@ -46,10 +52,12 @@ class MatchConfig(BaseModel):
     )
     dob_typo_penalty: float = Field(default=8, ge=0, le=50, description="Score cost of a typo-like date of birth.")
     dob_missing_penalty: float = Field(default=12, ge=0, le=50, description="Score cost of a missing date of birth.")
-    max_candidates: int = Field(default=3, ge=1, le=10, description="Candidates kept for a reviewer.")
+    max_candidates: int = Field(default=5, ge=1, le=10, description="Candidates kept for a reviewer.")
     blocking_passes: list[str] = Field(
-        default=["birth_date", "last_prefix_birth_year", "full_name", "first_prefix_birth_date", "name_tokens"],
-        description="Blocking rules, each a way two records may meet for fuzzy scoring.",
+        default=["full_name", "name_tokens", "last_birth_date", "first_birth_date", "nickname_last",
+                 "initials_birth_date", "first_last_ends", "last_first_ends", "first_last_initial_year", "last_first_initial_year",
+                 "first_last_prefix"],
+        description="Blocking rules, each a way two records may meet for fuzzy scoring (see BLOCKING_RULES).",
     )
 
 
@@ -66,18 +74,27 @@ def fold_name(text: str | None) -> str:
     return " ".join(cleaned.split())
 
 
+def fold_name_expr(column: str) -> pl.Expr:
+    """``fold_name`` on a whole column (NFKD, marks dropped, lower case, non-letters to spaces)."""
+    return (
+        pl.col(column).str.normalize("NFKD").str.replace_all(r"\p{M}", "").str.to_lowercase()
+        .str.replace_all(r"[^\p{L}]+", " ").str.strip_chars().fill_null("")
+    )
+
+
 @functools.lru_cache(maxsize=65536)
+def nickname_keys(first: str) -> tuple[str, ...]:
+    """The name itself and its canonical forms: two first names are one person's name when these meet."""
+    if not first:
+        return ()
+    return tuple(sorted({first} | set(_NICKNAMES.canonicals_of(first))))
+
+
 def nickname_equivalent(first_a: str, first_b: str) -> bool:
     """True when two folded first names are the same person's name by a nickname table."""
     if not first_a or not first_b:
         return False
-    if first_a == first_b:
-        return True
-    if first_b in _NICKNAMES.nicknames_of(first_a) or first_a in _NICKNAMES.nicknames_of(first_b):
-        return True
-    canon_a = _NICKNAMES.canonicals_of(first_a) | {first_a}
-    canon_b = _NICKNAMES.canonicals_of(first_b) | {first_b}
-    return bool(canon_a & canon_b)
+    return bool(set(nickname_keys(first_a)) & set(nickname_keys(first_b)))
 
 
 def dob_agreement(incoming: dt.date | None, existing: dt.date | None) -> str:
@@ -94,37 +111,47 @@ def dob_agreement(incoming: dt.date | None, existing: dt.date | None) -> str:
     return "different"
 
 
-def name_agreement(first_in: str, last_in: str, first_ex: str, last_ex: str) -> tuple[float, str]:
-    """Name score 0-100 and a short explanation, coping with nicknames, swaps and double surnames."""
-    # Jaro-Winkler forgives the transpositions and dropped letters typical of typed names.
-    first_score = 100.0 if nickname_equivalent(first_in, first_ex) else 100 * JaroWinkler.normalized_similarity(first_in, first_ex)
-    last_score = 100 * JaroWinkler.normalized_similarity(last_in, last_ex)
-    if last_in and last_ex and (set(last_in.split()) & set(last_ex.split())):
-        last_score = max(last_score, 95.0)  # one part of a double/hyphenated surname kept
-    straight = (first_score + last_score) / 2
-    swapped = fuzz.token_sort_ratio(f"{first_in} {last_in}", f"{first_ex} {last_ex}")
-    if swapped > straight + 10 and swapped >= 95:
-        return swapped - 2, "first and last names swapped"
-    parts = []
-    parts.append("first equal" if first_in == first_ex else
-                 "first nickname" if first_score == 100 else f"first {first_score:.0f}")
-    parts.append("last equal" if last_in == last_ex else f"last {last_score:.0f}")
-    return straight, ", ".join(parts)
-
-
-def _prepare(frame: pl.DataFrame) -> pl.DataFrame:
-    folded = frame.with_columns(
-        pl.col("first_name").map_elements(fold_name, return_dtype=pl.String).alias("first_key"),
-        pl.col("last_name").map_elements(fold_name, return_dtype=pl.String).alias("last_key"),
+def _dob_level(left: str, right: str) -> pl.Expr:
+    """``dob_agreement`` on two date columns."""
+    a, b = pl.col(left), pl.col(right)
+    number_a = a.dt.year() * 10000 + a.dt.month().cast(pl.Int32) * 100 + a.dt.day().cast(pl.Int32)
+    number_b = b.dt.year() * 10000 + b.dt.month().cast(pl.Int32) * 100 + b.dt.day().cast(pl.Int32)
+    digits_off = pl.sum_horizontal(
+        [((number_a // 10**i) % 10 != (number_b // 10**i) % 10).cast(pl.Int8) for i in range(8)]
     )
+    swapped = (a.dt.year() == b.dt.year()) & (a.dt.month() == b.dt.day()) & (a.dt.day() == b.dt.month())
+    return (
+        pl.when(a.is_null() | b.is_null()).then(pl.lit("missing"))
+        .when(a == b).then(pl.lit("exact"))
+        .when(swapped | (digits_off == 1)).then(pl.lit("typo"))
+        .otherwise(pl.lit("different"))
+    )
+
+
+def prepare(frame: pl.DataFrame) -> pl.DataFrame:
+    """Comparison keys of a people frame: folded names, nickname keys, blocking keys."""
+    if "school_id" not in frame.columns:
+        frame = frame.with_columns(school_id=pl.lit(None, dtype=pl.Int64))
+    folded = frame.with_columns(first_key=fold_name_expr("first_name"), last_key=fold_name_expr("last_name"))
+    firsts = folded["first_key"].unique().to_list()
+    nick = pl.DataFrame(
+        {"first_key": firsts, "nick_keys": [list(nickname_keys(f)) for f in firsts]},
+        schema={"first_key": pl.String, "nick_keys": pl.List(pl.String)},
+    )
+    folded = folded.join(nick, on="first_key", how="left")
     return folded.with_columns(
-        birth_year=pl.col("date_of_birth").dt.year(),
-        last_prefix=pl.col("last_key").str.slice(0, 2),
-        first_prefix=pl.col("first_key").str.slice(0, 1),
         full_key=pl.concat_str(["first_key", "last_key"], separator=" "),
-        person_key=person_key_expr(),
         # The name's words in order, so swapped first and last names meet in one block.
         name_tokens=pl.concat_str(["first_key", "last_key"], separator=" ").str.split(" ").list.sort().list.join(" "),
+        initials=pl.concat_str([pl.col("first_key").str.slice(0, 1), pl.col("last_key").str.slice(0, 1)]),
+        # A typed word's first and last letters survive most slips inside it.
+        first_ends=pl.concat_str([pl.col("first_key").str.slice(0, 1), pl.col("first_key").str.slice(-1, 1)]),
+        first_initial=pl.col("first_key").str.slice(0, 1),
+        last_initial=pl.col("last_key").str.slice(0, 1),
+        last_prefix=pl.col("last_key").str.slice(0, 3),
+        birth_year=pl.col("date_of_birth").dt.year(),
+        last_ends=pl.concat_str([pl.col("last_key").str.slice(0, 1), pl.col("last_key").str.slice(-1, 1)]),
+        person_key=person_key_expr(),
     )
 
 
@@ -139,217 +166,414 @@ def person_key_expr() -> pl.Expr:
     )
 
 
+# Each rule lists the keys two records must share to be compared. Together they survive any one
+# error: a first-name typo (last_birth_date), a last-name typo or a changed double surname
+# (first_birth_date), a date of birth typo or gap (full_name), swapped names (name_tokens), a
+# nickname (nickname_last), typos in both names (initials_birth_date), a typo in one name and a
+# wrong or missing date of birth (first_last_ends, last_first_ends, first_last_initial_year,
+# last_first_initial_year, first_last_prefix).
 BLOCKING_RULES: dict[str, list[str]] = {
-    "birth_date": ["date_of_birth"],
+    "full_name": ["first_key", "last_key"],
     "name_tokens": ["name_tokens"],
-    "last_prefix_birth_year": ["last_prefix", "birth_year"],
-    "full_name": ["full_key"],
-    "first_prefix_birth_date": ["first_prefix", "date_of_birth"],
+    "last_birth_date": ["last_key", "date_of_birth"],
+    "first_birth_date": ["first_key", "date_of_birth"],
+    "nickname_last": ["nick_key", "last_key"],
+    "initials_birth_date": ["initials", "date_of_birth"],
+    "first_last_ends": ["first_key", "last_ends"],
+    "last_first_ends": ["last_key", "first_ends"],
+    "first_last_initial_year": ["first_key", "last_initial", "birth_year"],
+    "last_first_initial_year": ["last_key", "first_initial", "birth_year"],
+    "first_last_prefix": ["first_key", "last_prefix"],
+    "birth_date": ["date_of_birth"],
 }
 
 
+def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str]) -> pl.DataFrame:
+    side = frame.select(key, *[c for c in columns if c != "nick_key"], *(["nick_keys"] if "nick_key" in columns else []))
+    if "nick_key" in columns:
+        side = side.explode("nick_keys").rename({"nick_keys": "nick_key"})
+    side = side.drop_nulls(columns)
+    text_columns = [c for c in columns if side.schema[c] == pl.String]
+    if text_columns:
+        side = side.filter(pl.all_horizontal([pl.col(c) != "" for c in text_columns]))
+    return side
+
+
 def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list[str]) -> pl.DataFrame:
-    """Distinct (row_no, student_key) pairs that meet in at least one blocking pass."""
+    """Distinct (row_no, student_key) pairs that meet in at least one blocking pass.
+
+    Both frames come from ``prepare``.
+    """
     pairs = []
     for name in passes:
         keys = BLOCKING_RULES[name]
-        left = incoming.select("row_no", *keys).drop_nulls(keys)
-        right = existing.select("student_key", *keys).drop_nulls(keys)
+        left = _blocking_side(incoming, "row_no", keys)
+        right = _blocking_side(existing, "student_key", keys)
         pairs.append(left.join(right, on=keys, how="inner").select("row_no", "student_key"))
     if not pairs:
         return pl.DataFrame(schema={"row_no": pl.Int64, "student_key": pl.Int64})
     return pl.concat(pairs).unique()
 
 
-def first_names_agree(first_in: str, first_ex: str) -> bool:
-    """Equal or nickname-equivalent first names: the only first-name difference an automatic link
-    accepts (Daniel/Danielle, Ana/Ava and Mario/Maria are one or two letters apart and different
-    children)."""
-    return nickname_equivalent(first_in, first_ex)
+def _similarity(left: pl.Series, right: pl.Series, scorer) -> pl.Series:
+    if left.len() == 0:
+        return pl.Series([], dtype=pl.Float64)
+    return pl.Series(process.cpdist(left.to_list(), right.to_list(), scorer=scorer, workers=-1)).cast(pl.Float64)
 
 
-def last_names_agree(last_in: str, last_ex: str) -> bool:
-    """Equal, one typing slip apart (Nguyen/Nguyne), or sharing a part of a double surname."""
-    if not last_in or not last_ex:
-        return False
-    return (last_in == last_ex or OSA.distance(last_in, last_ex) <= 1
-            or bool(set(last_in.split()) & set(last_ex.split())))
+def compare_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig) -> pl.DataFrame:
+    """Field-by-field comparison of candidate pairs: levels per field, a score and whether an
+    automatic link is possible at all.
 
-
-def ids_conflict(row: dict, suffix_in: str = "_in", suffix_ex: str = "_ex") -> str | None:
-    """The identifier both records carry with different values, if any (a definite-no for linking)."""
-    for column in ("student_id", "ssid", "other_id"):
-        a, b = row.get(column + suffix_in), row.get(column + suffix_ex)
-        if a is not None and b is not None and a != b:
-            return column
-    return None
-
-
-def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig) -> pl.DataFrame:
-    """Score each candidate pair; drop definite non-matches (date of birth clearly different).
-
-    Besides the score, each pair says whether it could be linked automatically at all:
-    ``names_agree`` (first names equal or nicknames and last names equal or one slip apart, or the
-    same names swapped) and ``id_conflict`` (an identifier both carry, with different values).
+    ``names_agree``: first names equal or nicknames, and last names equal, one typing slip apart
+    or sharing a part of a double surname; or the same names swapped. ``id_conflict``: an
+    identifier both records carry, with different values. ``score`` is the name score less the
+    date-of-birth penalty; null when the dates of birth differ beyond a typo (a definite no).
     """
-    id_columns = ["student_id", "ssid", "other_id"]
-    joined = pairs.join(
-        incoming.select("row_no", "first_key", "last_key", pl.col("date_of_birth").alias("dob_in"),
-                        *[pl.col(c).alias(f"{c}_in") for c in id_columns]), on="row_no"
-    ).join(
-        existing.select("student_key", pl.col("first_key").alias("first_ex"), pl.col("last_key").alias("last_ex"),
-                        pl.col("date_of_birth").alias("dob_ex"), *[pl.col(c).alias(f"{c}_ex") for c in id_columns]),
-        on="student_key",
+    inc = incoming.select(
+        "row_no", pl.col("first_key").alias("first_in"), pl.col("last_key").alias("last_in"),
+        pl.col("nick_keys").alias("nick_in"), pl.col("name_tokens").alias("tokens_in"),
+        pl.col("date_of_birth").alias("dob_in"), pl.col("school_id").alias("school_in"),
+        pl.col("person_key"), *[pl.col(c).alias(f"{c}_in") for c in ID_COLUMNS],
     )
-    scores, agreements, dobs, exact_names, names_agree, conflicts = [], [], [], [], [], []
-    for row in joined.iter_rows(named=True):
-        first_in, last_in, first_ex, last_ex = row["first_key"], row["last_key"], row["first_ex"], row["last_ex"]
-        name_score, name_text = name_agreement(first_in, last_in, first_ex, last_ex)
-        dob = dob_agreement(row["dob_in"], row["dob_ex"])
-        conflict = ids_conflict(row)
-        penalty = {"exact": 0.0, "typo": config.dob_typo_penalty, "missing": config.dob_missing_penalty}.get(dob)
-        scores.append(None if penalty is None else max(name_score - penalty, 0.0))
-        agreements.append(f"{name_text}; date of birth {dob}" + (f"; {conflict} differs" if conflict else ""))
-        dobs.append(dob)
-        exact = sorted(f"{first_in} {last_in}".split()) == sorted(f"{first_ex} {last_ex}".split())
-        exact_names.append(exact)
-        names_agree.append(exact or (first_names_agree(first_in, first_ex) and last_names_agree(last_in, last_ex)))
-        conflicts.append(conflict)
-    return joined.with_columns(
-        exact_name=pl.Series(exact_names, dtype=pl.Boolean),
-        names_agree=pl.Series(names_agree, dtype=pl.Boolean),
-        id_conflict=pl.Series(conflicts, dtype=pl.String),
-        score=pl.Series(scores, dtype=pl.Float64),
-        agreement=pl.Series(agreements, dtype=pl.String),
-        dob=pl.Series(dobs, dtype=pl.String),
-    ).filter(pl.col("score").is_not_null())
+    ex = existing.select(
+        "student_key", pl.col("first_key").alias("first_ex"), pl.col("last_key").alias("last_ex"),
+        pl.col("nick_keys").alias("nick_ex"), pl.col("name_tokens").alias("tokens_ex"),
+        pl.col("date_of_birth").alias("dob_ex"), pl.col("school_id").alias("school_ex"),
+        pl.col("twin_group"), *[pl.col(c).alias(f"{c}_ex") for c in ID_COLUMNS],
+    )
+    joined = pairs.join(inc, on="row_no").join(ex, on="student_key")
+    # Jaro-Winkler forgives the transpositions and dropped letters typical of typed names.
+    jw = JaroWinkler.normalized_similarity
+    joined = joined.with_columns(
+        first_jw=_similarity(joined["first_in"], joined["first_ex"], jw) * 100,
+        last_jw=_similarity(joined["last_in"], joined["last_ex"], jw) * 100,
+        swap_first_jw=_similarity(joined["first_in"], joined["last_ex"], jw) * 100,
+        swap_last_jw=_similarity(joined["last_in"], joined["first_ex"], jw) * 100,
+        last_slips=pl.Series(
+            process.cpdist(joined["last_in"].to_list(), joined["last_ex"].to_list(), scorer=OSA.distance, workers=-1)
+            if joined.height else [], dtype=pl.Int32),
+    )
+    first_nick = pl.col("nick_in").list.set_intersection(pl.col("nick_ex")).list.len() > 0
+    last_part = (pl.col("last_in") != "") & (pl.col("last_in").str.split(" ").list.set_intersection(
+        pl.col("last_ex").str.split(" ")).list.len() > 0)
+    compared = joined.with_columns(
+        first_level=pl.when((pl.col("first_in") == "") | (pl.col("first_ex") == "")).then(pl.lit("missing"))
+        .when(pl.col("first_in") == pl.col("first_ex")).then(pl.lit("equal"))
+        .when(first_nick).then(pl.lit("nickname"))
+        .otherwise(pl.lit("different")),
+        last_level=pl.when((pl.col("last_in") == "") | (pl.col("last_ex") == "")).then(pl.lit("missing"))
+        .when(pl.col("last_in") == pl.col("last_ex")).then(pl.lit("equal"))
+        .when(last_part).then(pl.lit("part"))
+        .when(pl.col("last_slips") <= 1).then(pl.lit("slip"))
+        .otherwise(pl.lit("different")),
+        dob=_dob_level("dob_in", "dob_ex"),
+        exact_name=(pl.col("tokens_in") == pl.col("tokens_ex")) & (pl.col("tokens_in") != ""),
+        same_school=(pl.col("school_in") == pl.col("school_ex")).fill_null(False),
+        id_conflict=pl.coalesce([
+            pl.when(pl.col(f"{c}_in").is_not_null() & pl.col(f"{c}_ex").is_not_null()
+                    & (pl.col(f"{c}_in") != pl.col(f"{c}_ex"))).then(pl.lit(c))
+            for c in ID_COLUMNS
+        ]),
+    )
+    first_score = pl.when(pl.col("first_level").is_in(["equal", "nickname"])).then(100.0).otherwise(pl.col("first_jw"))
+    last_score = pl.when(pl.col("last_level") == "part").then(pl.max_horizontal("last_jw", pl.lit(95.0))).otherwise(pl.col("last_jw"))
+    swap_score = (pl.col("swap_first_jw") + pl.col("swap_last_jw")) / 2
+    compared = compared.with_columns(straight=(first_score + last_score) / 2, swap_score=swap_score)
+    compared = compared.with_columns(
+        swapped=(pl.col("swap_score") > pl.col("straight") + 10) & (pl.col("swap_score") >= 95),
+    ).with_columns(
+        name_score=pl.when(pl.col("swapped")).then(pl.col("swap_score") - 2).otherwise(pl.col("straight")),
+        names_agree=pl.col("exact_name") | (
+            pl.col("first_level").is_in(["equal", "nickname"]) & pl.col("last_level").is_in(["equal", "part", "slip"])),
+    )
+    penalty = (pl.when(pl.col("dob") == "exact").then(0.0)
+               .when(pl.col("dob") == "typo").then(config.dob_typo_penalty)
+               .when(pl.col("dob") == "missing").then(config.dob_missing_penalty))
+    return compared.with_columns(score=pl.max_horizontal(pl.col("name_score") - penalty, pl.lit(0.0)))
+
+
+def _agreement_expr(prefix: pl.Expr | None = None) -> pl.Expr:
+    """Why a pair scores as it does, in words (computed only for pairs a person will read)."""
+    first = (pl.when(pl.col("first_level") == "equal").then(pl.lit("first equal"))
+             .when(pl.col("first_level") == "nickname").then(pl.lit("first nickname"))
+             .otherwise(pl.format("first {}", pl.col("first_jw").round(0).cast(pl.Int64))))
+    last = (pl.when(pl.col("last_level") == "equal").then(pl.lit("last equal"))
+            .otherwise(pl.format("last {}", pl.col("last_jw").round(0).cast(pl.Int64))))
+    names = pl.when(pl.col("swapped")).then(pl.lit("first and last names swapped")).otherwise(
+        pl.concat_str([first, last], separator=", "))
+    text = pl.concat_str([names, pl.lit("; date of birth "), pl.col("dob"),
+                          pl.when(pl.col("id_conflict").is_not_null())
+                          .then(pl.format("; {} differs", pl.col("id_conflict"))).otherwise(pl.lit(""))])
+    return text if prefix is None else pl.concat_str([prefix, pl.lit("; "), text])
+
+
+DECISION_SCHEMA = {"row_no": pl.Int64, "decision": pl.String, "student_key": pl.Int64, "rule": pl.String,
+                   "score": pl.Float64, "explanation": pl.String}
+CANDIDATE_SCHEMA = {"row_no": pl.Int64, "student_key": pl.Int64, "score": pl.Float64, "agreement": pl.String}
+
+
+def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Level 1: identifier hits decide a row, unless its name and date of birth say otherwise.
+
+    Returns the decisions (matched or review) of rows with any hit, and the hit candidates.
+    """
+    order = {c: i for i, c in enumerate(config.id_levels)}
+    hits = [
+        incoming.filter(pl.col(c).is_not_null()).select("row_no", c)
+        .join(existing.filter(pl.col(c).is_not_null()).select("student_key", c), on=c)
+        .select("row_no", "student_key", level=pl.lit(c), level_rank=pl.lit(order[c]))
+        for c in config.id_levels
+    ]
+    hits = pl.concat(hits)
+    if hits.height == 0:
+        return pl.DataFrame(schema=DECISION_SCHEMA), pl.DataFrame(schema=CANDIDATE_SCHEMA)
+    # One identifier value held by two existing students is a data problem a person must see.
+    shared = hits.group_by("row_no", "level").agg(pl.len().alias("holders")).filter(pl.col("holders") > 1)
+    pairs = (hits.sort("level_rank").group_by("row_no", "student_key", maintain_order=True)
+             .agg(pl.col("level").first().alias("rule"), pl.col("level").alias("levels")))
+    compared = compare_pairs(pairs.select("row_no", "student_key"), incoming, existing, config).join(
+        pairs, on=["row_no", "student_key"])
+    compared = compared.with_columns(
+        confirmed=(pl.col("name_score") >= config.id_name_floor) | (pl.col("dob") == "exact"),
+        strong=pl.col("names_agree") & (pl.col("dob") == "exact"),
+        agreement=_agreement_expr(pl.format("{} equal", pl.col("levels").list.join(", "))),
+    )
+    per_row = compared.group_by("row_no").agg(
+        pl.len().alias("students"),
+        pl.col("strong").sum().alias("strong_count"),
+        pl.col("student_key").filter(pl.col("strong")).first().alias("strong_key"),
+        pl.col("student_key").first().alias("only_key"),
+        pl.col("rule").first(), pl.col("confirmed").first(), pl.col("strong").first().alias("only_strong"),
+        pl.col("id_conflict").first(), pl.col("agreement").first(),
+        pl.col("rule").filter(pl.col("strong")).first().alias("strong_rule"),
+        pl.col("agreement").filter(pl.col("strong")).first().alias("strong_agreement"),
+        pl.col("levels").list.explode(keep_nulls=False, empty_as_null=False).unique().sort().alias("all_levels"),
+    ).join(shared.group_by("row_no").agg(pl.col("level").first().alias("shared_level")), on="row_no", how="left")
+    decisions = per_row.with_columns(
+        decision=pl.when(pl.col("shared_level").is_not_null()).then(pl.lit("review"))
+        .when((pl.col("students") == 1) & pl.col("confirmed") & (pl.col("id_conflict").is_null() | pl.col("only_strong")))
+        .then(pl.lit("matched"))
+        .when((pl.col("students") > 1) & (pl.col("strong_count") == 1)).then(pl.lit("matched"))
+        .otherwise(pl.lit("review")),
+    ).select(
+        "row_no", "decision",
+        student_key=pl.when(pl.col("decision") == "matched").then(
+            pl.when(pl.col("students") == 1).then(pl.col("only_key")).otherwise(pl.col("strong_key"))),
+        rule=pl.when((pl.col("students") > 1) & (pl.col("decision") == "matched")).then(pl.col("strong_rule"))
+        .otherwise(pl.col("rule")),
+        score=pl.when(pl.col("decision") == "matched").then(pl.lit(100.0)),
+        explanation=pl.when(pl.col("shared_level").is_not_null())
+        .then(pl.format("{} value belongs to more than one existing student", pl.col("shared_level")))
+        .when(pl.col("students") > 1).then(
+            pl.when(pl.col("decision") == "matched").then(pl.format(
+                "{}; another identifier points to another student, but name and date of birth agree here",
+                pl.col("strong_agreement")))
+            .otherwise(pl.format("{} point to {} different existing students",
+                                 pl.col("all_levels").list.join(" and "), pl.col("students"))))
+        .when(~pl.col("confirmed")).then(
+            pl.format("{} equal but the name and date of birth do not confirm it ({})", pl.col("rule"), pl.col("agreement")))
+        .when(pl.col("decision") == "review").then(
+            pl.format("{} equal but {} differs ({})", pl.col("rule"), pl.col("id_conflict"), pl.col("agreement")))
+        .when(pl.col("id_conflict").is_not_null()).then(
+            pl.format("{}; name and date of birth agree, so the differing {} is taken as mistyped",
+                      pl.col("agreement"), pl.col("id_conflict")))
+        .otherwise(pl.col("agreement")),
+    )
+    candidates = compared.sort(["row_no", "strong", "name_score", "student_key"],
+                               descending=[False, True, True, False]).select(
+        "row_no", "student_key", score=pl.col("name_score"), agreement="agreement")
+    return decisions, candidates
+
+
+def _fuzzy_decisions(ranked: pl.DataFrame, config: MatchConfig, unavailable_twins: pl.DataFrame | None) -> pl.DataFrame:
+    """Decide fuzzy rows from their ranked candidates (best first)."""
+    best = ranked.group_by("row_no", maintain_order=True).agg(
+        pl.col("student_key").first(), pl.col("score").first(), pl.col("dob").first(),
+        pl.col("id_conflict").first(), pl.col("names_agree").first(), pl.col("exact_name").first(),
+        pl.col("twin_group").first(), pl.col("agreement").first(),
+        pl.col("score").get(1, null_on_oob=True).alias("second"),
+    )
+    twins = best.with_columns(twin=pl.col("twin_group").is_not_null())
+    if unavailable_twins is not None and twins.height:
+        # A twin already linked to another person's row is not the one this row could be.
+        others = twins.join(unavailable_twins, on="twin_group", how="left").with_columns(
+            twin=pl.col("twin") & (pl.col("twin_size").fill_null(0) - pl.col("taken").fill_null(0) > 1))
+        twins = others.drop("twin_size", "taken")
+    reason = (
+        pl.when(pl.col("score") < config.auto_link_score).then(pl.format(
+            "best candidate scores {}, below the automatic {}", pl.col("score").round(0).cast(pl.Int64),
+            pl.lit(int(round(config.auto_link_score)))))
+        .when(pl.col("dob") != "exact").then(pl.format("date of birth {}: a fuzzy link needs the same date of birth",
+                                                       pl.col("dob")))
+        .when(pl.col("id_conflict").is_not_null()).then(pl.format("the names agree but the {} differs",
+                                                                  pl.col("id_conflict")))
+        .when(~pl.col("names_agree")).then(pl.lit(
+            "the first names differ beyond a nickname, or the last names beyond one typing slip"))
+        .when(pl.col("second").is_not_null() & (pl.col("score") - pl.col("second") < config.min_margin)).then(pl.format(
+            "two candidates are close ({} and {})", pl.col("score").round(0).cast(pl.Int64),
+            pl.col("second").round(0).cast(pl.Int64)))
+        .when(pl.col("twin") & ~pl.col("exact_name")).then(pl.lit(
+            "a twin or sibling shares the last name and date of birth, and the name is not identical"))
+    )
+    return twins.with_columns(reason=reason).select(
+        "row_no",
+        decision=pl.when(pl.col("reason").is_null()).then(pl.lit("matched")).otherwise(pl.lit("review")),
+        student_key=pl.when(pl.col("reason").is_null()).then(pl.col("student_key")),
+        rule=pl.lit("fuzzy"), score="score",
+        explanation=pl.coalesce("reason", "agreement"),
+    )
 
 
 def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig | None = None) -> pl.DataFrame:
     """Decide, for every incoming row, whether it is an existing student, a new one, or a question.
 
     ``incoming`` has ``row_no, first_name, last_name, date_of_birth, student_id, ssid, other_id``;
-    ``existing`` has ``student_key`` and the same person columns. Any may be null.
+    ``existing`` has ``student_key`` and the same person columns. Any value may be null; an
+    optional ``school_id`` on both ranks a candidate of the row's own school first among equals.
     Returns one row per incoming row: ``row_no, decision ('matched' | 'review' | 'new'),
     student_key, rule, score, explanation, candidates`` (a list of ``student_key, score, agreement``).
     """
     config = config or MatchConfig()
-    incoming = _prepare(incoming)
-    existing = _prepare(existing)
-    decided: dict[int, dict] = {}
-    candidate_lists: dict[int, list[dict]] = {}
+    for frame in (incoming, existing):
+        for column in ID_COLUMNS:
+            if column not in frame.columns:
+                raise ValueError(f"the matcher needs a {column!r} column (it may be all null)")
+    incoming = prepare(incoming.with_columns([pl.col(c).cast(pl.String) for c in ID_COLUMNS]))
+    existing = prepare(existing.with_columns([pl.col(c).cast(pl.String) for c in ID_COLUMNS]))
+    twin_groups = (existing.filter(pl.col("date_of_birth").is_not_null() & (pl.col("last_key") != ""))
+                   .group_by("last_key", "date_of_birth").agg(pl.len().alias("twin_size"))
+                   .filter(pl.col("twin_size") > 1).with_row_index("twin_group"))
+    existing = existing.join(twin_groups.select("last_key", "date_of_birth", "twin_group"),
+                             on=["last_key", "date_of_birth"], how="left")
 
-    # Level 1: exact identifiers.
-    existing_by_key = {row["student_key"]: row for row in existing.iter_rows(named=True)}
-    incoming_by_row = {row["row_no"]: row for row in incoming.iter_rows(named=True)}
-    for level in config.id_levels:
-        left = incoming.filter(pl.col(level).is_not_null() & ~pl.col("row_no").is_in(list(decided)))
-        right = existing.filter(pl.col(level).is_not_null())
-        hits = left.select("row_no", level).join(right.select("student_key", level), on=level)
-        for row_no, group in hits.group_by("row_no"):
-            row_no = row_no[0]
-            row = incoming_by_row[row_no]
-            keys = group["student_key"].to_list()
-            scored = []
-            for key in keys:
-                ex = existing_by_key[key]
-                name_score, name_text = name_agreement(row["first_key"], row["last_key"], ex["first_key"], ex["last_key"])
-                dob = dob_agreement(row["date_of_birth"], ex["date_of_birth"])
-                scored.append({"student_key": key, "score": name_score,
-                               "agreement": f"{level} equal; {name_text}; date of birth {dob}", "dob": dob})
-            candidate_lists[row_no] = scored
-            if len(keys) > 1:
-                decided[row_no] = _decision(row_no, "review", None, level, None,
-                                            f"{level} {row[level]} belongs to {len(keys)} existing students")
-                continue
-            best = scored[0]
-            ex = existing_by_key[best["student_key"]]
-            other_conflict = ids_conflict({**{f"{c}_in": row[c] for c in ("student_id", "ssid", "other_id")},
-                                           **{f"{c}_ex": ex[c] for c in ("student_id", "ssid", "other_id")}})
-            if best["score"] < config.id_name_floor and best["dob"] != "exact":
-                # An ID alone does not outweigh a different name without a matching birth date:
-                # IDs get mistyped, and a wrong link merges two children.
-                decided[row_no] = _decision(row_no, "review", None, level, best["score"],
-                                            f"{level} equal but the name and date of birth do not confirm it ({best['agreement']})")
-            elif other_conflict:
-                decided[row_no] = _decision(row_no, "review", None, level, best["score"],
-                                            f"{level} equal but {other_conflict} differs ({best['agreement']})")
-            else:
-                decided[row_no] = _decision(row_no, "matched", best["student_key"], level, 100.0, best["agreement"])
+    # Level 1: identifiers.
+    id_decisions, id_candidates = _id_level(incoming, existing, config)
+    id_matched = id_decisions.filter(pl.col("decision") == "matched")
 
     # Levels 2-3: blocked fuzzy scoring with the definite-no rule on date of birth. Rows an ID sent
     # to review are scored too: a mistyped ID often hits another child, and the reviewer needs the
     # student the name and birth date point to beside the one the ID points to.
-    id_reviews = {r for r, d in decided.items() if d["decision"] == "review"}
-    remaining = incoming.filter(~pl.col("row_no").is_in([r for r in decided if r not in id_reviews]))
+    remaining = incoming.join(id_matched.select("row_no"), on="row_no", how="anti")
     pairs = candidate_pairs(remaining, existing, config.blocking_passes)
-    scored = score_pairs(pairs, remaining, existing, config).filter(pl.col("score") >= config.review_score)
-    # Ties broken by student key, so the same input always offers the same candidates.
-    scored = scored.sort(["row_no", "score", "student_key"], descending=[False, True, False])
-    twins = existing.group_by("last_key", "date_of_birth").agg(pl.len().alias("sharing")).filter(pl.col("sharing") > 1)
-    twin_keys = set(
-        existing.join(twins, on=["last_key", "date_of_birth"])["student_key"].to_list()
+    scored = compare_pairs(pairs, remaining, existing, config).filter(
+        pl.col("score").is_not_null() & (pl.col("score") >= config.review_score))
+    # Ties go to the row's own school, then the lower student key: the same input always offers
+    # the same candidates in the same order.
+    scored = scored.sort(["row_no", "score", "same_school", "student_key"],
+                         descending=[False, True, True, False]).with_columns(agreement=_agreement_expr())
+    id_review_rows = id_decisions.filter(pl.col("decision") == "review").select("row_no")
+    fuzzy_ranked = scored.join(id_review_rows, on="row_no", how="anti")
+    fuzzy = _fuzzy_decisions(fuzzy_ranked, config, None)
+    person_of = incoming.select("row_no", "person_key")
+
+    decisions = pl.concat([id_decisions, fuzzy]).with_columns(contested=pl.lit(False))
+    candidates = pl.concat([
+        id_candidates,
+        scored.join(id_review_rows, on="row_no").join(id_candidates.select("row_no", "student_key"),
+                                                      on=["row_no", "student_key"], how="anti")
+        .select("row_no", "student_key", "score", "agreement"),
+        fuzzy_ranked.select("row_no", "student_key", "score", "agreement"),
+    ]).with_columns(order=pl.int_range(pl.len()).over("row_no"))
+
+    # One student, one person: a student claimed by rows of two people sends those rows to review.
+    # Rows of one person (one row per class) may share a student.
+    decisions = _resolve_claims(decisions, person_of)
+
+    # A candidate already linked to another person's row cannot be this row's student: drop it,
+    # and decide again the fuzzy rows whose doubt came from such a candidate.
+    taken = (decisions.filter(pl.col("decision") == "matched").join(person_of, on="row_no")
+             .select("student_key", pl.col("person_key").alias("taken_by")).unique())
+    in_review = decisions.filter(pl.col("decision") == "review").join(person_of, on="row_no")
+    candidates = _drop_taken(candidates, in_review, taken)
+    redo_rows = (fuzzy.filter(pl.col("decision") == "review").select("row_no")
+                 .join(decisions.filter(pl.col("decision") == "review").select("row_no"), on="row_no")
+                 .join(_claim_rows(decisions), on="row_no", how="anti"))
+    if redo_rows.height:
+        redo_ranked = (fuzzy_ranked.join(redo_rows, on="row_no")
+                       .join(person_of, on="row_no")
+                       .join(taken, on="student_key", how="left")
+                       .filter(pl.col("taken_by").is_null() | (pl.col("taken_by") == pl.col("person_key")))
+                       .drop("taken_by", "person_key"))
+        taken_twins = (existing.filter(pl.col("twin_group").is_not_null()).join(taken, on="student_key")
+                       .group_by("twin_group").agg(pl.col("student_key").n_unique().alias("taken"))
+                       .join(twin_groups.select("twin_group", "twin_size"), on="twin_group"))
+        redone = _fuzzy_decisions(redo_ranked, config, taken_twins)
+        emptied = redo_rows.join(redone.select("row_no"), on="row_no", how="anti")
+        decisions = pl.concat([
+            decisions.join(redo_rows, on="row_no", how="anti"),
+            redone.with_columns(contested=pl.lit(False)),
+            emptied.with_columns(decision=pl.lit("new"), student_key=pl.lit(None, dtype=pl.Int64),
+                                 rule=pl.lit("no candidate"), score=pl.lit(None, dtype=pl.Float64),
+                                 explanation=pl.lit("every candidate is linked to another person's row"),
+                                 contested=pl.lit(False)),
+        ])
+        decisions = _resolve_claims(decisions, person_of)
+
+    # Review rows whose every candidate went to other people are new students.
+    review_with_candidates = candidates.select("row_no").unique()
+    no_candidates = (decisions.filter(pl.col("decision") == "review")
+                     .join(review_with_candidates, on="row_no", how="anti")
+                     .join(_claim_rows(decisions), on="row_no", how="anti"))
+    decisions = decisions.with_columns(
+        decision=pl.when(pl.col("row_no").is_in(no_candidates["row_no"].implode())).then(pl.lit("new"))
+        .otherwise(pl.col("decision")),
+        explanation=pl.when(pl.col("row_no").is_in(no_candidates["row_no"].implode()))
+        .then(pl.format("every candidate is linked to another person's row ({})", pl.col("explanation")))
+        .otherwise(pl.col("explanation")),
     )
-    for row_no, group in scored.group_by("row_no", maintain_order=True):
-        row_no = row_no[0]
-        candidates = group.head(config.max_candidates).select(
-            "student_key", "score", "agreement", "dob", "exact_name", "names_agree", "id_conflict").to_dicts()
-        if row_no in id_reviews:
-            offered = {c["student_key"] for c in candidate_lists[row_no]}
-            candidate_lists[row_no] += [c for c in candidates if c["student_key"] not in offered]
-            continue
-        candidate_lists[row_no] = candidates
-        best = candidates[0]
-        second = candidates[1]["score"] if len(candidates) > 1 else None
-        reason = None
-        if best["score"] < config.auto_link_score:
-            reason = f"best candidate scores {best['score']:.0f}, below the automatic {config.auto_link_score:.0f}"
-        elif best["dob"] != "exact":
-            reason = f"date of birth {best['dob']}: a fuzzy link needs the same date of birth"
-        elif best["id_conflict"]:
-            reason = f"the names agree but the {best['id_conflict']} differs"
-        elif not best["names_agree"]:
-            reason = "the first names differ beyond a nickname, or the last names beyond one typing slip"
-        elif second is not None and best["score"] - second < config.min_margin:
-            reason = f"two candidates are close ({best['score']:.0f} and {second:.0f})"
-        elif best["student_key"] in twin_keys and not best["exact_name"]:
-            reason = "a twin or sibling shares the last name and date of birth, and the name is not identical"
-        if reason:
-            decided[row_no] = _decision(row_no, "review", None, "fuzzy", best["score"], reason)
-        else:
-            decided[row_no] = _decision(row_no, "matched", best["student_key"], "fuzzy", best["score"], best["agreement"])
 
-    # One student, one row: a student claimed by two rows sends both rows to review.
-    # Rows of one person (one row per class) may share a student; rows of two people may not.
-    person_of = dict(zip(incoming["row_no"].to_list(), incoming["person_key"].to_list()))
-    claims: dict[int, list[int]] = {}
-    for row_no, decision in decided.items():
-        if decision["decision"] == "matched":
-            claims.setdefault(decision["student_key"], []).append(row_no)
-    for key, rows in claims.items():
-        if len({person_of[r] for r in rows}) > 1:
-            for row_no in rows:
-                decided[row_no] = _decision(row_no, "review", None, decided[row_no]["rule"], decided[row_no]["score"],
-                                            f"student {key} is claimed by {len(rows)} rows")
-                candidate_lists.setdefault(row_no, [{"student_key": key, "score": 100.0, "agreement": "claimed by two rows"}])
-
-    rows = []
-    for row_no in incoming["row_no"].to_list():
-        decision = decided.get(row_no) or _decision(row_no, "new", None, "no candidate", None,
-                                                     f"no existing student scores {config.review_score:.0f} or more")
-        decision["candidates"] = [
-            {"student_key": c["student_key"], "score": float(c["score"]), "agreement": c["agreement"]}
-            for c in candidate_lists.get(row_no, [])
-        ] if decision["decision"] == "review" else []
-        rows.append(decision)
-    return pl.DataFrame(
-        rows,
-        schema={"row_no": pl.Int64, "decision": pl.String, "student_key": pl.Int64, "rule": pl.String,
-                "score": pl.Float64, "explanation": pl.String,
-                "candidates": pl.List(pl.Struct({"student_key": pl.Int64, "score": pl.Float64, "agreement": pl.String}))},
+    review_lists = (
+        candidates.join(decisions.filter(pl.col("decision") == "review").select("row_no"), on="row_no")
+        .sort("row_no", "order").group_by("row_no", maintain_order=True)
+        .agg(pl.struct("student_key", "score", "agreement").head(config.max_candidates).alias("candidates"))
     )
+    result = (
+        incoming.select("row_no")
+        .join(decisions.unique("row_no", keep="last"), on="row_no", how="left", maintain_order="left")
+        .join(review_lists, on="row_no", how="left", maintain_order="left")
+        .with_columns(
+            decision=pl.col("decision").fill_null("new"),
+            rule=pl.col("rule").fill_null("no candidate"),
+            explanation=pl.col("explanation").fill_null(
+                f"no existing student scores {config.review_score:.0f} or more"),
+            candidates=pl.col("candidates").fill_null(pl.lit([], dtype=pl.List(
+                pl.Struct({"student_key": pl.Int64, "score": pl.Float64, "agreement": pl.String})))),
+        )
+    )
+    return result.select(*DECISION_SCHEMA, "candidates").cast(
+        {**DECISION_SCHEMA, "candidates": pl.List(pl.Struct({"student_key": pl.Int64, "score": pl.Float64,
+                                                             "agreement": pl.String}))})
 
 
-def _decision(row_no: int, decision: str, student_key: int | None, rule: str, score: float | None, explanation: str) -> dict:
-    return {"row_no": row_no, "decision": decision, "student_key": student_key, "rule": rule,
-            "score": score, "explanation": explanation}
+def _claim_rows(decisions: pl.DataFrame) -> pl.DataFrame:
+    return decisions.filter(pl.col("contested")).select("row_no")
+
+
+def _resolve_claims(decisions: pl.DataFrame, person_of: pl.DataFrame) -> pl.DataFrame:
+    """Send to review every matched row whose student is also matched to another person's row."""
+    matched = decisions.filter(pl.col("decision") == "matched").join(person_of, on="row_no")
+    contested = (matched.group_by("student_key").agg(pl.col("person_key").n_unique().alias("people"),
+                                                     pl.len().alias("rows"))
+                 .filter(pl.col("people") > 1))
+    if contested.height == 0:
+        return decisions
+    rows = matched.join(contested, on="student_key").select("row_no", "rows")
+    return decisions.join(rows, on="row_no", how="left").with_columns(
+        decision=pl.when(pl.col("rows").is_not_null()).then(pl.lit("review")).otherwise(pl.col("decision")),
+        explanation=pl.when(pl.col("rows").is_not_null())
+        .then(pl.format("student {} is claimed by {} rows", pl.col("student_key"), pl.col("rows")))
+        .otherwise(pl.col("explanation")),
+        student_key=pl.when(pl.col("rows").is_not_null()).then(pl.lit(None)).otherwise(pl.col("student_key")),
+        contested=pl.col("contested") | pl.col("rows").is_not_null(),
+    ).drop("rows")
+
+
+def _drop_taken(candidates: pl.DataFrame, in_review: pl.DataFrame, taken: pl.DataFrame) -> pl.DataFrame:
+    """Candidates of review rows, without students linked to another person's row."""
+    review_candidates = candidates.join(in_review.select("row_no", "person_key"), on="row_no")
+    kept = (review_candidates.join(taken, on="student_key", how="left")
+            .filter(pl.col("taken_by").is_null() | (pl.col("taken_by") == pl.col("person_key")))
+            .drop("taken_by", "person_key"))
+    others = candidates.join(in_review.select("row_no"), on="row_no", how="anti")
+    return pl.concat([others, kept.select(others.columns)])
