@@ -54,9 +54,9 @@ class MatchConfig(BaseModel):
     dob_missing_penalty: float = Field(default=12, ge=0, le=50, description="Score cost of a missing date of birth.")
     max_candidates: int = Field(default=5, ge=1, le=10, description="Candidates kept for a reviewer.")
     blocking_passes: list[str] = Field(
-        default=["full_name", "name_tokens", "last_birth_date", "first_birth_date", "nickname_last",
-                 "initials_birth_date", "first_last_ends", "last_first_ends", "first_last_initial_year", "last_first_initial_year",
-                 "first_last_prefix"],
+        default=["name_tokens", "last_birth_date", "first_birth_date", "nickname_last",
+                 "initials_birth_date", "first_last_ends", "last_first_ends", "first_last_prefix",
+                 "last_first_prefix"],
         description="Blocking rules, each a way two records may meet for fuzzy scoring (see BLOCKING_RULES).",
     )
 
@@ -148,8 +148,10 @@ def prepare(frame: pl.DataFrame) -> pl.DataFrame:
         first_ends=pl.concat_str([pl.col("first_key").str.slice(0, 1), pl.col("first_key").str.slice(-1, 1)]),
         first_initial=pl.col("first_key").str.slice(0, 1),
         last_initial=pl.col("last_key").str.slice(0, 1),
+        first_prefix=pl.col("first_key").str.slice(0, 3),
         last_prefix=pl.col("last_key").str.slice(0, 3),
         birth_year=pl.col("date_of_birth").dt.year(),
+        month_day=pl.col("date_of_birth").dt.month().cast(pl.Int32) * 100 + pl.col("date_of_birth").dt.day().cast(pl.Int32),
         last_ends=pl.concat_str([pl.col("last_key").str.slice(0, 1), pl.col("last_key").str.slice(-1, 1)]),
         person_key=person_key_expr(),
     )
@@ -166,12 +168,12 @@ def person_key_expr() -> pl.Expr:
     )
 
 
-# Each rule lists the keys two records must share to be compared. Together they survive any one
-# error: a first-name typo (last_birth_date), a last-name typo or a changed double surname
-# (first_birth_date), a date of birth typo or gap (full_name), swapped names (name_tokens), a
-# nickname (nickname_last), typos in both names (initials_birth_date), a typo in one name and a
-# wrong or missing date of birth (first_last_ends, last_first_ends, first_last_initial_year,
-# last_first_initial_year, first_last_prefix).
+# Each rule lists the keys two records must share to be compared. Together the default passes
+# survive any one error and most pairs of them: a first-name typo (last_birth_date), a last-name
+# typo or a changed double surname (first_birth_date), swapped names (name_tokens), a nickname
+# (nickname_last), typos in both names (initials_birth_date), a typo in one name and a wrong or
+# missing date of birth (first_last_ends, last_first_ends, first_last_prefix, last_first_prefix;
+# the prefix passes also hold every pair with the same full name).
 BLOCKING_RULES: dict[str, list[str]] = {
     "full_name": ["first_key", "last_key"],
     "name_tokens": ["name_tokens"],
@@ -184,35 +186,59 @@ BLOCKING_RULES: dict[str, list[str]] = {
     "first_last_initial_year": ["first_key", "last_initial", "birth_year"],
     "last_first_initial_year": ["last_key", "first_initial", "birth_year"],
     "first_last_prefix": ["first_key", "last_prefix"],
+    "last_first_prefix": ["last_key", "first_prefix"],
     "birth_date": ["date_of_birth"],
 }
 
 
-def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str]) -> pl.DataFrame:
-    side = frame.select(key, *[c for c in columns if c != "nick_key"], *(["nick_keys"] if "nick_key" in columns else []))
+def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str]) -> pl.LazyFrame:
+    """One side of a blocking pass: the record key, a hash of the blocking keys, the birth date."""
+    side = frame.lazy().select(key, "date_of_birth", *[c for c in columns if c not in ("nick_key", "date_of_birth")],
+                               *(["nick_keys"] if "nick_key" in columns else []))
     if "nick_key" in columns:
         side = side.explode("nick_keys").rename({"nick_keys": "nick_key"})
     side = side.drop_nulls(columns)
-    text_columns = [c for c in columns if side.schema[c] == pl.String]
+    text_columns = [c for c in columns if frame.schema.get(c, pl.String) == pl.String]
     if text_columns:
         side = side.filter(pl.all_horizontal([pl.col(c) != "" for c in text_columns]))
-    return side
+    # Joining on one 64-bit hash instead of several strings keeps the pass fast and small; a
+    # collision only brings one more pair to be scored, never a link.
+    return side.select(key, "date_of_birth", block=pl.struct(columns).hash())
 
 
-def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list[str]) -> pl.DataFrame:
+def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list[str],
+                    drop_definite_no: bool = False) -> pl.DataFrame:
     """Distinct (row_no, student_key) pairs that meet in at least one blocking pass.
 
-    Both frames come from ``prepare``.
+    Both frames come from ``prepare``. With ``drop_definite_no``, pairs whose dates of birth differ
+    beyond a typo are left out as they are found (they could never be a candidate): a pass
+    without the date of birth then runs as three narrower joins whose union holds every pair
+    with a typo-like date (same year, or same month and day) or a missing one.
     """
     pairs = []
     for name in passes:
         keys = BLOCKING_RULES[name]
-        left = _blocking_side(incoming, "row_no", keys)
-        right = _blocking_side(existing, "student_key", keys)
-        pairs.append(left.join(right, on=keys, how="inner").select("row_no", "student_key"))
+        if not drop_definite_no or any(k in keys for k in ("date_of_birth", "birth_year")):
+            pairs.append(_block_join(incoming, existing, keys, drop_definite_no))
+            continue
+        pairs.append(_block_join(incoming, existing, [*keys, "birth_year"], True))
+        pairs.append(_block_join(incoming, existing, [*keys, "month_day"], True))
+        undated_in = incoming.filter(pl.col("date_of_birth").is_null())
+        undated_ex = existing.filter(pl.col("date_of_birth").is_null())
+        pairs.append(_block_join(undated_in, existing, keys, False))
+        pairs.append(_block_join(incoming, undated_ex, keys, False))
     if not pairs:
         return pl.DataFrame(schema={"row_no": pl.Int64, "student_key": pl.Int64})
-    return pl.concat(pairs).unique()
+    return pl.concat(pairs).unique().collect()
+
+
+def _block_join(incoming: pl.DataFrame, existing: pl.DataFrame, keys: list[str], drop_definite_no: bool) -> pl.LazyFrame:
+    left = _blocking_side(incoming, "row_no", keys).rename({"date_of_birth": "dob_in"})
+    right = _blocking_side(existing, "student_key", keys).rename({"date_of_birth": "dob_ex"})
+    joined = left.join(right, on="block", how="inner")
+    if drop_definite_no:
+        joined = joined.filter(_dob_level("dob_in", "dob_ex") != "different")
+    return joined.select("row_no", "student_key")
 
 
 def _similarity(left: pl.Series, right: pl.Series, scorer) -> pl.Series:
@@ -221,7 +247,8 @@ def _similarity(left: pl.Series, right: pl.Series, scorer) -> pl.Series:
     return pl.Series(process.cpdist(left.to_list(), right.to_list(), scorer=scorer, workers=-1)).cast(pl.Float64)
 
 
-def compare_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig) -> pl.DataFrame:
+def compare_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig,
+                  drop_definite_no: bool = False) -> pl.DataFrame:
     """Field-by-field comparison of candidate pairs: levels per field, a score and whether an
     automatic link is possible at all.
 
@@ -229,20 +256,63 @@ def compare_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.Data
     or sharing a part of a double surname; or the same names swapped. ``id_conflict``: an
     identifier both records carry, with different values. ``score`` is the name score less the
     date-of-birth penalty; null when the dates of birth differ beyond a typo (a definite no).
+    With ``drop_definite_no`` those pairs are dropped before any name is compared: most pairs a
+    blocking pass brings are children who merely share a name.
     """
+    dated = (pairs.join(incoming.select("row_no", pl.col("date_of_birth").alias("dob_in")), on="row_no")
+             .join(existing.select("student_key", pl.col("date_of_birth").alias("dob_ex")), on="student_key")
+             .with_columns(dob=_dob_level("dob_in", "dob_ex")))
+    if drop_definite_no:
+        dated = dated.filter(pl.col("dob") != "different")
     inc = incoming.select(
         "row_no", pl.col("first_key").alias("first_in"), pl.col("last_key").alias("last_in"),
         pl.col("nick_keys").alias("nick_in"), pl.col("name_tokens").alias("tokens_in"),
-        pl.col("date_of_birth").alias("dob_in"), pl.col("school_id").alias("school_in"),
-        pl.col("person_key"), *[pl.col(c).alias(f"{c}_in") for c in ID_COLUMNS],
+        pl.col("school_id").alias("school_in"), *[pl.col(c).alias(f"{c}_in") for c in ID_COLUMNS],
     )
     ex = existing.select(
         "student_key", pl.col("first_key").alias("first_ex"), pl.col("last_key").alias("last_ex"),
         pl.col("nick_keys").alias("nick_ex"), pl.col("name_tokens").alias("tokens_ex"),
-        pl.col("date_of_birth").alias("dob_ex"), pl.col("school_id").alias("school_ex"),
-        pl.col("twin_group"), *[pl.col(c).alias(f"{c}_ex") for c in ID_COLUMNS],
+        pl.col("school_id").alias("school_ex"), pl.col("twin_group"), *[pl.col(c).alias(f"{c}_ex") for c in ID_COLUMNS],
     )
-    joined = pairs.join(inc, on="row_no").join(ex, on="student_key")
+    joined = dated.join(inc, on="row_no").join(ex, on="student_key")
+    same = (pl.col("first_in") == pl.col("first_ex")) & (pl.col("last_in") == pl.col("last_ex"))
+    # Most pairs (every identifier hit, nearly) carry the very same name: only the others need
+    # string distances, which are the costly part.
+    compared = pl.concat([
+        _identical_names(joined.filter(same)),
+        _differing_names(joined.filter(~same)),
+    ], how="vertical")
+    compared = compared.with_columns(
+        exact_name=(pl.col("tokens_in") == pl.col("tokens_ex")) & (pl.col("tokens_in") != ""),
+        same_school=(pl.col("school_in") == pl.col("school_ex")).fill_null(False),
+        id_conflict=pl.coalesce([
+            pl.when(pl.col(f"{c}_in").is_not_null() & pl.col(f"{c}_ex").is_not_null()
+                    & (pl.col(f"{c}_in") != pl.col(f"{c}_ex"))).then(pl.lit(c))
+            for c in ID_COLUMNS
+        ]),
+    ).with_columns(
+        names_agree=pl.col("exact_name") | (
+            pl.col("first_level").is_in(["equal", "nickname"]) & pl.col("last_level").is_in(["equal", "part", "slip"])),
+    )
+    penalty = (pl.when(pl.col("dob") == "exact").then(0.0)
+               .when(pl.col("dob") == "typo").then(config.dob_typo_penalty)
+               .when(pl.col("dob") == "missing").then(config.dob_missing_penalty))
+    return compared.with_columns(score=pl.max_horizontal(pl.col("name_score") - penalty, pl.lit(0.0)))
+
+
+def _identical_names(joined: pl.DataFrame) -> pl.DataFrame:
+    missing_first = pl.col("first_in") == ""
+    missing_last = pl.col("last_in") == ""
+    return joined.with_columns(
+        first_jw=pl.when(missing_first).then(0.0).otherwise(100.0),
+        last_jw=pl.when(missing_last).then(0.0).otherwise(100.0),
+        first_level=pl.when(missing_first).then(pl.lit("missing")).otherwise(pl.lit("equal")),
+        last_level=pl.when(missing_last).then(pl.lit("missing")).otherwise(pl.lit("equal")),
+        swapped=pl.lit(False),
+    ).with_columns(name_score=(pl.col("first_jw") + pl.col("last_jw")) / 2)
+
+
+def _differing_names(joined: pl.DataFrame) -> pl.DataFrame:
     # Jaro-Winkler forgives the transpositions and dropped letters typical of typed names.
     jw = JaroWinkler.normalized_similarity
     joined = joined.with_columns(
@@ -267,14 +337,6 @@ def compare_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.Data
         .when(last_part).then(pl.lit("part"))
         .when(pl.col("last_slips") <= 1).then(pl.lit("slip"))
         .otherwise(pl.lit("different")),
-        dob=_dob_level("dob_in", "dob_ex"),
-        exact_name=(pl.col("tokens_in") == pl.col("tokens_ex")) & (pl.col("tokens_in") != ""),
-        same_school=(pl.col("school_in") == pl.col("school_ex")).fill_null(False),
-        id_conflict=pl.coalesce([
-            pl.when(pl.col(f"{c}_in").is_not_null() & pl.col(f"{c}_ex").is_not_null()
-                    & (pl.col(f"{c}_in") != pl.col(f"{c}_ex"))).then(pl.lit(c))
-            for c in ID_COLUMNS
-        ]),
     )
     first_score = pl.when(pl.col("first_level").is_in(["equal", "nickname"])).then(100.0).otherwise(pl.col("first_jw"))
     last_score = pl.when(pl.col("last_level") == "part").then(pl.max_horizontal("last_jw", pl.lit(95.0))).otherwise(pl.col("last_jw"))
@@ -284,13 +346,8 @@ def compare_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.Data
         swapped=(pl.col("swap_score") > pl.col("straight") + 10) & (pl.col("swap_score") >= 95),
     ).with_columns(
         name_score=pl.when(pl.col("swapped")).then(pl.col("swap_score") - 2).otherwise(pl.col("straight")),
-        names_agree=pl.col("exact_name") | (
-            pl.col("first_level").is_in(["equal", "nickname"]) & pl.col("last_level").is_in(["equal", "part", "slip"])),
     )
-    penalty = (pl.when(pl.col("dob") == "exact").then(0.0)
-               .when(pl.col("dob") == "typo").then(config.dob_typo_penalty)
-               .when(pl.col("dob") == "missing").then(config.dob_missing_penalty))
-    return compared.with_columns(score=pl.max_horizontal(pl.col("name_score") - penalty, pl.lit(0.0)))
+    return compared.drop("swap_first_jw", "swap_last_jw", "last_slips", "straight", "swap_score")
 
 
 def _agreement_expr(prefix: pl.Expr | None = None) -> pl.Expr:
@@ -455,8 +512,8 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
     # to review are scored too: a mistyped ID often hits another child, and the reviewer needs the
     # student the name and birth date point to beside the one the ID points to.
     remaining = incoming.join(id_matched.select("row_no"), on="row_no", how="anti")
-    pairs = candidate_pairs(remaining, existing, config.blocking_passes)
-    scored = compare_pairs(pairs, remaining, existing, config).filter(
+    pairs = candidate_pairs(remaining, existing, config.blocking_passes, drop_definite_no=True)
+    scored = compare_pairs(pairs, remaining, existing, config, drop_definite_no=True).filter(
         pl.col("score").is_not_null() & (pl.col("score") >= config.review_score))
     # Ties go to the row's own school, then the lower student key: the same input always offers
     # the same candidates in the same order.
