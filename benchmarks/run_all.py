@@ -1,8 +1,9 @@
 """`make bench`: every benchmark at its default size."""
 
-from benchmarks import ingest, matching_quality, pipeline
+from benchmarks import ingest, matching_quality, matching_speed, pipeline
 
 if __name__ == "__main__":
     pipeline.main()
     ingest.main()
     matching_quality.main()
+    matching_speed.main()

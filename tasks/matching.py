@@ -140,7 +140,6 @@ def prepare(frame: pl.DataFrame) -> pl.DataFrame:
     )
     folded = folded.join(nick, on="first_key", how="left")
     return folded.with_columns(
-        full_key=pl.concat_str(["first_key", "last_key"], separator=" "),
         # The name's words in order, so swapped first and last names meet in one block.
         name_tokens=pl.concat_str(["first_key", "last_key"], separator=" ").str.split(" ").list.sort().list.join(" "),
         initials=pl.concat_str([pl.col("first_key").str.slice(0, 1), pl.col("last_key").str.slice(0, 1)]),

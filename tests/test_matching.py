@@ -6,15 +6,16 @@ import datetime as dt
 
 import polars as pl
 
-from tasks.matching import MatchConfig, dob_agreement, match_rows, nickname_equivalent
+from tasks.matching import MatchConfig, dob_agreement, fold_name, fold_name_expr, match_rows, nickname_equivalent
 
 D = dt.date(2012, 5, 4)
-PERSON_SCHEMA = {"first_name": pl.String, "last_name": pl.String, "date_of_birth": pl.Date,
+PERSON_SCHEMA = {"first_name": pl.String, "last_name": pl.String, "date_of_birth": pl.Date, "school_id": pl.Int64,
                  "student_id": pl.String, "ssid": pl.String, "other_id": pl.String}
 
 
 def people(key: str, rows: list[dict]) -> pl.DataFrame:
-    full = [{"student_id": None, "ssid": None, "other_id": None, "date_of_birth": D, **row} for row in rows]
+    full = [{"student_id": None, "ssid": None, "other_id": None, "date_of_birth": D, "school_id": None, **row}
+            for row in rows]
     return pl.DataFrame(full, schema={key: pl.Int64, **PERSON_SCHEMA})
 
 
@@ -138,3 +139,86 @@ def test_swapped_names_with_a_typo_birth_date_still_meet_their_student():
                                        "date_of_birth": dt.date(2013, 3, 22)}])
     got = decide([{"first_name": "Hall", "last_name": "Asher", "date_of_birth": dt.date(2013, 3, 23)}], existing)[1]
     assert got["decision"] == "review" and got["candidates"][0]["student_key"] == 13
+
+
+def test_an_ssid_with_name_and_birth_date_outweighs_a_mistyped_student_id():
+    existing = people("student_key", [{"student_key": 20, "first_name": "Ivy", "last_name": "Park",
+                                       "student_id": "0123456", "ssid": "S1"}])
+    got = decide([{"first_name": "Ivy", "last_name": "Park", "student_id": "0123465", "ssid": "S1"}], existing)[1]
+    assert (got["decision"], got["student_key"], got["rule"]) == ("matched", 20, "ssid")
+    assert "mistyped" in got["explanation"]
+    # Without the birth date the names alone do not outweigh the differing student ID.
+    got = decide([{"first_name": "Ivy", "last_name": "Park", "student_id": "0123465", "ssid": "S1",
+                   "date_of_birth": None}], existing)[1]
+    assert got["decision"] == "review" and "student_id differs" in got["explanation"]
+
+
+def test_two_ids_pointing_to_two_children_link_only_where_name_and_birth_date_agree():
+    existing = people("student_key", [
+        {"student_key": 21, "first_name": "Ivy", "last_name": "Park", "student_id": "A", "ssid": "S1"},
+        {"student_key": 22, "first_name": "Omar", "last_name": "Quinn", "student_id": "B", "ssid": "S2",
+         "date_of_birth": dt.date(2010, 2, 3)},
+    ])
+    got = decide([{"first_name": "Ivy", "last_name": "Park", "student_id": "B", "ssid": "S1"},
+                  {"first_name": "Zed", "last_name": "Park", "student_id": "B", "ssid": "S1"}], existing)
+    assert (got[1]["decision"], got[1]["student_key"]) == ("matched", 21)
+    assert got[2]["decision"] == "review" and "2 different existing students" in got[2]["explanation"]
+    assert {c["student_key"] for c in got[2]["candidates"]} == {21, 22}
+
+
+def test_an_id_value_held_by_two_students_goes_to_review():
+    existing = people("student_key", [
+        {"student_key": 23, "first_name": "Ivy", "last_name": "Park", "ssid": "S5"},
+        {"student_key": 24, "first_name": "Ivy", "last_name": "Parks", "ssid": "S5"},
+    ])
+    got = decide([{"first_name": "Ivy", "last_name": "Park", "ssid": "S5"}], existing)[1]
+    assert got["decision"] == "review" and "more than one existing student" in got["explanation"]
+
+
+def test_a_candidate_linked_to_another_persons_row_is_not_offered():
+    existing = people("student_key", [{"student_key": 30, "first_name": "Marla", "last_name": "Stone",
+                                       "student_id": "E1"}])
+    alone = decide([{"first_name": "Marta", "last_name": "Stone"}], existing)[1]
+    assert alone["decision"] == "review" and alone["candidates"][0]["student_key"] == 30
+    got = decide([{"first_name": "Marla", "last_name": "Stone", "student_id": "E1"},
+                  {"first_name": "Marta", "last_name": "Stone"}], existing)
+    assert (got[1]["decision"], got[1]["student_key"]) == ("matched", 30)
+    assert got[2]["decision"] == "new" and "linked to another person's row" in got[2]["explanation"]
+
+
+def test_a_close_second_already_linked_elsewhere_no_longer_blocks_the_link():
+    existing = people("student_key", [
+        {"student_key": 40, "first_name": "Kristen", "last_name": "Lee"},
+        {"student_key": 41, "first_name": "Kirsten", "last_name": "Lee", "student_id": "K41"},
+    ])
+    alone = decide([{"first_name": "Kristen", "last_name": "Lee"}], existing)[1]
+    assert alone["decision"] == "review" and "close" in alone["explanation"]
+    got = decide([{"first_name": "Kirsten", "last_name": "Lee", "student_id": "K41"},
+                  {"first_name": "Kristen", "last_name": "Lee"}], existing)
+    assert (got[1]["student_key"], got[2]["decision"], got[2]["student_key"]) == (41, "matched", 40)
+
+
+def test_the_rows_own_school_ranks_first_among_equal_candidates():
+    existing = people("student_key", [
+        {"student_key": 50, "first_name": "Mary", "last_name": "Jones", "school_id": 1},
+        {"student_key": 51, "first_name": "Mary", "last_name": "Jones", "school_id": 2,
+         "date_of_birth": dt.date(2011, 1, 1)},
+    ]).with_columns(pl.Series("school_id", [1, 2], dtype=pl.Int64))
+    incoming = people("row_no", [{"row_no": 1, "first_name": "Mary", "last_name": "Jones", "date_of_birth": None}])
+    for school, first in ((2, 51), (1, 50)):
+        got = match_rows(incoming.with_columns(school_id=pl.lit(school, dtype=pl.Int64)), existing).to_dicts()[0]
+        assert got["decision"] == "review" and got["candidates"][0]["student_key"] == first
+
+
+def test_a_typo_in_the_name_and_a_missing_birth_date_still_meet_their_student():
+    existing = people("student_key", [{"student_key": 60, "first_name": "Wyatt", "last_name": "Wofford"},
+                                      {"student_key": 61, "first_name": "Emma", "last_name": "Baker"}])
+    got = decide([{"first_name": "Wyatt", "last_name": "Woffodr", "date_of_birth": None},
+                  {"first_name": "Emme", "last_name": "Baker", "date_of_birth": dt.date(2012, 4, 5)}], existing)
+    assert [got[1]["candidates"][0]["student_key"], got[2]["candidates"][0]["student_key"]] == [60, 61]
+
+
+def test_column_folding_agrees_with_fold_name():
+    names = ["José", "Jose\u0301", "Peña-Núñez", "O'Brien", "  Mary  Ann ", "Nguyễn", "Søren", "", None, "ÆSIR"]
+    folded = pl.DataFrame({"name": names}, schema={"name": pl.String}).select(fold_name_expr("name"))["name"]
+    assert folded.to_list() == [fold_name(n) for n in names]
