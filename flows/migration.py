@@ -1,6 +1,5 @@
 """Yearly migration: the sheets become the truth for their schools; missing students are removed."""
 
-from __future__ import annotations
 
 from prefect import flow
 

@@ -3,14 +3,20 @@
 Each stage records its result in the warehouse, so a re-run of the same flow run (retry, crash,
 suspension) finds its batch by the run's id and resumes after the last finished stage. Every task
 opens and closes the warehouse itself: nothing holds the DuckDB file while the run waits.
+
+Waiting for people may take days. Under a deployment the run is suspended: its process exits, and
+when the form is submitted the run starts again from the top, finds every finished stage in the
+warehouse, and picks up the submitted input by the wait's key. Run directly (tests, the demo), it
+pauses in place instead.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import get_run_logger, pause_flow_run
-from prefect.runtime import flow_run
+from prefect import get_run_logger, pause_flow_run, suspend_flow_run
+from prefect.input import RunInput
+from prefect.runtime import deployment, flow_run
 
 from flows.config import BatchRunConfig
 from flows.forms import AllUploadedForm, ApprovalForm, ReviewChoice, ReviewForm
@@ -27,6 +33,17 @@ from tasks.review import apply_review_decisions_task, close_review_task, pending
 MAX_FORM_ATTEMPTS = 20
 
 
+def wait_for(form: RunInput, key: str, timeout: int, poll_interval: int):
+    """Wait for a person to submit ``form``: suspended under a deployment (no process, no lock
+    held; survives a restart of the server or worker), paused in place otherwise.
+
+    ``key`` names the wait: a re-run after a suspension gets back the input submitted for it.
+    """
+    if deployment.id:
+        return suspend_flow_run(wait_for_input=form, key=key, timeout=timeout)
+    return pause_flow_run(wait_for_input=form, key=key, timeout=timeout, poll_interval=poll_interval)
+
+
 def run_batch(mode: str, config: BatchRunConfig) -> str:
     """Run one batch to its end: 'committed', 'rejected', 'held' or 'approval-abandoned'."""
     logger = get_run_logger()
@@ -38,16 +55,16 @@ def run_batch(mode: str, config: BatchRunConfig) -> str:
 
     waits_for_uploads = getattr(config, "wait_for_all_uploads", False) and "ingest" not in finished_stages_task(
         warehouse, batch_id)
-    for _ in range(MAX_FORM_ATTEMPTS * 10):
+    for attempt in range(MAX_FORM_ATTEMPTS * 10):
         if not waits_for_uploads:
             break
         found = expand_paths(config.files)
-        form = pause_flow_run(
-            wait_for_input=AllUploadedForm.with_initial_data(
+        form = wait_for(
+            AllUploadedForm.with_initial_data(
                 description=f"# Batch {batch_id}: are all sheets uploaded?\n\n{len(found)} file(s) so far:\n\n"
                 + "\n".join(f"- {Path(f).name}" for f in found),
             ),
-            timeout=review_timeout, poll_interval=config.wait_poll_seconds,
+            key=f"uploads-{attempt}", timeout=review_timeout, poll_interval=config.wait_poll_seconds,
         )
         if form.all_uploaded and form.confirmed_by.strip():
             logger.info("All sheets uploaded, confirmed by %s", form.confirmed_by)
@@ -59,22 +76,24 @@ def run_batch(mode: str, config: BatchRunConfig) -> str:
     matched = match_task(warehouse, batch_id, config.match)
     logger.info("Matched %s, to review %s, new %s", matched["matched"], matched["review"], matched["new"])
 
-    for _ in range(MAX_FORM_ATTEMPTS * 10):
+    for attempt in range(MAX_FORM_ATTEMPTS * 10):
         if close_review_task(warehouse, batch_id)["pending"] == 0:
             break
         pending = pending_review_task(warehouse, batch_id)
         page = pending[: config.review_page_size]
-        form = pause_flow_run(
-            wait_for_input=ReviewForm.with_initial_data(
+        form = wait_for(
+            ReviewForm.with_initial_data(
                 description=f"# Review batch {batch_id}: {len(pending)} rows need a decision\n\n"
                 + review_markdown(page, limit=config.review_page_size),
                 decisions=[ReviewChoice(review_id=item["review_id"]) for item in page],
             ),
-            timeout=review_timeout,
-            poll_interval=config.wait_poll_seconds,
+            key=f"review-{attempt}", timeout=review_timeout, poll_interval=config.wait_poll_seconds,
         )
-        problems = apply_review_decisions_task(warehouse, batch_id, [d.model_dump() for d in form.decisions],
-                                               form.reviewer)
+        # Only items still pending: after a suspension this input comes back once more, and a
+        # decision made since (on the command line, in a spreadsheet) must not be overwritten.
+        still_pending = {item["review_id"] for item in pending}
+        problems = apply_review_decisions_task(
+            warehouse, batch_id, [d.model_dump() for d in form.decisions if d.review_id in still_pending], form.reviewer)
         for problem in problems:
             logger.warning("Review decision not applied: %s", problem)
 
@@ -88,16 +107,15 @@ def run_batch(mode: str, config: BatchRunConfig) -> str:
     decision = context["decision"]
     approval_timeout = int(config.approval_timeout_hours * 3600)
     problems: list[str] = []
-    for _ in range(MAX_FORM_ATTEMPTS):
+    for attempt in range(MAX_FORM_ATTEMPTS):
         if decision is not None:
             break
         notice = ("\n\n**Not accepted:** " + " ".join(problems)) if problems else ""
-        form = pause_flow_run(
-            wait_for_input=ApprovalForm.with_initial_data(
+        form = wait_for(
+            ApprovalForm.with_initial_data(
                 description=f"# Approve batch {batch_id}?\n\n{context['markdown']}{notice}",
             ),
-            timeout=approval_timeout,
-            poll_interval=config.wait_poll_seconds,
+            key=f"approval-{attempt}", timeout=approval_timeout, poll_interval=config.wait_poll_seconds,
         )
         outcome = decide_batch_task(warehouse, batch_id, form.model_dump(include=set(ApprovalForm.model_fields)),
                                     load_settings().approvers)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -137,3 +140,65 @@ def test_a_migration_waits_until_all_sheets_are_uploaded(prefect_server, distric
     assert outcome == {"status": "rejected"}
     with opened(district_warehouse) as con:
         assert con.execute("SELECT count(*) FROM commit_markers").fetchall() == [(0,)]
+
+
+def _start_worker(name: str, log: Path) -> subprocess.Popen:
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    return subprocess.Popen([sys.executable, "-m", "tests.deployment_worker", name], env=env,
+                            cwd=Path(__file__).parent.parent, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def _wait_for_state(flow_run_id, check, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = _run_state(flow_run_id)
+        if state is not None and check(state):
+            return state
+        time.sleep(0.5)
+    raise AssertionError(f"run {flow_run_id} did not reach the expected state within {timeout} s: {state}")
+
+
+def test_a_deployed_run_waits_suspended_and_survives_a_worker_restart(prefect_server, district,
+                                                                      district_warehouse: Path, tmp_path: Path):
+    from prefect.deployments import run_deployment
+
+    log = tmp_path / "worker.log"
+    worker = _start_worker("suspension-test", log)
+    try:
+        deadline = time.monotonic() + 90
+        with get_client(sync_client=True) as client:
+            while True:
+                try:
+                    client.read_deployment_by_name("batch-registration/suspension-test")
+                    break
+                except Exception:
+                    if time.monotonic() > deadline or worker.poll() is not None:
+                        raise AssertionError(f"the worker did not serve the deployment: {log.read_text()}")
+                    time.sleep(0.5)
+        config = RegistrationConfig(files=[str(p) for p in district.registration_files],
+                                    term=district.registration_term, subscription_type=district.subscription_type,
+                                    warehouse_path=str(district_warehouse), outbox_dir=str(tmp_path / "outbox"))
+        run = run_deployment("batch-registration/suspension-test", parameters={"config": config.model_dump(mode="json")},
+                             timeout=0)
+        state = _wait_for_state(run.id, lambda s: s.is_paused())
+        # Suspended, not paused: the run's process has exited, so a restart of the worker loses
+        # nothing, and the warehouse is free for everyone else.
+        assert state.name == "Suspended"
+        with opened(district_warehouse) as con:
+            assert con.execute("SELECT status FROM batches").fetchall() == [("awaiting_approval",)]
+        worker.kill()
+        worker.wait(30)
+        worker = _start_worker("suspension-test", log)
+        resume_flow_run(run.id, run_input={"approver": "Pat Admin", "approve": True})
+        final = _wait_for_state(run.id, lambda s: s.is_final(), timeout=180)
+        assert final.is_completed(), log.read_text()[-3000:]
+        with opened(district_warehouse) as con:
+            assert con.execute("SELECT count(*) FROM commit_markers").fetchall() == [(1,)]
+            assert con.execute("SELECT count(*) FROM students").fetchall()[0][0] > 0
+            approvals = con.execute("SELECT count(*) FROM audit_log WHERE action = 'batch.approve'").fetchall()
+        assert approvals == [(1,)]
+    finally:
+        worker.kill()
+        worker.wait(30)
