@@ -27,7 +27,7 @@ from tasks.ingest import expand_paths
 from tasks.match import match_task
 from tasks.pipeline import finished_stages_task, ingest_validate_task, open_batch_task, resolve_term
 from tasks.plan import plan_task
-from tasks.report import publish_issues_task, publish_plan_task
+from tasks.report import publish_issues_task, publish_plan_task, write_plan_workbook_task
 from tasks.review import apply_review_decisions_task, close_review_task, pending_review_task, review_markdown
 
 MAX_FORM_ATTEMPTS = 20
@@ -100,6 +100,7 @@ def run_batch(mode: str, config: BatchRunConfig) -> str:
     summary = plan_task(warehouse, batch_id)
     context = approval_context_task(warehouse, batch_id)
     publish_plan_task(batch_id, context)
+    logger.info("Plan workbook: %s", write_plan_workbook_task(warehouse, batch_id, config.outbox_dir))
     if summary["blockers"]:
         logger.warning("Batch %s is held: %s", batch_id, "; ".join(summary["blockers"]))
         return "held"

@@ -22,6 +22,7 @@ from tasks.commit import CommitError, commit_batch, write_teacher_rosters
 from tasks.ingest import BatchTooLarge
 from tasks.pipeline import advance_batch, open_batch
 from tasks.plan import plan_markdown, plan_tables
+from tasks.report import write_plan_xlsx
 from tasks.review import ReviewError, decide_review, review_items
 from tasks.restore import restore_students
 from tasks.template import export_roster, write_template
@@ -305,6 +306,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         tables = plan_tables(con, args.batch)
+        if args.xlsx:
+            print(f"Plan workbook: {write_plan_xlsx(con, args.batch, Path(args.xlsx))}", file=sys.stderr)
     summary = progress["plan"]
     data = {"summary": summary, **{name: frame.to_dicts() for name, frame in tables.items()}}
     _print(data, args.json, plan_markdown(summary, tables))
@@ -423,7 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidate", type=int, help="candidate number, for link")
     p.add_argument("--reviewer", required=True)
 
-    command("plan", cmd_plan, "show what the batch will do if approved").add_argument("batch", type=int)
+    p = command("plan", cmd_plan, "show what the batch will do if approved")
+    p.add_argument("batch", type=int)
+    p.add_argument("--xlsx", help="also write the plan as a workbook to this path")
     for name, help_text in (("approve", "approve and commit a batch"), ("reject", "reject a batch")):
         p = command(name, cmd_approve, help_text)
         p.add_argument("batch", type=int)

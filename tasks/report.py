@@ -1,14 +1,18 @@
-"""Prefect artifacts: the validation report and the plan a person reads in the UI."""
+"""Reports a person reads: the validation report and the plan, as Prefect artifacts and workbooks."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import polars as pl
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from tasks.exports import write_xlsx
 from tasks.validate import batch_issues, write_issue_report
+from warehouse import batches
 from warehouse.connection import opened
 
 
@@ -42,3 +46,48 @@ def publish_plan_task(batch_id: int, context: dict[str, Any]) -> None:
         create_table_artifact(key=artifact_key("plan-classes", batch_id), table=context["classes"])
     if context["removals"]:
         create_table_artifact(key=artifact_key("plan-removals", batch_id), table=context["removals"])
+
+
+def summary_rows(summary: dict[str, Any]) -> pl.DataFrame:
+    """The plan summary as two text columns (item, value), lists and guards spelled out."""
+    rows = []
+    for key, value in summary.items():
+        if isinstance(value, list):
+            if not value:
+                rows.append({"item": key, "value": ""})
+            for entry in value:
+                text = ", ".join(f"{k}: {v}" for k, v in entry.items()) if isinstance(entry, dict) else str(entry)
+                rows.append({"item": key, "value": text})
+        elif isinstance(value, dict):
+            rows.append({"item": key, "value": ", ".join(f"{k}: {v}" for k, v in value.items())})
+        else:
+            rows.append({"item": key, "value": "" if value is None else str(value)})
+    return pl.DataFrame(rows, schema={"item": pl.String, "value": pl.String})
+
+
+def write_plan_xlsx(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path) -> Path:
+    """The plan an approver reads, as a workbook: the summary, then one sheet per plan table
+    (classes with * where some students are already enrolled, students per class with the
+    already-enrolled ones marked, removals, ...)."""
+    from tasks.plan import plan_tables
+
+    summary = batches.stage_result(con, batch_id, "plan")
+    if summary is None:
+        raise LookupError(f"Batch {batch_id} has no plan yet: finish its review first.")
+    tables = plan_tables(con, batch_id)
+    sheets = {"Summary": summary_rows(summary)}
+    for name, frame in tables.items():
+        if "already_enrolled" in frame.columns:
+            frame = frame.with_columns(already_enrolled=pl.when(pl.col("already_enrolled")).then(pl.lit("*"))
+                                       .otherwise(pl.lit("")))
+        if "some_already_enrolled" in frame.columns:
+            frame = frame.drop("some_already_enrolled")
+        sheets[name.replace("_", " ").title()] = frame
+    return write_xlsx(path, sheets)
+
+
+@task(name="write-plan-workbook", retries=1)
+def write_plan_workbook_task(warehouse_path: str, batch_id: int, report_dir: str) -> str:
+    """Prefect task: write the plan workbook next to the batch's other reports; return its path."""
+    with opened(warehouse_path) as con:
+        return str(write_plan_xlsx(con, batch_id, Path(report_dir) / f"batch-{batch_id}" / "plan.xlsx"))

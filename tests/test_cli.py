@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from rosterflow.cli import main
@@ -22,7 +23,7 @@ def run(tmp_path: Path, capsys):
     return invoke
 
 
-def test_registration_then_migration_with_review_and_approval(run, district):
+def test_registration_then_migration_with_review_and_approval(run, district, tmp_path):
     assert run("init")[0] == 0
     run("school", "add", *district.schools)
     run("course", "add", *[f"{c}={n}" for c, n in district.courses.items()])
@@ -31,8 +32,9 @@ def test_registration_then_migration_with_review_and_approval(run, district):
                        "--subscription", district.subscription_type, "--json")
     batch = json.loads(out)
     assert code == 0 and batch["status"] == "awaiting_approval"
-    code, out, _ = run("plan", str(batch["batch_id"]), "--json")
+    code, out, _ = run("plan", str(batch["batch_id"]), "--json", "--xlsx", str(tmp_path / "plan.xlsx"))
     assert json.loads(out)["summary"]["subscriptions_needed"] == 108
+    assert pl.read_excel(tmp_path / "plan.xlsx", sheet_name="Classes")["to_register"].sum() == 108
     code, out, _ = run("approve", str(batch["batch_id"]), "--approver", "Pat Admin", "--json")
     assert code == 0 and json.loads(out)["students_created"] == 108
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from tasks.plan import plan_tables
+from tasks.report import write_plan_xlsx
 from tests.batch_helpers import approve_and_commit, start
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
@@ -88,3 +89,13 @@ def test_the_seed_summary_with_its_counts_and_asterisks(tmp_path: Path, warehous
     assert algebra.height == 7
     assert algebra.filter("already_enrolled").select("last_name", "first_name").rows() == [
         ("Jackson", "Lindsay"), ("Wright", "Taryn")]
+    # The same summary as a workbook an approver can keep: classes with asterisks, names marked.
+    with opened(warehouse_path) as con:
+        workbook = write_plan_xlsx(con, batch["batch_id"], tmp_path / "plan.xlsx")
+    sheets = pl.read_excel(workbook, sheet_id=0)
+    assert list(sheets)[:3] == ["Summary", "Classes", "Students"]
+    assert sheets["Classes"]["students"].to_list() == ["1", "*5", "1", "1", "*4", "5"]
+    summary = dict(sheets["Summary"].select("item", "value").rows())
+    assert summary["subscriptions_needed"] == "17" and summary["subscription_type"] == "K12 - One Month"
+    marked = sheets["Students"].filter((pl.col("course") == "ALGE1") & (pl.col("already_enrolled") == "*"))
+    assert marked.select("last_name", "first_name").rows() == [("Jackson", "Lindsay"), ("Wright", "Taryn")]
