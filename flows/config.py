@@ -52,3 +52,8 @@ class MigrationConfig(BatchRunConfig):
         default=0.10, ge=0, le=1,
         description="A school losing more than this share of its active students is held for an explicit override.",
     )
+    max_sheet_shrink: float = Field(
+        default=0.25, ge=0, le=1,
+        description="A sheet with more than this share fewer rows than the same file and sheet in the last "
+        "committed batch is held for an explicit override (a truncated or filtered sheet).",
+    )

@@ -130,7 +130,8 @@ def _run(args: argparse.Namespace, mode: str) -> int:
     common = {"files": files, "term": args.term, "subscription_type": args.subscription, "sheet": args.sheet,
               "warehouse_path": str(args.warehouse)}
     if mode == "migration":
-        config = MigrationConfig(**common, schools=args.school or [], max_removal_share=args.max_removal_share)
+        config = MigrationConfig(**common, schools=args.school or [], max_removal_share=args.max_removal_share,
+                                 max_sheet_shrink=args.max_sheet_shrink)
     else:
         config = RegistrationConfig(**common)
     with opened(args.warehouse) as con:
@@ -390,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "migrate":
             p.add_argument("--school", action="append", help="a school the migration covers (repeatable)")
             p.add_argument("--max-removal-share", type=float, default=0.10)
+            p.add_argument("--max-sheet-shrink", type=float, default=0.25,
+                           help="hold a sheet with this share fewer rows than last time")
             p.add_argument("--collect", action="store_true",
                            help="collect sheets with `rosterflow upload` until `rosterflow all-uploaded`")
     p = command("upload", cmd_upload, "add teachers' sheets to a collecting migration")

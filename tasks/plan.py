@@ -77,6 +77,24 @@ def _protected_students(con: duckdb.DuckDBPyConnection, batch_id: int) -> set[in
     return set(rows["student_key"].to_list())
 
 
+def shrunken_sheets(con: duckdb.DuckDBPyConnection, batch_id: int, max_shrink: float) -> list[dict[str, Any]]:
+    """Sheets of this batch with more than ``max_shrink`` fewer rows than the same file and sheet
+    had in the last committed batch: a truncated or filtered sheet would remove real students."""
+    rows = con.sql(
+        "WITH now AS (SELECT file_name, sheet, sum(rows_read) AS rows_now FROM batch_files WHERE batch_id = $b"
+        "   GROUP BY ALL),"
+        " earlier AS (SELECT f.file_name, f.sheet, f.batch_id AS last_batch, sum(f.rows_read) AS rows_before"
+        "   FROM batch_files f JOIN commit_markers c USING (batch_id) WHERE f.batch_id <> $b"
+        "   GROUP BY f.file_name, f.sheet, f.batch_id),"
+        " before AS (SELECT *, row_number() OVER (PARTITION BY file_name, sheet ORDER BY last_batch DESC) AS recency"
+        "   FROM earlier)"
+        " SELECT now.file_name, now.sheet, rows_now, rows_before, last_batch FROM now JOIN before USING (file_name, sheet)"
+        " WHERE recency = 1 AND rows_now < rows_before * (1 - $shrink) ORDER BY file_name, sheet",
+        params={"b": batch_id, "shrink": max_shrink},
+    ).pl()
+    return rows.to_dicts()
+
+
 def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
     """Compute the batch's plan into ``plan_enrollments`` and ``plan_removals`` and return its summary."""
     done = batches.stage_result(con, batch_id, "plan")
@@ -188,6 +206,14 @@ def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
                 guard.append({"school": names[school["school_id"]], "removals": school["removals"],
                               "active": school["active"], "share": round(share, 4),
                               "reason": f"removes {share:.0%} of the school's active students (limit {max_share:.0%})"})
+        max_shrink = float(config.get("max_sheet_shrink", 0.25))
+        for sheet in shrunken_sheets(con, batch_id, max_shrink):
+            drop = 1 - sheet["rows_now"] / sheet["rows_before"]
+            guard.append({"school": f"{sheet['file_name']} (sheet {sheet['sheet']})", "removals": int(removals.height),
+                          "active": None, "share": round(drop, 4),
+                          "reason": f"has {sheet['rows_now']} rows where batch {sheet['last_batch']} had "
+                                    f"{sheet['rows_before']} ({drop:.0%} fewer, limit {max_shrink:.0%}): "
+                                    "a truncated or filtered sheet would remove real students"})
 
     to_enroll = plan_enrollments.filter(~pl.col("already_enrolled"))
     needed = to_enroll.height
@@ -307,8 +333,8 @@ def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> s
         lines.append(f"- **held** (invalid rows; fix and upload again): "
                      f"{'all schools' if summary['hold_all'] else ', '.join(summary['held_schools'])}")
     for guard in summary["guard"]:
-        lines.append(f"- **guard**: {guard['school']} {guard['reason']} ({guard['removals']} of {guard['active']}); "
-                     "approving needs the override")
+        counts = f" ({guard['removals']} of {guard['active']})" if guard.get("active") is not None else ""
+        lines.append(f"- **guard**: {guard['school']} {guard['reason']}{counts}; approving needs the override")
     for blocker in summary["blockers"]:
         lines.append(f"- **cannot approve**: {blocker}")
     lines += ["", "| School | Teacher | Term - Period | Course | Students to register |", "|---|---|---|---|---|"]

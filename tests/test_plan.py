@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.approve import ApprovalError, decide_batch
 from tasks.pipeline import advance_batch
 from tasks.review import review_items
 from tests.batch_helpers import approve_and_commit, start
@@ -103,3 +104,27 @@ def test_a_batch_matched_before_another_commit_is_matched_again(town: Path, tmp_
     with opened(town) as con:
         again = advance_batch(con, second["batch_id"])
     assert again["match"]["new"] == 0 and again["plan"]["students_new"] == 0 and again["plan"]["removals"] == 0
+
+
+def test_a_sheet_that_shrank_since_last_time_is_held_for_an_override(town: Path, tmp_path: Path):
+    # A third of the rows gone from the same sheet: below the per-school removal limit set here,
+    # yet a truncated or filtered sheet looks exactly like this, so the plan holds it.
+    dropped = {3, 6, 9, 12, 15, 18, 23, 26, 29, 32, 35, 38}
+    sheet = write_roster(tmp_path / "year1.xlsx", year_two(drop=dropped))
+    progress = start(town, "migration", [sheet], "Fall 2026", SUB, max_removal_share=0.5)
+    guard = progress["plan"]["guard"]
+    assert [g["school"] for g in guard] == ["year1.xlsx (sheet Roster)"]
+    assert "28 rows where batch 1 had 40 (30% fewer" in guard[0]["reason"]
+    with opened(town) as con:
+        with pytest.raises(ApprovalError, match="guard"):
+            decide_batch(con, progress["batch_id"], "Pat Admin", True, 12, override_guard=False)
+    approve_and_commit(town, progress["batch_id"], override=True)
+    with opened(town) as con:
+        assert con.execute("SELECT count(*) FROM students WHERE status = 'deleted'").fetchall() == [(12,)]
+
+
+def test_a_sheet_under_a_new_name_or_within_the_limit_is_not_held(town: Path, tmp_path: Path):
+    renamed = write_roster(tmp_path / "year2.xlsx", year_two(drop={3, 6, 9, 12, 15, 18, 23, 26, 29, 32, 35, 38}))
+    assert start(town, "migration", [renamed], "Fall 2026", SUB, max_removal_share=0.5)["plan"]["guard"] == []
+    same_name = write_roster(tmp_path / "year1.xlsx", year_two(drop={3, 23}))
+    assert start(town, "migration", [same_name], "Fall 2026", SUB)["plan"]["guard"] == []
