@@ -310,7 +310,32 @@ def plan_tables(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, pl.D
         " WHERE r.batch_id = $b ORDER BY school, last_name, first_name",
         params={"b": batch_id},
     ).pl()
-    return {"classes": classes, "students": students, "removals": removals}
+    removals_by_school = con.sql(
+        "WITH active AS (SELECT school_id, count(*) AS active FROM students WHERE status = 'active' GROUP BY ALL)"
+        " SELECT sc.name AS school, count(*) AS students_to_remove, a.active AS active_students,"
+        " round(count(*) / a.active, 4) AS share FROM plan_removals r JOIN schools sc USING (school_id)"
+        " LEFT JOIN active a USING (school_id) WHERE r.batch_id = $b GROUP BY sc.name, a.active ORDER BY school",
+        params={"b": batch_id},
+    ).pl()
+    new_teachers = con.sql(
+        "SELECT DISTINCT sc.name AS school, p.teacher_first, p.teacher_last, p.teacher_email"
+        " FROM plan_enrollments p JOIN schools sc USING (school_id) WHERE p.batch_id = $b AND p.teacher_is_new"
+        " ORDER BY school, teacher_last, teacher_first",
+        params={"b": batch_id},
+    ).pl()
+    # Names are never changed from a sheet: the approver sees where a sheet spells a linked
+    # student differently (a nickname, a typo, a new surname) and that the registered name stays.
+    name_differences = con.sql(
+        "SELECT DISTINCT sc.name AS school, p.first_name AS sheet_first, p.last_name AS sheet_last,"
+        " s.first_name AS registered_first, s.last_name AS registered_last, s.student_key"
+        " FROM plan_enrollments p JOIN students s USING (student_key) JOIN schools sc ON sc.school_id = p.school_id"
+        " WHERE p.batch_id = $b AND (lower(trim(p.first_name)) <> lower(s.first_name)"
+        "   OR lower(trim(p.last_name)) <> lower(s.last_name))"
+        " ORDER BY school, registered_last, registered_first",
+        params={"b": batch_id},
+    ).pl()
+    return {"classes": classes, "students": students, "removals": removals, "removals_by_school": removals_by_school,
+            "new_teachers": new_teachers, "name_differences": name_differences}
 
 
 def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> str:
@@ -342,11 +367,22 @@ def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> s
         lines.append(f"| {row['school']} | {row['teacher']} | {row['term_period']} | {row['course']} | {row['students']} |")
     lines.append("")
     lines.append("\\* some students in this class are already enrolled: they are not registered again or charged.")
-    removals = tables["removals"]
-    if removals.height:
-        lines += ["", "| School | Students to remove |", "|---|---|"]
-        for row in removals.group_by("school").agg(pl.len().alias("n")).sort("school").to_dicts():
-            lines.append(f"| {row['school']} | {row['n']} |")
+    if tables["new_teachers"].height:
+        lines += ["", "| School | New teacher | Email |", "|---|---|---|"]
+        for row in tables["new_teachers"].to_dicts():
+            lines.append(f"| {row['school']} | {row['teacher_first']} {row['teacher_last']} | {row['teacher_email']} |")
+    if tables["removals_by_school"].height:
+        lines += ["", "| School | Students to remove | Active students | Share |", "|---|---|---|---|"]
+        for row in tables["removals_by_school"].to_dicts():
+            share = f"{row['share']:.1%}" if row["share"] is not None else ""
+            lines.append(f"| {row['school']} | {row['students_to_remove']} | {row['active_students']} | {share} |")
+    differences = tables["name_differences"]
+    if differences.height:
+        lines += ["", f"{differences.height} linked student(s) are spelled differently in the sheets; the registered "
+                  "names are kept:", "", "| School | In the sheet | Registered |", "|---|---|---|"]
+        for row in differences.head(25).to_dicts():
+            lines.append(f"| {row['school']} | {row['sheet_first']} {row['sheet_last']} | "
+                         f"{row['registered_first']} {row['registered_last']} |")
     return "\n".join(lines)
 
 

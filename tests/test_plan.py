@@ -9,6 +9,7 @@ import pytest
 
 from tasks.approve import ApprovalError, decide_batch
 from tasks.pipeline import advance_batch
+from tasks.plan import plan_markdown, plan_tables
 from tasks.review import review_items
 from tests.batch_helpers import approve_and_commit, start
 from tests.sheets import TEMPLATE_HEADER, roster_row, write_roster, write_sheets
@@ -128,3 +129,20 @@ def test_a_sheet_under_a_new_name_or_within_the_limit_is_not_held(town: Path, tm
     assert start(town, "migration", [renamed], "Fall 2026", SUB, max_removal_share=0.5)["plan"]["guard"] == []
     same_name = write_roster(tmp_path / "year1.xlsx", year_two(drop={3, 23}))
     assert start(town, "migration", [same_name], "Fall 2026", SUB)["plan"]["guard"] == []
+
+
+def test_the_plan_shows_name_differences_and_removals_per_school_and_keeps_registered_names(town: Path,
+                                                                                            tmp_path: Path):
+    sheet = write_roster(tmp_path / "y2.xlsx", year_two(drop={21}, change={7: {"first": "Kiddo7", "last": "Fam7"}}))
+    progress = start(town, "migration", [sheet], "Fall 2026", SUB)
+    with opened(town) as con:
+        tables = plan_tables(con, progress["batch_id"])
+        markdown = plan_markdown(progress["plan"], tables)
+    assert tables["name_differences"].select("sheet_first", "sheet_last", "registered_first", "registered_last").rows() \
+        == [("Kiddo7", "Fam7", "Kid7", "Family7")]
+    assert tables["removals_by_school"].rows() == [("Summerwind High School", 1, 20, 0.05)]
+    assert "| Kiddo7 Fam7 | Kid7 Family7 |" in markdown and "| Summerwind High School | 1 | 20 | 5.0% |" in markdown
+    approve_and_commit(town, progress["batch_id"])
+    with opened(town) as con:
+        assert con.execute("SELECT first_name, last_name FROM students WHERE student_id = '7'").fetchall() == [
+            ("Kid7", "Family7")]
