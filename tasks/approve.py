@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
+import polars as pl
 from prefect import task
 
 from warehouse import batches
@@ -105,6 +106,9 @@ def approval_context_task(warehouse_path: str, batch_id: int) -> dict[str, Any]:
         summary = batches.stage_result(con, batch_id, "plan")
         tables = plan_tables(con, batch_id)
         decision = batches.stage_result(con, batch_id, "approve")
+    tables["classes"] = tables["classes"].drop("some_already_enrolled")
     return {"summary": summary, "markdown": plan_markdown(summary, tables), "decision": decision,
-            "classes": tables["classes"].drop("some_already_enrolled").to_dicts(),
-            "removals": tables["removals"].to_dicts()}
+            # Text dates, so the tables travel as JSON into Prefect artifacts.
+            "tables": {name: frame.with_columns(pl.col(pl.Date, pl.Datetime).cast(pl.String)).to_dicts()
+                       for name, frame in tables.items()},
+            "classes": tables["classes"].to_dicts(), "removals": tables["removals"].to_dicts()}

@@ -39,13 +39,14 @@ def publish_issues_task(warehouse_path: str, batch_id: int, report_dir: str) -> 
 
 @task(name="publish-plan")
 def publish_plan_task(batch_id: int, context: dict[str, Any]) -> None:
-    """Publish the plan summary (markdown) and its classes and removals (tables)."""
+    """Publish the plan summary (markdown) and each of its tables (classes, students per class,
+    removals, removals per school, new teachers, name differences) as a table artifact."""
     create_markdown_artifact(key=artifact_key("plan", batch_id), markdown=context["markdown"],
                              description=f"What batch {batch_id} will do if approved")
-    if context["classes"]:
-        create_table_artifact(key=artifact_key("plan-classes", batch_id), table=context["classes"])
-    if context["removals"]:
-        create_table_artifact(key=artifact_key("plan-removals", batch_id), table=context["removals"])
+    for name, rows in context["tables"].items():
+        if rows:
+            create_table_artifact(key=artifact_key(f"plan-{name.replace('_', '-')}", batch_id), table=rows,
+                                  description=f"Batch {batch_id}: {name.replace('_', ' ')}")
 
 
 def summary_rows(summary: dict[str, Any]) -> pl.DataFrame:

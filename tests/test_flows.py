@@ -94,6 +94,11 @@ def test_migration_flow_waits_for_review_and_approval_then_commits(prefect_serve
 
     run_id, key = _wait_for_pause("yearly-migration", seen)
     assert "students to remove" in _description(run_id, key)
+    # The run shows the plan as artifacts: the summary in markdown and each table.
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))}
+    assert {"plan-batch-2", "plan-classes-batch-2", "plan-students-batch-2", "plan-removals-batch-2",
+            "plan-removals-by-school-batch-2", "plan-name-differences-batch-2"} <= keys
     # A wrong acknowledgement is refused and the run asks again.
     resume_flow_run(run_id, run_input={"approver": "Pat Admin", "approve": True, "removals_acknowledged": 999})
     run_id, key = _wait_for_pause("yearly-migration", seen)
