@@ -48,15 +48,27 @@ def census(kind: str) -> tuple[list[str], list[float]]:
     return names, weights
 
 
-class NameDrawer:
-    """Draws first and last names with realistic frequencies, in batches for speed."""
+SMALL_LAST = ("Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez "
+              "Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris Sanchez Clark "
+              "Ramirez Lewis Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams "
+              "Nelson Baker Hall Rivera Campbell Mitchell Carter Roberts").split() + SPECIAL_LAST
 
-    def __init__(self, rng: random.Random) -> None:
+
+class NameDrawer:
+    """Draws first and last names: with Census frequencies ('census'), or uniformly from about a
+    hundred first and sixty last names ('small': a stress test where every name is shared by many)."""
+
+    def __init__(self, rng: random.Random, pool: str = "census") -> None:
+        if pool not in ("census", "small"):
+            raise ValueError(f"unknown name pool {pool!r}: use 'census' or 'small'")
         self.rng = rng
+        self.pool = pool
         self.firsts: list[str] = []
         self.lasts: list[str] = []
 
     def first(self) -> str:
+        if self.pool == "small":
+            return self.rng.choice(MODERN_FIRST)
         if not self.firsts:
             female, female_w = census("female.first")
             male, male_w = census("male.first")
@@ -68,6 +80,8 @@ class NameDrawer:
         return self.firsts.pop()
 
     def last(self) -> str:
+        if self.pool == "small":
+            return self.rng.choice(SMALL_LAST)
         if not self.lasts:
             last, weights = census("all.last")
             drawn = self.rng.choices(last, weights=weights, k=4096)
@@ -100,11 +114,11 @@ def _birth_date(rng: random.Random) -> dt.date:
     return dt.date(2008 + rng.randrange(12), rng.randint(1, 12), rng.randint(1, 28))
 
 
-def generate(size: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame, dict[int, int | None]]:
+def generate(size: int, seed: int, names: str = "census") -> tuple[pl.DataFrame, pl.DataFrame, dict[int, int | None]]:
     """Existing students (``size`` of them), incoming migration rows, and the truth
-    (row_no -> the student_key the row is, or None for a newcomer)."""
+    (row_no -> the student_key the row is, or None for a newcomer). ``names``: the NameDrawer pool."""
     rng = random.Random(seed)
-    draw = NameDrawer(rng)
+    draw = NameDrawer(rng, names)
     schools = max(1, size // 800)
     existing = []
     key = 0

@@ -1,6 +1,6 @@
 """Matching quality on generated districts with ground truth.
 
-    python -m benchmarks.matching_quality [--sizes 5000 50000] [--seeds 1 2 3]
+    python -m benchmarks.matching_quality [--sizes 5000 50000] [--seeds 1 2 3] [--names census small]
 
 Districts come from benchmarks/districts.py (Census name frequencies, twins, siblings, nicknames,
 typos, swapped names, stripped accents, typo-like birth dates, leavers, newcomers, returning
@@ -20,9 +20,9 @@ from benchmarks.districts import generate
 from tasks.matching import MatchConfig, candidate_pairs, match_rows, prepare
 
 
-def evaluate(size: int, seed: int, config: MatchConfig) -> dict:
+def evaluate(size: int, seed: int, config: MatchConfig, names: str = "census") -> dict:
     """Match one generated district and score the decisions against the truth."""
-    incoming, existing, truth = generate(size, seed)
+    incoming, existing, truth = generate(size, seed, names)
     start = time.perf_counter()
     decisions = match_rows(incoming, existing, config)
     seconds = time.perf_counter() - start
@@ -41,7 +41,7 @@ def evaluate(size: int, seed: int, config: MatchConfig) -> dict:
     true_pairs = {(r, k) for r, k in truth.items() if k is not None}
     blocked = {(r, k) for r, k in pairs.iter_rows()} & true_pairs
     return {
-        "size": size, "seed": seed, "rows": len(rows), "seconds": round(seconds, 2),
+        "names": names, "size": size, "seed": seed, "rows": len(rows), "seconds": round(seconds, 2),
         "auto_precision": round(correct_auto / len(auto), 5) if auto else None,
         "wrong_auto_links": len(auto) - correct_auto,
         "recall": round(found / len(true_rows), 5),
@@ -56,10 +56,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 50000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--names", nargs="+", default=["census"], choices=["census", "small"],
+                        help="name pools: realistic Census frequencies, or a small pool where names collide a lot")
     args = parser.parse_args()
-    for size in args.sizes:
-        for seed in args.seeds:
-            print(json.dumps(evaluate(size, seed, MatchConfig())), flush=True)
+    for names in args.names:
+        for size in args.sizes:
+            for seed in args.seeds:
+                print(json.dumps(evaluate(size, seed, MatchConfig(), names)), flush=True)
 
 
 if __name__ == "__main__":

@@ -47,8 +47,9 @@ class MatchConfig(BaseModel):
         default=70, ge=0, le=100, description="Candidates scoring at least this are shown to a reviewer."
     )
     min_margin: float = Field(
-        default=6, ge=0, le=50,
-        description="The best candidate must beat the second by this much to be linked automatically.",
+        default=10, ge=0, le=50,
+        description="The best candidate must beat the second by this much to be linked automatically. Above "
+        "dob_typo_penalty, so a namesake whose birth date is one typo away always makes the row a question.",
     )
     dob_typo_penalty: float = Field(default=8, ge=0, le=50, description="Score cost of a typo-like date of birth.")
     dob_missing_penalty: float = Field(default=12, ge=0, le=50, description="Score cost of a missing date of birth.")

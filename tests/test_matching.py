@@ -222,3 +222,15 @@ def test_column_folding_agrees_with_fold_name():
     names = ["José", "Jose\u0301", "Peña-Núñez", "O'Brien", "  Mary  Ann ", "Nguyễn", "Søren", "", None, "ÆSIR"]
     folded = pl.DataFrame({"name": names}, schema={"name": pl.String}).select(fold_name_expr("name"))["name"]
     assert folded.to_list() == [fold_name(n) for n in names]
+
+
+def test_a_namesake_one_birth_date_typo_away_makes_the_row_a_question():
+    # Two Victoria Floreses born a day apart: the row's date is exactly one of them, but it may be
+    # the other's date mistyped; linking on that would merge two children.
+    existing = people("student_key", [
+        {"student_key": 70, "first_name": "Victoria", "last_name": "Flores", "date_of_birth": dt.date(2012, 9, 18)},
+        {"student_key": 71, "first_name": "Victoria", "last_name": "Flores", "date_of_birth": dt.date(2012, 9, 19)},
+    ])
+    got = decide([{"first_name": "Victoria", "last_name": "Flores", "date_of_birth": dt.date(2012, 9, 18)}], existing)[1]
+    assert got["decision"] == "review" and "close" in got["explanation"]
+    assert [c["student_key"] for c in got["candidates"]] == [70, 71]
