@@ -522,7 +522,7 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
     id_review_rows = id_decisions.filter(pl.col("decision") == "review").select("row_no")
     fuzzy_ranked = scored.join(id_review_rows, on="row_no", how="anti")
     fuzzy = _fuzzy_decisions(fuzzy_ranked, config, None)
-    person_of = incoming.select("row_no", "person_key")
+    person_of = incoming.select("row_no", "person_key", *ID_COLUMNS, "name_tokens", "date_of_birth")
 
     decisions = pl.concat([id_decisions, fuzzy]).with_columns(contested=pl.lit(False))
     candidates = pl.concat([
@@ -538,20 +538,30 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
     decisions = _resolve_claims(decisions, person_of)
 
     # A candidate already linked to another person's row cannot be this row's student: drop it,
-    # and decide again the fuzzy rows whose doubt came from such a candidate.
-    taken = (decisions.filter(pl.col("decision") == "matched").join(person_of, on="row_no")
-             .select("student_key", pl.col("person_key").alias("taken_by")).unique())
-    in_review = decisions.filter(pl.col("decision") == "review").join(person_of, on="row_no")
-    candidates = _drop_taken(candidates, in_review, taken)
+    # and decide again the fuzzy rows whose doubt came from such a candidate. "Another person"
+    # needs evidence (a differing identifier or birth date): a second row of the same child, say
+    # without the student ID, keeps its candidate and stays a question rather than a duplicate.
+    linked = decisions.filter(pl.col("decision") == "matched").join(person_of, on="row_no")
+    in_review = decisions.filter(pl.col("decision") == "review").select("row_no")
+    candidates = candidates.join(_taken_by_others(candidates.join(in_review, on="row_no"), linked, person_of),
+                                 on=["row_no", "student_key"], how="anti")
+    # Without that evidence a student linked elsewhere stays a candidate, after the free ones: a
+    # reviewer looking for a namesake sees the likelier students first.
+    linked_elsewhere = (candidates.join(person_of.select("row_no", "person_key"), on="row_no")
+                        .join(linked.select("student_key", pl.col("person_key").alias("taker")), on="student_key")
+                        .filter(pl.col("taker") != pl.col("person_key")).select("row_no", "student_key").unique()
+                        .with_columns(linked_elsewhere=pl.lit(True)))
+    candidates = (candidates.join(linked_elsewhere, on=["row_no", "student_key"], how="left")
+                  .with_columns(order=pl.col("order") + pl.col("linked_elsewhere").fill_null(False).cast(pl.Int64) * 1000)
+                  .drop("linked_elsewhere"))
     redo_rows = (fuzzy.filter(pl.col("decision") == "review").select("row_no")
-                 .join(decisions.filter(pl.col("decision") == "review").select("row_no"), on="row_no")
+                 .join(in_review, on="row_no")
                  .join(_claim_rows(decisions), on="row_no", how="anti"))
     if redo_rows.height:
-        redo_ranked = (fuzzy_ranked.join(redo_rows, on="row_no")
-                       .join(person_of, on="row_no")
-                       .join(taken, on="student_key", how="left")
-                       .filter(pl.col("taken_by").is_null() | (pl.col("taken_by") == pl.col("person_key")))
-                       .drop("taken_by", "person_key"))
+        redo_ranked = fuzzy_ranked.join(redo_rows, on="row_no")
+        redo_ranked = redo_ranked.join(_taken_by_others(redo_ranked, linked, person_of),
+                                       on=["row_no", "student_key"], how="anti")
+        taken = linked.select("student_key").unique()
         taken_twins = (existing.filter(pl.col("twin_group").is_not_null()).join(taken, on="student_key")
                        .group_by("twin_group").agg(pl.col("student_key").n_unique().alias("taken"))
                        .join(twin_groups.select("twin_group", "twin_size"), on="twin_group"))
@@ -608,14 +618,28 @@ def _claim_rows(decisions: pl.DataFrame) -> pl.DataFrame:
 
 
 def _resolve_claims(decisions: pl.DataFrame, person_of: pl.DataFrame) -> pl.DataFrame:
-    """Send to review every matched row whose student is also matched to another person's row."""
+    """Send to review every matched row whose student is also matched to another person's row.
+
+    Rows claiming one student are one person when no identifier differs between them and they
+    carry one name and one birth date (a row with the student ID and a row without it, say);
+    anything else is two people and a question.
+    """
     matched = decisions.filter(pl.col("decision") == "matched").join(person_of, on="row_no")
-    contested = (matched.group_by("student_key").agg(pl.col("person_key").n_unique().alias("people"),
-                                                     pl.len().alias("rows"))
-                 .filter(pl.col("people") > 1))
+    per_student = matched.group_by("student_key").agg(
+        pl.len().alias("rows"),
+        pl.col("person_key").n_unique().alias("keys"),
+        *[pl.col(c).drop_nulls().n_unique().alias(f"{c}_values") for c in ID_COLUMNS],
+        pl.col("name_tokens").n_unique().alias("names"),
+        pl.col("date_of_birth").n_unique().alias("dates"),
+        pl.col("date_of_birth").null_count().alias("undated"),
+    )
+    one_person = (pl.col("keys") == 1) | (
+        pl.all_horizontal([pl.col(f"{c}_values") <= 1 for c in ID_COLUMNS])
+        & (pl.col("names") == 1) & (pl.col("dates") == 1) & (pl.col("undated") == 0))
+    contested = per_student.filter(~one_person)
     if contested.height == 0:
         return decisions
-    rows = matched.join(contested, on="student_key").select("row_no", "rows")
+    rows = matched.join(contested.select("student_key", "rows"), on="student_key").select("row_no", "rows")
     return decisions.join(rows, on="row_no", how="left").with_columns(
         decision=pl.when(pl.col("rows").is_not_null()).then(pl.lit("review")).otherwise(pl.col("decision")),
         explanation=pl.when(pl.col("rows").is_not_null())
@@ -626,11 +650,14 @@ def _resolve_claims(decisions: pl.DataFrame, person_of: pl.DataFrame) -> pl.Data
     ).drop("rows")
 
 
-def _drop_taken(candidates: pl.DataFrame, in_review: pl.DataFrame, taken: pl.DataFrame) -> pl.DataFrame:
-    """Candidates of review rows, without students linked to another person's row."""
-    review_candidates = candidates.join(in_review.select("row_no", "person_key"), on="row_no")
-    kept = (review_candidates.join(taken, on="student_key", how="left")
-            .filter(pl.col("taken_by").is_null() | (pl.col("taken_by") == pl.col("person_key")))
-            .drop("taken_by", "person_key"))
-    others = candidates.join(in_review.select("row_no"), on="row_no", how="anti")
-    return pl.concat([others, kept.select(others.columns)])
+def _taken_by_others(pairs: pl.DataFrame, linked: pl.DataFrame, person_of: pl.DataFrame) -> pl.DataFrame:
+    """The (row_no, student_key) pairs whose student is linked to a row of evidently another
+    person: an identifier both rows carry differs, or their birth dates differ beyond a typo."""
+    takers = linked.select("student_key", *[pl.col(c).alias(f"{c}_taker") for c in ID_COLUMNS],
+                           pl.col("date_of_birth").alias("dob_taker"))
+    mine = person_of.select("row_no", *ID_COLUMNS, pl.col("date_of_birth").alias("dob_mine"))
+    other_person = pl.any_horizontal([
+        (pl.col(c) != pl.col(f"{c}_taker")).fill_null(False) for c in ID_COLUMNS
+    ]) | (_dob_level("dob_mine", "dob_taker") == "different")
+    return (pairs.select("row_no", "student_key").join(takers, on="student_key").join(mine, on="row_no")
+            .filter(other_person).select("row_no", "student_key").unique())

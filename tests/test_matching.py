@@ -178,12 +178,25 @@ def test_an_id_value_held_by_two_students_goes_to_review():
 def test_a_candidate_linked_to_another_persons_row_is_not_offered():
     existing = people("student_key", [{"student_key": 30, "first_name": "Marla", "last_name": "Stone",
                                        "student_id": "E1"}])
-    alone = decide([{"first_name": "Marta", "last_name": "Stone"}], existing)[1]
+    alone = decide([{"first_name": "Marta", "last_name": "Stone", "student_id": "E2"}], existing)[1]
     assert alone["decision"] == "review" and alone["candidates"][0]["student_key"] == 30
     got = decide([{"first_name": "Marla", "last_name": "Stone", "student_id": "E1"},
-                  {"first_name": "Marta", "last_name": "Stone"}], existing)
+                  {"first_name": "Marta", "last_name": "Stone", "student_id": "E2"}], existing)
     assert (got[1]["decision"], got[1]["student_key"]) == ("matched", 30)
     assert got[2]["decision"] == "new" and "linked to another person's row" in got[2]["explanation"]
+
+
+def test_a_second_row_of_the_same_child_keeps_its_candidate():
+    # Without an identifier of its own nothing says the Marta row is someone else: it may be Marla
+    # typed by another teacher, so it stays a question instead of becoming a duplicate account.
+    existing = people("student_key", [{"student_key": 31, "first_name": "Marla", "last_name": "Stone",
+                                       "student_id": "E1"}])
+    got = decide([{"first_name": "Marla", "last_name": "Stone", "student_id": "E1"},
+                  {"first_name": "Marta", "last_name": "Stone"},
+                  {"first_name": "Marla", "last_name": "Stone"}], existing)
+    assert got[2]["decision"] == "review" and got[2]["candidates"][0]["student_key"] == 31
+    # The same name and birth date without the ID is the same child: both rows link, no question.
+    assert (got[1]["student_key"], got[3]["decision"], got[3]["student_key"]) == (31, "matched", 31)
 
 
 def test_a_close_second_already_linked_elsewhere_no_longer_blocks_the_link():
@@ -194,7 +207,7 @@ def test_a_close_second_already_linked_elsewhere_no_longer_blocks_the_link():
     alone = decide([{"first_name": "Kristen", "last_name": "Lee"}], existing)[1]
     assert alone["decision"] == "review" and "close" in alone["explanation"]
     got = decide([{"first_name": "Kirsten", "last_name": "Lee", "student_id": "K41"},
-                  {"first_name": "Kristen", "last_name": "Lee"}], existing)
+                  {"first_name": "Kristen", "last_name": "Lee", "student_id": "K40"}], existing)
     assert (got[1]["student_key"], got[2]["decision"], got[2]["student_key"]) == (41, "matched", 40)
 
 
