@@ -26,6 +26,7 @@ from tasks.report import write_plan_xlsx
 from tasks.review import ReviewError, decide_review, review_items
 from tasks.restore import restore_students
 from tasks.template import export_roster, write_template
+from tasks import temporary
 from tasks.uploads import add_upload, confirm_all_uploaded, list_uploads
 from tasks.validate import batch_issues, write_issue_report
 from warehouse import batches, catalog
@@ -344,6 +345,47 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0 if not result["refused"] else 2
 
 
+def cmd_temp_add(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        student = temporary.create_temporary_student(
+            con, args.first, args.last, ssid=args.ssid, other_id=args.other_id, date_of_birth=args.dob,
+            school=args.school, grade=args.grade, actor=args.actor)
+    _print(student, args.json,
+           f"Temporary student {student['student_key']}: {student['first_name']} {student['last_name']}\n"
+           f"  login {student['login_name']}  password {student['password']}  (shown once: give it to the teacher)")
+    return 0
+
+
+def cmd_temp_list(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        frame = temporary.list_temporary_students(con, unlinked_only=not args.all)
+    _print(frame.to_dicts(), args.json, _table(frame) if frame.height else "No temporary students.")
+    return 0
+
+
+def cmd_temp_find(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        frame = temporary.find_temporary_candidates(con, name=args.name, ssid=args.ssid, other_id=args.other_id)
+    _print(frame.to_dicts(), args.json, _table(frame) if frame.height else "No student found.")
+    return 0
+
+
+def cmd_temp_link(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        result = temporary.link_temporary_student(con, args.temporary_key, args.student_key, args.actor)
+    _print(result, args.json,
+           f"Temporary student {args.temporary_key} linked to student {args.student_key}: "
+           f"{len(result['enrollments_moved'])} enrollment(s) moved, {len(result['already_enrolled'])} already there")
+    return 0
+
+
+def cmd_temp_delete(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        result = temporary.delete_temporary_student(con, args.key, args.actor)
+    _print(result, args.json, f"Temporary student {args.key} deleted.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     settings = load_settings()
@@ -444,6 +486,29 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--student", type=int, action="append", help="a removed student's key (repeatable)")
     target.add_argument("--batch", type=int, help="restore everyone this batch removed")
     p.add_argument("--by", required=True, help="the approver restoring")
+
+    student = sub.add_parser("student", help="students").add_subparsers(dest="student_command", required=True)
+    temp = student.add_parser("temp", help="temporary students (before the SIS has them)").add_subparsers(
+        dest="temp_command", required=True)
+    p = command("add", cmd_temp_add, "create a temporary student (prints its login and password)", temp)
+    p.add_argument("--first", required=True, help="first name")
+    p.add_argument("--last", required=True, help="last name")
+    p.add_argument("--ssid")
+    p.add_argument("--other-id")
+    p.add_argument("--dob", help="date of birth, YYYY-MM-DD")
+    p.add_argument("--school")
+    p.add_argument("--grade")
+    command("list", cmd_temp_list, "list unlinked temporary students", temp).add_argument(
+        "--all", action="store_true", help="include those already linked")
+    p = command("find", cmd_temp_find, "find students by name (any case and accents), SSID or other ID", temp)
+    p.add_argument("--name")
+    p.add_argument("--ssid")
+    p.add_argument("--other-id")
+    p = command("link", cmd_temp_link, "link a temporary student to a permanent one (enrollments move)", temp)
+    p.add_argument("temporary_key", type=int)
+    p.add_argument("student_key", type=int)
+    command("delete", cmd_temp_delete, "delete a temporary student that was never used", temp).add_argument(
+        "key", type=int)
     return parser
 
 

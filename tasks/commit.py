@@ -131,17 +131,18 @@ def commit_batch(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str) -> d
                 class_id=pl.coalesce("class_id", "new_class_id"),
             )
         )
-        # Existing, restored and linked temporary students become active at the row's school and
-        # grade; their names are never changed from a sheet.
+        # Existing and restored students become active at the row's school and grade; their names
+        # are never changed from a sheet. A temporary student stays temporary unless the plan links it.
         kept = resolved.filter(pl.col("student_action") != "new").unique("student_key", keep="last", maintain_order=True)
         if kept.height:
             con.register("kept_frame", kept.select("student_key", "school_id", "grade").to_arrow())
             con.execute(
-                "UPDATE students SET status = 'active', deleted_at = NULL, deleted_batch = NULL,"
-                " school_id = k.school_id, grade = coalesce(k.grade, students.grade)"
+                "UPDATE students SET status = CASE WHEN students.status = 'temporary' THEN 'temporary' ELSE 'active' END,"
+                " deleted_at = NULL, deleted_batch = NULL, school_id = k.school_id, grade = coalesce(k.grade, students.grade)"
                 " FROM kept_frame k WHERE students.student_key = k.student_key"
             )
             con.unregister("kept_frame")
+        temporaries_linked = _link_temporaries(con, batch_id, resolved, actor)
 
         enroll = resolved.filter(~pl.col("already_enrolled")).unique(["class_id", "student_key"], maintain_order=True)
         _insert(con, "enrollments", enroll.select("class_id", "student_key", pl.lit(batch_id, pl.Int64).alias("created_batch")))
@@ -172,6 +173,8 @@ def commit_batch(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str) -> d
                 pl.lit(batch["subscription_type"]).alias("detail"))),
             ("student.remove", "student", removed.select(pl.col("student_key").alias("entity_key"),
                                                         pl.lit("soft-deleted by migration").alias("detail"))),
+            ("temporary.linked", "student", temporaries_linked.select(pl.col("student_key").alias("entity_key"),
+                                                                     pl.col("reason").alias("detail"))),
         ):
             batches.audit_many(con, actor, action, entity, batch_id, frame)
 
@@ -185,6 +188,7 @@ def commit_batch(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str) -> d
             "enrollments_created": enroll.height,
             "subscriptions_used": enroll.height,
             "students_removed": removed.height,
+            "temporary_students_linked": temporaries_linked.height,
         }
         con.execute("INSERT INTO commit_markers (batch_id, summary) VALUES (?, ?)", [batch_id, json.dumps(summary)])
         batches.set_status(con, batch_id, batches.STATUS_COMMITTED)
@@ -195,6 +199,35 @@ def commit_batch(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str) -> d
     if confirmed is None:
         raise CommitError(f"Batch {batch_id}: the commit did not persist; nothing was changed. Run it again.")
     return confirmed
+
+
+def _link_temporaries(con: duckdb.DuckDBPyConnection, batch_id: int, resolved: pl.DataFrame, actor: str) -> pl.DataFrame:
+    """Make permanent the temporary students the approved plan links (inside the commit transaction).
+
+    Each keeps its key, enrollments and login and becomes active; the sheet row's student ID, SSID,
+    other ID and birth date fill only what the temporary record lacked (names are never changed).
+    Returns the students linked with the plan's reason.
+    """
+    links = con.sql(
+        "SELECT student_key, reason FROM plan_temporaries WHERE batch_id = $b AND action = 'link'", params={"b": batch_id}
+    ).pl()
+    if links.is_empty():
+        return pl.DataFrame(schema={"student_key": pl.Int64, "reason": pl.String})
+    # The first row of each student, as the plan showed it.
+    rows = resolved.join(links, on="student_key").sort("row_no").unique("student_key", keep="first", maintain_order=True)
+    con.register("temporary_link_frame", rows.select(
+        "student_key", "student_id", "ssid", "other_id", "date_of_birth", "reason").to_arrow())
+    linked = con.sql(
+        "UPDATE students SET status = 'active', student_id = coalesce(students.student_id, l.student_id),"
+        " ssid = coalesce(students.ssid, l.ssid), other_id = coalesce(students.other_id, l.other_id),"
+        " date_of_birth = coalesce(students.date_of_birth, l.date_of_birth), linked_to = students.student_key,"
+        " linked_at = current_timestamp, linked_by = $actor, linked_batch = $b"
+        " FROM temporary_link_frame l WHERE students.student_key = l.student_key AND students.status = 'temporary'"
+        " RETURNING students.student_key",
+        params={"actor": actor, "b": batch_id},
+    ).pl()
+    con.unregister("temporary_link_frame")
+    return linked.join(rows.select("student_key", "reason"), on="student_key")
 
 
 def _use_subscriptions(con: duckdb.DuckDBPyConnection, subscription_type: str, per_school: pl.DataFrame) -> None:

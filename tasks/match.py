@@ -15,7 +15,7 @@ from warehouse.connection import opened, transaction
 
 
 def match_batch(con: duckdb.DuckDBPyConnection, batch_id: int, config: MatchConfig) -> dict[str, Any]:
-    """Match the batch's valid rows against every student in the warehouse (any status)."""
+    """Match the batch's valid rows against every student in the warehouse (any status but 'linked')."""
     done = batches.stage_result(con, batch_id, "match")
     if done is not None:
         return done
@@ -24,9 +24,11 @@ def match_batch(con: duckdb.DuckDBPyConnection, batch_id: int, config: MatchConf
         " FROM valid_rows WHERE batch_id = $b ORDER BY row_no",
         params={"b": batch_id},
     ).pl()
+    # A temporary record linked by hand (status 'linked') is no person of its own any more: its
+    # person is the student it was linked to, so it is never a candidate.
     existing = con.sql(
         "SELECT student_key, first_name, last_name, date_of_birth, student_id, ssid, other_id, school_id, grade"
-        " FROM students"
+        " FROM students WHERE status <> 'linked'"
     ).pl()
     decisions = match_rows(incoming, existing, config)
     MatchDecisionRow.validate(decisions.drop("candidates"), lazy=True)

@@ -95,6 +95,41 @@ def shrunken_sheets(con: duckdb.DuckDBPyConnection, batch_id: int, max_shrink: f
     return rows.to_dicts()
 
 
+def _temporary_links(con: duckdb.DuckDBPyConnection, planned: pl.DataFrame, batch_id: int, mode: str) -> pl.DataFrame:
+    """Temporary students a planned row makes permanent, one row each with the reason.
+
+    A row linked to a temporary student links it when it brings the temporary record's SSID or
+    other ID. In a migration (the SIS's own list) any row linked to it does, by the matcher or a
+    reviewer: there is no permanent student to link it to by hand. A registration row linked to it
+    otherwise (by name) only enrolls it, and it stays temporary.
+    """
+    temporary = con.sql(
+        "SELECT student_key, ssid AS temporary_ssid, other_id AS temporary_other_id FROM students"
+        " WHERE status = 'temporary'"
+    ).pl()
+    return (
+        planned.filter(pl.col("student_status") == "temporary")
+        .join(temporary, on="student_key")
+        .with_columns(
+            reason=pl.when(pl.col("ssid") == pl.col("temporary_ssid")).then(pl.lit("same SSID"))
+            .when(pl.col("other_id") == pl.col("temporary_other_id")).then(pl.lit("same other ID"))
+            .when(pl.lit(mode == "migration")).then(pl.lit("a migration row is linked to it"))
+        )
+        .drop_nulls("reason")
+        .sort("row_no")
+        .unique("student_key", keep="first", maintain_order=True)
+        .select(pl.lit(batch_id, pl.Int64).alias("batch_id"), pl.col("student_key").cast(pl.Int64),
+                pl.col("school_id").cast(pl.Int64), pl.lit("link").alias("action"), "reason")
+    )
+
+
+def _count_by_school(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> dict[str, int]:
+    """How many rows of ``frame`` (with ``school_id``) per school name; no school is '(no school)'."""
+    names = dict(con.execute("SELECT school_id, name FROM schools").fetchall())
+    counts = frame.group_by("school_id").agg(pl.len().alias("n")).to_dicts()
+    return dict(sorted((names.get(c["school_id"], "(no school)"), int(c["n"])) for c in counts))
+
+
 def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
     """Compute the batch's plan into ``plan_enrollments`` and ``plan_removals`` and return its summary."""
     done = batches.stage_result(con, batch_id, "plan")
@@ -159,9 +194,10 @@ def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
         "student_id", "ssid", "other_id", "date_of_birth", "grade", "first_name", "last_name", "already_enrolled",
     )
 
+    temporary_links = _temporary_links(con, planned, batch_id, mode)
+    temporary_kept = pl.DataFrame(schema=temporary_links.schema)
     removals = pl.DataFrame(schema={"batch_id": pl.Int64, "student_key": pl.Int64, "school_id": pl.Int64})
     guard: list[dict[str, Any]] = []
-    temporary_kept = 0
     if mode == "migration":
         named_schools = config.get("schools") or []
         if named_schools:
@@ -172,6 +208,7 @@ def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
             covered = {r[0] for r in scope}
         else:
             covered = set(rows["school_id"].unique().to_list())
+        in_scope = set(covered)
         covered -= set(held_schools)
         if hold_all:
             covered = set()
@@ -184,9 +221,15 @@ def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
         removals = students.filter(
             (pl.col("status") == "active") & ~pl.col("student_key").is_in(sorted(linked | protected))
         ).select(pl.lit(batch_id, pl.Int64).alias("batch_id"), "student_key", "school_id")
-        temporary_kept = students.filter(
-            (pl.col("status") == "temporary") & ~pl.col("student_key").is_in(sorted(linked))
-        ).height
+        # A migration never removes a temporary student (the removals above take active ones only):
+        # those of its schools, or of no school, that no row links are kept and listed.
+        temporary_kept = con.sql(
+            "SELECT $b::BIGINT AS batch_id, student_key, school_id, 'keep' AS action,"
+            " 'no row of the migration links it' AS reason FROM students WHERE status = 'temporary'"
+            " AND (school_id IS NULL OR list_contains($scope, school_id)) AND NOT list_contains($linking, student_key)"
+            " ORDER BY student_key",
+            params={"b": batch_id, "scope": sorted(in_scope), "linking": temporary_links["student_key"].to_list()},
+        ).pl()
         active = students.filter(pl.col("status") == "active").group_by("school_id").agg(pl.len().alias("active"))
         rows_per_school = rows.group_by("school_id").agg(pl.len().alias("rows"))
         per_school = (
@@ -260,7 +303,9 @@ def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
         "classes_new": plan_enrollments.filter(pl.col("class_id").is_null())
         .select("school_id", "teacher_email", "class_period", "course_code").unique().height,
         "removals": removals.height,
-        "temporary_kept": temporary_kept,
+        "temporary_kept": temporary_kept.height,
+        "temporary_kept_by_school": _count_by_school(con, temporary_kept),
+        "temporary_links": temporary_links.height,
         "subscriptions_needed": needed,
         "subscriptions_available": int(available),
         "guard": guard,
@@ -275,6 +320,10 @@ def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
         con.register("removal_frame", removals.to_arrow())
         con.execute("INSERT INTO plan_removals SELECT batch_id, student_key, school_id FROM removal_frame")
         con.unregister("removal_frame")
+        con.execute("DELETE FROM plan_temporaries WHERE batch_id = ?", [batch_id])
+        con.register("temporary_frame", pl.concat([temporary_links, temporary_kept]).to_arrow())
+        con.execute("INSERT INTO plan_temporaries SELECT batch_id, student_key, school_id, action, reason FROM temporary_frame")
+        con.unregister("temporary_frame")
         batches.set_status(con, batch_id, batches.STATUS_HELD if blockers else batches.STATUS_AWAITING_APPROVAL)
         batches.record_stage(con, batch_id, "plan", result)
     return result
@@ -334,8 +383,29 @@ def plan_tables(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, pl.D
         " ORDER BY school, registered_last, registered_first",
         params={"b": batch_id},
     ).pl()
+    # Temporary students the batch makes permanent (with the sheet row that does it), and those a
+    # migration keeps unlinked: it never removes them.
+    temporary_links = con.sql(
+        "SELECT sc.name AS school, t.student_key, s.first_name, s.last_name, p.first_name AS sheet_first,"
+        " p.last_name AS sheet_last, p.student_id AS sheet_student_id, p.ssid AS sheet_ssid,"
+        " p.other_id AS sheet_other_id, t.reason"
+        " FROM plan_temporaries t JOIN students s USING (student_key)"
+        " JOIN plan_enrollments p ON p.batch_id = t.batch_id AND p.student_key = t.student_key"
+        " JOIN schools sc ON sc.school_id = p.school_id WHERE t.batch_id = $b AND t.action = 'link'"
+        " QUALIFY row_number() OVER (PARTITION BY t.student_key ORDER BY p.row_no) = 1"
+        " ORDER BY school, s.last_name, s.first_name",
+        params={"b": batch_id},
+    ).pl()
+    temporary_kept = con.sql(
+        "SELECT coalesce(sc.name, '(no school)') AS school, t.student_key, s.first_name, s.last_name, s.ssid,"
+        " s.other_id, s.date_of_birth, s.created_at"
+        " FROM plan_temporaries t JOIN students s USING (student_key) LEFT JOIN schools sc ON sc.school_id = t.school_id"
+        " WHERE t.batch_id = $b AND t.action = 'keep' ORDER BY school, s.last_name, s.first_name",
+        params={"b": batch_id},
+    ).pl()
     return {"classes": classes, "students": students, "removals": removals, "removals_by_school": removals_by_school,
-            "new_teachers": new_teachers, "name_differences": name_differences}
+            "new_teachers": new_teachers, "name_differences": name_differences,
+            "temporary_links": temporary_links, "temporary_kept": temporary_kept}
 
 
 def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> str:
@@ -352,8 +422,11 @@ def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> s
         f"- new teachers: {summary['teachers_new']}; new classes: {summary['classes_new']}",
     ]
     if summary["mode"] == "migration":
+        by_school = ", ".join(f"{school} {n}" for school, n in summary.get("temporary_kept_by_school", {}).items())
         lines.append(f"- **students to remove: {summary['removals']}** (restorable); unlinked temporary students kept: "
-                     f"{summary['temporary_kept']}")
+                     f"{summary['temporary_kept']}" + (f" ({by_school})" if by_school else ""))
+    if summary.get("temporary_links"):
+        lines.append(f"- temporary students made permanent: {summary['temporary_links']}")
     if summary["held_schools"] or summary["hold_all"]:
         lines.append(f"- **held** (invalid rows; fix and upload again): "
                      f"{'all schools' if summary['hold_all'] else ', '.join(summary['held_schools'])}")
@@ -376,6 +449,20 @@ def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> s
         for row in tables["removals_by_school"].to_dicts():
             share = f"{row['share']:.1%}" if row["share"] is not None else ""
             lines.append(f"| {row['school']} | {row['students_to_remove']} | {row['active_students']} | {share} |")
+    links = tables.get("temporary_links")
+    if links is not None and links.height:
+        lines += ["", f"{links.height} temporary student(s) become permanent (same key, enrollments and login):", "",
+                  "| School | Temporary student | Sheet row | Why |", "|---|---|---|---|"]
+        for row in links.to_dicts():
+            lines.append(f"| {row['school']} | {row['first_name']} {row['last_name']} ({row['student_key']}) | "
+                         f"{row['sheet_first']} {row['sheet_last']} | {row['reason']} |")
+    kept = tables.get("temporary_kept")
+    if kept is not None and kept.height:
+        lines += ["", f"{kept.height} unlinked temporary student(s) kept (a migration never removes them):", "",
+                  "| School | Temporary student | SSID | Other ID |", "|---|---|---|---|"]
+        for row in kept.to_dicts():
+            lines.append(f"| {row['school']} | {row['first_name']} {row['last_name']} ({row['student_key']}) | "
+                         f"{row['ssid'] or ''} | {row['other_id'] or ''} |")
     differences = tables["name_differences"]
     if differences.height:
         lines += ["", f"{differences.height} linked student(s) are spelled differently in the sheets; the registered "
