@@ -57,18 +57,19 @@ def commit_batch(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str) -> d
     decision = batches.stage_result(con, batch_id, "approve")
     if not decision or not decision.get("approved"):
         raise CommitError(f"Batch {batch_id} is not approved: nothing was changed.")
-    stale = batches.commits_since(con, batch_id, "match")
+    stale = batches.changes_since(con, batch_id, "match")
     if stale:
-        # Another batch changed the students after this batch was matched: its links, new
-        # students and removals may be wrong now. Match and plan again, and ask for approval again.
+        # The students changed after this batch was matched (another batch, or a change by hand):
+        # its links, new students and removals may be wrong now. Match and plan again, and ask
+        # for approval again.
         with transaction(con):
             batches.clear_stages(con, batch_id, ("match", "review", "plan", "approve"))
             batches.set_status(con, batch_id, batches.STATUS_IN_REVIEW)
-            batches.audit(con, actor, "batch.plan_stale", "batch", batch_id, batch_id, {"committed_since": stale})
+            batches.audit(con, actor, "batch.plan_stale", "batch", batch_id, batch_id, {"changed_since": stale})
         raise CommitError(
-            f"Batch {batch_id}: batches {stale} committed after this batch was matched, so its plan is out of "
-            f"date. Nothing was changed: its rows are matched again (earlier review decisions are kept where "
-            f"they still apply); show the plan again (`rosterflow plan {batch_id}`) and approve it again."
+            f"Batch {batch_id}: students changed after this batch was matched ({'; '.join(stale)}), so its plan "
+            f"is out of date. Nothing was changed: its rows are matched again (earlier review decisions are kept "
+            f"where they still apply); show the plan again (`rosterflow plan {batch_id}`) and approve it again."
         )
     batch = batches.get_batch(con, batch_id)
     plan = con.sql("SELECT * FROM plan_enrollments WHERE batch_id = $b ORDER BY row_no", params={"b": batch_id}).pl()

@@ -80,7 +80,7 @@ def advance_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, An
     if batch["status"] == "collecting":
         # Partial uploads: nothing is read until an administrator confirms all sheets are in.
         return {"batch_id": batch_id, "status": batch["status"]}
-    stale = batches.commits_since(con, batch_id, "match") if batch["status"] not in (
+    stale = batches.changes_since(con, batch_id, "match") if batch["status"] not in (
         batches.STATUS_COMMITTED, batches.STATUS_REJECTED) else []
     if stale:
         # Students changed since this batch was matched: match again (review decisions are kept

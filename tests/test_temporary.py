@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from rosterflow.cli import main
+from tasks.approve import decide_batch
+from tasks.commit import CommitError, commit_batch
 from tasks.plan import plan_markdown, plan_tables
 from tasks.temporary import (
     TemporaryStudentError,
@@ -276,3 +278,20 @@ def test_the_schema_upgrade_keeps_every_student(tmp_path: Path):
                         " VALUES (3, 'Al', 'Silva', 'ASILVA', 'temporary')")
     finally:
         con.close()
+
+
+def test_a_temporary_student_created_after_the_match_makes_the_plan_stale(school: Path, tmp_path: Path):
+    # The batch was matched before the office created Maya: committing that plan would create a
+    # second Maya. The commit refuses, the batch is matched again, and the row links her.
+    rows = [kid(i) for i in range(1, 6)] + [kid(9, first="Maya", last="Tempé", student_id="9", ssid="SS900")]
+    progress = start(school, "migration", [write_roster(tmp_path / "y2.xlsx", rows)], YEAR2, SUB)
+    assert progress["plan"]["students_new"] == 1
+    with opened(school) as con:
+        decide_batch(con, progress["batch_id"], "Pat Admin", True, progress["plan"]["removals"])
+        temp = create_temporary_student(con, "Maya", "Tempé", ssid="SS900", school=ABC, actor="Office")
+        with pytest.raises(CommitError, match="temporary.create"):
+            commit_batch(con, progress["batch_id"], "Pat Admin")
+    summary = approve_and_commit(school, progress["batch_id"])
+    assert summary["students_created"] == 0 and summary["temporary_students_linked"] == 1
+    with opened(school) as con:
+        assert student(con, temp["student_key"])["status"] == "active"

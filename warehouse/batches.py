@@ -145,6 +145,25 @@ def audit_many(
     con.unregister("audit_rows")
 
 
+# Changes to students made outside any batch's commit (by hand, on the command line).
+STUDENT_CHANGES_OUTSIDE_BATCHES = ("temporary.create", "temporary.linked", "temporary.delete", "student.restore")
+
+
+def changes_since(con: duckdb.DuckDBPyConnection, batch_id: int, stage: str) -> list[str]:
+    """What changed the students after this batch's ``stage`` finished, in words: other batches
+    committed, and changes made by hand (a temporary student created, linked or deleted, a student
+    restored). Empty when the stage's results still hold."""
+    changes = [f"batch {other} was committed" for other in commits_since(con, batch_id, stage)]
+    by_hand = con.execute(
+        "SELECT a.action, count(*) FROM audit_log a, batch_stages s WHERE s.batch_id = ? AND s.stage = ?"
+        " AND a.logged_at > s.finished_at AND list_contains(?, a.action)"
+        " AND (a.batch_id IS NULL OR a.batch_id <> ?) GROUP BY a.action ORDER BY a.action",
+        [batch_id, stage, list(STUDENT_CHANGES_OUTSIDE_BATCHES), batch_id],
+    ).fetchall()
+    changes += [f"{count} × {action}" for action, count in by_hand]
+    return changes
+
+
 def commits_since(con: duckdb.DuckDBPyConnection, batch_id: int, stage: str) -> list[int]:
     """Batches committed after this batch's ``stage`` finished: its results may be out of date."""
     row = first_row(con.execute(
