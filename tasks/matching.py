@@ -99,7 +99,8 @@ def nickname_equivalent(first_a: str, first_b: str) -> bool:
 
 
 def dob_agreement(incoming: dt.date | None, existing: dt.date | None) -> str:
-    """'exact', 'typo' (day/month swapped or one digit off), 'missing' or 'different'."""
+    """'exact', 'typo' (day/month swapped, one digit off, or two neighbouring digits swapped),
+    'missing' or 'different'."""
     if incoming is None or existing is None:
         return "missing"
     if incoming == existing:
@@ -107,8 +108,11 @@ def dob_agreement(incoming: dt.date | None, existing: dt.date | None) -> str:
     if (incoming.year, incoming.month, incoming.day) == (existing.year, existing.day, existing.month):
         return "typo"
     a, b = incoming.strftime("%Y%m%d"), existing.strftime("%Y%m%d")
-    if sum(x != y for x, y in zip(a, b)) == 1:
+    off = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    if len(off) == 1:
         return "typo"
+    if len(off) == 2 and off[1] == off[0] + 1 and a[off[0]] == b[off[1]] and a[off[1]] == b[off[0]]:
+        return "typo"  # two neighbouring digits swapped, as in 21 typed for 12
     return "different"
 
 
@@ -117,14 +121,18 @@ def _dob_level(left: str, right: str) -> pl.Expr:
     a, b = pl.col(left), pl.col(right)
     number_a = a.dt.year() * 10000 + a.dt.month().cast(pl.Int32) * 100 + a.dt.day().cast(pl.Int32)
     number_b = b.dt.year() * 10000 + b.dt.month().cast(pl.Int32) * 100 + b.dt.day().cast(pl.Int32)
-    digits_off = pl.sum_horizontal(
-        [((number_a // 10**i) % 10 != (number_b // 10**i) % 10).cast(pl.Int8) for i in range(8)]
-    )
+    digit_a = [(number_a // 10**i) % 10 for i in range(8)]
+    digit_b = [(number_b // 10**i) % 10 for i in range(8)]
+    off = [da != db for da, db in zip(digit_a, digit_b)]
+    digits_off = pl.sum_horizontal([o.cast(pl.Int8) for o in off])
+    neighbours_swapped = pl.any_horizontal([
+        off[i] & off[i + 1] & (digit_a[i] == digit_b[i + 1]) & (digit_a[i + 1] == digit_b[i]) for i in range(7)
+    ]) & (digits_off == 2)
     swapped = (a.dt.year() == b.dt.year()) & (a.dt.month() == b.dt.day()) & (a.dt.day() == b.dt.month())
     return (
         pl.when(a.is_null() | b.is_null()).then(pl.lit("missing"))
         .when(a == b).then(pl.lit("exact"))
-        .when(swapped | (digits_off == 1)).then(pl.lit("typo"))
+        .when(swapped | (digits_off == 1) | neighbours_swapped).then(pl.lit("typo"))
         .otherwise(pl.lit("different"))
     )
 

@@ -6,7 +6,15 @@ import datetime as dt
 
 import polars as pl
 
-from tasks.matching import MatchConfig, dob_agreement, fold_name, fold_name_expr, match_rows, nickname_equivalent
+from tasks.matching import (
+    MatchConfig,
+    _dob_level,
+    dob_agreement,
+    fold_name,
+    fold_name_expr,
+    match_rows,
+    nickname_equivalent,
+)
 
 D = dt.date(2012, 5, 4)
 PERSON_SCHEMA = {"first_name": pl.String, "last_name": pl.String, "date_of_birth": pl.Date, "school_id": pl.Int64,
@@ -119,6 +127,8 @@ def test_helpers():
     assert not nickname_equivalent("ana", "ava")
     assert dob_agreement(dt.date(2012, 5, 4), dt.date(2012, 4, 5)) == "typo"
     assert dob_agreement(dt.date(2012, 5, 4), dt.date(2012, 5, 14)) == "typo"
+    assert dob_agreement(dt.date(2012, 7, 21), dt.date(2012, 7, 12)) == "typo"
+    assert dob_agreement(dt.date(2012, 7, 21), dt.date(2012, 7, 13)) == "different"
     assert dob_agreement(dt.date(2012, 5, 4), dt.date(2010, 1, 1)) == "different"
     assert dob_agreement(None, dt.date(2010, 1, 1)) == "missing"
 
@@ -247,3 +257,14 @@ def test_a_namesake_one_birth_date_typo_away_makes_the_row_a_question():
     got = decide([{"first_name": "Victoria", "last_name": "Flores", "date_of_birth": dt.date(2012, 9, 18)}], existing)[1]
     assert got["decision"] == "review" and "close" in got["explanation"]
     assert [c["student_key"] for c in got["candidates"]] == [70, 71]
+
+
+def test_birth_date_levels_on_columns_agree_with_dob_agreement():
+    import random
+
+    rng = random.Random(5)
+    days = [dt.date(2010, 1, 1) + dt.timedelta(days=rng.randrange(3000)) for _ in range(400)]
+    pairs = [(a, rng.choice([a, a.replace(day=min(28, a.day + 1)), dt.date(a.year, a.day, a.month) if a.day <= 12 else a,
+                            a + dt.timedelta(days=rng.randrange(-40, 40)), None])) for a in days]
+    frame = pl.DataFrame(pairs, schema={"a": pl.Date, "b": pl.Date}, orient="row")
+    assert frame.select(_dob_level("a", "b").alias("level"))["level"].to_list() == [dob_agreement(a, b) for a, b in pairs]
