@@ -12,9 +12,10 @@ class ReviewChoice(BaseModel):
     """One review item's decision in the form."""
 
     review_id: int = Field(title="Review item")
-    action: Literal["skip", "link", "new", "exclude"] = Field(
+    action: Literal["skip", "link", "new", "exclude", "unsure"] = Field(
         default="skip", title="Decision",
-        description="link: the row is candidate N; new: a new student; exclude: leave the row out; skip: decide later",
+        description="link: the row is candidate N; new: a new student; exclude: leave the row out; "
+        "unsure: escalate (recorded, still needs a decision); skip: decide later",
     )
     candidate: int = Field(default=1, ge=1, le=10, title="Candidate number (for link)")
 

@@ -24,6 +24,7 @@ from tasks.pipeline import advance_batch, open_batch
 from tasks.plan import plan_markdown, plan_tables
 from tasks.report import write_plan_xlsx
 from tasks.review import ReviewError, decide_review, review_items
+from tasks.review_sheet import export_review_xlsx, import_review_xlsx
 from tasks.restore import restore_students
 from tasks.template import export_roster, write_template
 from tasks import temporary
@@ -269,7 +270,7 @@ def cmd_issues(args: argparse.Namespace) -> int:
 
 def cmd_review_list(args: argparse.Namespace) -> int:
     with opened(args.warehouse) as con:
-        items = review_items(con, args.batch, pending_only=not args.all)
+        items = review_items(con, args.batch, pending_only=not args.all, escalated_only=args.escalated)
     if args.json:
         _print(items, True)
         return 0
@@ -297,6 +298,29 @@ def cmd_review_decide(args: argparse.Namespace) -> int:
     pending = progress["review"]["pending"]
     _print({**result, "pending": pending, "status": progress["status"]}, args.json,
            f"Item {args.item}: {args.action}{' (unchanged)' if not result['changed'] else ''}; {pending} pending")
+    return 0
+
+
+def cmd_review_export(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        path = export_review_xlsx(con, args.batch, Path(args.xlsx), pending_only=args.pending)
+    _print({"path": str(path)}, args.json, f"Review sheet: {path} (fill the decision column, then "
+                                           f"`rosterflow review import {args.batch} {path} --reviewer NAME`)")
+    return 0
+
+
+def cmd_review_import(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        try:
+            counts = import_review_xlsx(con, args.batch, Path(args.path), args.reviewer)
+            progress = advance_batch(con, args.batch)
+        except ReviewError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    pending = progress["review"]["pending"]
+    _print({**counts, "pending": pending, "status": progress["status"]}, args.json,
+           f"{counts['applied']} decision(s) applied, {counts['unchanged']} unchanged, {counts['skipped']} left "
+           f"empty; {pending} pending")
     return 0
 
 
@@ -464,11 +488,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("list", cmd_review_list, "list review items with their candidates", review)
     p.add_argument("batch", type=int)
     p.add_argument("--all", action="store_true", help="include decided items")
+    p.add_argument("--escalated", action="store_true", help="only items a reviewer was unsure of")
     p = command("decide", cmd_review_decide, "decide one review item", review)
     p.add_argument("batch", type=int)
     p.add_argument("item", type=int)
-    p.add_argument("--action", required=True, choices=["link", "new", "exclude"])
+    p.add_argument("--action", required=True, choices=["link", "new", "exclude", "unsure"],
+                   help="unsure escalates the item: recorded, but it still needs a decision")
     p.add_argument("--candidate", type=int, help="candidate number, for link")
+    p.add_argument("--reviewer", required=True)
+    p = command("export", cmd_review_export, "write the review queue to a spreadsheet to decide in Excel", review)
+    p.add_argument("batch", type=int)
+    p.add_argument("--xlsx", required=True, help="where to write the workbook")
+    p.add_argument("--pending", action="store_true", help="only items still needing a decision")
+    p = command("import", cmd_review_import, "apply the decisions of a filled-in review spreadsheet", review)
+    p.add_argument("batch", type=int)
+    p.add_argument("path")
     p.add_argument("--reviewer", required=True)
 
     p = command("plan", cmd_plan, "show what the batch will do if approved")

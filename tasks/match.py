@@ -41,8 +41,8 @@ def match_batch(con: duckdb.DuckDBPyConnection, batch_id: int, config: MatchConf
         # Decisions already made survive a re-match where they still apply (same row in review,
         # and for a link, the linked student still among its candidates).
         earlier = con.sql(
-            "SELECT row_no, action, student_key, reviewer, decided_at FROM review_items"
-            " WHERE batch_id = $b AND status = 'decided'", params={"b": batch_id}
+            "SELECT row_no, status, action, student_key, reviewer, decided_at FROM review_items"
+            " WHERE batch_id = $b AND status IN ('decided', 'escalated')", params={"b": batch_id}
         ).pl().to_arrow()
         con.execute("DELETE FROM match_results WHERE batch_id = ?", [batch_id])
         con.execute(
@@ -73,7 +73,7 @@ def match_batch(con: duckdb.DuckDBPyConnection, batch_id: int, config: MatchConf
         con.unregister("candidate_frame")
         con.register("earlier_decisions", earlier)
         con.execute(
-            "UPDATE review_items SET status = 'decided', action = e.action, student_key = e.student_key,"
+            "UPDATE review_items SET status = e.status, action = e.action, student_key = e.student_key,"
             " reviewer = e.reviewer, decided_at = e.decided_at FROM earlier_decisions e"
             " WHERE review_items.batch_id = ? AND review_items.row_no = e.row_no AND (e.action <> 'link' OR"
             " e.student_key IN (SELECT student_key FROM review_candidates c WHERE c.review_id = review_items.review_id))",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import json
+
 import duckdb
 import polars as pl
 from prefect import task
@@ -11,7 +13,9 @@ from prefect import task
 from warehouse import batches
 from warehouse.connection import first_row, opened, transaction
 
-ACTIONS = ("link", "new", "exclude")
+ACTIONS = ("link", "new", "exclude", "unsure")
+# An unsure reviewer escalates the item: recorded like a decision, but it still blocks the batch.
+OPEN_STATUSES = ("pending", "escalated")
 EDITABLE_STATUSES = (batches.STATUS_OPEN, batches.STATUS_IN_REVIEW, batches.STATUS_AWAITING_APPROVAL, batches.STATUS_HELD)
 
 
@@ -19,9 +23,13 @@ class ReviewError(ValueError):
     """A review decision that cannot be applied; the message says why and what to do."""
 
 
-def review_items(con: duckdb.DuckDBPyConnection, batch_id: int, pending_only: bool = False) -> list[dict[str, Any]]:
+def review_items(con: duckdb.DuckDBPyConnection, batch_id: int, pending_only: bool = False,
+                 escalated_only: bool = False) -> list[dict[str, Any]]:
     """Review items of a batch: the row with its provenance, the reason, the decision and the
-    candidates side by side with the fields that agree and differ."""
+    candidates side by side with the fields that agree and differ.
+
+    ``pending_only``: items still needing a decision (pending or escalated); ``escalated_only``:
+    items a reviewer was unsure of."""
     items = con.sql(
         "SELECT r.review_id, r.row_no, r.reason, r.status, r.action, r.student_key, r.reviewer, r.decided_at,"
         " s.file_name, s.sheet, s.excel_row, v.first_name, v.last_name, v.date_of_birth, v.student_id, v.ssid,"
@@ -29,8 +37,9 @@ def review_items(con: duckdb.DuckDBPyConnection, batch_id: int, pending_only: bo
         " FROM review_items r JOIN staged_rows s ON s.batch_id = r.batch_id AND s.row_no = r.row_no"
         " JOIN valid_rows v ON v.batch_id = r.batch_id AND v.row_no = r.row_no"
         " LEFT JOIN schools sc ON sc.school_id = v.school_id"
-        " WHERE r.batch_id = $b AND (NOT $pending OR r.status = 'pending') ORDER BY r.review_id",
-        params={"b": batch_id, "pending": pending_only},
+        " WHERE r.batch_id = $b AND (NOT $pending OR list_contains($open, r.status))"
+        " AND (NOT $escalated OR r.status = 'escalated') ORDER BY r.review_id",
+        params={"b": batch_id, "pending": pending_only, "open": list(OPEN_STATUSES), "escalated": escalated_only},
     ).pl()
     candidates = con.sql(
         "SELECT c.review_id, c.rank, c.student_key, c.score, c.agreement, st.first_name, st.last_name,"
@@ -50,7 +59,7 @@ def review_items(con: duckdb.DuckDBPyConnection, batch_id: int, pending_only: bo
     return result
 
 
-def decide_review(
+def check_decision(
     con: duckdb.DuckDBPyConnection,
     batch_id: int,
     review_id: int,
@@ -58,11 +67,8 @@ def decide_review(
     reviewer: str,
     candidate_rank: int | None = None,
 ) -> dict[str, Any]:
-    """Record a reviewer's decision on one item: link to candidate N, new student, or exclude.
-
-    Idempotent (the same decision again changes nothing) and changeable until the batch is approved.
-    A changed decision makes the plan stale, so the plan is computed again before approval.
-    """
+    """Check one decision without writing anything; raise ``ReviewError`` saying why it cannot be
+    applied. Returns the item's row number, its current decision and the student to link."""
     if action not in ACTIONS:
         raise ReviewError(f"Unknown action {action!r}: use one of {', '.join(ACTIONS)}.")
     if not reviewer or not reviewer.strip():
@@ -84,7 +90,8 @@ def decide_review(
             "SELECT student_key FROM review_candidates WHERE review_id = ? AND rank = ?", [review_id, candidate_rank]
         ))
         if found is None:
-            raise ReviewError(f"Review item {review_id} has no candidate {candidate_rank}.")
+            count = first_row(con.execute("SELECT count(*) FROM review_candidates WHERE review_id = ?", [review_id]))[0]
+            raise ReviewError(f"Review item {review_id} has no candidate {candidate_rank} (it has {count}).")
         student_key = int(found[0])
         claimed = con.execute(
             "SELECT row_no FROM match_results WHERE batch_id = ? AND decision = 'matched' AND student_key = ?"
@@ -98,18 +105,55 @@ def decide_review(
                 f"Student {student_key} is already linked to another person's row ({', '.join(other_people)}); "
                 "one student can be linked to one person only."
             )
-    if item[0] == "decided" and item[1] == action and item[2] == student_key:
+    return {"review_id": review_id, "row_no": item[3], "status": item[0], "previous": item[1],
+            "previous_key": item[2], "action": action, "student_key": student_key,
+            "changed": not (item[0] != "pending" and item[1] == action and item[2] == student_key)}
+
+
+def _apply_decisions(con: duckdb.DuckDBPyConnection, batch_id: int, checked: list[dict[str, Any]], reviewer: str,
+                     source: str) -> None:
+    """Write checked, changed decisions in bulk, audit each, and send the batch back to review.
+    The caller holds the transaction."""
+    frame = pl.DataFrame(
+        [{"review_id": c["review_id"], "action": c["action"], "student_key": c["student_key"],
+          "status": "escalated" if c["action"] == "unsure" else "decided"} for c in checked],
+        schema={"review_id": pl.Int64, "action": pl.String, "student_key": pl.Int64, "status": pl.String},
+    )
+    con.register("decision_frame", frame.to_arrow())
+    con.execute(
+        "UPDATE review_items SET status = d.status, action = d.action, student_key = d.student_key, reviewer = ?,"
+        " decided_at = current_timestamp FROM decision_frame d WHERE review_items.review_id = d.review_id",
+        [reviewer],
+    )
+    con.unregister("decision_frame")
+    batches.audit_many(con, reviewer, "review.decide", "review_item", batch_id, pl.DataFrame({
+        "entity_key": [str(c["review_id"]) for c in checked],
+        "detail": [json.dumps({"action": c["action"], "student_key": c["student_key"], "previous": c["previous"],
+                               "source": source}) for c in checked],
+    }))
+    batches.clear_stages(con, batch_id, ("review", "plan", "approve"))
+    batches.set_status(con, batch_id, batches.STATUS_IN_REVIEW)
+
+
+def decide_review(
+    con: duckdb.DuckDBPyConnection,
+    batch_id: int,
+    review_id: int,
+    action: str,
+    reviewer: str,
+    candidate_rank: int | None = None,
+) -> dict[str, Any]:
+    """Record a reviewer's decision on one item: link to candidate N, new student, exclude, or
+    unsure (escalated: recorded, but the item still needs a decision).
+
+    Idempotent (the same decision again changes nothing) and changeable until the batch is approved.
+    A changed decision makes the plan stale, so the plan is computed again before approval.
+    """
+    checked = check_decision(con, batch_id, review_id, action, reviewer, candidate_rank)
+    if not checked["changed"]:
         return {"review_id": review_id, "changed": False}
     with transaction(con):
-        con.execute(
-            "UPDATE review_items SET status = 'decided', action = ?, student_key = ?, reviewer = ?,"
-            " decided_at = current_timestamp WHERE review_id = ?",
-            [action, student_key, reviewer.strip(), review_id],
-        )
-        batches.audit(con, reviewer.strip(), "review.decide", "review_item", review_id, batch_id,
-                      {"action": action, "student_key": student_key, "previous": item[1]})
-        batches.clear_stages(con, batch_id, ("review", "plan", "approve"))
-        batches.set_status(con, batch_id, batches.STATUS_IN_REVIEW)
+        _apply_decisions(con, batch_id, [checked], reviewer.strip(), "decide")
     return {"review_id": review_id, "changed": True}
 
 
@@ -148,8 +192,9 @@ def close_review(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any
             [batch_id],
         ).fetchall()
     )
-    result = {"pending": counts.get("pending", 0), "link": counts.get("link", 0), "new": counts.get("new", 0),
-              "exclude": counts.get("exclude", 0)}
+    # Escalated items count as pending: the batch waits until someone decides them.
+    result = {"pending": counts.get("pending", 0) + counts.get("unsure", 0), "escalated": counts.get("unsure", 0),
+              "link": counts.get("link", 0), "new": counts.get("new", 0), "exclude": counts.get("exclude", 0)}
     if result["pending"] == 0:
         with transaction(con):
             batches.record_stage(con, batch_id, "review", result)
@@ -157,7 +202,15 @@ def close_review(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any
 
 
 def review_markdown(items: list[dict[str, Any]], limit: int = 25) -> str:
-    """The pending items as markdown: the row and its candidates side by side, with agreement."""
+    """The pending items as markdown: the row and its candidates side by side, each candidate
+    field that differs from the row in bold, with the reason and the agreement."""
+    from tasks.review_sheet import _differs
+
+    def cell(field: str, item: dict[str, Any], candidate: dict[str, Any]) -> str:
+        value = candidate.get(field)
+        text = "" if value is None else str(value)
+        return f"**{text}**" if text and _differs(field, item.get(field), value) else text
+
     lines = []
     for item in items[:limit]:
         lines.append(
@@ -165,6 +218,8 @@ def review_markdown(items: list[dict[str, Any]], limit: int = 25) -> str:
             f"({item['file_name']}, sheet {item['sheet']}, row {item['excel_row']})"
         )
         lines.append(f"Why not automatic: {item['reason']}")
+        if item["status"] == "escalated":
+            lines.append(f"Escalated by {item['reviewer']} (unsure): it needs a decision.")
         lines.append("")
         lines.append("| | first | last | date of birth | student ID | SSID | school | grade | score | agreement |")
         lines.append("|---|---|---|---|---|---|---|---|---|---|")
@@ -173,14 +228,14 @@ def review_markdown(items: list[dict[str, Any]], limit: int = 25) -> str:
             f"{item['student_id'] or ''} | {item['ssid'] or ''} | {item['school'] or ''} | {item['grade'] or ''} | | |"
         )
         for c in item["candidates"]:
-            lines.append(
-                f"| candidate {c['rank']} | {c['first_name']} | {c['last_name']} | {c['date_of_birth'] or ''} | "
-                f"{c['student_id'] or ''} | {c['ssid'] or ''} | {c['school'] or ''} | {c['grade'] or ''} | "
-                f"{c['score']:.0f} | {c['agreement']} ({c['status']}) |"
-            )
+            fields = " | ".join(cell(f, item, c) for f in ("first_name", "last_name", "date_of_birth", "student_id",
+                                                          "ssid", "school", "grade"))
+            lines.append(f"| candidate {c['rank']} | {fields} | {c['score']:.0f} | {c['agreement']} ({c['status']}) |")
         lines.append("")
     if len(items) > limit:
         lines.append(f"... and {len(items) - limit} more items: they are shown after these are decided.")
+    if items:
+        lines.append("Bold: differs from the row.")
     return "\n".join(lines)
 
 

@@ -269,7 +269,7 @@ def test_the_schema_upgrade_keeps_every_student(tmp_path: Path):
         con.execute("INSERT INTO students (student_key, first_name, last_name, ssid, login_name, status, deleted_batch)"
                     " VALUES (1, 'Ana', 'Silva', 'SS1', 'ASILVA', 'active', NULL),"
                     " (2, 'Bo', 'Lee', NULL, 'BLEE', 'deleted', 7)")
-        assert apply_migrations(con) == ["005_temporary_students.sql"]
+        assert apply_migrations(con)[0] == "005_temporary_students.sql"
         assert con.execute("SELECT student_key, first_name, ssid, login_name, status, deleted_batch, linked_to"
                            " FROM students ORDER BY 1").fetchall() == [
             (1, "Ana", "SS1", "ASILVA", "active", None, None), (2, "Bo", None, "BLEE", "deleted", 7, None)]

@@ -129,7 +129,9 @@ def audit_many(
     batch_id: int | None,
     entity_keys: pl.DataFrame,
 ) -> None:
-    """Append one audit entry per row of ``entity_keys`` (columns ``entity_key``, ``detail`` as text), in bulk."""
+    """Append one audit entry per row of ``entity_keys`` (columns ``entity_key``, ``detail`` as text), in bulk.
+
+    A detail that is a JSON object's text is stored as that object; other text as ``{"detail": text}``."""
     if entity_keys.is_empty():
         return
     audit_rows = entity_keys.select(
@@ -138,7 +140,8 @@ def audit_many(
     con.register("audit_rows", audit_rows)
     con.execute(
         "INSERT INTO audit_log (actor, batch_id, action, entity, entity_key, detail)"
-        " SELECT ?, ?, ?, ?, entity_key, json_object('detail', detail) FROM audit_rows",
+        " SELECT ?, ?, ?, ?, entity_key, CASE WHEN starts_with(detail, '{') AND json_valid(detail) THEN detail::JSON"
+        " ELSE json_object('detail', detail) END FROM audit_rows",
         [actor, batch_id, action, entity],
     )
     # Unregistered only on success: after an error the transaction is aborted and the caller rolls back.
