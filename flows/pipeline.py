@@ -25,6 +25,7 @@ from tasks.approve import approval_context_task, decide_batch_task
 from tasks.commit import commit_task
 from tasks.ingest import expand_paths
 from tasks.match import match_task
+from tasks.messages import messages_task
 from tasks.pipeline import finished_stages_task, ingest_validate_task, open_batch_task, resolve_term
 from tasks.plan import plan_task
 from tasks.report import publish_issues_task, publish_plan_task, write_plan_workbook_task
@@ -128,6 +129,9 @@ def run_batch(mode: str, config: BatchRunConfig) -> str:
     if not decision["approved"]:
         logger.info("Batch %s rejected by %s: nothing changed", batch_id, decision["approver"])
         return "rejected"
-    committed = commit_task(warehouse, batch_id, decision["approver"], config.outbox_dir)
+    committed = commit_task(warehouse, batch_id, decision["approver"])
     logger.info("Batch %s committed: %s", batch_id, committed)
+    delivered = messages_task(warehouse, batch_id, config.outbox_dir)
+    logger.info("Messages: %s written to %s, %s sent, %s failed (kept for `rosterflow messages send`)",
+                delivered["messages"], config.outbox_dir, delivered["sent"], delivered["failed"])
     return "committed"

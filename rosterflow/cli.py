@@ -18,8 +18,9 @@ import polars as pl
 from flows.config import MigrationConfig, RegistrationConfig
 from rosterflow.settings import load_settings
 from tasks.approve import ApprovalError, decide_batch
-from tasks.commit import CommitError, commit_batch, write_teacher_rosters
+from tasks.commit import CommitError, commit_batch
 from tasks.ingest import BatchTooLarge
+from tasks.messages import deliver, message_center, send_messages
 from tasks.pipeline import advance_batch, open_batch
 from tasks.plan import plan_markdown, plan_tables
 from tasks.report import write_plan_xlsx
@@ -324,6 +325,33 @@ def cmd_review_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_messages_list(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        messages = message_center(con, args.batch)
+    rows = messages.with_columns(pl.col("created_at", "sent_at").cast(pl.String)).to_dicts()
+    if args.json:
+        _print(rows, True)
+        return 0
+    if not rows:
+        print("No messages.")
+    for m in rows:
+        print(f"[{m['message_id']}] batch {m['batch_id']}  {m['status']:<7} to {m['recipient']}: {m['subject']}"
+              + (f"  ({m['error']})" if m["error"] else ""))
+    return 0
+
+
+def cmd_messages_send(args: argparse.Namespace) -> int:
+    mail = load_settings().mail
+    if not mail.smtp_host:
+        print("error: no SMTP server is configured (set ROSTERFLOW_SMTP_HOST); messages stay in the outbox.",
+              file=sys.stderr)
+        return 2
+    with opened(args.warehouse) as con:
+        outcome = send_messages(con, mail, args.batch)
+    _print(outcome, args.json, f"{outcome['sent']} sent, {outcome['failed']} failed")
+    return 0 if outcome["failed"] == 0 else 1
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     with opened(args.warehouse) as con:
         progress = advance_batch(con, args.batch)
@@ -351,11 +379,12 @@ def cmd_approve(args: argparse.Namespace) -> int:
                 _print(decision, args.json, f"Batch {args.batch} rejected by {decision['approver']}: nothing changed.")
                 return 0
             summary = commit_batch(con, args.batch, decision["approver"])
-            outbox = write_teacher_rosters(con, args.batch, Path(args.outbox))
+            delivered = deliver(con, args.batch, Path(args.outbox))
         except (ApprovalError, CommitError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-    summary["outbox"] = [str(p) for p in outbox]
+    summary["outbox"] = delivered["outbox"]
+    summary["messages"] = {k: delivered[k] for k in ("messages", "sent", "failed")}
     _print(summary, args.json, f"Batch {args.batch} committed: " + json.dumps(summary, indent=2))
     return 0
 
@@ -504,6 +533,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("batch", type=int)
     p.add_argument("path")
     p.add_argument("--reviewer", required=True)
+
+    messages = sub.add_parser("messages", help="the message center: rosters and confirmations").add_subparsers(
+        dest="messages_command", required=True)
+    p = command("list", cmd_messages_list, "list messages with their status", messages)
+    p.add_argument("--batch", type=int)
+    p = command("send", cmd_messages_send, "send messages not sent yet (written, or failed before)", messages)
+    p.add_argument("--batch", type=int)
 
     p = command("plan", cmd_plan, "show what the batch will do if approved")
     p.add_argument("batch", type=int)

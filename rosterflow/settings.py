@@ -8,6 +8,19 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class MailSettings:
+    """How messages leave: always written to the outbox; sent by SMTP when ``smtp_host`` is set."""
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    starttls: bool = False
+    sender: str = "rosterflow@localhost"
+    admin_email: str = "administrator@localhost"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where rosterflow keeps its state on this machine."""
 
@@ -15,6 +28,7 @@ class Settings:
     outbox_dir: Path
     uploads_dir: Path
     approvers: tuple[str, ...]
+    mail: MailSettings = MailSettings()
 
 
 def load_settings() -> Settings:
@@ -24,6 +38,10 @@ def load_settings() -> Settings:
     - ``ROSTERFLOW_OUTBOX``: where teacher and administrator messages are written (``var/outbox``).
     - ``ROSTERFLOW_UPLOADS``: where uploaded sheets of a collecting migration are kept (``var/uploads``).
     - ``ROSTERFLOW_APPROVERS``: comma-separated names allowed to approve; empty allows anyone.
+    - ``ROSTERFLOW_ADMIN_EMAIL``: the administrator who gets a copy of every message and the
+      confirmation (``administrator@localhost``); ``ROSTERFLOW_MAIL_FROM``: the sender.
+    - ``ROSTERFLOW_SMTP_HOST`` (unset: messages are only written to the outbox), ``ROSTERFLOW_SMTP_PORT``
+      (25), ``ROSTERFLOW_SMTP_USER``, ``ROSTERFLOW_SMTP_PASSWORD``, ``ROSTERFLOW_SMTP_STARTTLS`` (1 to upgrade).
     """
     approvers = tuple(
         name.strip() for name in os.environ.get("ROSTERFLOW_APPROVERS", "").split(",") if name.strip()
@@ -33,4 +51,13 @@ def load_settings() -> Settings:
         outbox_dir=Path(os.environ.get("ROSTERFLOW_OUTBOX", "var/outbox")),
         uploads_dir=Path(os.environ.get("ROSTERFLOW_UPLOADS", "var/uploads")),
         approvers=approvers,
+        mail=MailSettings(
+            smtp_host=os.environ.get("ROSTERFLOW_SMTP_HOST") or None,
+            smtp_port=int(os.environ.get("ROSTERFLOW_SMTP_PORT", "25")),
+            smtp_user=os.environ.get("ROSTERFLOW_SMTP_USER") or None,
+            smtp_password=os.environ.get("ROSTERFLOW_SMTP_PASSWORD") or None,
+            starttls=os.environ.get("ROSTERFLOW_SMTP_STARTTLS", "") in ("1", "true", "yes"),
+            sender=os.environ.get("ROSTERFLOW_MAIL_FROM", "rosterflow@localhost"),
+            admin_email=os.environ.get("ROSTERFLOW_ADMIN_EMAIL", "administrator@localhost"),
+        ),
     )

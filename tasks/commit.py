@@ -8,7 +8,6 @@ without raising), and committing again is a no-op.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -16,7 +15,6 @@ import polars as pl
 from prefect import task
 
 from tasks import credentials
-from tasks.exports import write_xlsx
 from warehouse import batches
 from warehouse.connection import first_row, opened, transaction
 
@@ -261,37 +259,6 @@ def _use_subscriptions(con: duckdb.DuckDBPyConnection, subscription_type: str, p
             )
 
 
-def write_teacher_rosters(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Path) -> list[Path]:
-    """One .xlsx per teacher of the batch: class code, term, period, student names, ID, login and,
-    for new students, the password; plus the administrator's confirmation. Returns the paths."""
-    rows = con.sql(
-        "SELECT t.first_name || ' ' || t.last_name AS teacher, t.email, sc.name AS school, c.class_code AS \"Class Code\","
-        " c.term AS \"Term\", c.period AS \"Class Period\", s.first_name AS \"Student First Name\","
-        " s.last_name AS \"Student Last Name\", s.student_id AS \"Student ID\", s.login_name AS \"Login Name\","
-        " coalesce(ic.password, '(existing account: password unchanged)') AS \"Student Password\""
-        " FROM enrollments e JOIN classes c USING (class_id) JOIN teachers t USING (teacher_id)"
-        " JOIN schools sc ON sc.school_id = c.school_id JOIN students s ON s.student_key = e.student_key"
-        " LEFT JOIN issued_credentials ic ON ic.batch_id = e.created_batch AND ic.student_key = e.student_key"
-        " WHERE e.created_batch = $b ORDER BY t.email, c.class_code, s.last_name, s.first_name",
-        params={"b": batch_id},
-    ).pl()
-    folder = outbox_dir / f"batch-{batch_id}"
-    paths = []
-    for (email,), group in rows.group_by("email", maintain_order=True):
-        school = group["school"][0]
-        paths.append(write_xlsx(folder / f"roster-{email}.xlsx",
-                                {f"Student List {school}"[:31]: group.drop("teacher", "email", "school")}))
-    summary = committed_summary(con, batch_id) or {}
-    files = [r[0] for r in con.execute("SELECT file_name FROM batch_files WHERE batch_id = ?", [batch_id]).fetchall()]
-    confirmation = folder / "administrator-confirmation.txt"
-    confirmation.parent.mkdir(parents=True, exist_ok=True)
-    confirmation.write_text(
-        f"Subject: Batch {batch_id} completed: {', '.join(files)}\n\n" + json.dumps(summary, indent=2) + "\n",
-        encoding="utf-8",
-    )
-    return [*paths, confirmation]
-
-
 def _warehouse_busy(task, task_run, state) -> bool:
     """Retry only when another process holds the warehouse file; every other failure is final."""
     try:
@@ -304,9 +271,7 @@ def _warehouse_busy(task, task_run, state) -> bool:
 
 
 @task(name="commit", retries=3, retry_delay_seconds=10, retry_condition_fn=_warehouse_busy)
-def commit_task(warehouse_path: str, batch_id: int, actor: str, outbox_dir: str) -> dict[str, Any]:
-    """Prefect task: commit the approved batch (exactly once) and write the teachers' rosters."""
+def commit_task(warehouse_path: str, batch_id: int, actor: str) -> dict[str, Any]:
+    """Prefect task: commit the approved batch (exactly once)."""
     with opened(warehouse_path) as con:
-        summary = commit_batch(con, batch_id, actor)
-        summary["outbox"] = [str(p) for p in write_teacher_rosters(con, batch_id, Path(outbox_dir))]
-    return summary
+        return commit_batch(con, batch_id, actor)
