@@ -37,6 +37,11 @@ def test_registration_then_migration_with_review_and_approval(run, district, tmp
     assert pl.read_excel(tmp_path / "plan.xlsx", sheet_name="Classes")["to_register"].sum() == 108
     code, out, _ = run("approve", str(batch["batch_id"]), "--approver", "Pat Admin", "--json")
     assert code == 0 and json.loads(out)["students_created"] == 108
+    # Six teachers: six rosters, six copies and one confirmation, written (no SMTP server here).
+    messages = json.loads(run("messages", "list", "--batch", str(batch["batch_id"]), "--json")[1])
+    assert len(messages) == 13 and {m["status"] for m in messages} == {"written"}
+    code, _, err = run("messages", "send")
+    assert code == 2 and "ROSTERFLOW_SMTP_HOST" in err
 
     code, out, _ = run("migrate", *map(str, district.migration_files), "--term", district.migration_term,
                        "--subscription", district.subscription_type, "--json")
