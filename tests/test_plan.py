@@ -146,3 +146,15 @@ def test_the_plan_shows_name_differences_and_removals_per_school_and_keeps_regis
     with opened(town) as con:
         assert con.execute("SELECT first_name, last_name FROM students WHERE student_id = '7'").fetchall() == [
             ("Kid7", "Family7")]
+
+
+def test_a_cut_off_workbook_holds_the_whole_migration_and_removes_nobody(town: Path, tmp_path: Path):
+    from tests.test_bad_files import truncated_xlsx
+
+    # ABC's sheet is fine; Summerwind's workbook arrived cut off (a failed upload): it cannot be
+    # read, so it may hold any school's students, and nobody anywhere is removed.
+    abc_only = write_roster(tmp_path / "abc.xlsx", year_two(drop=set(range(21, 41)) | {1, 2}))
+    progress = start(town, "migration", [abc_only, truncated_xlsx(tmp_path)], "Fall 2026", SUB)
+    plan = progress["plan"]
+    assert progress["status"] == "held" and plan["hold_all"] and plan["removals"] == 0
+    assert any("truncated.xlsx" in reason for reason in plan["hold_reasons"])
