@@ -57,7 +57,7 @@ class MatchConfig(BaseModel):
     blocking_passes: list[str] = Field(
         default=["name_tokens", "last_birth_date", "first_birth_date", "nickname_last",
                  "initials_birth_date", "first_last_ends", "last_first_ends", "first_last_prefix",
-                 "last_first_prefix"],
+                 "last_first_prefix", "last_first_initial"],
         description="Blocking rules, each a way two records may meet for fuzzy scoring (see BLOCKING_RULES).",
     )
 
@@ -180,8 +180,8 @@ def person_key_expr() -> pl.Expr:
 # survive any one error and most pairs of them: a first-name typo (last_birth_date), a last-name
 # typo or a changed double surname (first_birth_date), swapped names (name_tokens), a nickname
 # (nickname_last), typos in both names (initials_birth_date), a typo in one name and a wrong or
-# missing date of birth (first_last_ends, last_first_ends, first_last_prefix, last_first_prefix;
-# the prefix passes also hold every pair with the same full name).
+# missing date of birth (first_last_ends, last_first_ends, first_last_prefix, last_first_prefix,
+# last_first_initial; the prefix passes also hold every pair with the same full name).
 BLOCKING_RULES: dict[str, list[str]] = {
     "full_name": ["first_key", "last_key"],
     "name_tokens": ["name_tokens"],
@@ -195,13 +195,22 @@ BLOCKING_RULES: dict[str, list[str]] = {
     "last_first_initial_year": ["last_key", "first_initial", "birth_year"],
     "first_last_prefix": ["first_key", "last_prefix"],
     "last_first_prefix": ["last_key", "first_prefix"],
+    "last_first_initial": ["last_key", "first_initial"],
     "birth_date": ["date_of_birth"],
 }
 
 
+# Every typo-like pair of birth dates shares one of these: a digit off in the day or a swap within
+# it (year and month), in the month (year and day), in the year (month and day), or day and month
+# swapped (the year and the two numbers). Joining on them instead of the year alone makes the
+# passes without the birth date about ten times smaller.
+TYPO_KEYS = ("year_month", "year_day", "month_day", "year_month_day_set")
+
+
 def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str]) -> pl.LazyFrame:
     """One side of a blocking pass: the record key, a hash of the blocking keys, the birth date."""
-    side = frame.lazy().select(key, "date_of_birth", *[c for c in columns if c not in ("nick_key", "date_of_birth")],
+    side = frame.lazy().select(key, "date_of_birth",
+                               *[c for c in columns if c not in ("nick_key", "date_of_birth")],
                                *(["nick_keys"] if "nick_key" in columns else []))
     if "nick_key" in columns:
         side = side.explode("nick_keys").rename({"nick_keys": "nick_key"})
@@ -214,39 +223,55 @@ def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str]) -> pl.Lazy
     return side.select(key, "date_of_birth", block=pl.struct(columns).hash())
 
 
+def _with_typo_keys(side: pl.LazyFrame, dob: str) -> pl.LazyFrame:
+    year = pl.col(dob).dt.year()
+    month, day = pl.col(dob).dt.month().cast(pl.Int32), pl.col(dob).dt.day().cast(pl.Int32)
+    # Cached: each side feeds several joins of one plan, computed once.
+    return side.with_columns(
+        year_month=year * 100 + month, year_day=year * 100 + day, month_day=month * 100 + day,
+        year_month_day_set=year * 10000 + pl.min_horizontal(month, day) * 100 + pl.max_horizontal(month, day),
+    ).cache()
+
+
 def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list[str],
                     drop_definite_no: bool = False) -> pl.DataFrame:
     """Distinct (row_no, student_key) pairs that meet in at least one blocking pass.
 
     Both frames come from ``prepare``. With ``drop_definite_no``, pairs whose dates of birth differ
     beyond a typo are left out as they are found (they could never be a candidate): a pass
-    without the date of birth then runs as three narrower joins whose union holds every pair
-    with a typo-like date (same year, or same month and day) or a missing one.
+    without the date of birth then runs as narrower joins whose union holds every pair with a
+    typo-like date (see ``TYPO_KEYS``) or a missing one.
     """
     pairs = []
     for name in passes:
         keys = BLOCKING_RULES[name]
+        left = _blocking_side(incoming, "row_no", keys).rename({"date_of_birth": "dob_in"})
+        # Only existing records sharing a block with some incoming row can pair: one semi-join
+        # shrinks the large side before the narrower joins below.
+        right = (_blocking_side(existing, "student_key", keys).rename({"date_of_birth": "dob_ex"})
+                 .join(left.select("block").unique(), on="block", how="semi"))
+        left, right = _with_typo_keys(left, "dob_in"), _with_typo_keys(right, "dob_ex")
         if not drop_definite_no or any(k in keys for k in ("date_of_birth", "birth_year")):
-            pairs.append(_block_join(incoming, existing, keys, drop_definite_no))
+            pairs.append(_block_join(left, right, ["block"]))
             continue
-        pairs.append(_block_join(incoming, existing, [*keys, "birth_year"], True))
-        pairs.append(_block_join(incoming, existing, [*keys, "month_day"], True))
-        undated_in = incoming.filter(pl.col("date_of_birth").is_null())
-        undated_ex = existing.filter(pl.col("date_of_birth").is_null())
-        pairs.append(_block_join(undated_in, existing, keys, False))
-        pairs.append(_block_join(incoming, undated_ex, keys, False))
+        dated_in, dated_ex = left.filter(pl.col("dob_in").is_not_null()), right.filter(pl.col("dob_ex").is_not_null())
+        for typo_key in TYPO_KEYS:
+            pairs.append(_block_join(dated_in, dated_ex, ["block", typo_key]))
+        pairs.append(_block_join(left.filter(pl.col("dob_in").is_null()), right, ["block"]))
+        pairs.append(_block_join(dated_in, right.filter(pl.col("dob_ex").is_null()), ["block"]))
     if not pairs:
         return pl.DataFrame(schema={"row_no": pl.Int64, "student_key": pl.Int64})
-    return pl.concat(pairs).unique().collect()
-
-
-def _block_join(incoming: pl.DataFrame, existing: pl.DataFrame, keys: list[str], drop_definite_no: bool) -> pl.LazyFrame:
-    left = _blocking_side(incoming, "row_no", keys).rename({"date_of_birth": "dob_in"})
-    right = _blocking_side(existing, "student_key", keys).rename({"date_of_birth": "dob_ex"})
-    joined = left.join(right, on="block", how="inner")
+    found = pl.concat(pairs).collect()
     if drop_definite_no:
-        joined = joined.filter(_dob_level("dob_in", "dob_ex") != "different")
-    return joined.select("row_no", "student_key")
+        # Filtered once the joins are done: inside the lazy plan the filter would be pushed into
+        # every join, and planning that large expression forty times costs more than the joins.
+        found = found.filter(_dob_level("dob_in", "dob_ex") != "different")
+    return found.select("row_no", "student_key").unique()
+
+
+def _block_join(left: pl.LazyFrame, right: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
+    return left.select("row_no", "dob_in", *on).join(right.select("student_key", "dob_ex", *on), on=on).select(
+        "row_no", "student_key", "dob_in", "dob_ex")
 
 
 def _similarity(left: pl.Series, right: pl.Series, scorer) -> pl.Series:
