@@ -168,17 +168,20 @@ def send_messages(con: duckdb.DuckDBPyConnection, mail: MailSettings, batch_id: 
     sent = failed = 0
     try:
         smtp = smtplib.SMTP(mail.smtp_host, mail.smtp_port, timeout=30)
-    except OSError as error:
-        _record_outcome(con, waiting["message_id"].to_list(), f"cannot reach {mail.smtp_host}:{mail.smtp_port}: {error}")
-        return {"sent": 0, "failed": waiting.height}
-    with smtp:
         if mail.starttls:
             smtp.starttls()
         if mail.smtp_user:
             smtp.login(mail.smtp_user, mail.smtp_password or "")
+    except (OSError, smtplib.SMTPException) as error:
+        # The commit is done whatever happens here: the messages wait, marked failed, for the next send.
+        _record_outcome(con, waiting["message_id"].to_list(),
+                        f"cannot reach {mail.smtp_host}:{mail.smtp_port}: {type(error).__name__}: {error}")
+        return {"sent": 0, "failed": waiting.height}
+    with smtp:
         for message_id, eml_path in waiting.iter_rows():
             try:
-                message = BytesParser(policy=email.policy.SMTP).parse(Path(eml_path).open("rb"))
+                with Path(eml_path).open("rb") as stored:
+                    message = BytesParser(policy=email.policy.SMTP).parse(stored)
                 smtp.send_message(message)
             except (OSError, smtplib.SMTPException) as error:
                 _record_outcome(con, [message_id], f"{type(error).__name__}: {error}")

@@ -167,3 +167,16 @@ def test_without_an_smtp_server_messages_are_written_to_the_outbox_only(committe
     eml = Path(center.filter(pl.col("kind") == "admin_confirmation")["eml_path"][0])
     parsed = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
     assert parsed["To"] == "administrator@localhost" and "Batch Fall 2012.xlsx" in parsed["Subject"]
+
+
+def test_a_refused_login_marks_the_messages_failed_and_the_commit_stands(committed, smtp, tmp_path):
+    warehouse, batch_id = committed
+    inbox, mail, _ = smtp
+    # The test server offers no AUTH: a configured login is refused, as a wrong password would be.
+    with_login = MailSettings(**{**mail.__dict__, "smtp_user": "rosterflow", "smtp_password": "wrong"})
+    with opened(warehouse) as con:
+        outcome = deliver(con, batch_id, tmp_path / "outbox", with_login)
+        center = message_center(con, batch_id)
+        committed_rows = con.execute("SELECT count(*) FROM commit_markers").fetchall()
+    assert outcome["failed"] == 5 and inbox.messages == [] and committed_rows == [(1,)]
+    assert set(center["status"]) == {"failed"} and center["error"].str.contains("SMTP").all()
