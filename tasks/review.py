@@ -10,6 +10,7 @@ import duckdb
 import polars as pl
 from prefect import task
 
+from tasks.matching import fold_name
 from warehouse import batches
 from warehouse.connection import first_row, opened, transaction
 
@@ -99,7 +100,7 @@ def check_decision(
             " AND review_id <> ?",
             [batch_id, student_key, batch_id, student_key, review_id],
         ).fetchall()
-        other_people = _other_people(con, batch_id, item[3], [r[0] for r in claimed])
+        other_people = other_people_claiming(con, batch_id, item[3], [r[0] for r in claimed])
         if other_people:
             raise ReviewError(
                 f"Student {student_key} is already linked to another person's row ({', '.join(other_people)}); "
@@ -110,7 +111,7 @@ def check_decision(
             "changed": not (item[0] != "pending" and item[1] == action and item[2] == student_key)}
 
 
-def _apply_decisions(con: duckdb.DuckDBPyConnection, batch_id: int, checked: list[dict[str, Any]], reviewer: str,
+def apply_decisions(con: duckdb.DuckDBPyConnection, batch_id: int, checked: list[dict[str, Any]], reviewer: str,
                      source: str) -> None:
     """Write checked, changed decisions in bulk, audit each, and send the batch back to review.
     The caller holds the transaction."""
@@ -153,11 +154,11 @@ def decide_review(
     if not checked["changed"]:
         return {"review_id": review_id, "changed": False}
     with transaction(con):
-        _apply_decisions(con, batch_id, [checked], reviewer.strip(), "decide")
+        apply_decisions(con, batch_id, [checked], reviewer.strip(), "decide")
     return {"review_id": review_id, "changed": True}
 
 
-def _other_people(con: duckdb.DuckDBPyConnection, batch_id: int, row_no: int, claimed_rows: list[int]) -> list[str]:
+def other_people_claiming(con: duckdb.DuckDBPyConnection, batch_id: int, row_no: int, claimed_rows: list[int]) -> list[str]:
     """Excel locations of claimed rows that are a different person from ``row_no``."""
     if not claimed_rows:
         return []
@@ -201,15 +202,23 @@ def close_review(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any
     return result
 
 
+def field_differs(field: str, row_value: Any, candidate_value: Any) -> bool:
+    """Whether a candidate's field says something else than the row's: names compared folded
+    (case, accents, spacing), other fields as trimmed text; a missing value differs from nothing."""
+    if row_value is None or candidate_value is None:
+        return False
+    if field in ("first_name", "last_name"):
+        return fold_name(str(row_value)) != fold_name(str(candidate_value))
+    return str(row_value).strip().lower() != str(candidate_value).strip().lower()
+
+
 def review_markdown(items: list[dict[str, Any]], limit: int = 25) -> str:
     """The pending items as markdown: the row and its candidates side by side, each candidate
     field that differs from the row in bold, with the reason and the agreement."""
-    from tasks.review_sheet import _differs
-
     def cell(field: str, item: dict[str, Any], candidate: dict[str, Any]) -> str:
         value = candidate.get(field)
         text = "" if value is None else str(value)
-        return f"**{text}**" if text and _differs(field, item.get(field), value) else text
+        return f"**{text}**" if text and field_differs(field, item.get(field), value) else text
 
     lines = []
     for item in items[:limit]:

@@ -18,8 +18,8 @@ import polars as pl
 import xlsxwriter
 
 from tasks.exports import neutralize
-from tasks.matching import fold_name
-from tasks.review import ReviewError, _apply_decisions, _other_people, check_decision, review_items
+from tasks.review import (ReviewError, apply_decisions, check_decision, field_differs, other_people_claiming,
+                          review_items)
 from warehouse import batches
 from warehouse.connection import transaction
 
@@ -46,14 +46,6 @@ def decision_text(item: dict[str, Any]) -> str:
         rank = next((c["rank"] for c in item["candidates"] if c["student_key"] == item["student_key"]), None)
         return f"link {rank}" if rank is not None else ""
     return item["action"] or ""
-
-
-def _differs(field: str, row_value: Any, candidate_value: Any) -> bool:
-    if row_value is None or candidate_value is None:
-        return False
-    if field in ("first_name", "last_name"):
-        return fold_name(str(row_value)) != fold_name(str(candidate_value))
-    return str(row_value).strip().lower() != str(candidate_value).strip().lower()
 
 
 def export_review_xlsx(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path, pending_only: bool = False) -> Path:
@@ -102,7 +94,7 @@ def export_review_xlsx(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path
             for field, _ in CANDIDATE_FIELDS:
                 if candidate is not None:
                     value = round(candidate[field]) if field == "score" else candidate[field]
-                    put(r, column, value, field in dict(ROW_FIELDS) and _differs(field, item.get(field), value))
+                    put(r, column, value, field in dict(ROW_FIELDS) and field_differs(field, item.get(field), value))
                 column += 1
     if items:
         sheet.data_validation(1, 1, len(items), 1, {
@@ -201,7 +193,7 @@ def import_review_xlsx(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path
             links.setdefault(result["student_key"], []).append(result)
     for student_key, results in links.items():
         for result in results[1:]:
-            if _other_people(con, batch_id, results[0]["row_no"], [result["row_no"]]):
+            if other_people_claiming(con, batch_id, results[0]["row_no"], [result["row_no"]]):
                 problems.append(f"sheet {SHEET}, row {result['excel_row']}, column decision: student {student_key} is "
                                 f"also linked at row {results[0]['excel_row']} to another person's row; one student "
                                 "can be linked to one person only.")
@@ -210,7 +202,7 @@ def import_review_xlsx(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path
     changed = [c for c in checked if c["changed"]]
     if changed:
         with transaction(con):
-            _apply_decisions(con, batch_id, changed, reviewer.strip(), f"sheet {path.name}")
+            apply_decisions(con, batch_id, changed, reviewer.strip(), f"sheet {path.name}")
     return {"applied": len(changed), "unchanged": len(checked) - len(changed),
             "skipped": _row_count(path) - len(decisions)}
 
