@@ -12,9 +12,8 @@ import polars as pl
 import pytest
 from aiosmtpd.controller import Controller
 
-from rosterflow.settings import MailSettings
 from tasks.credentials import verify_password
-from tasks.messages import build_messages, deliver, message_center, send_messages
+from tasks.messages import MailSettings, build_messages, deliver, message_center, send_messages
 from tests.batch_helpers import approve_and_commit, start
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
@@ -95,8 +94,9 @@ def committed(warehouse_path: Path, tmp_path: Path) -> tuple[Path, int]:
 
 
 def attachment_frame(message) -> pl.DataFrame:
+    """The first sheet's table; its first row holds the school's full name, the header is below."""
     part = next(p for p in message.iter_attachments())
-    return pl.read_excel(io.BytesIO(part.get_content()), infer_schema_length=0)
+    return pl.read_excel(io.BytesIO(part.get_content()), infer_schema_length=0, read_options={"header_row": 1})
 
 
 def test_teachers_get_their_rosters_and_the_administrator_copies_and_a_confirmation(committed, smtp, tmp_path):
