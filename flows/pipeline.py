@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import get_run_logger, pause_flow_run, suspend_flow_run
+from prefect.states import Failed, State
 from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
 
@@ -45,8 +46,10 @@ def wait_for(form: RunInput, key: str, timeout: int, poll_interval: int):
     return pause_flow_run(wait_for_input=form, key=key, timeout=timeout, poll_interval=poll_interval)
 
 
-def run_batch(mode: str, config: BatchRunConfig) -> str:
-    """Run one batch to its end: 'committed', 'rejected', 'held' or 'approval-abandoned'."""
+def run_batch(mode: str, config: BatchRunConfig) -> str | State:
+    """Run one batch to its end: 'committed', 'rejected', 'held' or 'approval-abandoned'; a Failed
+    state when the batch committed but its messages could not be written (the run must not look
+    Completed while the teachers have nothing)."""
     logger = get_run_logger()
     warehouse = config.warehouse_path
     batch_id = open_batch_task(warehouse, f"prefect:{flow_run.get_id()}", mode, config.model_dump(mode="json"),
@@ -131,7 +134,10 @@ def run_batch(mode: str, config: BatchRunConfig) -> str:
         return "rejected"
     committed = commit_task(warehouse, batch_id, decision["approver"])
     logger.info("Batch %s committed: %s", batch_id, committed)
-    delivered = messages_task(warehouse, batch_id, config.outbox_dir)
+    delivered = messages_task(warehouse, batch_id, config.outbox_dir, load_settings().mail)
+    if delivered.get("error"):
+        logger.error("%s", delivered["error"])
+        return Failed(message=delivered["error"])
     logger.info("Messages: %s written to %s, %s sent, %s failed (kept for `rosterflow messages send`)",
                 delivered["messages"], config.outbox_dir, delivered["sent"], delivered["failed"])
     return "committed"

@@ -7,6 +7,7 @@ batch started here can be reviewed and approved here, in the Prefect UI, or both
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 import uuid
@@ -20,7 +21,8 @@ from rosterflow.settings import load_settings
 from tasks.approve import ApprovalError, decide_batch
 from tasks.commit import CommitError, commit_batch
 from tasks.ingest import BatchTooLarge
-from tasks.messages import deliver, message_center, send_messages
+from tasks.messages import (MessageBuildFailed, MessageError, build_messages, deliver, failed_builds,
+                            message_center, purge_sent_files, reconcile_plain_passwords, send_messages)
 from tasks.pipeline import advance_batch, open_batch
 from tasks.plan import plan_markdown, plan_tables
 from tasks.report import write_plan_xlsx
@@ -58,9 +60,15 @@ def _show_query(args: argparse.Namespace, query: str, empty_text: str = "Nothing
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    with opened(args.warehouse):
-        pass
-    _print({"warehouse": str(args.warehouse)}, args.json, f"Warehouse ready at {args.warehouse}")
+    with opened(args.warehouse) as con:
+        # Batches committed before messages were read back may still hold plain passwords.
+        passwords = reconcile_plain_passwords(con)
+    lines = [f"Warehouse ready at {args.warehouse}"]
+    lines += [f"Batch {b['batch_id']}: {b['passwords']} plain password(s) purged (every one read back from its "
+              f"messages)" for b in passwords["purged"]]
+    lines += [f"Batch {b['batch_id']} still holds {b['passwords']} plain password(s): {b['reason']}. "
+              f"Run `rosterflow messages build {b['batch_id']}`" for b in passwords["waiting"]]
+    _print({"warehouse": str(args.warehouse), "plain_passwords": passwords}, args.json, "\n".join(lines))
     return 0
 
 
@@ -328,15 +336,62 @@ def cmd_review_import(args: argparse.Namespace) -> int:
 def cmd_messages_list(args: argparse.Namespace) -> int:
     with opened(args.warehouse) as con:
         messages = message_center(con, args.batch)
-    rows = messages.with_columns(pl.col("created_at", "sent_at").cast(pl.String)).to_dicts()
+        builds = failed_builds(con, args.batch)
+    rows = messages.with_columns(pl.col("created_at", "sent_at", "files_purged_at").cast(pl.String)).to_dicts()
+    # A batch whose messages could not be built shows as one failed entry, so it is never missed.
+    failures = [{"batch_id": b["batch_id"], "kind": "build", "status": "failed", "error": b["error"],
+                 "attempts": b["attempts"], "plain_passwords": b["plain_passwords"],
+                 "next": f"rosterflow messages build {b['batch_id']}"} for b in builds.to_dicts()]
     if args.json:
-        _print(rows, True)
+        _print(rows + failures, True)
         return 0
-    if not rows:
+    if not rows and not failures:
         print("No messages.")
+    for f in failures:
+        print(f"batch {f['batch_id']}  BUILD FAILED: {f['error']}; {f['plain_passwords']} plain password(s) kept; "
+              f"messages held. Fix it and run `{f['next']}`")
     for m in rows:
         print(f"[{m['message_id']}] batch {m['batch_id']}  {m['status']:<7} to {m['recipient']}: {m['subject']}"
-              + (f"  ({m['error']})" if m["error"] else ""))
+              + (f"  ({m['error']})" if m["error"] else "")
+              + (f"  [files purged {m['files_purged_at'][:10]}]" if m["files_purged_at"] else ""))
+    return 0
+
+
+def cmd_messages_build(args: argparse.Namespace) -> int:
+    mail = load_settings().mail
+    with opened(args.warehouse) as con:
+        try:
+            messages = build_messages(con, args.batch, Path(args.outbox), mail)
+        except MessageBuildFailed as failure:
+            print(f"error: batch {args.batch}: messages could not be written: {failure.reason}. Fix it and run "
+                  f"`rosterflow messages build {args.batch}` again.", file=sys.stderr)
+            return 1
+        except MessageError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    counts = messages["status"].value_counts().sort("status").rows()
+    _print(messages.with_columns(pl.col("created_at", "sent_at", "files_purged_at").cast(pl.String)).to_dicts(),
+           args.json, f"Batch {args.batch}: {messages.height} message(s), every issued password read back from them "
+                      f"({', '.join(f'{n} {status}' for status, n in counts)}); plain passwords purged."
+           + ("" if mail.smtp_host else " No SMTP server is configured: they are in the outbox."))
+    return 0
+
+
+def cmd_messages_purge(args: argparse.Namespace) -> int:
+    before = dt.datetime.combine(args.sent_before, dt.time())
+    with opened(args.warehouse) as con:
+        result = purge_sent_files(con, before, args.actor)
+    lines = [f"Deleted {path}" for path in result["deleted"]]
+    lines.append(f"{len(result['deleted'])} file(s) of {result['messages']} message(s) sent before "
+                 f"{args.sent_before} deleted.")
+    if result["kept_unsent"]:
+        lines.append(f"Kept the files of {result['kept_unsent']} message(s) not sent yet: they are the only copy "
+                     f"of their passwords (`rosterflow messages list`).")
+    if result["kept_sent_since"]:
+        lines.append(f"Kept {result['kept_sent_since']} message(s) sent on or after {args.sent_before}.")
+    for path in result["kept_shared_attachments"]:
+        lines.append(f"Kept {path}: a message not purged yet shares it.")
+    _print(result, args.json, "\n".join(lines))
     return 0
 
 
@@ -348,7 +403,10 @@ def cmd_messages_send(args: argparse.Namespace) -> int:
         return 2
     with opened(args.warehouse) as con:
         outcome = send_messages(con, mail, args.batch)
-    _print(outcome, args.json, f"{outcome['sent']} sent, {outcome['failed']} failed")
+        held = failed_builds(con, args.batch)
+    _print(outcome, args.json, f"{outcome['sent']} sent, {outcome['failed']} failed"
+           + "".join(f"\nbatch {b}: held (its messages failed to build): run `rosterflow messages build {b}`"
+                     for b in held["batch_id"].to_list()))
     return 0 if outcome["failed"] == 0 else 1
 
 
@@ -379,10 +437,18 @@ def cmd_approve(args: argparse.Namespace) -> int:
                 _print(decision, args.json, f"Batch {args.batch} rejected by {decision['approver']}: nothing changed.")
                 return 0
             summary = commit_batch(con, args.batch, decision["approver"])
-            delivered = deliver(con, args.batch, Path(args.outbox))
         except (ApprovalError, CommitError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        try:
+            delivered = deliver(con, args.batch, Path(args.outbox), load_settings().mail)
+        except MessageBuildFailed as failure:
+            # The commit stands; the failure is recorded and shown by `rosterflow messages list`.
+            summary["messages"] = {"error": failure.reason, "next": f"rosterflow messages build {args.batch}"}
+            if args.json:
+                _print(summary, True)
+            print(failure.advice, file=sys.stderr)
+            return 1
     summary["outbox"] = delivered["outbox"]
     summary["messages"] = {k: delivered[k] for k in ("messages", "sent", "failed")}
     _print(summary, args.json, f"Batch {args.batch} committed: " + json.dumps(summary, indent=2))
@@ -540,6 +606,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int)
     p = command("send", cmd_messages_send, "send messages not sent yet (written, or failed before)", messages)
     p.add_argument("--batch", type=int)
+    p = command("build", cmd_messages_build,
+                "write a committed batch's messages again after a failure (sent ones are kept)", messages)
+    p.add_argument("batch", type=int)
+    p = command("purge", cmd_messages_purge, "delete the outbox files of messages sent before a date", messages)
+    p.add_argument("--sent-before", type=dt.date.fromisoformat, required=True, metavar="YYYY-MM-DD")
 
     p = command("plan", cmd_plan, "show what the batch will do if approved")
     p.add_argument("batch", type=int)

@@ -6,18 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class MailSettings:
-    """How messages leave: always written to the outbox; sent by SMTP when ``smtp_host`` is set."""
-
-    smtp_host: str | None = None
-    smtp_port: int = 25
-    smtp_user: str | None = None
-    smtp_password: str | None = None
-    starttls: bool = False
-    sender: str = "rosterflow@localhost"
-    admin_email: str = "administrator@localhost"
+from tasks.messages import MailSettings
 
 
 @dataclass(frozen=True)

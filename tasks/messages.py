@@ -2,38 +2,76 @@
 administrator's confirmation; kept in the warehouse (the message center), written to the outbox,
 and sent by SMTP when a server is configured.
 
-Building is idempotent per batch and ends by purging the batch's plain passwords from the
-warehouse: from then on they exist only in the messages (the teachers hand them to students).
-Sending records each message's outcome; a failed message stays in the message center and is sent
-again by the next ``send_messages`` (``rosterflow messages send``), never twice once sent.
+Building writes every message, then reads the written messages back: only when every credential
+the batch issued is found again in the attachments are the batch's plain passwords purged from the
+warehouse (from then on they exist only in the messages, which the teachers hand to students).
+A build that fails, by an error or by the read-back, is recorded in ``message_builds``, keeps the
+passwords, holds the batch's messages unsent, and is finished by building again
+(``rosterflow messages build N``). Sending records each message's outcome; a failed message stays
+in the message center and is sent again by the next ``send_messages`` (``rosterflow messages send``),
+never twice once sent. Outbox files hold passwords: they are written 0600 in 0700 folders.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import email.policy
 import smtplib
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import fastexcel
 import polars as pl
 from prefect import task
 
-from rosterflow.settings import MailSettings, load_settings
 from tasks.commit import committed_summary
-from tasks.exports import write_xlsx
+from tasks.exports import private_dir, write_private_bytes, write_xlsx
 from warehouse import batches
 from warehouse.connection import opened, transaction
 
 XLSX = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 ROSTER_COLUMNS = ["Class Code", "Term", "Class Period", "Student First Name", "Student Last Name", "Student ID",
                   "Login Name", "Student Password"]
+LOGIN_HEADER, PASSWORD_HEADER = "Login Name", "Student Password"
+MESSAGE_SCHEMA = {"kind": pl.String, "recipient": pl.String, "about": pl.String, "subject": pl.String,
+                  "body": pl.String, "attachment": pl.String, "eml_path": pl.String, "error": pl.String}
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """How messages leave: always written to the outbox; sent by SMTP when ``smtp_host`` is set."""
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    starttls: bool = False
+    sender: str = "rosterflow@localhost"
+    admin_email: str = "administrator@localhost"
 
 
 class MessageError(RuntimeError):
     """Messages cannot be built for this batch; the message says why."""
+
+
+class MessageBuildFailed(MessageError):
+    """The batch is committed but its messages could not be written or did not read back whole.
+    The failure is recorded (``message_builds``), the plain passwords are kept, and building again
+    finishes the job once the cause is fixed."""
+
+    def __init__(self, batch_id: int, reason: str) -> None:
+        super().__init__(reason)
+        self.batch_id, self.reason = batch_id, reason
+
+    @property
+    def advice(self) -> str:
+        """What to tell the person who committed the batch."""
+        return (f"Batch {self.batch_id} committed; messages could not be written: {self.reason}. "
+                f"Fix it and run `rosterflow messages build {self.batch_id}`")
 
 
 def roster_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> pl.DataFrame:
@@ -53,61 +91,196 @@ def roster_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> pl.DataFrame:
     ).pl()
 
 
-def _eml(path: Path, sender: str, recipient: str, subject: str, body: str, attachment: Path | None) -> Path:
+def roster_sheets(teacher_rows: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], dict[str, str]]:
+    """One teacher's roster workbook: a sheet per school (keyed by the school's full name, which
+    ``write_xlsx`` turns into a legal, distinct sheet name) and, above each table, the full school
+    name, since a sheet name may have to be shortened."""
+    sheets = {f"Student List {school}": frame.select(ROSTER_COLUMNS)
+              for (school,), frame in teacher_rows.group_by("school", maintain_order=True)}
+    titles = {key: f"School: {key.removeprefix('Student List ')}" for key in sheets}
+    return sheets, titles
+
+
+def write_eml(path: Path, sender: str, recipient: str, subject: str, body: str, attachment: Path | None) -> Path:
+    """The whole message as an .eml file only its owner can read (it embeds the passwords)."""
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = sender, recipient, subject
     message.set_content(body)
     if attachment is not None:
         message.add_attachment(attachment.read_bytes(), maintype=XLSX[0], subtype=XLSX[1], filename=attachment.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(message.as_bytes(policy=email.policy.SMTP))
-    return path
+    private_dir(path.parent)
+    return write_private_bytes(path, message.as_bytes(policy=email.policy.SMTP))
 
 
 def _safe(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_.@" else "_" for ch in text)
 
 
-def build_messages(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Path,
-                   mail: MailSettings | None = None) -> pl.DataFrame:
-    """Write the batch's messages to ``outbox_dir/batch-N/messages`` and record them in the message
-    center, then purge the batch's plain passwords; return the batch's messages.
+def read_back_credentials(workbook: bytes) -> set[tuple[str, str]]:
+    """Every (login name, password) pair in a roster workbook: every sheet is read without assuming
+    where the table starts (a title row stands above it), from its "Login Name" and "Student
+    Password" header cells down."""
+    reader = fastexcel.read_excel(workbook)
+    pairs: set[tuple[str, str]] = set()
+    for name in reader.sheet_names:
+        rows = reader.load_sheet(name, header_row=None, dtypes="string").to_polars().rows()
+        header = next((i for i, row in enumerate(rows) if LOGIN_HEADER in row and PASSWORD_HEADER in row), None)
+        if header is None:
+            continue
+        login, password = rows[header].index(LOGIN_HEADER), rows[header].index(PASSWORD_HEADER)
+        pairs |= {(row[login], row[password]) for row in rows[header + 1:] if row[login] and row[password]}
+    return pairs
 
-    Idempotent: a batch whose messages exist returns them as they are. A crash before the record
-    leaves the passwords in place, so building again writes the same messages.
+
+def eml_credentials(eml_path: str | Path) -> set[tuple[str, str]]:
+    """The (login, password) pairs in the attachments of a written message; empty when the file is
+    gone or unreadable (then nothing it should hold counts as found)."""
+    try:
+        with Path(eml_path).open("rb") as stored:
+            message = BytesParser(policy=email.policy.default).parse(stored)
+        pairs: set[tuple[str, str]] = set()
+        for part in message.iter_attachments():
+            pairs |= read_back_credentials(part.get_content())
+        return pairs
+    except Exception:  # noqa: BLE001 (a file that cannot be read back holds nothing we can count on)
+        return set()
+
+
+def verify_messages(con: duckdb.DuckDBPyConnection, batch_id: int, messages: pl.DataFrame) -> dict[str, Any]:
+    """Read the written messages back and look for every credential the batch issued.
+
+    ``messages`` has ``kind``, ``about`` and ``eml_path``. Each teacher's roster (and its copy)
+    must hold every new student of that teacher's classes, and every issued credential must be in
+    some teacher's roster. Returns ``issued``, ``found``, ``missing`` (logins in no message), and
+    ``message_errors`` (eml path -> why).
     """
-    mail = mail or load_settings().mail
-    existing = message_center(con, batch_id)
-    if existing.height:
-        return existing
-    summary = committed_summary(con, batch_id)
-    if summary is None:
+    issued = {(login, password) for login, password in con.execute(
+        "SELECT login_name, password FROM issued_credentials WHERE batch_id = ?", [batch_id]).fetchall()}
+    expected: dict[str, set[tuple[str, str]]] = {}
+    for teacher_email, login, password in con.execute(
+        "SELECT DISTINCT t.email, ic.login_name, ic.password FROM issued_credentials ic"
+        " JOIN enrollments e ON e.created_batch = ic.batch_id AND e.student_key = ic.student_key"
+        " JOIN classes c USING (class_id) JOIN teachers t USING (teacher_id) WHERE ic.batch_id = ?", [batch_id],
+    ).fetchall():
+        expected.setdefault(teacher_email, set()).add((login, password))
+    in_rosters: set[tuple[str, str]] = set()
+    message_errors: dict[str, str] = {}
+    for message in messages.filter(pl.col("kind").is_in(["teacher_roster", "admin_copy"])).to_dicts():
+        found = eml_credentials(message["eml_path"])
+        if message["kind"] == "teacher_roster":
+            in_rosters |= found
+        lacking = expected.get(message["about"], set()) - found
+        if lacking:
+            message_errors[message["eml_path"]] = (
+                f"read back, its roster lacks {len(lacking)} of its new students' logins and passwords "
+                f"({', '.join(sorted(login for login, _ in lacking)[:10])})")
+    missing = sorted(login for login, _ in issued - in_rosters)
+    return {"issued": len(issued), "found": len(issued & in_rosters), "missing": missing,
+            "message_errors": message_errors}
+
+
+def build_record(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any] | None:
+    """The batch's message build (status, error, attempts), or None if never recorded."""
+    rows = con.sql("SELECT * FROM message_builds WHERE batch_id = $b", params={"b": batch_id}).pl()
+    return rows.to_dicts()[0] if rows.height else None
+
+
+def _record_build(con: duckdb.DuckDBPyConnection, batch_id: int, status: str, error: str | None,
+                  issued: int | None = None, found: int | None = None) -> None:
+    """Upsert the batch's build record; call inside a transaction."""
+    con.execute(
+        "INSERT INTO message_builds (batch_id, status, error, attempts, credentials_issued, credentials_found)"
+        " VALUES ($b, $status, $error, 1, $issued, $found) ON CONFLICT (batch_id) DO UPDATE SET"
+        " status = excluded.status, error = excluded.error, attempts = message_builds.attempts + 1,"
+        " credentials_issued = excluded.credentials_issued, credentials_found = excluded.credentials_found,"
+        " updated_at = now()::TIMESTAMP",
+        {"b": batch_id, "status": status, "error": error, "issued": issued, "found": found},
+    )
+
+
+def plain_password_count(con: duckdb.DuckDBPyConnection, batch_id: int) -> int:
+    """How many plain passwords the batch still holds in the warehouse."""
+    return con.execute("SELECT count(*) FROM issued_credentials WHERE batch_id = ?", [batch_id]).fetchall()[0][0]
+
+
+def build_messages(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Path,
+                   mail: MailSettings) -> pl.DataFrame:
+    """Write the batch's messages to ``outbox_dir/batch-N/messages``, read them back, record them
+    in the message center and, once every issued credential is found in them, purge the batch's
+    plain passwords; return the batch's messages.
+
+    Idempotent: a batch whose build is verified returns its messages as they are. A batch whose
+    build failed is built again: its unsent messages are replaced, sent ones are kept and never
+    written again. Any failure is recorded and raised as ``MessageBuildFailed``, with the commit
+    and the plain passwords left as they are.
+    """
+    if committed_summary(con, batch_id) is None:
         raise MessageError(f"Batch {batch_id} is not committed: there is nothing to announce.")
+    existing = message_center(con, batch_id)
+    build = build_record(con, batch_id)
+    if build is not None and build["status"] == "verified":
+        return existing
+    if build is None and existing.height and plain_password_count(con, batch_id) == 0:
+        return existing   # built before builds were recorded; its passwords are gone already
+    try:
+        return _build(con, batch_id, Path(outbox_dir), mail, existing)
+    except MessageBuildFailed:
+        raise
+    except Exception as error:   # noqa: BLE001 (whatever broke, the commit stands: record it, say it)
+        reason = f"{type(error).__name__}: {error}"
+        with transaction(con):
+            _record_build(con, batch_id, "failed", reason)
+            batches.audit(con, "rosterflow", "messages.build_failed", "batch", batch_id, batch_id, {"error": reason})
+        raise MessageBuildFailed(batch_id, reason) from error
+
+
+def _build(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Path, mail: MailSettings,
+           existing: pl.DataFrame) -> pl.DataFrame:
+    summary = committed_summary(con, batch_id)
     batch = batches.get_batch(con, batch_id)
     rows = roster_rows(con, batch_id)
     files = [r[0] for r in con.execute(
         "SELECT DISTINCT file_name FROM batch_files WHERE batch_id = ? ORDER BY file_name", [batch_id]).fetchall()]
-    folder = outbox_dir / f"batch-{batch_id}" / "messages"
+    sent = existing.filter(pl.col("status") == "sent")
+    sent_keys = {(r["kind"], r["recipient"], r["about"]) for r in sent.to_dicts()}
+    private_dir(outbox_dir / f"batch-{batch_id}")
+    folder = private_dir(outbox_dir / f"batch-{batch_id}" / "messages")
     records: list[dict[str, Any]] = []
+    stems: set[str] = set()
+
+    def unique_stem(stem: str) -> str:
+        # Two addresses can make the same file name once unsafe characters are replaced.
+        candidate, number = stem, 1
+        while candidate.lower() in stems:
+            number += 1
+            candidate = f"{stem}-{number}"
+        stems.add(candidate.lower())
+        return candidate
 
     def record(kind: str, recipient: str, about: str, subject: str, body: str, attachment: Path | None) -> None:
-        eml = _eml(folder / f"{kind}-{_safe(about or recipient)}.eml", mail.sender, recipient, subject, body, attachment)
+        if (kind, recipient, about) in sent_keys:
+            return   # already delivered: never written or sent again
+        eml = write_eml(folder / f"{unique_stem(f'{kind}-{_safe(about or recipient)}')}.eml", mail.sender,
+                        recipient, subject, body, attachment)
         records.append({"kind": kind, "recipient": recipient, "about": about, "subject": subject, "body": body,
-                        "attachment": str(attachment) if attachment else None, "eml_path": str(eml)})
+                        "attachment": str(attachment) if attachment else None, "eml_path": str(eml), "error": None})
 
     for (teacher_email,), group in rows.group_by("email", maintain_order=True):
         teacher = group["teacher"][0]
-        workbook = write_xlsx(folder / f"roster-{_safe(teacher_email)}.xlsx", {
-            f"Student List {school}"[:31]: frame.select(ROSTER_COLUMNS)
-            for (school,), frame in group.group_by("school", maintain_order=True)
-        })
+        if {("teacher_roster", teacher_email, teacher_email),
+                ("admin_copy", mail.admin_email, teacher_email)} <= sent_keys:
+            continue
+        sheets, titles = roster_sheets(group)
+        workbook = write_xlsx(folder / f"{unique_stem(f'roster-{_safe(teacher_email)}')}.xlsx", sheets, titles,
+                              private=True)
         classes = group.group_by("school", "class_name", "Class Code", maintain_order=True).agg(pl.len().alias("n"))
         lines = [f"- {c['school']}, {c['class_name']} (class code {c['Class Code']}): {c['n']} student(s) registered"
                  for c in classes.to_dicts()]
         subject = f"Your {batch['term']} classes and student logins"
         body = (f"Dear {teacher},\n\nThese classes were registered for you in batch {batch_id}:\n\n" + "\n".join(lines)
-                + "\n\nThe attached workbook lists each student's login name and, for new students, the password. "
-                "Please hand each student their own login; existing students keep their password.\n")
+                + "\n\nThe attached workbook lists each student's login name and, for new students, the password "
+                "(one sheet per school). Please hand each student their own login; existing students keep their "
+                "password.\n")
         record("teacher_roster", teacher_email, teacher_email, subject, body, workbook)
         record("admin_copy", mail.admin_email, teacher_email, f"Copy: {subject} ({teacher}, {teacher_email})",
                f"A copy of the message sent to {teacher} <{teacher_email}>.\n\n{body}", workbook)
@@ -128,21 +301,37 @@ def build_messages(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Pa
     record("admin_confirmation", mail.admin_email, "", f"Batch {batch['mode'].title()} completed: {', '.join(files)}",
            body, None)
 
-    frame = pl.DataFrame(records, schema={"kind": pl.String, "recipient": pl.String, "about": pl.String,
-                                          "subject": pl.String, "body": pl.String, "attachment": pl.String,
-                                          "eml_path": pl.String})
+    frame = pl.DataFrame(records, schema=MESSAGE_SCHEMA)
+    check = verify_messages(con, batch_id, pl.concat([frame.select("kind", "about", "eml_path"),
+                                                      sent.select("kind", "about", "eml_path")]))
+    failure = None
+    if check["missing"] or check["message_errors"]:
+        failure = (f"read back, {len(check['missing'])} of the {check['issued']} credential(s) the batch issued are "
+                   f"in no teacher's roster" + (f" ({', '.join(check['missing'][:10])})" if check["missing"] else "")
+                   + f" and {len(check['message_errors'])} roster(s) lack some; the plain passwords are kept")
+        held = f"held: the batch's messages failed the read-back check ({failure})"
+        frame = frame.with_columns(error=pl.col("eml_path").replace_strict(
+            check["message_errors"], default=pl.lit(held), return_dtype=pl.String))
     with transaction(con):
+        con.execute("DELETE FROM messages WHERE batch_id = ? AND status <> 'sent'", [batch_id])
         con.register("message_frame", frame.to_arrow())
         con.execute(
-            "INSERT INTO messages (batch_id, kind, recipient, about, subject, body, attachment, eml_path, status)"
-            " SELECT ?, kind, recipient, about, subject, body, attachment, eml_path, 'written' FROM message_frame",
+            "INSERT INTO messages (batch_id, kind, recipient, about, subject, body, attachment, eml_path, status, error)"
+            " SELECT ?, kind, recipient, about, subject, body, attachment, eml_path,"
+            " CASE WHEN error IS NULL THEN 'written' ELSE 'failed' END, error FROM message_frame",
             [batch_id],
         )
         con.unregister("message_frame")
-        purged = con.execute("DELETE FROM issued_credentials WHERE batch_id = ? RETURNING student_key",
-                             [batch_id]).fetchall()
+        purged = 0
+        if failure is None:
+            purged = len(con.execute("DELETE FROM issued_credentials WHERE batch_id = ? RETURNING student_key",
+                                     [batch_id]).fetchall())
+        _record_build(con, batch_id, "failed" if failure else "verified", failure, check["issued"], check["found"])
         batches.audit(con, "rosterflow", "messages.build", "batch", batch_id, batch_id,
-                      {"messages": frame.height, "plain_passwords_purged": len(purged)})
+                      {"messages": frame.height, "kept_sent": sent.height, "credentials_issued": check["issued"],
+                       "credentials_found": check["found"], "plain_passwords_purged": purged, "error": failure})
+    if failure:
+        raise MessageBuildFailed(batch_id, failure)
     return message_center(con, batch_id)
 
 
@@ -150,7 +339,18 @@ def message_center(con: duckdb.DuckDBPyConnection, batch_id: int | None = None) 
     """The messages of one batch (or all), oldest first."""
     return con.sql(
         "SELECT message_id, batch_id, kind, recipient, about, subject, status, attempts, error, attachment, eml_path,"
-        " created_at, sent_at FROM messages WHERE $b IS NULL OR batch_id = $b ORDER BY message_id",
+        " created_at, sent_at, files_purged_at FROM messages WHERE $b IS NULL OR batch_id = $b ORDER BY message_id",
+        params={"b": batch_id},
+    ).pl()
+
+
+def failed_builds(con: duckdb.DuckDBPyConnection, batch_id: int | None = None) -> pl.DataFrame:
+    """Committed batches whose messages could not be built or did not read back whole, with why
+    and how many plain passwords they still hold."""
+    return con.sql(
+        "SELECT b.batch_id, b.status, b.error, b.attempts, b.updated_at,"
+        " (SELECT count(*) FROM issued_credentials ic WHERE ic.batch_id = b.batch_id) AS plain_passwords"
+        " FROM message_builds b WHERE b.status = 'failed' AND ($b IS NULL OR b.batch_id = $b) ORDER BY b.batch_id",
         params={"b": batch_id},
     ).pl()
 
@@ -158,10 +358,12 @@ def message_center(con: duckdb.DuckDBPyConnection, batch_id: int | None = None) 
 def send_messages(con: duckdb.DuckDBPyConnection, mail: MailSettings, batch_id: int | None = None) -> dict[str, int]:
     """Send every message not sent yet (written, or failed before) of one batch or all, over one
     SMTP connection; record each outcome. Without an SMTP host, nothing is sent (the outbox holds
-    them). Returns counts of sent and failed."""
+    them). Messages of a batch whose build failed are held until it is built again. Returns counts
+    of sent and failed."""
     waiting = con.sql(
-        "SELECT message_id, eml_path FROM messages WHERE status IN ('written', 'failed')"
-        " AND ($b IS NULL OR batch_id = $b) ORDER BY message_id", params={"b": batch_id},
+        "SELECT message_id, eml_path FROM messages m WHERE status IN ('written', 'failed')"
+        " AND ($b IS NULL OR batch_id = $b) AND NOT EXISTS (SELECT 1 FROM message_builds mb"
+        " WHERE mb.batch_id = m.batch_id AND mb.status = 'failed') ORDER BY message_id", params={"b": batch_id},
     ).pl()
     if not mail.smtp_host or waiting.is_empty():
         return {"sent": 0, "failed": 0}
@@ -204,17 +406,85 @@ def _record_outcome(con: duckdb.DuckDBPyConnection, message_ids: list[int], erro
         )
 
 
-def deliver(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Path, mail: MailSettings | None = None) -> dict:
-    """Build the batch's messages (once) and send those not sent yet; return what happened."""
-    mail = mail or load_settings().mail
+def deliver(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Path, mail: MailSettings) -> dict:
+    """Build the batch's messages (once) and send those not sent yet; return what happened.
+    Raises ``MessageBuildFailed`` (recorded) when the messages cannot be built whole."""
     messages = build_messages(con, batch_id, outbox_dir, mail)
     outcome = send_messages(con, mail, batch_id)
     return {"messages": messages.height, **outcome,
             "outbox": sorted({p for p in messages["attachment"].drop_nulls().to_list()} | set(messages["eml_path"]))}
 
 
+def purge_sent_files(con: duckdb.DuckDBPyConnection, sent_before: dt.datetime, actor: str) -> dict[str, Any]:
+    """Delete from the outbox the .eml files and attachments (they hold passwords) of messages sent
+    before ``sent_before``; record it on each message and in the audit log.
+
+    Unsent messages (written, failed, held) are never purged, nor an attachment another message
+    still needs (a teacher's roster and its copy share one). Returns what was deleted and kept.
+    """
+    rows = con.sql("SELECT message_id, batch_id, status, sent_at, attachment, eml_path FROM messages"
+                   " WHERE files_purged_at IS NULL ORDER BY message_id").pl()
+    due = rows.filter((pl.col("status") == "sent") & (pl.col("sent_at") < sent_before))
+    due_ids = set(due["message_id"].to_list())
+    still_needed = {r["attachment"] for r in rows.to_dicts() if r["attachment"] and r["message_id"] not in due_ids}
+    deleted: list[str] = []
+    for path in [*due["eml_path"].to_list(),
+                 *sorted(set(due["attachment"].drop_nulls().to_list()) - still_needed)]:
+        target = Path(path)
+        if target.exists():
+            target.unlink()
+            deleted.append(path)
+    result = {"messages": len(due_ids), "deleted": deleted,
+              "kept_unsent": rows.filter(pl.col("status") != "sent").height,
+              "kept_sent_since": rows.filter(pl.col("status") == "sent").height - len(due_ids),
+              "kept_shared_attachments": sorted(set(due["attachment"].drop_nulls().to_list()) & still_needed)}
+    if due_ids:
+        with transaction(con):
+            con.execute("UPDATE messages SET files_purged_at = current_timestamp WHERE list_contains($ids, message_id)",
+                        {"ids": sorted(due_ids)})
+            batches.audit(con, actor, "messages.purge_files", "messages", None, None,
+                          {"sent_before": sent_before.isoformat(), **result})
+    return result
+
+
+def reconcile_plain_passwords(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """After an upgrade: committed batches that still hold plain passwords. A batch whose written
+    messages read back with every issued credential gets its passwords purged (and its build
+    recorded as verified); every other one is listed with why, to be finished with
+    ``rosterflow messages build N``. A password found in no written message is never purged."""
+    purged, waiting = [], []
+    for (batch_id,) in con.execute(
+        "SELECT DISTINCT ic.batch_id FROM issued_credentials ic JOIN commit_markers cm USING (batch_id) ORDER BY 1"
+    ).fetchall():
+        count = plain_password_count(con, batch_id)
+        messages = message_center(con, batch_id)
+        build = build_record(con, batch_id)
+        if messages.height and (build is None or build["status"] == "verified"):
+            check = verify_messages(con, batch_id, messages)
+            if not check["missing"] and not check["message_errors"]:
+                with transaction(con):
+                    con.execute("DELETE FROM issued_credentials WHERE batch_id = ?", [batch_id])
+                    _record_build(con, batch_id, "verified", None, check["issued"], check["found"])
+                    batches.audit(con, "rosterflow", "messages.passwords_purged", "batch", batch_id, batch_id,
+                                  {"plain_passwords_purged": count, "reason": "every one read back from its messages"})
+                purged.append({"batch_id": batch_id, "passwords": count})
+                continue
+            reason = f"its written messages lack {len(check['missing'])} of {check['issued']} credential(s)"
+        elif build is not None:
+            reason = build["error"] or "its message build failed"
+        else:
+            reason = "no message was ever written for it"
+        waiting.append({"batch_id": batch_id, "passwords": count, "reason": reason})
+    return {"purged": purged, "waiting": waiting}
+
+
 @task(name="messages", retries=2, retry_delay_seconds=30)
-def messages_task(warehouse_path: str, batch_id: int, outbox_dir: str) -> dict:
-    """Prefect task: write, record and send the batch's messages."""
+def messages_task(warehouse_path: str, batch_id: int, outbox_dir: str, mail: MailSettings) -> dict:
+    """Prefect task: write, read back, record and send the batch's messages. A build that fails is
+    recorded and returned as ``error`` (the commit stands; the flow reports it); building again
+    cannot help until its cause is fixed, so it is not retried."""
     with opened(warehouse_path) as con:
-        return deliver(con, batch_id, Path(outbox_dir))
+        try:
+            return deliver(con, batch_id, Path(outbox_dir), mail)
+        except MessageBuildFailed as failure:
+            return {"messages": 0, "sent": 0, "failed": 0, "outbox": [], "error": failure.advice}

@@ -27,7 +27,8 @@ def publish_issues_task(warehouse_path: str, batch_id: int, report_dir: str) -> 
     with opened(warehouse_path) as con:
         issues = batch_issues(con, batch_id)
         if issues.height:
-            write_issue_report(con, batch_id, Path(report_dir) / f"batch-{batch_id}" / "validation-report.xlsx")
+            write_issue_report(con, batch_id, Path(report_dir) / f"batch-{batch_id}" / "validation-report.xlsx",
+                               private=True)
     if issues.height:
         create_table_artifact(
             key=artifact_key("validation", batch_id),
@@ -66,10 +67,10 @@ def summary_rows(summary: dict[str, Any]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"item": pl.String, "value": pl.String})
 
 
-def write_plan_xlsx(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path) -> Path:
+def write_plan_xlsx(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path, private: bool = False) -> Path:
     """The plan an approver reads, as a workbook: the summary, then one sheet per plan table
     (classes with * where some students are already enrolled, students per class with the
-    already-enrolled ones marked, removals, ...)."""
+    already-enrolled ones marked, removals, ...). ``private``: 0600 in a 0700 folder (the outbox)."""
     from tasks.plan import plan_tables
 
     summary = batches.stage_result(con, batch_id, "plan")
@@ -84,11 +85,12 @@ def write_plan_xlsx(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path) -
         if "some_already_enrolled" in frame.columns:
             frame = frame.drop("some_already_enrolled")
         sheets[name.replace("_", " ").title()] = frame
-    return write_xlsx(path, sheets)
+    return write_xlsx(path, sheets, private=private)
 
 
 @task(name="write-plan-workbook", retries=1)
 def write_plan_workbook_task(warehouse_path: str, batch_id: int, report_dir: str) -> str:
     """Prefect task: write the plan workbook next to the batch's other reports; return its path."""
     with opened(warehouse_path) as con:
-        return str(write_plan_xlsx(con, batch_id, Path(report_dir) / f"batch-{batch_id}" / "plan.xlsx"))
+        return str(write_plan_xlsx(con, batch_id, Path(report_dir) / f"batch-{batch_id}" / "plan.xlsx",
+                                   private=True))

@@ -394,10 +394,11 @@ def batch_issues(con: duckdb.DuckDBPyConnection, batch_id: int) -> pl.DataFrame:
     ).pl()
 
 
-def write_issue_report(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path) -> Path:
+def write_issue_report(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path, private: bool = False) -> Path:
     """The batch's validation report as .xlsx: file, sheet, row, column, value, problem, how to fix.
-    Cells that look like formulas are written as inert text."""
+    Cells that look like formulas are written as inert text. ``private``: 0600 in a 0700 folder
+    (the outbox: the report quotes students' rows)."""
     issues = batch_issues(con, batch_id)
     return write_xlsx(Path(path), {"Problems": issues.rename(
         {"file": "File", "sheet": "Sheet", "row": "Row", "column": "Column", "value": "Value",
-         "severity": "Severity", "problem": "Problem", "fix": "How to fix"})})
+         "severity": "Severity", "problem": "Problem", "fix": "How to fix"})}, private=private)

@@ -207,3 +207,26 @@ def test_a_deployed_run_waits_suspended_and_survives_a_worker_restart(prefect_se
     finally:
         worker.kill()
         worker.wait(30)
+
+
+def test_messages_that_cannot_be_written_after_the_commit_fail_the_run_with_the_reason(
+        prefect_server, district, district_warehouse: Path, tmp_path: Path, monkeypatch):
+    def unwritable(group):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("tasks.messages.roster_sheets", unwritable)
+    config = RegistrationConfig(files=[str(p) for p in district.registration_files], term=district.registration_term,
+                                subscription_type=district.subscription_type, warehouse_path=str(district_warehouse),
+                                outbox_dir=str(tmp_path / "outbox"), wait_poll_seconds=1)
+    thread, outcome = _run_in_thread(batch_registration, config)
+    run_id, _ = _wait_for_pause("batch-registration", set())
+    resume_flow_run(run_id, run_input={"approver": "Pat Admin", "approve": True})
+    thread.join(120)
+    state = _run_state(run_id)
+    assert state.is_failed() and outcome.get("status") != "committed"
+    assert "committed; messages could not be written: OSError: No space left on device" in state.message
+    assert "rosterflow messages build" in state.message
+    with opened(district_warehouse) as con:
+        assert con.execute("SELECT status FROM batches").fetchall() == [("committed",)]
+        assert con.execute("SELECT status FROM message_builds").fetchall() == [("failed",)]
+        assert con.execute("SELECT count(*) FROM issued_credentials").fetchall() == [(108,)]

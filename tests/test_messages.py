@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
 import io
+import json
+import os
 import socket
+import stat
 from pathlib import Path
 
+import fastexcel
 import polars as pl
 import pytest
 from aiosmtpd.controller import Controller
 
-from rosterflow.settings import MailSettings
 from tasks.credentials import verify_password
-from tasks.messages import build_messages, deliver, message_center, send_messages
+from rosterflow.cli import main
+from tasks import messages as messages_module
+from tasks.messages import (ROSTER_COLUMNS, MailSettings, MessageBuildFailed, build_messages, deliver, message_center,
+                            purge_sent_files, read_back_credentials, send_messages)
 from tests.batch_helpers import approve_and_commit, start
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
@@ -95,8 +102,9 @@ def committed(warehouse_path: Path, tmp_path: Path) -> tuple[Path, int]:
 
 
 def attachment_frame(message) -> pl.DataFrame:
+    """The first sheet's table; its first row holds the school's full name, the header is below."""
     part = next(p for p in message.iter_attachments())
-    return pl.read_excel(io.BytesIO(part.get_content()), infer_schema_length=0)
+    return pl.read_excel(io.BytesIO(part.get_content()), infer_schema_length=0, read_options={"header_row": 1})
 
 
 def test_teachers_get_their_rosters_and_the_administrator_copies_and_a_confirmation(committed, smtp, tmp_path):
@@ -180,3 +188,190 @@ def test_a_refused_login_marks_the_messages_failed_and_the_commit_stands(committ
         committed_rows = con.execute("SELECT count(*) FROM commit_markers").fetchall()
     assert outcome["failed"] == 5 and inbox.messages == [] and committed_rows == [(1,)]
     assert set(center["status"]) == {"failed"} and center["error"].str.contains("SMTP").all()
+
+
+# Schools whose names share their first 18 characters, or hold characters Excel refuses in a sheet
+# name: one teacher teaching in all of them must find every student in the roster.
+HARD_SCHOOLS = ["Washington Elementary North", "Washington Elementary South", "Lincoln K-8/Middle School",
+                "St. Mary's [Annex]: Upper"]
+EVERYWHERE = {"teacher": ("Rosa", "Parks"), "email": "rparks@example.org"}
+
+
+@pytest.fixture
+def run(tmp_path: Path, capsys):
+    """Run one `rosterflow` command against tmp_path's warehouse and outbox; (exit code, stdout, stderr)."""
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        code = main(["--warehouse", str(tmp_path / "w.duckdb"), "--outbox", str(tmp_path / "outbox"), *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return invoke
+
+
+def hard_district(run, tmp_path: Path) -> int:
+    """A registration of three students in each hard-named school, one teacher for all; its batch id."""
+    run("init")
+    run("school", "add", *HARD_SCHOOLS)
+    run("course", "add", "ALGE1=Algebra 1")
+    run("subscription", "set", SUB, "100")
+    rows = [roster_row(first=first, last=f"Lee{s}", student_id=f"{s}{i}", school=school, **EVERYWHERE)
+            for s, school in enumerate(HARD_SCHOOLS) for i, first in enumerate(["Ana", "Ben", "Cy"])]
+    code, out, err = run("register", str(write_roster(tmp_path / "hard.xlsx", rows)), "--term", "Fall 2012",
+                         "--subscription", SUB, "--json")
+    assert code == 0, err
+    return json.loads(out)["batch_id"]
+
+
+def roster_workbooks(eml_path: str) -> list[bytes]:
+    with open(eml_path, "rb") as stored:
+        message = email.message_from_binary_file(stored, policy=email.policy.default)
+    return [part.get_content() for part in message.iter_attachments()]
+
+
+def test_a_teacher_in_schools_with_long_shared_names_and_forbidden_characters_gets_every_student(
+        run, tmp_path, smtp, monkeypatch):
+    inbox, mail, _ = smtp
+    batch_id = hard_district(run, tmp_path)
+    previous = os.umask(0)   # outbox modes must not depend on the umask
+    try:
+        code, out, err = run("approve", str(batch_id), "--approver", "Pat Admin", "--json")
+    finally:
+        os.umask(previous)
+    assert code == 0 and "Traceback" not in err, err
+    assert json.loads(out)["students_created"] == 12
+    with opened(tmp_path / "w.duckdb") as con:
+        hashes = dict(con.execute("SELECT login_name, password_hash FROM students").fetchall())
+        leftover = con.execute("SELECT count(*) FROM issued_credentials").fetchall()
+        roster = message_center(con, batch_id).filter(pl.col("kind") == "teacher_roster").to_dicts()
+    assert len(roster) == 1 and leftover == [(0,)]
+
+    # One sheet per school, each with a legal, distinct name and the full school name above its table.
+    (workbook,) = roster_workbooks(roster[0]["eml_path"])
+    reader = fastexcel.read_excel(workbook)
+    assert len(reader.sheet_names) == 4 and len({n.casefold() for n in reader.sheet_names}) == 4
+    assert all(len(n) <= 31 and not set(n) & set("/:?[]*\\") for n in reader.sheet_names)
+    sheets = [reader.load_sheet(n, header_row=None, dtypes="string").to_polars().rows() for n in reader.sheet_names]
+    assert sorted(rows[0][0] for rows in sheets) == sorted(f"School: {s}" for s in HARD_SCHOOLS)
+    # Every student's login and password is in it, and each is the student's (the stored scrypt hash).
+    found = read_back_credentials(workbook)
+    assert len(found) == 12 and {login for login, _ in found} == set(hashes)
+    assert all(verify_password(password, hashes[login]) for login, password in found)
+
+    # Outbox files hold passwords: owner only, whatever the umask was.
+    folder = Path(roster[0]["eml_path"]).parent
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (folder, folder.parent)} == {0o700}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o600}
+
+    # Building again is a no-op.
+    before = json.loads(run("messages", "list", "--json")[1])
+    code, out, _ = run("messages", "build", str(batch_id))
+    assert code == 0 and json.loads(run("messages", "list", "--json")[1]) == before
+
+    # Sent, then the outbox files are purged; a date before the sending keeps them.
+    for name, value in (("HOST", "127.0.0.1"), ("PORT", str(mail.smtp_port))):
+        monkeypatch.setenv(f"ROSTERFLOW_SMTP_{name}", value)
+    assert run("messages", "send")[0] == 0 and len(inbox.messages) == 3
+    code, out, _ = run("messages", "purge", "--sent-before", "2000-01-01")
+    assert code == 0 and "0 file(s)" in out and len(list(folder.iterdir())) == 4   # 3 .eml, 1 roster
+    tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+    code, out, _ = run("messages", "purge", "--sent-before", tomorrow)
+    assert code == 0 and "4 file(s) of 3 message(s)" in out and list(folder.iterdir()) == []
+    assert all(m["files_purged_at"] for m in json.loads(run("messages", "list", "--json")[1]))
+
+
+def test_approve_says_when_messages_fail_after_the_commit_and_messages_build_finishes_it(run, tmp_path):
+    batch_id = hard_district(run, tmp_path)
+    (tmp_path / "outbox").write_text("a file where the outbox folder should be")
+    code, out, err = run("approve", str(batch_id), "--approver", "Pat Admin")
+    assert code == 1 and "Traceback" not in err
+    assert f"Batch {batch_id} committed; messages could not be written: " in err
+    assert f"Fix it and run `rosterflow messages build {batch_id}`" in err
+    code, out, _ = run("messages", "list")
+    assert f"batch {batch_id}  BUILD FAILED" in out and "12 plain password(s) kept" in out
+    assert json.loads(run("batch", "show", str(batch_id), "--json")[1])["status"] == "committed"
+    code, _, err = run("messages", "build", str(batch_id))
+    assert code == 1 and "messages could not be written" in err
+
+    (tmp_path / "outbox").unlink()
+    code, out, err = run("messages", "build", str(batch_id))
+    assert code == 0 and "every issued password read back" in out, err
+    messages = json.loads(run("messages", "list", "--json")[1])
+    assert [m["status"] for m in messages] == ["written"] * 3
+    with opened(tmp_path / "w.duckdb") as con:
+        assert con.execute("SELECT count(*) FROM issued_credentials").fetchall() == [(0,)]
+    assert run("messages", "build", str(batch_id))[0] == 0
+    assert json.loads(run("messages", "list", "--json")[1]) == messages
+
+
+def truncated_sheet_names(group: pl.DataFrame):
+    """The sheet naming this module once had: cut to 31 characters, so two schools sharing their
+    first 18 characters land on one sheet and the students of one of them are in no message."""
+    return ({f"Student List {school}"[:31]: frame.select(ROSTER_COLUMNS)
+             for (school,), frame in group.group_by("school", maintain_order=True)}, {})
+
+
+def test_a_failed_read_back_keeps_the_passwords_and_marks_the_message_failed(run, tmp_path, smtp, monkeypatch):
+    inbox, mail, _ = smtp
+    warehouse = tmp_path / "w.duckdb"
+    batch_id = hard_district(run, tmp_path)
+    approve_and_commit(warehouse, batch_id)
+    monkeypatch.setattr(messages_module, "roster_sheets", truncated_sheet_names)
+    with opened(warehouse) as con:
+        with pytest.raises(MessageBuildFailed, match="3 of the 12 credential"):
+            deliver(con, batch_id, tmp_path / "outbox", mail)
+        center = message_center(con, batch_id)
+        kept = con.execute("SELECT count(*) FROM issued_credentials").fetchall()
+        assert send_messages(con, mail, batch_id) == {"sent": 0, "failed": 0}   # held, not sent
+    assert kept == [(12,)] and inbox.messages == []
+    roster = center.filter(pl.col("kind") == "teacher_roster").to_dicts()[0]
+    assert roster["status"] == "failed" and "lacks 3" in roster["error"]
+    assert set(center["status"]) == {"failed"}
+    assert f"batch {batch_id}  BUILD FAILED" in run("messages", "list")[1]
+
+    monkeypatch.undo()
+    with opened(warehouse) as con:
+        outcome = deliver(con, batch_id, tmp_path / "outbox", mail)
+        assert con.execute("SELECT count(*) FROM issued_credentials").fetchall() == [(0,)]
+        assert deliver(con, batch_id, tmp_path / "outbox", mail)["sent"] == 0
+        rebuilt = message_center(con, batch_id)
+    assert outcome["messages"] == 3 and outcome["sent"] == 3 and len(inbox.messages) == 3
+    (workbook,) = roster_workbooks(rebuilt.filter(pl.col("kind") == "teacher_roster")["eml_path"][0])
+    assert len(read_back_credentials(workbook)) == 12
+
+
+def test_purge_deletes_the_files_of_sent_messages_only(committed, smtp, tmp_path):
+    warehouse, first = committed
+    _, mail, _ = smtp
+    second = register(warehouse, tmp_path, "later.xlsx", [roster_row(
+        first="Lia", last="Moss", student_id="77", school=SCHOOL, teacher=("Kim", "Ode"), email="kode@example.org")])
+    with opened(warehouse) as con:
+        sent = deliver(con, first, tmp_path / "outbox", mail)
+        unsent = deliver(con, second, tmp_path / "outbox", MailSettings())
+        result = purge_sent_files(con, dt.datetime.now() + dt.timedelta(days=1), "Pat Admin")
+        audited = con.execute("SELECT actor FROM audit_log WHERE action = 'messages.purge_files'").fetchall()
+    assert sent["sent"] == 5 and result["messages"] == 5 and result["kept_unsent"] == 3
+    assert sorted(result["deleted"]) == sent["outbox"] and not any(Path(p).exists() for p in sent["outbox"])
+    assert all(Path(p).exists() for p in unsent["outbox"]) and audited == [("Pat Admin",)]
+
+
+def test_init_after_an_upgrade_purges_verified_passwords_and_lists_the_others(run, tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    batch_id = hard_district(run, tmp_path)
+    approve_and_commit(warehouse, batch_id)   # committed; its messages never written (as before the upgrade)
+    code, out, _ = run("init")
+    assert code == 0 and (f"Batch {batch_id} still holds 12 plain password(s): no message was ever written for it. "
+                          f"Run `rosterflow messages build {batch_id}`") in out
+    with opened(warehouse) as con:
+        issued = con.sql("SELECT * FROM issued_credentials").pl()
+    assert run("messages", "build", str(batch_id))[0] == 0
+    # Messages written and read back whole, yet the passwords still there (a build before the
+    # read-back existed): init finds every one in the messages and purges them.
+    with opened(warehouse) as con:
+        con.register("issued", issued.to_arrow())
+        con.execute("INSERT INTO issued_credentials SELECT * FROM issued; DELETE FROM message_builds")
+    code, out, _ = run("init")
+    assert code == 0 and f"Batch {batch_id}: 12 plain password(s) purged" in out
+    with opened(warehouse) as con:
+        assert con.execute("SELECT count(*) FROM issued_credentials").fetchall() == [(0,)]
+    assert "plain password" not in run("init")[1]

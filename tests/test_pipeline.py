@@ -10,7 +10,7 @@ import pytest
 
 from tasks.approve import ApprovalError, decide_batch
 from tasks.commit import CommitError, commit_batch
-from tasks.messages import build_messages
+from tasks.messages import MailSettings, build_messages
 from tasks.credentials import CLASS_CODE_ALPHABET, verify_password
 from tasks.pipeline import advance_batch
 from tests.batch_helpers import approve_and_commit, link_all_reviews, start
@@ -110,7 +110,7 @@ def test_commit_is_exactly_once_and_a_rejected_batch_changes_nothing(district, r
     first = approve_and_commit(registered, second["batch_id"])
     with opened(registered) as con:
         again = commit_batch(con, second["batch_id"], "Pat Admin")
-        messages = build_messages(con, second["batch_id"], tmp_path / "outbox")
+        messages = build_messages(con, second["batch_id"], tmp_path / "outbox", MailSettings())
     assert again == {**first, "already_committed": True}
     assert messages.filter(pl.col("kind") == "teacher_roster")["attachment"].str.ends_with(".xlsx").all()
 
