@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 from prefect import task
 
-from tasks.ingest import expand_paths, read_files, write_staged
+from tasks.ingest import BatchTooLarge, expand_paths, read_files, write_staged
 from tasks.match import match_batch
 from tasks.matching import MatchConfig
 from tasks.plan import build_plan
@@ -89,7 +89,12 @@ def ingest_and_validate(con: duckdb.DuckDBPyConnection, batch_id: int, paths: li
     """
     if batches.stage_result(con, batch_id, "ingest") is not None:
         return batches.stage_result(con, batch_id, "ingest"), validate_batch(con, batch_id)
-    read = read_files(batch_id, paths, sheet, max_rows)
+    try:
+        read = read_files(batch_id, paths, sheet, max_rows)
+    except BatchTooLarge as error:
+        # Nothing was staged and nothing will be: the batch is over, not interrupted.
+        mark_failed(con, batch_id, "rosterflow", {"problem": str(error)})
+        raise
     schools, courses = reference_data(con)
     with ThreadPoolExecutor(max_workers=1) as writer:
         written = writer.submit(write_staged, con, batch_id, read)
@@ -99,6 +104,13 @@ def ingest_and_validate(con: duckdb.DuckDBPyConnection, batch_id: int, paths: li
             written.result()  # re-raises a failed write; nothing of validation is written then
     write_validation(con, batch_id, validation)
     return read.result, validation.result
+
+
+def mark_failed(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str, detail: dict[str, Any]) -> None:
+    """Mark the batch failed, with why in the audit log; its rows and issues are kept."""
+    with transaction(con):
+        batches.set_status(con, batch_id, batches.STATUS_FAILED)
+        batches.audit(con, actor, "batch.fail", "batch", batch_id, batch_id, detail)
 
 
 def fail_if_unreadable(con: duckdb.DuckDBPyConnection, batch_id: int, ingest: dict[str, Any],
@@ -111,9 +123,7 @@ def fail_if_unreadable(con: duckdb.DuckDBPyConnection, batch_id: int, ingest: di
     errors = ingest["file_errors"]
     if not errors:
         return None
-    with transaction(con):
-        batches.set_status(con, batch_id, batches.STATUS_FAILED)
-        batches.audit(con, actor, "batch.fail", "batch", batch_id, batch_id, {"file_errors": errors})
+    mark_failed(con, batch_id, actor, {"file_errors": errors})
     return f"Batch {batch_id} failed: {len(errors)} file(s) could not be read: " + "; ".join(
         f"{e['file_name']}" + (f" sheet {e['sheet']}" if e.get("sheet") else "") + f": {e['problem']} {e['fix']}"
         for e in errors)

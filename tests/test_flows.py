@@ -207,3 +207,19 @@ def test_a_deployed_run_waits_suspended_and_survives_a_worker_restart(prefect_se
     finally:
         worker.kill()
         worker.wait(30)
+
+
+def test_a_run_whose_file_cannot_be_read_ends_failed_with_the_reason(prefect_server, district,
+                                                                     district_warehouse: Path, tmp_path: Path):
+    from prefect.exceptions import FailedRun
+
+    broken = tmp_path / "broken.xlsx"
+    broken.write_text("not a workbook")
+    config = RegistrationConfig(files=[str(district.registration_files[0]), str(broken)],
+                                term=district.registration_term, subscription_type=district.subscription_type,
+                                warehouse_path=str(district_warehouse), outbox_dir=str(tmp_path / "outbox"))
+    with pytest.raises(FailedRun, match="broken.xlsx"):
+        batch_registration(config)
+    with opened(district_warehouse) as con:
+        assert con.execute("SELECT status FROM batches").fetchall() == [("failed",)]
+        assert con.execute("SELECT count(*) FROM match_results").fetchall() == [(0,)]

@@ -51,8 +51,9 @@ DUCKDB_MAGIC = b"DUCK"
 DUCKDB_MAGIC_OFFSET = 8
 
 # What DuckDB or the OS raise when the warehouse file cannot be opened or written.
+# (A commit whose log file cannot be written is a TransactionException.)
 WAREHOUSE_ERRORS = (duckdb.IOException, duckdb.InvalidInputException, duckdb.SerializationException,
-                    duckdb.InternalException, duckdb.FatalException, OSError)
+                    duckdb.InternalException, duckdb.FatalException, duckdb.TransactionException, OSError)
 
 
 class WarehouseError(Exception):
