@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import get_run_logger, pause_flow_run, suspend_flow_run
-from prefect.states import Failed, State
 from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
+from prefect.states import Failed, State
 
 from flows.config import BatchRunConfig
 from flows.forms import AllUploadedForm, ApprovalForm, ReviewChoice, ReviewForm
@@ -27,33 +27,54 @@ from tasks.commit import commit_task
 from tasks.ingest import expand_paths
 from tasks.match import match_task
 from tasks.messages import messages_task
-from tasks.pipeline import finished_stages_task, ingest_validate_task, open_batch_task, resolve_term
+from tasks.pipeline import (fail_if_unreadable_task, finished_stages_task, ingest_validate_task, open_batch_task,
+                            resolve_term, uploads_confirmed_task)
 from tasks.plan import plan_task
 from tasks.report import publish_issues_task, publish_plan_task, write_plan_workbook_task
 from tasks.review import apply_review_decisions_task, close_review_task, pending_review_task, review_markdown
+from warehouse.locks import HeldLock
 
 MAX_FORM_ATTEMPTS = 20
 
 
-def wait_for(form: RunInput, key: str, timeout: int, poll_interval: int):
+def wait_for(form: RunInput, key: str, timeout: int, poll_interval: int, lock: HeldLock):
     """Wait for a person to submit ``form``: suspended under a deployment (no process, no lock
-    held; survives a restart of the server or worker), paused in place otherwise.
+    held; survives a restart of the server or worker), paused in place otherwise. The batch's
+    lock is let go while waiting (the batch is at a gate) and taken back after.
 
     ``key`` names the wait: a re-run after a suspension gets back the input submitted for it.
     """
+    lock.release()
     if deployment.id:
         return suspend_flow_run(wait_for_input=form, key=key, timeout=timeout)
-    return pause_flow_run(wait_for_input=form, key=key, timeout=timeout, poll_interval=poll_interval)
+    submitted = pause_flow_run(wait_for_input=form, key=key, timeout=timeout, poll_interval=poll_interval)
+    lock.acquire()
+    return submitted
 
 
 def run_batch(mode: str, config: BatchRunConfig) -> str | State:
-    """Run one batch to its end: 'committed', 'rejected', 'held' or 'approval-abandoned'; a Failed
-    state when the batch committed but its messages could not be written (the run must not look
-    Completed while the teachers have nothing)."""
+    """Run one batch to its end: 'committed', 'rejected', 'held' or 'approval-abandoned'; a batch
+    whose files could not be read ends the run Failed, with the file errors as the reason, and so
+    does a batch that committed but whose messages could not be written (the run must not look
+    Completed while the teachers have nothing).
+
+    The run holds the batch's lock while it works on it (not while it waits for people), so a run
+    that dies shows as interrupted in `rosterflow batch list`; running it again finishes it."""
+    warehouse = config.warehouse_path
+    # Waiting for uploads, the batch is collecting: nobody works on it until the sheets are in.
+    batch_id = open_batch_task(warehouse, f"prefect:{flow_run.get_id()}", mode, config.model_dump(mode="json"),
+                               "prefect", collecting=getattr(config, "wait_for_all_uploads", False))
+    lock = HeldLock(warehouse, batch_id, f"flow run {flow_run.get_id()}")
+    lock.acquire()
+    try:
+        return _drive_batch(mode, config, batch_id, lock)
+    finally:
+        lock.release()
+
+
+def _drive_batch(mode: str, config: BatchRunConfig, batch_id: int, lock: HeldLock) -> str | State:
     logger = get_run_logger()
     warehouse = config.warehouse_path
-    batch_id = open_batch_task(warehouse, f"prefect:{flow_run.get_id()}", mode, config.model_dump(mode="json"),
-                               "prefect")
     logger.info("Batch %s (%s, %s)", batch_id, mode, resolve_term(config.term))
     review_timeout = int(config.review_timeout_hours * 3600)
 
@@ -68,13 +89,18 @@ def run_batch(mode: str, config: BatchRunConfig) -> str | State:
                 description=f"# Batch {batch_id}: are all sheets uploaded?\n\n{len(found)} file(s) so far:\n\n"
                 + "\n".join(f"- {Path(f).name}" for f in found),
             ),
-            key=f"uploads-{attempt}", timeout=review_timeout, poll_interval=config.wait_poll_seconds,
+            key=f"uploads-{attempt}", timeout=review_timeout, poll_interval=config.wait_poll_seconds, lock=lock,
         )
         if form.all_uploaded and form.confirmed_by.strip():
             logger.info("All sheets uploaded, confirmed by %s", form.confirmed_by)
             break
+    uploads_confirmed_task(warehouse, batch_id, "prefect")
     ingest, validated = ingest_validate_task(warehouse, batch_id, config.files, config.sheet, config.max_rows)
     publish_issues_task(warehouse, batch_id, config.outbox_dir)
+    failure = fail_if_unreadable_task(warehouse, batch_id, ingest)
+    if failure:
+        logger.error(failure)
+        return Failed(message=failure)
     logger.info("Read %s rows; %s valid, %s with errors; %s file errors", ingest["rows_staged"],
                 validated["rows_valid"], validated["rows_invalid"], len(ingest["file_errors"]))
     matched = match_task(warehouse, batch_id, config.match)
@@ -91,7 +117,7 @@ def run_batch(mode: str, config: BatchRunConfig) -> str | State:
                 + review_markdown(page, limit=config.review_page_size),
                 decisions=[ReviewChoice(review_id=item["review_id"]) for item in page],
             ),
-            key=f"review-{attempt}", timeout=review_timeout, poll_interval=config.wait_poll_seconds,
+            key=f"review-{attempt}", timeout=review_timeout, poll_interval=config.wait_poll_seconds, lock=lock,
         )
         # Only items still pending: after a suspension this input comes back once more, and a
         # decision made since (on the command line, in a spreadsheet) must not be overwritten.
@@ -120,7 +146,7 @@ def run_batch(mode: str, config: BatchRunConfig) -> str | State:
             ApprovalForm.with_initial_data(
                 description=f"# Approve batch {batch_id}?\n\n{context['markdown']}{notice}",
             ),
-            key=f"approval-{attempt}", timeout=approval_timeout, poll_interval=config.wait_poll_seconds,
+            key=f"approval-{attempt}", timeout=approval_timeout, poll_interval=config.wait_poll_seconds, lock=lock,
         )
         outcome = decide_batch_task(warehouse, batch_id, form.model_dump(include=set(ApprovalForm.model_fields)),
                                     load_settings().approvers)

@@ -23,7 +23,7 @@ from tasks.commit import CommitError, commit_batch
 from tasks.ingest import BatchTooLarge
 from tasks.messages import (MessageBuildFailed, MessageError, build_messages, deliver, failed_builds,
                             message_center, purge_sent_files, reconcile_plain_passwords, send_messages)
-from tasks.pipeline import advance_batch, open_batch
+from tasks.pipeline import advance_batch, interrupted_batch_of, interrupted_batches, open_batch
 from tasks.plan import plan_markdown, plan_tables
 from tasks.report import write_plan_xlsx
 from tasks.review import ReviewError, decide_review, review_items
@@ -34,9 +34,32 @@ from tasks import temporary
 from tasks.uploads import add_upload, confirm_all_uploaded, list_uploads
 from tasks.validate import batch_issues, write_issue_report
 from warehouse import batches, catalog
-from warehouse.connection import opened
+from warehouse.connection import WAREHOUSE_ERRORS, WarehouseError, opened, warehouse_problem
+from warehouse.locks import BatchBusy, batch_lock, lock_holder
 
 ACTOR_CLI = "cli"
+
+# The largest count a person may set (subscriptions, removals): far above any district, far
+# below the warehouse's 64-bit columns, so a slip of the keyboard is caught.
+MAX_COUNT = 1_000_000_000_000
+
+
+def count_arg(text: str) -> int:
+    """An argparse type: a whole number from 0 to ``MAX_COUNT``, or a clear refusal."""
+    try:
+        value = int(text.strip().replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give a count such as 204") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{value:,} is more than {MAX_COUNT:,}; check the number")
+    return value
+
+
+def _working_on(args: argparse.Namespace, batch_id: int):
+    """Hold the batch's lock while this command advances it (see ``warehouse.locks``)."""
+    return batch_lock(args.warehouse, batch_id, f"`rosterflow {args.command}` on the command line")
 
 
 def _print(data: Any, as_json: bool, text: str | None = None) -> None:
@@ -137,6 +160,11 @@ def _run(args: argparse.Namespace, mode: str) -> int:
         print("error: name the roster files (or folders), or use --collect to gather uploads first.",
               file=sys.stderr)
         return 2
+    if any(not f.strip() for f in args.files):
+        # An empty path would resolve to the current folder and read whatever workbooks are there.
+        print("error: an empty path names no file; name the roster files or the folder that holds them.",
+              file=sys.stderr)
+        return 2
     files = [str(Path(f).resolve()) for f in args.files]
     common = {"files": files, "term": args.term, "subscription_type": args.subscription, "sheet": args.sheet,
               "warehouse_path": str(args.warehouse)}
@@ -146,6 +174,13 @@ def _run(args: argparse.Namespace, mode: str) -> int:
     else:
         config = RegistrationConfig(**common)
     with opened(args.warehouse) as con:
+        if files and not args.new:
+            earlier = interrupted_batch_of(con, args.warehouse, mode, files)
+            if earlier is not None:
+                print(f"error: batch {earlier} over the same files was interrupted before it finished; finish it "
+                      f"with `rosterflow batch resume {earlier}` (or start another batch anyway with --new).",
+                      file=sys.stderr)
+                return 2
         batch_id = open_batch(con, f"cli:{uuid.uuid4()}", mode, config.model_dump(mode="json"), args.actor,
                               collecting=collecting)
         if collecting:
@@ -153,14 +188,37 @@ def _run(args: argparse.Namespace, mode: str) -> int:
                    f"Batch {batch_id}: collecting uploads.\n  next: rosterflow upload {batch_id} FILE ... "
                    f"(as teachers send sheets), then rosterflow all-uploaded {batch_id} --by NAME")
             return 0
-        try:
-            result = advance_batch(con, batch_id)
-        except BatchTooLarge as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+        with _working_on(args, batch_id):
+            try:
+                result = advance_batch(con, batch_id)
+            except BatchTooLarge as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
         issues = batch_issues(con, batch_id)
-    _print(result, args.json, _progress_text(result, issues))
-    return 0
+    return _report_progress(args, result, issues)
+
+
+def _report_progress(args: argparse.Namespace, result: dict[str, Any], issues: pl.DataFrame) -> int:
+    """Print where the batch stands; a failed batch prints its file errors to stderr and exits 2."""
+    if result["status"] != batches.STATUS_FAILED:
+        _print(result, args.json, _progress_text(result, issues))
+        return 0
+    if args.json:
+        _print(result, True)
+    print(_failure_text(result), file=sys.stderr)
+    return 2
+
+
+def _failure_text(result: dict[str, Any]) -> str:
+    batch_id = result["batch_id"]
+    errors = result["ingest"]["file_errors"]
+    lines = [f"error: batch {batch_id} failed: {len(errors)} file(s) could not be read, so nothing else was done."]
+    for error in errors:
+        where = error["file_name"] + (f" sheet {error['sheet']}" if error.get("sheet") else "")
+        lines.append(f"  FILE ERROR {where}: {error['problem']} {error['fix']}")
+    lines.append(f"Fix the files and run the command again; batch {batch_id} is kept for the record "
+                 "(`rosterflow batch list --all`).")
+    return "\n".join(lines)
 
 
 def issue_lines(issues: pl.DataFrame) -> list[str]:
@@ -241,22 +299,56 @@ def cmd_uploads(args: argparse.Namespace) -> int:
 
 
 def cmd_all_uploaded(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with opened(args.warehouse) as con, _working_on(args, args.batch):
         confirm_all_uploaded(con, args.batch, args.by)
         result = advance_batch(con, args.batch)
         issues = batch_issues(con, args.batch)
-    _print(result, args.json, _progress_text(result, issues))
-    return 0
+    return _report_progress(args, result, issues)
 
 
 def cmd_batch_list(args: argparse.Namespace) -> int:
-    return _show_query(args, "SELECT batch_id, mode, term, subscription_type, status, created_at, decided_by FROM batches"
-                       " ORDER BY batch_id", "No batches yet.")
+    with opened(args.warehouse) as con:
+        frame = con.sql("SELECT batch_id, mode, term, subscription_type, status, created_at, decided_by FROM batches"
+                        " ORDER BY batch_id").pl()
+        interrupted = interrupted_batches(con, args.warehouse)
+    frame = frame.with_columns(
+        status=pl.when(pl.col("batch_id").is_in(interrupted)).then(pl.lit(batches.STATUS_INTERRUPTED))
+        .otherwise(pl.col("status")))
+    hidden = frame.filter(pl.col("status") == batches.STATUS_FAILED).height
+    if not args.all:
+        frame = frame.filter(pl.col("status") != batches.STATUS_FAILED)
+    text = _table(frame) if frame.height else "No batches yet."
+    if interrupted:
+        text += "\ninterrupted: its process stopped before the batch reached review or approval; " \
+                "finish it with `rosterflow batch resume N`."
+    if hidden and not args.all:
+        text += f"\n{hidden} failed batch(es) not shown (files that could not be read): `rosterflow batch list --all`."
+    _print(frame.to_dicts(), args.json, text)
+    return 0
+
+
+def cmd_batch_resume(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        batch = batches.get_batch(con, args.batch)
+        if batch["status"] == batches.STATUS_FAILED:
+            print(f"error: batch {args.batch} failed because a file could not be read; it cannot be resumed. "
+                  f"See `rosterflow batch issues {args.batch}`, fix the files and register them again.",
+                  file=sys.stderr)
+            return 2
+        if batch["status"] == "collecting":
+            print(f"error: batch {args.batch} is collecting uploads; when every sheet is in, run "
+                  f"`rosterflow all-uploaded {args.batch} --by NAME`.", file=sys.stderr)
+            return 2
+        with _working_on(args, args.batch):
+            result = advance_batch(con, args.batch)
+        issues = batch_issues(con, args.batch)
+    return _report_progress(args, result, issues)
 
 
 def cmd_batch_show(args: argparse.Namespace) -> int:
     with opened(args.warehouse) as con:
         batch = batches.get_batch(con, args.batch)
+        batch["status"] = batches.shown_status(batch["status"], lock_holder(args.warehouse, args.batch) is not None)
         batch["results"] = {stage: batches.stage_result(con, args.batch, stage) for stage in batch["stages"]}
         issues = batch_issues(con, args.batch)
     batch["issues"] = issues.to_dicts()
@@ -297,7 +389,7 @@ def cmd_review_list(args: argparse.Namespace) -> int:
 
 
 def cmd_review_decide(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with opened(args.warehouse) as con, _working_on(args, args.batch):
         try:
             result = decide_review(con, args.batch, args.item, args.action, args.reviewer, args.candidate)
             progress = advance_batch(con, args.batch)
@@ -319,7 +411,7 @@ def cmd_review_export(args: argparse.Namespace) -> int:
 
 
 def cmd_review_import(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with opened(args.warehouse) as con, _working_on(args, args.batch):
         try:
             counts = import_review_xlsx(con, args.batch, Path(args.path), args.reviewer)
             progress = advance_batch(con, args.batch)
@@ -411,8 +503,11 @@ def cmd_messages_send(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with opened(args.warehouse) as con, _working_on(args, args.batch):
         progress = advance_batch(con, args.batch)
+        if progress["status"] == batches.STATUS_FAILED:
+            print(_failure_text(progress), file=sys.stderr)
+            return 2
         if "plan" not in progress:
             print(f"error: batch {args.batch} has {progress['review']['pending']} review item(s) pending.",
                   file=sys.stderr)
@@ -513,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--outbox", type=Path, default=settings.outbox_dir, help="where rosters are written")
     parser.add_argument("--uploads", type=Path, default=settings.uploads_dir, help="where uploaded sheets are kept")
     parser.add_argument("--actor", default=ACTOR_CLI, help="name recorded in the audit log for admin changes")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler, help_text: str, parent=sub, json_flag: bool = True) -> argparse.ArgumentParser:
@@ -523,6 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--outbox", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.add_argument("--uploads", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.add_argument("--actor", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         if json_flag:
             p.add_argument("--json", action="store_true", help="print JSON")
         return p
@@ -538,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     subscription = sub.add_parser("subscription", help="subscriptions").add_subparsers(dest="sub_command", required=True)
     p = command("set", cmd_subscription_set, "set available subscriptions of a type", subscription)
     p.add_argument("type")
-    p.add_argument("available", type=int)
+    p.add_argument("available", type=count_arg, help="a whole number, 0 or more")
     p.add_argument("--school", help="a school's own pool (default: the district's)")
     command("list", cmd_subscription_list, "list subscriptions", subscription)
 
@@ -556,6 +653,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="hold a sheet with this share fewer rows than last time")
             p.add_argument("--collect", action="store_true",
                            help="collect sheets with `rosterflow upload` until `rosterflow all-uploaded`")
+        p.add_argument("--new", action="store_true",
+                       help="start a new batch even if one over the same files was interrupted")
     p = command("upload", cmd_upload, "add teachers' sheets to a collecting migration")
     p.add_argument("batch", type=int)
     p.add_argument("files", nargs="+")
@@ -566,7 +665,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", required=True, help="the administrator confirming")
 
     batch = sub.add_parser("batch", help="batches").add_subparsers(dest="batch_command", required=True)
-    command("list", cmd_batch_list, "list batches", batch)
+    command("list", cmd_batch_list, "list batches (failed ones with --all)", batch).add_argument(
+        "--all", action="store_true", help="include failed batches (files that could not be read)")
+    command("resume", cmd_batch_resume, "finish an interrupted batch (up to review or approval)", batch).add_argument(
+        "batch", type=int)
     command("show", cmd_batch_show, "show a batch, its stages and issues", batch).add_argument("batch", type=int)
     p = command("issues", cmd_issues, "the validation report of a batch", batch)
     p.add_argument("batch", type=int)
@@ -619,7 +721,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = command(name, cmd_approve, help_text)
         p.add_argument("batch", type=int)
         p.add_argument("--approver", required=True)
-        p.add_argument("--remove-count", type=int, help="the number of students the plan removes")
+        p.add_argument("--remove-count", type=count_arg, help="the number of students the plan removes")
         p.add_argument("--override-guard", action="store_true")
         p.add_argument("--comment")
     p = command("restore", cmd_restore, "bring back removed students (approvers only)")
@@ -653,13 +755,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _require_batch(args: argparse.Namespace) -> None:
+    """Every command that names a batch refuses an unknown one before doing (or writing) anything."""
+    if getattr(args, "batch", None) is None:
+        return
+    with opened(args.warehouse, read_only=not args.warehouse.exists()) as con:
+        batches.require_batch(con, args.batch)
+
+
+def _failure_sentence(args: argparse.Namespace, error: BaseException) -> str:
+    """One sentence for an error opening or writing a file: the warehouse's own, or another's."""
+    filename = getattr(error, "filename", None)
+    if isinstance(error, OSError) and filename and Path(filename).resolve() != Path(args.warehouse).resolve() \
+            and not str(filename).startswith(str(args.warehouse)):
+        return f"cannot write {filename}: {error.strerror or error}. Choose another path or make its folder writable."
+    return warehouse_problem(args.warehouse, error)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `rosterflow` console script."""
+    """Entry point of the `rosterflow` console script.
+
+    Errors end in one sentence and exit 2; ``--debug`` shows the traceback instead."""
     args = build_parser().parse_args(argv)
     try:
+        _require_batch(args)
         return args.handler(args)
+    except (WarehouseError, BatchBusy) as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except WAREHOUSE_ERRORS as error:
+        # Failing to write mid-command: a full disk, a lock, a read-only folder.
+        if args.debug:
+            raise
+        print(f"error: {_failure_sentence(args, error)}", file=sys.stderr)
+        return 2
     except (ValueError, LookupError) as error:
         # Domain errors (unknown batch, school, bad decision) carry a message meant for the user.
+        if args.debug:
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 2
 

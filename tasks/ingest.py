@@ -22,18 +22,43 @@ ROSTER_SUFFIXES = (".xlsx", ".xlsm", ".xls")
 
 def expand_paths(paths: list[str]) -> list[str]:
     """Files named directly are kept as given (a missing one is reported later); a folder or a glob
-    pattern stands for the roster workbooks in it, in name order."""
+    pattern stands for the roster workbooks in it, in name order. An empty path stands for nothing
+    (not the current folder): ``unmatched_paths`` reports it."""
     expanded: list[str] = []
     for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            expanded += sorted(str(p) for p in path.iterdir() if p.suffix.lower() in ROSTER_SUFFIXES
-                               and not p.name.startswith("~$"))
-        elif any(ch in raw for ch in "*?["):
-            expanded += sorted(p for p in glob.glob(raw) if Path(p).suffix.lower() in ROSTER_SUFFIXES)
-        else:
-            expanded.append(raw)
+        expanded += _workbooks_of(raw)
     return expanded
+
+
+def _workbooks_of(raw: str) -> list[str]:
+    if not raw.strip():
+        return []
+    path = Path(raw)
+    if path.is_dir():
+        return sorted(str(p) for p in path.iterdir() if p.suffix.lower() in ROSTER_SUFFIXES
+                      and not p.name.startswith("~$"))
+    if any(ch in raw for ch in "*?["):
+        return sorted(p for p in glob.glob(raw) if Path(p).suffix.lower() in ROSTER_SUFFIXES)
+    return [raw]
+
+
+def unmatched_paths(paths: list[str]) -> list[dict[str, Any]]:
+    """A file issue for each named path that stands for no workbook: an empty path, a folder
+    without workbooks, a pattern that matches none (a missing file is reported when it is read)."""
+    issues = []
+    for raw in paths or [""]:
+        if _workbooks_of(raw):
+            continue
+        if not raw.strip():
+            problem, fix = "an empty path names no file.", "Name the roster files or the folder that holds them."
+        elif Path(raw).is_dir():
+            problem = "no roster files (.xlsx, .xlsm, .xls) were found in this folder."
+            fix = "Upload the sheets to that folder, or name the files."
+        else:
+            problem = "this pattern matches no roster file (.xlsx, .xlsm, .xls)."
+            fix = "Check the folder and the pattern, or name the files."
+        issues.append({"file_name": raw, "sheet": None, "problem": problem, "fix": fix})
+    return issues
 
 
 class BatchTooLarge(ValueError):
@@ -85,10 +110,7 @@ def read_files(batch_id: int, paths: list[str], sheet: str | None, max_rows: int
     file_rows = []
     file_issues = []
     expanded = expand_paths(paths)
-    if not expanded:
-        file_issues.append({"file_name": ", ".join(paths), "sheet": None,
-                            "problem": "no roster files (.xlsx, .xlsm, .xls) were found there.",
-                            "fix": "Upload the sheets to that folder, or name the files."})
+    file_issues += unmatched_paths(paths)
     declared = sum(declared_data_rows(Path(p)) or 0 for p in expanded)
     if declared > max_rows:
         # Refused before any file is parsed: the sheets' own ranges already say it is too large.

@@ -7,20 +7,24 @@ at a time and pause at the gates.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import duckdb
 from prefect import task
 
-from tasks.ingest import read_files, write_staged
+from tasks.ingest import BatchTooLarge, expand_paths, read_files, write_staged
 from tasks.match import match_batch
 from tasks.matching import MatchConfig
 from tasks.plan import build_plan
 from tasks.review import close_review
+from tasks.spreadsheets import file_sha256
 from tasks.validate import check_rows, reference_data, validate_batch, write_validation
 from warehouse import batches
 from warehouse.connection import opened, transaction
+from warehouse.locks import lock_holder
 
 
 def resolve_term(term: str) -> str:
@@ -46,6 +50,35 @@ def open_batch(con: duckdb.DuckDBPyConnection, run_key: str, mode: str, config: 
     return batch_id
 
 
+def interrupted_batches(con: duckdb.DuckDBPyConnection, warehouse_path: str | Path) -> list[int]:
+    """Open batches that no live process is working on: their process died before a gate."""
+    rows = con.execute("SELECT batch_id FROM batches WHERE list_contains(?, status) ORDER BY batch_id",
+                       [list(batches.WORKING_STATUSES)]).fetchall()
+    return [batch_id for (batch_id,) in rows if lock_holder(warehouse_path, batch_id) is None]
+
+
+def interrupted_batch_of(con: duckdb.DuckDBPyConnection, warehouse_path: str | Path, mode: str,
+                         paths: list[str]) -> int | None:
+    """The newest interrupted batch of ``mode`` over the same files (the same resolved paths, or
+    the same file contents as far as its ingest recorded them), or None."""
+    wanted = {str(Path(p).resolve()) for p in expand_paths(paths)}
+    hashes: set[str] | None = None
+    for batch_id in reversed(interrupted_batches(con, warehouse_path)):
+        batch_mode, config = con.execute("SELECT mode, config FROM batches WHERE batch_id = ?", [batch_id]).fetchall()[0]
+        if batch_mode != mode:
+            continue
+        theirs = {str(Path(p).resolve()) for p in expand_paths(json.loads(config).get("files", []))}
+        if theirs and theirs == wanted:
+            return batch_id
+        recorded = {r[0] for r in con.execute("SELECT sha256 FROM batch_files WHERE batch_id = ?", [batch_id]).fetchall()}
+        if recorded:
+            if hashes is None:
+                hashes = {file_sha256(Path(p)) for p in wanted if Path(p).is_file()}
+            if recorded == hashes:
+                return batch_id
+    return None
+
+
 def ingest_and_validate(con: duckdb.DuckDBPyConnection, batch_id: int, paths: list[str], sheet: str | None,
                         max_rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Ingest then validate, each resumable on its own.
@@ -56,7 +89,12 @@ def ingest_and_validate(con: duckdb.DuckDBPyConnection, batch_id: int, paths: li
     """
     if batches.stage_result(con, batch_id, "ingest") is not None:
         return batches.stage_result(con, batch_id, "ingest"), validate_batch(con, batch_id)
-    read = read_files(batch_id, paths, sheet, max_rows)
+    try:
+        read = read_files(batch_id, paths, sheet, max_rows)
+    except BatchTooLarge as error:
+        # Nothing was staged and nothing will be: the batch is over, not interrupted.
+        mark_failed(con, batch_id, "rosterflow", {"problem": str(error)})
+        raise
     schools, courses = reference_data(con)
     with ThreadPoolExecutor(max_workers=1) as writer:
         written = writer.submit(write_staged, con, batch_id, read)
@@ -68,10 +106,34 @@ def ingest_and_validate(con: duckdb.DuckDBPyConnection, batch_id: int, paths: li
     return read.result, validation.result
 
 
+def mark_failed(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str, detail: dict[str, Any]) -> None:
+    """Mark the batch failed, with why in the audit log; its rows and issues are kept."""
+    with transaction(con):
+        batches.set_status(con, batch_id, batches.STATUS_FAILED)
+        batches.audit(con, actor, "batch.fail", "batch", batch_id, batch_id, detail)
+
+
+def fail_if_unreadable(con: duckdb.DuckDBPyConnection, batch_id: int, ingest: dict[str, Any],
+                       actor: str = "rosterflow") -> str | None:
+    """A batch with a file that could not be read is not half-run: mark it failed (its rows and
+    file issues stay for the audit) and return why; None when every named file was read.
+
+    Row errors are not file errors: they are validation's business (a registration leaves the
+    rows out, a migration holds their school)."""
+    errors = ingest["file_errors"]
+    if not errors:
+        return None
+    mark_failed(con, batch_id, actor, {"file_errors": errors})
+    return f"Batch {batch_id} failed: {len(errors)} file(s) could not be read: " + "; ".join(
+        f"{e['file_name']}" + (f" sheet {e['sheet']}" if e.get("sheet") else "") + f": {e['problem']} {e['fix']}"
+        for e in errors)
+
+
 def advance_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
     """Run every stage that can run now, from the batch's recorded configuration.
 
     Stops at pending review items or at the approval gate; finished stages are not run again.
+    A batch with a file that could not be read stops after ingest with status ``failed``.
     Returns the batch status and each stage's result.
     """
     batch = batches.get_batch(con, batch_id)
@@ -80,6 +142,9 @@ def advance_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, An
     if batch["status"] == "collecting":
         # Partial uploads: nothing is read until an administrator confirms all sheets are in.
         return {"batch_id": batch_id, "status": batch["status"]}
+    if batch["status"] == batches.STATUS_FAILED:
+        return {"batch_id": batch_id, "status": batch["status"], "ingest": batches.stage_result(con, batch_id, "ingest"),
+                "validate": batches.stage_result(con, batch_id, "validate")}
     stale = batches.changes_since(con, batch_id, "match") if batch["status"] not in (
         batches.STATUS_COMMITTED, batches.STATUS_REJECTED) else []
     if stale:
@@ -89,6 +154,8 @@ def advance_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, An
             batches.clear_stages(con, batch_id, ("match", "review", "plan", "approve"))
     results["ingest"], results["validate"] = ingest_and_validate(
         con, batch_id, config["files"], config.get("sheet"), config.get("max_rows", 1_048_576))
+    if fail_if_unreadable(con, batch_id, results["ingest"]):
+        return {"batch_id": batch_id, "status": batches.STATUS_FAILED, **results}
     results["match"] = match_batch(con, batch_id, MatchConfig(**config.get("match", {})))
     results["review"] = close_review(con, batch_id)
     if results["review"]["pending"]:
@@ -98,10 +165,28 @@ def advance_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, An
 
 
 @task(name="open-batch", retries=2, retry_delay_seconds=2)
-def open_batch_task(warehouse_path: str, run_key: str, mode: str, config: dict[str, Any], actor: str) -> int:
+def open_batch_task(warehouse_path: str, run_key: str, mode: str, config: dict[str, Any], actor: str,
+                    collecting: bool = False) -> int:
     """Prefect task: open (or find again) the batch of this flow run."""
     with opened(warehouse_path) as con:
-        return open_batch(con, run_key, mode, config, actor)
+        return open_batch(con, run_key, mode, config, actor, collecting=collecting)
+
+
+@task(name="uploads-confirmed")
+def uploads_confirmed_task(warehouse_path: str, batch_id: int, actor: str) -> None:
+    """Prefect task: the sheets in the run's folders are all in; the batch may be read now."""
+    with opened(warehouse_path) as con:
+        if batches.get_batch(con, batch_id)["status"] == "collecting":
+            with transaction(con):
+                batches.set_status(con, batch_id, batches.STATUS_OPEN)
+                batches.audit(con, actor, "upload.all_confirmed", "batch", batch_id, batch_id, {})
+
+
+@task(name="fail-if-unreadable")
+def fail_if_unreadable_task(warehouse_path: str, batch_id: int, ingest: dict[str, Any]) -> str | None:
+    """Prefect task: mark the batch failed when a file could not be read; return why."""
+    with opened(warehouse_path) as con:
+        return fail_if_unreadable(con, batch_id, ingest, actor="prefect")
 
 
 @task(name="finished-stages")

@@ -230,3 +230,19 @@ def test_messages_that_cannot_be_written_after_the_commit_fail_the_run_with_the_
         assert con.execute("SELECT status FROM batches").fetchall() == [("committed",)]
         assert con.execute("SELECT status FROM message_builds").fetchall() == [("failed",)]
         assert con.execute("SELECT count(*) FROM issued_credentials").fetchall() == [(108,)]
+
+
+def test_a_run_whose_file_cannot_be_read_ends_failed_with_the_reason(prefect_server, district,
+                                                                     district_warehouse: Path, tmp_path: Path):
+    from prefect.exceptions import FailedRun
+
+    broken = tmp_path / "broken.xlsx"
+    broken.write_text("not a workbook")
+    config = RegistrationConfig(files=[str(district.registration_files[0]), str(broken)],
+                                term=district.registration_term, subscription_type=district.subscription_type,
+                                warehouse_path=str(district_warehouse), outbox_dir=str(tmp_path / "outbox"))
+    with pytest.raises(FailedRun, match="broken.xlsx"):
+        batch_registration(config)
+    with opened(district_warehouse) as con:
+        assert con.execute("SELECT status FROM batches").fetchall() == [("failed",)]
+        assert con.execute("SELECT count(*) FROM match_results").fetchall() == [(0,)]

@@ -151,8 +151,11 @@ def test_a_header_typo_or_an_empty_sheet_removes_nobody(district, registered: Pa
                                                            for h in TEMPLATE_HEADER])
     progress = start(registered, "migration", [typo], district.migration_term, district.subscription_type,
                      schools=["ABC High School"])
-    assert progress["plan"]["removals"] == 0 and progress["plan"]["blockers"]
-    assert progress["status"] == "held"
+    # A sheet without its header cannot be read: the batch fails before matching or planning.
+    assert progress["status"] == "failed" and progress["ingest"]["file_errors"] and "plan" not in progress
+    with opened(registered) as con:
+        assert con.execute("SELECT count(*) FROM plan_removals WHERE batch_id = ?", [progress["batch_id"]]).fetchall() \
+            == [(0,)]
 
     empty = write_roster(tmp_path / "empty.xlsx", [])
     progress = start(registered, "migration", [empty], district.migration_term, district.subscription_type,

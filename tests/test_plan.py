@@ -69,12 +69,14 @@ def test_excluding_a_row_in_review_does_not_remove_its_candidates(town: Path, tm
     assert plan["removals"] == 0 and plan["rows_excluded_by_review"] == 1
 
 
-def test_a_hidden_roster_sheet_holds_the_whole_migration(town: Path, tmp_path: Path):
+def test_a_hidden_roster_sheet_fails_the_whole_migration(town: Path, tmp_path: Path):
     rows = year_two()
     path = write_sheets(tmp_path / "y2.xlsx", {"Roster": [TEMPLATE_HEADER, *rows[:-2]],
                                                "More": [TEMPLATE_HEADER, *rows[-2:]]}, hidden=("More",))
     progress = start(town, "migration", [path], TERM, SUB)
-    assert progress["plan"]["hold_all"] and progress["plan"]["removals"] == 0 and progress["status"] == "held"
+    # A file-level error: the batch fails after reading, so nothing is planned, committed or removed.
+    assert progress["status"] == "failed" and "plan" not in progress
+    assert [e["sheet"] for e in progress["ingest"]["file_errors"]] == ["More"]
 
 
 def test_new_children_with_only_a_name_are_never_merged(town: Path, tmp_path: Path):
@@ -148,13 +150,15 @@ def test_the_plan_shows_name_differences_and_removals_per_school_and_keeps_regis
             ("Kid7", "Family7")]
 
 
-def test_a_cut_off_workbook_holds_the_whole_migration_and_removes_nobody(town: Path, tmp_path: Path):
+def test_a_cut_off_workbook_fails_the_whole_migration_and_removes_nobody(town: Path, tmp_path: Path):
     from tests.test_bad_files import truncated_xlsx
 
     # ABC's sheet is fine; Summerwind's workbook arrived cut off (a failed upload): it cannot be
     # read, so it may hold any school's students, and nobody anywhere is removed.
     abc_only = write_roster(tmp_path / "abc.xlsx", year_two(drop=set(range(21, 41)) | {1, 2}))
     progress = start(town, "migration", [abc_only, truncated_xlsx(tmp_path)], "Fall 2026", SUB)
-    plan = progress["plan"]
-    assert progress["status"] == "held" and plan["hold_all"] and plan["removals"] == 0
-    assert any("truncated.xlsx" in reason for reason in plan["hold_reasons"])
+    assert progress["status"] == "failed" and "plan" not in progress
+    assert [e["file_name"] for e in progress["ingest"]["file_errors"]] == ["truncated.xlsx"]
+    with opened(town) as con:
+        assert con.execute("SELECT count(*) FROM plan_removals").fetchall() == [(0,)]
+        assert con.execute("SELECT count(*) FROM students WHERE status = 'deleted'").fetchall() == [(0,)]

@@ -25,10 +25,29 @@ STATUS_HELD = "held"
 STATUS_APPROVED = "approved"
 STATUS_REJECTED = "rejected"
 STATUS_COMMITTED = "committed"
+# A named file could not be read (missing, not a workbook, damaged, unknown or hidden roster
+# sheet): the batch stops after ingest and is kept, with its file issues, for the audit.
+STATUS_FAILED = "failed"
+# Shown, never stored: an open batch that no live process is working on (its process died).
+STATUS_INTERRUPTED = "interrupted"
+# Statuses in which a process is expected to be working on the batch (no person is awaited).
+WORKING_STATUSES = (STATUS_OPEN,)
 
 
 class BatchNotFound(LookupError):
     """Raised when a batch id names no batch."""
+
+
+def require_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> int:
+    """The batch id if it names a batch; otherwise raise ``BatchNotFound`` with what to do."""
+    if first_row(con.execute("SELECT 1 FROM batches WHERE batch_id = ?", [batch_id])) is None:
+        raise BatchNotFound(f"No batch {batch_id}: list batches with `rosterflow batch list`.")
+    return batch_id
+
+
+def shown_status(status: str, worked_on: bool) -> str:
+    """The status to show: an open batch no live process is working on is interrupted."""
+    return STATUS_INTERRUPTED if status in WORKING_STATUSES and not worked_on else status
 
 
 def create_or_get_batch(
@@ -60,7 +79,7 @@ def get_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
         "SELECT * FROM batches WHERE batch_id = $batch_id", params={"batch_id": batch_id}
     ).pl()
     if rows.is_empty():
-        raise BatchNotFound(f"No batch {batch_id}: list batches with `rosterflow batch list`.")
+        require_batch(con, batch_id)
     batch = rows.to_dicts()[0]
     batch["config"] = json.loads(batch["config"])
     batch["stages"] = [

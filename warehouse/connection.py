@@ -7,6 +7,8 @@ one process hold a file read-write and locks every other process out while it do
 from __future__ import annotations
 
 import contextlib
+import errno
+import re
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -44,17 +46,101 @@ def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
     return done
 
 
+# A DuckDB database file starts with an 8-byte checksum and then these bytes.
+DUCKDB_MAGIC = b"DUCK"
+DUCKDB_MAGIC_OFFSET = 8
+
+# What DuckDB or the OS raise when the warehouse file cannot be opened or written.
+# (A commit whose log file cannot be written is a TransactionException.)
+WAREHOUSE_ERRORS = (duckdb.IOException, duckdb.InvalidInputException, duckdb.SerializationException,
+                    duckdb.InternalException, duckdb.FatalException, duckdb.TransactionException, OSError)
+
+
+class WarehouseError(Exception):
+    """The warehouse file cannot be used; the message says which file and what to do."""
+
+
+def _kind_of_file(head: bytes) -> str:
+    if head.startswith(b"PK"):
+        return "it is a zip file, perhaps a spreadsheet"
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
+        return "it is an old Office file, perhaps a spreadsheet"
+    try:
+        head.decode("utf-8")
+        return "it holds text"
+    except UnicodeDecodeError:
+        return "its bytes are not a DuckDB database"
+
+
+def check_warehouse_file(path: Path) -> None:
+    """Refuse a file that is not a DuckDB database before DuckDB opens it, so nothing ever writes
+    into it. An empty file is refused too: it is a failed copy or a mistake far more often than a
+    wish for a new warehouse, and treating it as one would hide that every batch is gone."""
+    if not path.exists():
+        return
+    if path.is_dir():
+        raise WarehouseError(f"The warehouse {path} is a folder, not a file: point --warehouse (or "
+                             "ROSTERFLOW_WAREHOUSE) at the .duckdb file.")
+    with path.open("rb") as file:
+        head = file.read(64)
+    if not head:
+        raise WarehouseError(
+            f"The warehouse {path} is empty (0 bytes), so it holds no data; nothing was changed. "
+            "If it should hold your batches, restore it from a backup; to start a new warehouse, delete it "
+            "and run `rosterflow init`.")
+    if head[DUCKDB_MAGIC_OFFSET:DUCKDB_MAGIC_OFFSET + len(DUCKDB_MAGIC)] != DUCKDB_MAGIC:
+        raise WarehouseError(
+            f"The warehouse {path} is not a DuckDB database ({_kind_of_file(head)}); nothing was changed. "
+            "Point --warehouse (or ROSTERFLOW_WAREHOUSE) at the warehouse file, or restore it from a backup.")
+
+
+def warehouse_problem(path: str | Path, error: BaseException) -> str:
+    """One sentence for a failure to open or write the warehouse: which file, and what to do."""
+    text = str(error)
+    lock = re.search(r"Conflicting lock is held in (.*?)(?: \(PID (\d+)\))?(?:\.|$)", text)
+    code = error.errno if isinstance(error, OSError) else None
+    if lock or "Could not set lock" in text:
+        holder = f" (process {lock.group(2)})" if lock and lock.group(2) else ""
+        return (f"The warehouse {path} is in use by another program{holder}; wait for it to finish "
+                "(a running command or flow task) and try again.")
+    if code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) or re.search(
+            r"No space left|File too large|Disk quota|disk.*full", text, re.IGNORECASE):
+        return (f"There is no room to write the warehouse {path} (disk full or file size limit); "
+                "the change was not saved. Free some space and run the command again.")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS) or re.search(
+            r"Permission denied|Read-only file system|Operation not permitted", text, re.IGNORECASE):
+        return (f"The warehouse {path} or its folder cannot be written (permission denied or read-only); "
+                "nothing was changed. Make them writable, or use --warehouse with a writable path.")
+    if "not a valid DuckDB database" in text:
+        return (f"The warehouse {path} is not a DuckDB database; nothing was changed. Point --warehouse "
+                "at the warehouse file, or restore it from a backup.")
+    if re.search(r"Could not read enough bytes|Corrupt|checksum|Serialization|truncated", text, re.IGNORECASE):
+        return (f"The warehouse {path} is damaged (cut short or corrupt) and cannot be read; nothing was "
+                "changed. Restore it from a backup.")
+    return f"The warehouse {path} could not be used: {text.splitlines()[0] if text else type(error).__name__}."
+
+
 def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse at ``path``, creating it and applying migrations when writable."""
+    """Open the warehouse at ``path``, creating it and applying migrations when writable.
+
+    Raises ``WarehouseError`` (one sentence naming the file and what to do) when the file is not a
+    warehouse, is damaged, locked, read-only or the disk is full."""
     path = Path(path)
-    if read_only:
-        if not path.exists():
-            raise FileNotFoundError(f"No warehouse at {path}: create it with `rosterflow init`.")
-        return duckdb.connect(str(path), read_only=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path))
+    try:
+        check_warehouse_file(path)
+        if read_only:
+            if not path.exists():
+                raise WarehouseError(f"No warehouse at {path}: create it with `rosterflow init`.")
+            return duckdb.connect(str(path), read_only=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(path))
+    except WAREHOUSE_ERRORS as error:
+        raise WarehouseError(warehouse_problem(path, error)) from error
     try:
         apply_migrations(con)
+    except WAREHOUSE_ERRORS as error:
+        con.close()
+        raise WarehouseError(warehouse_problem(path, error)) from error
     except Exception:
         con.close()
         raise
