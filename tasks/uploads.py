@@ -40,13 +40,19 @@ def _refusal(batch_id: int, status: str) -> str:
     if status == batches.STATUS_APPROVED:
         return (f"Batch {batch_id} is approved and waits for its commit: it no longer takes uploads. Correct "
                 "the sheet in a new batch after the commit, or reject this batch first.")
-    return (f"Batch {batch_id} is {status}: it no longer takes uploads (a batch collecting sheets takes them, and "
-            "a held batch takes corrected sheets).")
+    return (f"Batch {batch_id} is {status}: it no longer takes uploads (a batch collecting sheets takes them; a "
+            "held batch, or one whose plan holds schools, takes corrected sheets).")
 
 
-def _reopened_unread(con: duckdb.DuckDBPyConnection, batch: dict[str, Any]) -> bool:
-    """A held batch that took a corrected sheet and has not been read again yet: it takes more
-    corrected sheets (several files in one upload command)."""
+def takes_corrections(con: duckdb.DuckDBPyConnection, batch: dict[str, Any]) -> bool:
+    """Whether the batch takes a corrected sheet: it is held, or its plan holds schools for
+    their invalid rows (awaiting approval), or it took a corrected sheet and has not been read
+    again yet (several files in one upload command)."""
+    if batch["status"] == batches.STATUS_HELD:
+        return True
+    if batch["status"] == batches.STATUS_AWAITING_APPROVAL:
+        plan = batches.stage_result(con, batch["batch_id"], "plan") or {}
+        return bool(plan.get("held_schools"))
     return batch["status"] == batches.STATUS_OPEN and "ingest" not in batch["stages"] and bool(first_row(con.execute(
         "SELECT 1 FROM audit_log WHERE batch_id = ? AND action = 'upload.correct_held'", [batch["batch_id"]])))
 
@@ -55,7 +61,7 @@ def add_upload(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path, store_
     """Store one uploaded sheet for a collecting batch and say what it holds; for a held batch,
     take it as a corrected sheet (see ``correct_held_batch``)."""
     batch = batches.get_batch(con, batch_id)
-    if batch["status"] == batches.STATUS_HELD or _reopened_unread(con, batch):
+    if takes_corrections(con, batch):
         return correct_held_batch(con, batch, Path(path), store_dir, actor)
     if batch["status"] != STATUS_COLLECTING:
         raise UploadError(_refusal(batch_id, batch["status"]))

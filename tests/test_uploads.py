@@ -128,3 +128,22 @@ def test_a_held_collected_migration_takes_the_same_teachers_corrected_sheet(tmp_
     with opened(warehouse_path) as con:
         with pytest.raises(UploadError, match="is committed: it no longer takes uploads. Start a new batch"):
             add_upload(con, batch, corrected, tmp_path / "store", "Morgan")
+
+
+def test_a_migration_holding_one_school_takes_that_schools_corrected_sheet(tmp_path: Path, warehouse_path: Path):
+    with opened(warehouse_path) as con:
+        _setup(con)
+        catalog.add_schools(con, ["Summerwind High School"], "test")
+    good = write_roster(tmp_path / "abc.xlsx", [roster_row(first="Ana", student_id="1")])
+    summerwind = dict(school="Summerwind High School", email="acooper@example.org", teacher=("Allison", "Cooper"))
+    broken = write_roster(tmp_path / "summerwind.xlsx", [roster_row(first="Di", student_id="4", **summerwind),
+                                                         roster_row(first="Ed", student_id="5", dob="x", **summerwind)])
+    progress = start(warehouse_path, "migration", [good, broken], "Fall 2026", "K12")
+    assert progress["status"] == "awaiting_approval" and progress["plan"]["held_schools"] == ["Summerwind High School"]
+    (tmp_path / "fixed").mkdir()
+    fixed = write_roster(tmp_path / "fixed" / "summerwind.xlsx", [roster_row(first="Di", student_id="4", **summerwind),
+                                                                   roster_row(first="Ed", student_id="5", **summerwind)])
+    with opened(warehouse_path) as con:
+        assert add_upload(con, progress["batch_id"], fixed, tmp_path / "store", "Pat Admin")["reopened"]
+        again = advance_batch(con, progress["batch_id"])
+    assert again["plan"]["held_schools"] == [] and again["plan"]["students_new"] == 3
