@@ -115,7 +115,7 @@ class ReadLimits:
     max_uncompressed_bytes: int = 2 << 30
     max_compression_ratio: float = 250.0
     max_columns: int = 200
-    max_rows: int = 1_048_575  # a sheet reaching Excel's last row was probably cut off
+    max_rows: int = 1_048_575  # student rows below the header (a sheet reaching Excel's last row is refused)
     memory_bytes: int = 6 << 30
     seconds: float = 900.0
 
@@ -502,15 +502,14 @@ def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = 
     # A formula saved without its value reads as empty; its row is not empty, and the cell is named.
     formula_cells: dict[int, list[str]] = {}
     for row, column in sorted(cells.formulas_without_value):
-        position = column_at.get(column)
+        position = column_at.get(column)  # roster columns only: a helper column's formulas are not rows
         index = row - first_data_row
         if position is None or not 0 <= index < data.height:
             continue
         if (data[source_columns[position]][index] or "").strip():
             continue
         non_empty[index] = True
-        if position in mapping:
-            formula_cells.setdefault(row, []).append(mapping[position])
+        formula_cells.setdefault(row, []).append(mapping[position])
     rows = data.select(
         [pl.col(source_columns[position]).alias(column) for position, column in mapping.items()]
     ).with_columns(
