@@ -319,7 +319,7 @@ def teacher_name_conflicts(frame: pl.DataFrame) -> pl.DataFrame:
     by_name = conflicted.sort("row_no").group_by("teacher_email", "teacher_name", maintain_order=True).agg(
         "row_no", "excel_row", "file_name", "sheet", "raw_teacher_email")
     issues = []
-    for (email,), names in by_name.group_by("teacher_email", maintain_order=True):
+    for _, names in by_name.group_by("teacher_email", maintain_order=True):
         first, *others = names.to_dicts()
         # Each other name is paired with the name seen first, so every issue has a row of its own.
         anchors = {other["row_no"][0]: other for other in others}
@@ -328,7 +328,7 @@ def teacher_name_conflicts(frame: pl.DataFrame) -> pl.DataFrame:
             issues.append({
                 "row_no": other["row_no"][0], "column_name": "teacher_email", "value": other["raw_teacher_email"][0],
                 "severity": "error",
-                "problem": f"{email} is used for {first['teacher_name']!r} ({_located(first, len(places) > 1)}) "
+                "problem": f"is used for {first['teacher_name']!r} ({_located(first, len(places) > 1)}) "
                            f"and for {other['teacher_name']!r} ({_located(other, len(places) > 1)})",
                 "fix": "One email is one teacher: use the same first and last name on every row with this email, "
                        "or give each teacher their own email.",
