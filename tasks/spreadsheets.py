@@ -322,17 +322,21 @@ def xlsx_sheet_cells(path: Path, sheet: str) -> SheetCells:
         if member is None:
             return cells
         with archive.open(member) as sheet_xml:
-            pending = b""
+            pending, formulas_seen = b"", False
             while True:
                 chunk = sheet_xml.read(1 << 20)
                 buffer = pending + chunk
                 # Cut after the last row tag: no cell spans it. Past the rows (merged ranges come
                 # after them) cut after the last complete tag.
                 cut = len(buffer) if not chunk else buffer.rfind(b"row>") + 4
+                past_rows = not chunk or cut < 4
                 if chunk and cut < 4:
                     cut = buffer.rfind(b">") + 1 if len(buffer) > (1 << 22) or b"sheetData>" in buffer else 0
                 part, pending = buffer[:cut], buffer[cut:]
-                if b"f>" in part or b"<f " in part or b":f " in part:
+                # One cheap test per piece: every formula group has a closing </f> (the cells that
+                # share it may only say <f .../>, so once one is seen every later piece is parsed).
+                formulas_seen = formulas_seen or b"f>" in part
+                if formulas_seen:
                     for attributes, body in _CELL.findall(part):
                         if not _FORMULA.search(body):
                             continue
@@ -343,7 +347,7 @@ def xlsx_sheet_cells(path: Path, sheet: str) -> SheetCells:
                             ref = re.search(rb'\br="([A-Za-z]+\d+)"', attributes)
                             if ref:
                                 cells.formulas_without_value.add(_cell_position(ref.group(1).decode()))
-                if b"mergeCell" in part:
+                if past_rows and b"mergeCell" in part:
                     for first, last in _MERGE.findall(part):
                         top = _cell_position(first.decode().replace("$", ""))
                         bottom = _cell_position((last or first).decode().replace("$", ""))
