@@ -273,14 +273,28 @@ def cmd_upload(args: argparse.Namespace) -> int:
             results.append(result)
             if not args.json:
                 if result["duplicate"]:
-                    print(f"{file}: already uploaded (upload {result['upload_id']}); nothing changed")
+                    which = f" (upload {result['upload_id']})" if result["upload_id"] else ""
+                    print(f"{file}: already uploaded{which}; nothing changed")
                 else:
                     note = f"; replaces upload {', '.join(map(str, result['replaced']))}" if result["replaced"] else ""
+                    if result.get("replaced_files") and not result["replaced"]:
+                        note = f"; replaces {', '.join(result['replaced_files'])}"
                     problem = f"; PROBLEM: {result['problem']}" if result["problem"] else ""
                     print(f"{file}: upload {result['upload_id']}, {result['rows_read']} rows, teachers "
                           f"{', '.join(result['teachers']) or '-'}{note}{problem}")
-    if args.json:
-        _print(results, True)
+        if not any(r.get("reopened") for r in results):
+            if args.json:
+                _print(results, True)
+            return 0
+        # A held batch took a corrected sheet: read, validate and match it again now.
+        try:
+            progress = advance_batch(con, args.batch)
+        except BatchTooLarge as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        issues = batch_issues(con, args.batch)
+    _print({"uploads": results, "batch": progress} if args.json else progress, args.json,
+           _progress_text(progress, issues))
     return 0
 
 

@@ -38,6 +38,9 @@ class StagedRosterRow(pa.DataFrameModel):
     other_id: str = pa.Field(nullable=True)
     date_of_birth: str = pa.Field(nullable=True)
     grade: str = pa.Field(nullable=True)
+    # The roster columns (comma-separated) whose cells are formulas saved without a value: they
+    # read as empty, and validation says why.
+    formula_cells: str = pa.Field(nullable=True)
 
     class Config:
         strict = True

@@ -12,7 +12,9 @@ import polars as pl
 
 from schemas.roster import CANONICAL_COLUMNS, StagedRosterRow
 from tasks.isolated_read import read_roster_files
-from tasks.spreadsheets import ReadLimits, SpreadsheetError, declared_data_rows
+from tasks.spreadsheets import (
+    HEADER_SEARCH_ROWS, ReadLimits, SpreadsheetError, check_sheet_size, declared_data_rows, declared_sheet_facts,
+)
 from warehouse import batches
 from warehouse.connection import transaction
 
@@ -103,6 +105,43 @@ class FilesRead:
     file_issues: list[dict[str, Any]]
 
 
+def refuse_if_declared_too_large(paths: list[str], sheet: str | None, max_rows: int) -> None:
+    """Raise ``BatchTooLarge`` before any file is parsed when the sheets' own ranges already say
+    the batch is too large. A sheet whose range is absurd (a stray cell far out) is left to the
+    reader, which refuses that file by name and says why."""
+    declared = []
+    for raw_path in paths:
+        name = Path(raw_path).name
+        sizes = []
+        for sheet_name, facts in declared_sheet_facts(Path(raw_path)).items():
+            if sheet is not None and sheet_name != sheet:
+                continue
+            try:
+                check_sheet_size(name, sheet_name, facts, ReadLimits())
+            except SpreadsheetError:
+                continue
+            rows = declared_data_rows(facts)
+            if rows is not None:
+                sizes.append((rows, sheet_name, facts.used_range))
+        if sizes:
+            declared.append((*max(sizes), name))
+    # The header and any title rows above it are inside the declared range: allow for them here;
+    # the rows actually read are counted exactly after parsing.
+    total = sum(rows for rows, *_ in declared)
+    if total - (HEADER_SEARCH_ROWS - 1) * len(declared) <= max_rows:
+        return
+    largest = sorted(declared, key=lambda found: found[0], reverse=True)[:5]
+    listed = "; ".join(f"{name} sheet {sheet_name!r}: used range {used or '?'}, about {rows:,} rows"
+                       for rows, sheet_name, used, name in largest)
+    raise BatchTooLarge(
+        f"The files hold about {total:,} rows below their headers ({listed}"
+        f"{'; ...' if len(declared) > len(largest) else ''}); one batch accepts at most {max_rows:,}. "
+        "Split the rows into several batches (for example one per school). If a sheet's roster is shorter than "
+        "its used range, a stray cell below it stretches the range: delete the rows below the roster (select "
+        "them, right-click, Delete), save, and upload again."
+    )
+
+
 def read_files(batch_id: int, paths: list[str], sheet: str | None, max_rows: int) -> FilesRead:
     """Read every file (in a limited child process) into one frame of staged rows."""
 
@@ -111,14 +150,10 @@ def read_files(batch_id: int, paths: list[str], sheet: str | None, max_rows: int
     file_issues = []
     expanded = expand_paths(paths)
     file_issues += unmatched_paths(paths)
-    declared = sum(declared_data_rows(Path(p)) or 0 for p in expanded)
-    if declared > max_rows:
-        # Refused before any file is parsed: the sheets' own ranges already say it is too large.
-        raise BatchTooLarge(
-            f"The files hold about {declared} rows; one batch accepts at most {max_rows}. "
-            "Split the rows into several batches (for example one per school)."
-        )
-    limits = ReadLimits(max_rows=min(ReadLimits().max_rows, max_rows))
+    refuse_if_declared_too_large(expanded, sheet, max_rows)
+    # The batch limit is checked on the declared ranges above and on the rows read below; a
+    # sheet on its own is held only to what any sheet may ask for.
+    limits = ReadLimits()
     for raw_path, sheet_read in zip(expanded, read_roster_files(expanded, sheet, limits)):
         path = Path(raw_path)
         if isinstance(sheet_read, SpreadsheetError):
@@ -149,20 +184,20 @@ def read_files(batch_id: int, paths: list[str], sheet: str | None, max_rows: int
                  "problem": "this hidden sheet carries a roster header and was not read.",
                  "fix": "Unhide it and upload it as its own file if it is a roster, or delete it."}
             )
-        for warning in sheet_read.warnings:
-            file_issues.append({"file_name": sheet_read.file_name, "sheet": sheet_read.sheet, "problem": warning,
-                                "fix": "Give the column a header from the template if it matters.",
-                                "severity": "warning"})
+        for problem, fix in sheet_read.warnings:
+            file_issues.append({"file_name": sheet_read.file_name, "sheet": sheet_read.sheet, "problem": problem,
+                                "fix": fix, "severity": "warning"})
 
     staged = (
         pl.concat(frames, how="vertical")
         if frames
         else pl.DataFrame(schema={"excel_row": pl.Int32, **{c: pl.String for c in CANONICAL_COLUMNS},
-                                  "file_name": pl.String, "sha256": pl.String, "sheet": pl.String})
+                                  "formula_cells": pl.String, "file_name": pl.String, "sha256": pl.String, "sheet": pl.String})
     )
     if staged.height > max_rows:
+        per_file = ", ".join(f"{f['file_name']} sheet {f['sheet']!r}: {f['rows_read']:,}" for f in file_rows)
         raise BatchTooLarge(
-            f"The files hold {staged.height} rows; one batch accepts at most {max_rows}. "
+            f"The files hold {staged.height:,} student rows ({per_file}); one batch accepts at most {max_rows:,}. "
             "Split the rows into several batches (for example one per school)."
         )
     staged = staged.with_columns(

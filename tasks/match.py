@@ -14,6 +14,12 @@ from warehouse import batches
 from warehouse.connection import opened, transaction
 
 
+# What identifies a row's student across re-reads of the sheets (valid_rows alias v).
+ROW_KEY = ("concat_ws('|', coalesce(lower(v.first_name), ''), coalesce(lower(v.last_name), ''),"
+           " coalesce(CAST(v.date_of_birth AS VARCHAR), ''), coalesce(v.student_id, ''), coalesce(v.ssid, ''),"
+           " coalesce(v.other_id, ''), coalesce(CAST(v.school_id AS VARCHAR), ''))")
+
+
 def match_batch(con: duckdb.DuckDBPyConnection, batch_id: int, config: MatchConfig) -> dict[str, Any]:
     """Match the batch's valid rows against every student in the warehouse (any status but 'linked')."""
     done = batches.stage_result(con, batch_id, "match")
@@ -41,7 +47,7 @@ def match_batch(con: duckdb.DuckDBPyConnection, batch_id: int, config: MatchConf
         # Decisions already made survive a re-match where they still apply (same row in review,
         # and for a link, the linked student still among its candidates).
         earlier = con.sql(
-            "SELECT row_no, status, action, student_key, reviewer, decided_at FROM review_items"
+            "SELECT row_no, row_key, status, action, student_key, reviewer, decided_at FROM review_items"
             " WHERE batch_id = $b AND status IN ('decided', 'escalated')", params={"b": batch_id}
         ).pl().to_arrow()
         con.execute("DELETE FROM match_results WHERE batch_id = ?", [batch_id])
@@ -59,9 +65,10 @@ def match_batch(con: duckdb.DuckDBPyConnection, batch_id: int, config: MatchConf
         con.unregister("decision_frame")
         con.register("review_frame", reviews.select("row_no", "explanation").to_arrow())
         con.execute(
-            "INSERT INTO review_items (batch_id, row_no, reason, status)"
-            " SELECT ?, row_no, explanation, 'pending' FROM review_frame ORDER BY row_no",
-            [batch_id],
+            f"INSERT INTO review_items (batch_id, row_no, reason, status, row_key)"
+            f" SELECT ?, f.row_no, f.explanation, 'pending', {ROW_KEY} FROM review_frame f"
+            " JOIN valid_rows v ON v.batch_id = ? AND v.row_no = f.row_no ORDER BY f.row_no",
+            [batch_id, batch_id],
         )
         con.unregister("review_frame")
         con.register("candidate_frame", candidates.to_arrow())
@@ -72,10 +79,18 @@ def match_batch(con: duckdb.DuckDBPyConnection, batch_id: int, config: MatchConf
         )
         con.unregister("candidate_frame")
         con.register("earlier_decisions", earlier)
+        # A decision follows its row's student (row numbers change when the sheets are read again,
+        # e.g. after a corrected sheet is uploaded); items made before row keys existed follow the
+        # row number. Of two earlier decisions for one key, the one on the same row wins.
         con.execute(
             "UPDATE review_items SET status = e.status, action = e.action, student_key = e.student_key,"
-            " reviewer = e.reviewer, decided_at = e.decided_at FROM earlier_decisions e"
-            " WHERE review_items.batch_id = ? AND review_items.row_no = e.row_no AND (e.action <> 'link' OR"
+            " reviewer = e.reviewer, decided_at = e.decided_at FROM ("
+            "   SELECT r.review_id, e.* FROM review_items r JOIN earlier_decisions e"
+            "     ON (e.row_key IS NOT NULL AND r.row_key = e.row_key) OR (e.row_key IS NULL AND r.row_no = e.row_no)"
+            "   WHERE r.batch_id = ?"
+            "   QUALIFY row_number() OVER (PARTITION BY r.review_id ORDER BY (r.row_no = e.row_no) DESC,"
+            "     e.decided_at DESC) = 1) e"
+            " WHERE review_items.review_id = e.review_id AND (e.action <> 'link' OR"
             " e.student_key IN (SELECT student_key FROM review_candidates c WHERE c.review_id = review_items.review_id))",
             [batch_id],
         )

@@ -64,7 +64,8 @@ class SheetRead:
     sheet: str
     rows: pl.DataFrame
     non_empty_rows: int
-    warnings: list[str] = field(default_factory=list)
+    # (problem, fix) pairs about the sheet as a whole: reported as warnings, the rows go on.
+    warnings: list[tuple[str, str]] = field(default_factory=list)
     hidden_sheets: list[str] = field(default_factory=list)
 
 
@@ -114,7 +115,7 @@ class ReadLimits:
     max_uncompressed_bytes: int = 2 << 30
     max_compression_ratio: float = 250.0
     max_columns: int = 200
-    max_rows: int = 1_048_575  # a sheet reaching Excel's last row was probably cut off
+    max_rows: int = 1_048_575  # student rows below the header (a sheet reaching Excel's last row is refused)
     memory_bytes: int = 6 << 30
     seconds: float = 900.0
 
@@ -126,6 +127,7 @@ class SheetFacts:
     first_row: int
     last_row: int | None
     last_column: int | None
+    used_range: str | None = None  # as the sheet declares it, e.g. "A1:M31"
 
 
 def _cell_position(ref: str) -> tuple[int, int]:
@@ -164,33 +166,41 @@ def xlsx_sheet_facts(path: Path, limits: ReadLimits = ReadLimits()) -> dict[str,
         if "xl/workbook.xml" not in names:
             raise SpreadsheetError(path.name, None, "the file is a zip archive but not an Excel workbook.",
                                    "Save the roster from Excel as .xlsx and upload that file.")
-        workbook = archive.read("xl/workbook.xml").decode("utf-8", "replace")
-        rels = archive.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace") \
-            if "xl/_rels/workbook.xml.rels" in names else ""
-        targets = {}
-        for attributes in re.findall(r"<Relationship\b([^>]*)>", rels):
-            rid = re.search(r'\bId="([^"]+)"', attributes)
-            target = re.search(r'\bTarget="([^"]+)"', attributes)
-            if rid and target:
-                targets[rid.group(1)] = target.group(1)
-        for attributes in re.findall(r"<(?:\w+:)?sheet\b([^>]*)>", workbook):
-            name = re.search(r'\bname="([^"]+)"', attributes)
-            rid = re.search(r'\br:id="([^"]+)"', attributes)
-            if not name or not rid:
-                continue
-            target = targets.get(rid.group(1), "").lstrip("/")
-            member = target if target.startswith("xl/") else f"xl/{target}"
-            if member not in names:
-                continue
-            facts[html.unescape(name.group(1))] = _sheet_head_facts(archive, member)
+        for name, member in _sheet_members(archive).items():
+            facts[name] = _sheet_head_facts(archive, member)
     return facts
+
+
+def _sheet_members(archive: zipfile.ZipFile) -> dict[str, str]:
+    """Each sheet's name and the archive member holding its XML."""
+    names = set(archive.namelist())
+    workbook = archive.read("xl/workbook.xml").decode("utf-8", "replace")
+    rels = archive.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace") \
+        if "xl/_rels/workbook.xml.rels" in names else ""
+    targets = {}
+    for attributes in re.findall(r"<Relationship\b([^>]*)>", rels):
+        rid = re.search(r'\bId="([^"]+)"', attributes)
+        target = re.search(r'\bTarget="([^"]+)"', attributes)
+        if rid and target:
+            targets[rid.group(1)] = target.group(1)
+    members = {}
+    for attributes in re.findall(r"<(?:\w+:)?sheet\b([^>]*)>", workbook):
+        name = re.search(r'\bname="([^"]+)"', attributes)
+        rid = re.search(r'\br:id="([^"]+)"', attributes)
+        if not name or not rid:
+            continue
+        target = targets.get(rid.group(1), "").lstrip("/")
+        member = target if target.startswith("xl/") else f"xl/{target}"
+        if member in names:
+            members[html.unescape(name.group(1))] = member
+    return members
 
 
 def _sheet_head_facts(archive: zipfile.ZipFile, member: str) -> SheetFacts:
     """The declared range and the first row holding a value (styled empty rows do not count: the
     reader skips them too)."""
     head = b""
-    first_row, last_row, last_column = None, None, None
+    first_row, last_row, last_column, used_range = None, None, None, None
     row_pattern = re.compile(rb'<(?:\w+:)?row\b([^>]*?)(/?)>(.*?)(?:</(?:\w+:)?row>|(?=<(?:\w+:)?row\b)|$)', re.S)
     with archive.open(member) as sheet_xml:
         while first_row is None and len(head) < (1 << 23):
@@ -200,14 +210,14 @@ def _sheet_head_facts(archive: zipfile.ZipFile, member: str) -> SheetFacts:
             head += chunk
             dimension = re.search(rb'<(?:\w+:)?dimension\s+ref="([A-Za-z0-9:$]+)"', head)
             if dimension and last_row is None:
-                end = dimension.group(1).decode().replace("$", "").split(":")[-1]
-                last_row, last_column = _cell_position(end)
+                used_range = dimension.group(1).decode().replace("$", "")
+                last_row, last_column = _cell_position(used_range.split(":")[-1])
             for attributes, self_closing, body in row_pattern.findall(head):
                 number = re.search(rb'\br="(\d+)"', attributes)
                 if not self_closing and number and re.search(rb"<(?:\w+:)?(?:v|is)\b", body):
                     first_row = int(number.group(1))
                     break
-    return SheetFacts(first_row or 1, last_row, last_column)
+    return SheetFacts(first_row or 1, last_row, last_column, used_range)
 
 
 def xls_sheet_facts(path: Path) -> dict[str, SheetFacts]:
@@ -224,42 +234,143 @@ def xls_sheet_facts(path: Path) -> dict[str, SheetFacts]:
             first = next((r for r in range(sheet.nrows)
                           if any(cell.ctype not in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK) for cell in sheet.row(r))),
                          0)
-            facts[name] = SheetFacts(first + 1, sheet.nrows, sheet.ncols)
+            used = f"A1:{_column_letter(max(sheet.ncols, 1) - 1)}{max(sheet.nrows, 1)}"
+            facts[name] = SheetFacts(first + 1, sheet.nrows, sheet.ncols, used)
             book.unload_sheet(name)
     finally:
         book.release_resources()
     return facts
 
 
-def declared_data_rows(path: Path) -> int | None:
-    """How many rows below a header the workbook's largest sheet declares, without parsing it
-    (None when the file cannot tell: the reader will report it)."""
+def declared_sheet_facts(path: Path) -> dict[str, SheetFacts]:
+    """Each sheet's declared range, without parsing it (empty when the file cannot tell: the
+    reader will report it)."""
     try:
         file_format = detect_format(path)
-        facts = xlsx_sheet_facts(path) if file_format == "xlsx" else xls_sheet_facts(path)
+        return xlsx_sheet_facts(path) if file_format == "xlsx" else xls_sheet_facts(path)
     except (SpreadsheetError, OSError):
-        return None
-    sizes = [f.last_row - f.first_row for f in facts.values() if f.last_row is not None]
-    return max(sizes) if sizes else None
+        return {}
+
+
+def declared_data_rows(facts: SheetFacts) -> int | None:
+    """At most how many rows below a header the sheet's declared range holds (the header is at
+    least on its first used row; title rows above it are counted, so this is an upper bound)."""
+    return None if facts.last_row is None else max(facts.last_row - facts.first_row, 0)
+
+
+STRAY_CELLS_FIX = ("Delete the rows below the roster and the columns right of it (select them, right-click, "
+                   "Delete; clearing them is not enough), save, and upload again.")
 
 
 def check_sheet_size(file_name: str, sheet: str, facts: SheetFacts, limits: ReadLimits) -> None:
-    """Refuse, before parsing, a sheet whose declared range is absurd or reaches Excel's last row."""
+    """Refuse, before parsing, a sheet whose declared range is absurd or reaches Excel's last row.
+
+    The limit on rows is on data rows: the declared range less the header and the title rows
+    that may sit above it (the exact count is checked once the header is found)."""
+    where = f"{facts.used_range}" if facts.used_range else "its used range"
     if facts.last_column is not None and facts.last_column > limits.max_columns:
         raise SpreadsheetError(
             file_name, sheet,
-            f"the sheet's used range reaches column {facts.last_column:,} (a roster has about 13 columns); "
-            "it was not opened because reading it would need far too much memory.",
-            "Delete the stray cells far to the right (or copy the roster into a new sheet) and upload again.",
+            f"the sheet's used range is {where}: it reaches column {facts.last_column:,} "
+            f"({_column_letter(facts.last_column - 1)}) while a roster has about 13 columns, so a stray cell "
+            "far to the right (or below) stretches it; it was not opened because reading it would need far too "
+            "much memory.",
+            STRAY_CELLS_FIX,
         )
-    if facts.last_row is not None and facts.last_row > limits.max_rows:
+    if facts.last_row is None:
+        return
+    if facts.last_row >= 1_048_576:
         raise SpreadsheetError(
             file_name, sheet,
-            f"the sheet's used range reaches row {facts.last_row:,}"
-            + (" (Excel's last row, so rows were probably cut off)" if facts.last_row >= 1_048_576 else "")
-            + f"; at most {limits.max_rows:,} rows are accepted.",
-            "Split the roster into several files, or delete stray cells below the data, and upload again.",
+            f"the sheet's used range is {where}: it reaches row {facts.last_row:,}, Excel's last row, so "
+            "either rows were cut off or a stray cell far below the roster stretches it; it was not opened.",
+            STRAY_CELLS_FIX + " If the roster really is that long, split it into several files.",
         )
+    if declared_data_rows(facts) - (HEADER_SEARCH_ROWS - 1) > limits.max_rows:
+        raise SpreadsheetError(
+            file_name, sheet,
+            f"the sheet's used range is {where}: about {declared_data_rows(facts):,} rows below the header, "
+            f"and at most {limits.max_rows:,} student rows are accepted.",
+            "Split the roster into several files; if the roster is shorter, a stray cell below it stretches "
+            "the used range: " + STRAY_CELLS_FIX[0].lower() + STRAY_CELLS_FIX[1:],
+        )
+
+
+@dataclass
+class SheetCells:
+    """What the sheet's XML says that the parsed values do not: merged ranges and formulas saved
+    without their value (they read as empty)."""
+
+    # (first row, first column, last row, last column), 1-based, inclusive
+    merged: list[tuple[int, int, int, int]] = field(default_factory=list)
+    # (row, column), 1-based
+    formulas_without_value: set[tuple[int, int]] = field(default_factory=set)
+
+
+_CELL = re.compile(rb'<(?:\w+:)?c\b([^>]*?)(?<!/)>(.*?)</(?:\w+:)?c>', re.S)
+_FORMULA = re.compile(rb'<(?:\w+:)?f\b')
+_VALUE = re.compile(rb'<(?:\w+:)?v\b[^>]*?(?:/>|>(.*?)</(?:\w+:)?v>)', re.S)
+_MERGE = re.compile(rb'<(?:\w+:)?mergeCell\b[^>]*?\bref="\$?([A-Za-z]+\$?\d+)(?::\$?([A-Za-z]+\$?\d+))?"')
+
+
+def xlsx_sheet_cells(path: Path, sheet: str) -> SheetCells:
+    """Merged ranges and formulas without a saved value in one sheet of an .xlsx, streamed (a
+    sheet's XML can be hundreds of MB; it is read in 1 MB pieces cut at row boundaries)."""
+    cells = SheetCells()
+    with zipfile.ZipFile(path) as archive:
+        member = _sheet_members(archive).get(sheet)
+        if member is None:
+            return cells
+        with archive.open(member) as sheet_xml:
+            pending, formulas_seen = b"", False
+            while True:
+                chunk = sheet_xml.read(1 << 20)
+                buffer = pending + chunk
+                # Cut after the last row tag: no cell spans it. Past the rows (merged ranges come
+                # after them) cut after the last complete tag.
+                cut = len(buffer) if not chunk else buffer.rfind(b"row>") + 4
+                past_rows = not chunk or cut < 4
+                if chunk and cut < 4:
+                    cut = buffer.rfind(b">") + 1 if len(buffer) > (1 << 22) or b"sheetData>" in buffer else 0
+                part, pending = buffer[:cut], buffer[cut:]
+                # One cheap test per piece: every formula group has a closing </f> (the cells that
+                # share it may only say <f .../>, so once one is seen every later piece is parsed).
+                formulas_seen = formulas_seen or b"f>" in part
+                if formulas_seen:
+                    for attributes, body in _CELL.findall(part):
+                        if not _FORMULA.search(body):
+                            continue
+                        value = _VALUE.search(body)
+                        text_result = re.search(rb'\bt="(?:str|inlineStr)"', attributes)
+                        # An empty value with t="str" is a formula whose result is "": truly empty.
+                        if value is None or (not (value.group(1) or b"").strip() and not text_result):
+                            ref = re.search(rb'\br="([A-Za-z]+\d+)"', attributes)
+                            if ref:
+                                cells.formulas_without_value.add(_cell_position(ref.group(1).decode()))
+                if past_rows and b"mergeCell" in part:
+                    for first, last in _MERGE.findall(part):
+                        top = _cell_position(first.decode().replace("$", ""))
+                        bottom = _cell_position((last or first).decode().replace("$", ""))
+                        cells.merged.append((top[0], top[1], bottom[0], bottom[1]))
+                if not chunk:
+                    break
+    return cells
+
+
+def xls_sheet_cells(path: Path, sheet: str) -> SheetCells:
+    """Merged ranges of one sheet of an .xls (xlrd lists them only with formatting information).
+    An .xls always stores a formula's value, so there are no formulas without one."""
+    try:
+        book = xlrd.open_workbook(str(path), on_demand=True, formatting_info=True)
+    except (xlrd.XLRDError, NotImplementedError):
+        return SheetCells()
+    try:
+        found = book.sheet_by_name(sheet)
+        return SheetCells(merged=[(rlo + 1, clo + 1, rhi, chi) for rlo, rhi, clo, chi in found.merged_cells])
+    except xlrd.XLRDError:
+        return SheetCells()
+    finally:
+        book.release_resources()
 
 
 def _column_letter(position: int) -> str:
@@ -334,7 +445,9 @@ def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = 
         if loaded.visible != "visible" and sheet is None:
             hidden_sheets.append(name)
             continue
-        candidates.append((name, frame, header))
+        # The reader drops empty leading columns: keep each column's real Excel position.
+        positions = [column.absolute_index for column in loaded.selected_columns]
+        candidates.append((name, frame, header, positions))
 
     if sheet is not None and sheet not in reader.sheet_names:
         raise SpreadsheetError(
@@ -355,7 +468,7 @@ def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = 
             "Keep one roster sheet per file, or name the sheet to read.",
         )
 
-    sheet_name, frame, (header_index, mapping, duplicates) = candidates[0]
+    sheet_name, frame, (header_index, mapping, duplicates), excel_columns = candidates[0]
     missing = [column for column in REQUIRED_COLUMNS if column not in mapping.values()]
     first_row = facts[sheet_name].first_row if sheet_name in facts else 1
     if duplicates:
@@ -379,26 +492,94 @@ def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = 
     header_cells = frame.row(header_index)
     for position, name in enumerate(source_columns):
         if position not in mapping and not (header_cells[position] or "").strip() and data[name].drop_nulls().len():
-            warnings.append(f"column {_column_letter(position)} has values but no header; it was not read")
+            warnings.append((f"column {_column_letter(excel_columns[position])} has values but no header; "
+                             "it was not read", "Give the column a header from the template if it matters."))
+    first_data_row = first_row + header_index + 1
+    # A row counts as non-empty if any cell of the whole sheet row has text, mapped or not.
+    non_empty = data.select(
+        pl.any_horizontal([pl.col(c).is_not_null() & (pl.col(c).str.strip_chars() != "") for c in source_columns])
+    ).to_series()
+    cells = xlsx_sheet_cells(path, sheet_name) if file_format == "xlsx" else xls_sheet_cells(path, sheet_name)
+    column_at = {excel_columns[position] + 1: position for position in mapping}
+    data, merge_warnings = _fill_merged_ranges(data, cells.merged, column_at, first_data_row, non_empty)
+    warnings += merge_warnings
+    # A formula saved without its value reads as empty; its row is not empty, and the cell is named.
+    formula_cells: dict[int, list[str]] = {}
+    for row, column in sorted(cells.formulas_without_value):
+        position = column_at.get(column)  # roster columns only: a helper column's formulas are not rows
+        index = row - first_data_row
+        if position is None or not 0 <= index < data.height:
+            continue
+        if (data[source_columns[position]][index] or "").strip():
+            continue
+        non_empty[index] = True
+        formula_cells.setdefault(row, []).append(mapping[position])
     rows = data.select(
         [pl.col(source_columns[position]).alias(column) for position, column in mapping.items()]
     ).with_columns(
         [pl.lit(None, dtype=pl.String).alias(c) for c in CANONICAL_COLUMNS if c not in mapping.values()]
     )
     rows = rows.with_columns(
-        excel_row=(pl.int_range(pl.len(), dtype=pl.Int32) + first_row + header_index + 1)
+        excel_row=(pl.int_range(pl.len(), dtype=pl.Int32) + first_data_row)
     )
-    # A row counts as non-empty if any cell of the whole sheet row has text, mapped or not.
-    non_empty = data.select(
-        pl.any_horizontal([pl.col(c).is_not_null() & (pl.col(c).str.strip_chars() != "") for c in source_columns])
-    ).to_series()
+    rows = rows.with_columns(formula_cells=pl.col("excel_row").replace_strict(
+        {row: ",".join(columns) for row, columns in formula_cells.items()}, default=None, return_dtype=pl.String))
     rows = rows.filter(non_empty)
+    if rows.height == 0:
+        raise SpreadsheetError(
+            path.name, sheet_name,
+            f"the sheet has a header row (Excel row {first_row + header_index}) but no student rows below it.",
+            "Fill in the students below the header (or upload the sheet that has them); nothing from this file was used.",
+        )
+    if rows.height > limits.max_rows:
+        raise SpreadsheetError(
+            path.name, sheet_name,
+            f"the sheet holds {rows.height:,} student rows (Excel rows {first_data_row:,}-"
+            f"{rows['excel_row'].max():,}); at most {limits.max_rows:,} are accepted.",
+            "Split the roster into several files and upload them in separate batches.",
+        )
     return SheetRead(
         file_name=path.name,
         sha256=sha256,
         sheet=sheet_name,
-        rows=rows.select(["excel_row", *CANONICAL_COLUMNS]),
+        rows=rows.select(["excel_row", *CANONICAL_COLUMNS, "formula_cells"]),
         non_empty_rows=int(non_empty.sum()),
         warnings=warnings,
         hidden_sheets=hidden_sheets,
     )
+
+
+def _cell_name(row: int, column: int) -> str:
+    return f"{_column_letter(column - 1)}{row}"
+
+
+def _fill_merged_ranges(data: pl.DataFrame, merged: list[tuple[int, int, int, int]], column_at: dict[int, int],
+                        first_data_row: int, non_empty: pl.Series) -> tuple[pl.DataFrame, list[tuple[str, str]]]:
+    """Fill each merged range of one column among the data rows (a school or teacher merged down
+    several rows) from its top cell, with a warning naming the range; other merged ranges that
+    reach the data rows are named (their covered cells are empty). ``column_at`` maps the Excel
+    column (1-based) of each roster column to its position in ``data``."""
+    warnings: list[tuple[str, str]] = []
+    columns = dict(data.to_dict())
+    for top, left, bottom, right in merged:
+        if bottom < first_data_row or not any(c in column_at for c in range(left, right + 1)):
+            continue  # a title or header above the data, or columns that are not read
+        name = f"{_cell_name(top, left)}:{_cell_name(bottom, right)}"
+        position = column_at.get(left)
+        top_index = top - first_data_row
+        if left == right and top_index >= 0 and position is not None:
+            series = columns[data.columns[position]]
+            value = series[top_index] if top_index < data.height else None
+            covered = [i for i in range(top_index + 1, min(bottom - first_data_row + 1, data.height)) if non_empty[i]]
+            if value is not None and value.strip() and covered:
+                columns[data.columns[position]] = series.scatter(covered, value)
+                warnings.append((
+                    f"{name} are merged: rows {top}-{bottom} each took the merged value {value!r}",
+                    "Unmerge the cells and fill every row, so the sheet says what each row means.",
+                ))
+                continue
+        warnings.append((
+            f"{name} are merged: only {_cell_name(top, left)} holds a value and the other cells read as empty",
+            "Unmerge the cells and fill every row (and column) of the range, then upload again.",
+        ))
+    return pl.DataFrame(columns), warnings

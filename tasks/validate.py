@@ -86,15 +86,25 @@ def _raw_rules(dirty: bool) -> list[tuple[pl.Expr, str, str, str, str]]:
     return rules
 
 
-def _usual_id_lengths(frame: pl.DataFrame, column: str) -> dict[str, int]:
-    """Per file, the length most of its all-digit IDs have, where at least 80% share it."""
-    lengths = (
-        frame.filter(pl.col(column).str.contains(r"^\d+$"))
-        .group_by("file_name", pl.col(column).str.len_chars().alias("length")).len()
-        .with_columns(share=pl.col("len") / pl.col("len").sum().over("file_name"))
-        .filter(pl.col("share") >= 0.8)
-    )
-    return dict(lengths.select("file_name", "length").iter_rows())
+def usual_id_lengths(frame: pl.DataFrame, column: str) -> dict[str, int]:
+    """Per file, the length its all-digit IDs should have: the length at least 80% of them share,
+    or the length its IDs written with leading zeros share (at least 80% of those). A cell that
+    kept its zeros (0012345) shows the district pads its IDs; shorter all-digit IDs in the same
+    file are then numbers Excel stripped, however many there are. A file whose IDs simply vary in
+    length, with no zero-led ones and no dominant length, has none."""
+    digits = frame.filter(pl.col(column).str.contains(r"^\d+$")).select(
+        "file_name", length=pl.col(column).str.len_chars(), zero_led=pl.col(column).str.starts_with("0"))
+    if digits.is_empty():
+        return {}
+
+    def dominant(rows: pl.DataFrame) -> pl.DataFrame:
+        return (rows.group_by("file_name", "length").len()
+                .with_columns(share=pl.col("len") / pl.col("len").sum().over("file_name"))
+                .filter(pl.col("share") >= 0.8).select("file_name", "length"))
+
+    lengths = pl.concat([dominant(digits), dominant(digits.filter("zero_led"))]).group_by("file_name").agg(
+        pl.col("length").max())
+    return dict(lengths.iter_rows())
 
 
 def _clean_rules(frame: pl.DataFrame) -> list[tuple[pl.Expr, str, str, str, str]]:
@@ -111,13 +121,23 @@ def _clean_rules(frame: pl.DataFrame) -> list[tuple[pl.Expr, str, str, str, str]
                       "Format the column as Text in Excel and type the ID again.", "warning"))
         # A numeric cell formatted 00000 reads as 123: the zeros lived only in the display format,
         # so such an ID is shorter than its file's usual length.
-        usual = _usual_id_lengths(frame, column)
+        usual = usual_id_lengths(frame, column)
         if not usual:
             continue
         usual_length = pl.col("file_name").replace_strict(usual, default=None, return_dtype=pl.UInt32)
-        rules.append((pl.col(column).str.contains(r"^\d+$") & (pl.col(column).str.len_chars() < usual_length), column,
-                      "is shorter than the other IDs in this file, so leading zeros may have been lost",
-                      "Format the column as Text in Excel and type the ID with its leading zeros.", "warning"))
+        value = pl.col(column).str.strip_chars()
+        rules.append((
+            pl.col(column).str.contains(r"^\d+$") & (pl.col(column).str.len_chars() < usual_length), column,
+            pl.format("has {} digits where this file's IDs have {}: Excel drops the leading zeros of a number, "
+                      "so it is probably {}", value.str.len_chars(), usual_length, value.str.zfill(usual_length)),
+            "Format the column as Text in Excel (select it, Format Cells, Text) and type the ID again with its "
+            "leading zeros.",
+            "warning"))
+    if "formula_cells" in frame.columns and frame["formula_cells"].is_not_null().any():
+        for column in TEXT_COLUMNS:
+            rules.append((pl.col("formula_cells").str.contains(f"(^|,){column}(,|$)"), column,
+                          "is a formula with no saved value (the file was not saved by Excel after it was filled)",
+                          "Open the file in Excel and save it, or type the value instead of the formula.", "error"))
     dob = pl.col("date_of_birth")
     bare_number = dob.str.contains(r"^\d+(\.\d+)?$")
     rules.append((bare_number, "date_of_birth", "is a bare number (an Excel date serial or a typo), not a date",
@@ -187,7 +207,8 @@ def _fired(raw: pl.DataFrame, hits: pl.Series, rule: tuple) -> pl.DataFrame:
     mask, column, problem, fix, severity = rule
     return raw.filter(hits).select(
         "row_no", pl.lit(column).alias("column_name"), pl.col(column).alias("value"),
-        pl.lit(severity).alias("severity"), pl.lit(problem).alias("problem"), pl.lit(fix).alias("fix"),
+        pl.lit(severity).alias("severity"),
+        (problem if isinstance(problem, pl.Expr) else pl.lit(problem)).alias("problem"), pl.lit(fix).alias("fix"),
     )
 
 
@@ -240,16 +261,7 @@ def relational_issues(frame: pl.DataFrame, schools: pl.DataFrame, courses: pl.Da
                    "is not in the course catalog",
                    "Use a course code from the catalog (`rosterflow course list`).")
         )
-    teacher_names = frame.filter(pl.col("teacher_email").is_not_null()).group_by("teacher_email").agg(
-        # A struct's n_unique exceeds 1 exactly when one of its fields does; fields are cheaper.
-        pl.max_horizontal(pl.col("teacher_first").n_unique(), pl.col("teacher_last").n_unique()).alias("names")
-    )
-    conflicted = teacher_names.filter(pl.col("names") > 1)["teacher_email"].implode()
-    issues.append(
-        _issue(frame, pl.col("teacher_email").is_in(conflicted), "teacher_email",
-               "is used with two different teacher names in this batch",
-               "One email is one teacher: use the same first and last name on every row with this email.")
-    )
+    issues.append(teacher_name_conflicts(frame))
     class_key = ["school_id", "teacher_email", "class_period", "course_code"]
     person = pl.coalesce(pl.col("student_id"),
                          pl.concat_str([pl.col("student_first").str.to_lowercase(), pl.col("student_last").str.to_lowercase(),
@@ -278,6 +290,70 @@ def relational_issues(frame: pl.DataFrame, schools: pl.DataFrame, courses: pl.Da
                    "Check which student the ID belongs to and correct the other row.")
         )
     return pl.concat(issues, how="vertical")
+
+
+def row_spans(rows: list[int]) -> str:
+    """Excel rows as short spans: [3, 4, 5, 7] -> "rows 3-5, 7"."""
+    rows = sorted(set(rows))
+    spans, start = [], None
+    for index, row in enumerate(rows):
+        if start is None:
+            start = row
+        if index + 1 == len(rows) or rows[index + 1] != row + 1:
+            spans.append(str(start) if start == row else f"{start}-{row}")
+            start = None
+    return ("row " if len(rows) == 1 else "rows ") + ", ".join(spans)
+
+
+def teacher_name_conflicts(frame: pl.DataFrame) -> pl.DataFrame:
+    """One teacher email used with two teacher names: one issue per email and pair of names,
+    naming both names and their rows, at the first row of the second name; every other row of
+    the email is an error row pointing to it (which name is right is not known). With three
+    names, each is paired with the name seen first."""
+    named = frame.filter(pl.col("teacher_email").is_not_null()).with_columns(
+        teacher_name=pl.concat_str([pl.col("teacher_first"), pl.col("teacher_last")], separator=" ", ignore_nulls=True))
+    per_email = named.group_by("teacher_email").agg(pl.col("teacher_name").n_unique().alias("names"))
+    conflicted = named.join(per_email.filter(pl.col("names") > 1), on="teacher_email", how="semi")
+    if conflicted.is_empty():
+        return pl.DataFrame(schema=_ISSUE_SCHEMA)
+    by_name = conflicted.sort("row_no").group_by("teacher_email", "teacher_name", maintain_order=True).agg(
+        "row_no", "excel_row", "file_name", "sheet", "raw_teacher_email")
+    issues = []
+    for _, names in by_name.group_by("teacher_email", maintain_order=True):
+        first, *others = names.to_dicts()
+        # Each other name is paired with the name seen first, so every issue has a row of its own.
+        anchors = {other["row_no"][0]: other for other in others}
+        for other in others:
+            places = set(zip(first["file_name"] + other["file_name"], first["sheet"] + other["sheet"]))
+            issues.append({
+                "row_no": other["row_no"][0], "column_name": "teacher_email", "value": other["raw_teacher_email"][0],
+                "severity": "error",
+                "problem": f"is used for {first['teacher_name']!r} ({_located(first, len(places) > 1)}) "
+                           f"and for {other['teacher_name']!r} ({_located(other, len(places) > 1)})",
+                "fix": "One email is one teacher: use the same first and last name on every row with this email, "
+                       "or give each teacher their own email.",
+            })
+        shown = others[0]
+        for group in (first, *others):
+            for row_no, raw in zip(group["row_no"], group["raw_teacher_email"]):
+                if row_no not in anchors:
+                    issues.append({
+                        "row_no": row_no, "column_name": "teacher_email", "value": raw, "severity": "error",
+                        "problem": f"is used with two teacher names (see {shown['file_name'][0]} row "
+                                   f"{shown['excel_row'][0]})",
+                        "fix": "Use the same first and last name on every row with this email.",
+                    })
+    return pl.DataFrame(issues, schema=_ISSUE_SCHEMA)
+
+
+def _located(group: dict[str, list], with_files: bool) -> str:
+    """A name's rows: "rows 3-7", or per file and sheet when the rows are in several."""
+    if not with_files:
+        return row_spans(group["excel_row"])
+    places: dict[tuple[str, str], list[int]] = {}
+    for file_name, sheet, row in zip(group["file_name"], group["sheet"], group["excel_row"]):
+        places.setdefault((file_name, sheet), []).append(row)
+    return "; ".join(f"{file_name} sheet {sheet} {row_spans(rows)}" for (file_name, sheet), rows in places.items())
 
 
 def _duplicate_issues(frame: pl.DataFrame, class_key: list[str]) -> pl.DataFrame:

@@ -145,7 +145,7 @@ def test_a_plan_made_before_another_commit_is_refused(district, registered: Path
 
 
 def test_a_header_typo_or_an_empty_sheet_removes_nobody(district, registered: Path, tmp_path: Path):
-    from tests.sheets import TEMPLATE_HEADER, write_roster
+    from tests.sheets import TEMPLATE_HEADER, roster_row, write_roster
 
     typo = write_roster(tmp_path / "typo.xlsx", [], header=[h.replace("Student Last", "Studnet Last")
                                                            for h in TEMPLATE_HEADER])
@@ -157,11 +157,23 @@ def test_a_header_typo_or_an_empty_sheet_removes_nobody(district, registered: Pa
         assert con.execute("SELECT count(*) FROM plan_removals WHERE batch_id = ?", [progress["batch_id"]]).fetchall() \
             == [(0,)]
 
+    # A header and no rows is refused by name: the whole migration fails and removes nobody.
     empty = write_roster(tmp_path / "empty.xlsx", [])
     progress = start(registered, "migration", [empty], district.migration_term, district.subscription_type,
                      schools=["ABC High School"])
+    assert progress["status"] == "failed" and "plan" not in progress
+    assert "no student rows" in progress["ingest"]["file_errors"][0]["problem"]
+    with opened(registered) as con:
+        assert con.execute("SELECT count(*) FROM plan_removals WHERE batch_id = ?", [progress["batch_id"]]).fetchall() \
+            == [(0,)]
+
+    # A listed school with no rows in otherwise readable sheets needs the guard's override.
+    other = write_roster(tmp_path / "other.xlsx", [roster_row(school="Summerwind High School", student_id="S-new")])
+    progress = start(registered, "migration", [other], district.migration_term, district.subscription_type,
+                     schools=["ABC High School", "Summerwind High School"])
     plan = progress["plan"]
-    assert plan["guard"] and plan["guard"][0]["reason"].startswith("the school has active students and no rows")
+    assert any(g["school"] == "ABC High School" and g["reason"].startswith("the school has active students and no rows")
+               for g in plan["guard"]), plan["guard"]
     with opened(registered) as con:
         with pytest.raises(ApprovalError, match="guard"):
             decide_batch(con, progress["batch_id"], "Pat Admin", True, plan["removals"])

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import zipfile
 from pathlib import Path
 
 import pytest
+import xlsxwriter
+import xlwt
 
+from tasks.ingest import BatchTooLarge, ingest_files, read_files
+from tasks.pipeline import open_batch
 from tasks.spreadsheets import SpreadsheetError, normalize_header, read_roster_file
+from tasks.validate import batch_issues, validate_batch
 from tests.sheets import TEMPLATE_HEADER, roster_row, write_roster, write_sheets
+from warehouse import catalog
+from warehouse.connection import opened
 
 
 def test_title_row_and_leading_empty_rows_keep_real_excel_row_numbers(tmp_path: Path):
@@ -106,3 +115,138 @@ def test_text_ids_after_a_thousand_numeric_ones_are_kept(tmp_path: Path):
 def test_leading_zeros_in_text_ids_survive(tmp_path: Path):
     read = read_roster_file(write_roster(tmp_path / "r.xlsx", [roster_row(student_id="000123")]))
     assert read.rows["student_id"].to_list() == ["000123"]
+
+
+def _without_saved_values(path: Path) -> Path:
+    """Remove every formula's saved value, as files written by some programs (never opened in
+    Excel) have it: ``<c r="G2"><f>...</f></c>``."""
+    edited = path.with_name("edited-" + path.name)
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(edited, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename.startswith("xl/worksheets/"):
+                data = re.sub(rb"(</f>)<v>[^<]*</v>", rb"\1", data)
+            target.writestr(item, data)
+    return edited
+
+
+def test_a_sheet_with_a_header_and_no_rows_is_refused_by_name(tmp_path: Path):
+    path = write_sheets(tmp_path / "empty-roster.xlsx", {"Roster": [["Spring roster"], TEMPLATE_HEADER]})
+    with pytest.raises(SpreadsheetError) as refused:
+        read_roster_file(path)
+    assert refused.value.file_name == "empty-roster.xlsx" and refused.value.sheet == "Roster"
+    assert refused.value.problem == "the sheet has a header row (Excel row 2) but no student rows below it."
+
+
+def test_a_formula_without_a_saved_value_is_named_per_cell(tmp_path: Path, warehouse_path: Path):
+    workbook = xlsxwriter.Workbook(str(tmp_path / "formulas.xlsx"))
+    sheet = workbook.add_worksheet("Roster")
+    sheet.write_row(0, 0, TEMPLATE_HEADER)
+    sheet.write_row(1, 0, roster_row(first="Ana", student_id="1"))
+    sheet.write_row(2, 0, roster_row(first=None, student_id="2"))
+    sheet.write_formula(2, 6, '=PROPER("ben")', None, "Ben")
+    sheet.write_row(3, 0, roster_row(first="Cy", student_id="3", school=None))
+    sheet.write_formula(3, 0, "=Schools!A1", None, "ABC High School")
+    workbook.close()
+    path = _without_saved_values(tmp_path / "formulas.xlsx")
+    assert b"</f><v>" not in zipfile.ZipFile(path).read("xl/worksheets/sheet1.xml")
+    read = read_roster_file(path)
+    assert read.rows.select("excel_row", "formula_cells").rows() == [(2, None), (3, "student_first"), (4, "school")]
+    with opened(warehouse_path) as con:
+        catalog.add_schools(con, ["ABC High School"], "test")
+        catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "test")
+        batch = open_batch(con, "formulas", "registration", {"files": [str(path)], "term": "T", "subscription_type": "S"},
+                           "test")
+        ingest_files(con, batch, [str(path)])
+        validated = validate_batch(con, batch)
+        issues = batch_issues(con, batch)
+    assert validated["rows_invalid"] == 2
+    assert issues.select("row", "column", "problem").rows() == [
+        (3, "student_first", "is a formula with no saved value (the file was not saved by Excel after it was filled)"),
+        (4, "school", "is a formula with no saved value (the file was not saved by Excel after it was filled)"),
+    ]
+    assert set(issues["fix"]) == {"Open the file in Excel and save it, or type the value instead of the formula."}
+
+
+def test_cells_merged_down_a_column_are_filled_with_one_warning_per_range(tmp_path: Path):
+    path = tmp_path / "merged.xlsx"
+    workbook = xlsxwriter.Workbook(str(path))
+    sheet = workbook.add_worksheet("Roster")
+    sheet.merge_range(0, 0, 0, 5, "Spring roster")  # a merged title above the header is fine
+    sheet.write_row(1, 0, TEMPLATE_HEADER)
+    for r, first in enumerate(["Ana", "Ben", "Cy", "Di", "Ed"], 2):
+        teacher = ("Joshua", "Morgan") if r > 4 else (None, None)
+        sheet.write_row(r, 0, roster_row(first=first, student_id=str(r), school=None, teacher=teacher))
+    sheet.merge_range(2, 0, 6, 0, "ABC High School")  # A3:A7
+    sheet.merge_range(2, 1, 4, 2, "Joshua")  # B3:C5 spans two columns: not filled
+    workbook.close()
+    read = read_roster_file(path)
+    assert read.rows["school"].to_list() == ["ABC High School"] * 5
+    assert read.rows["teacher_first"].to_list() == ["Joshua", None, None, "Joshua", "Joshua"]
+    assert read.rows["teacher_last"].to_list() == [None, None, None, "Morgan", "Morgan"]
+    assert [problem for problem, _ in read.warnings] == [
+        "A3:A7 are merged: rows 3-7 each took the merged value 'ABC High School'",
+        "B3:C5 are merged: only B3 holds a value and the other cells read as empty",
+    ]
+    assert all("Unmerge" in fix for _, fix in read.warnings)
+
+
+def test_cells_merged_in_an_xls_are_filled_too(tmp_path: Path):
+    path = tmp_path / "legacy.xls"
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("Roster")
+    for c, value in enumerate(TEMPLATE_HEADER):
+        sheet.write(0, c, value)
+    for r, first in enumerate(["Ana", "Ben", "Cy"], 1):
+        for c, value in enumerate(roster_row(first=first, student_id=str(r))[1:], 1):
+            sheet.write(r, c, value)
+    sheet.write_merge(1, 3, 0, 0, "ABC High School")
+    book.save(str(path))
+    read = read_roster_file(path)
+    assert read.rows["school"].to_list() == ["ABC High School"] * 3
+    assert read.warnings[0][0] == "A2:A4 are merged: rows 2-4 each took the merged value 'ABC High School'"
+
+
+def _students(count: int, title: bool = False) -> list[list]:
+    rows = [roster_row(first=f"S{i}", student_id=str(100000 + i)) for i in range(count)]
+    return [["Roster 2026"], TEMPLATE_HEADER, *rows] if title else [TEMPLATE_HEADER, *rows]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("title", [False, True])
+def test_exactly_the_row_limit_of_students_is_accepted_and_one_more_refused(tmp_path: Path, title: bool):
+    at_limit = write_sheets(tmp_path / "at-limit.xlsx", {"Roster": _students(10_000, title)})
+    over = write_sheets(tmp_path / "over.xlsx", {"Roster": _students(10_001, title)})
+    assert read_files(1, [str(at_limit)], None, 10_000).staged.height == 10_000
+    with pytest.raises(BatchTooLarge, match="10,001 student rows .*at most 10,000"):
+        read_files(1, [str(over)], None, 10_000)
+
+
+def test_a_stray_cell_far_out_in_a_registration_names_the_file_and_its_used_range(tmp_path: Path):
+    workbook = xlsxwriter.Workbook(str(tmp_path / "stray.xlsx"))
+    sheet = workbook.add_worksheet("Roster")
+    sheet.write_row(0, 0, TEMPLATE_HEADER)
+    sheet.write_row(1, 0, roster_row())
+    sheet.write(1048575, 16383, "x")  # XFD1048576
+    workbook.close()
+    good = write_roster(tmp_path / "good.xlsx", [roster_row(first="Ben", student_id="2")])
+    read = read_files(1, [str(tmp_path / "stray.xlsx"), str(good)], None, 10_000)
+    (error,) = read.result["file_errors"]
+    assert error["file_name"] == "stray.xlsx" and error["sheet"] == "Roster"
+    assert "used range is A1:XFD1048576" in error["problem"] and "stray cell" in error["problem"]
+    assert "Delete the rows below the roster and the columns right of it" in error["fix"]
+    assert read.staged.height == 1
+
+
+def test_a_registration_whose_used_range_is_too_large_names_the_file_sheet_and_range(tmp_path: Path):
+    workbook = xlsxwriter.Workbook(str(tmp_path / "long.xlsx"))
+    sheet = workbook.add_worksheet("Roster")
+    sheet.write_row(0, 0, TEMPLATE_HEADER)
+    sheet.write_row(1, 0, roster_row())
+    sheet.write(20000, 0, "x")  # a stray cell on row 20,001
+    workbook.close()
+    with pytest.raises(BatchTooLarge) as refused:
+        read_files(1, [str(tmp_path / "long.xlsx")], None, 10_000)
+    message = str(refused.value)
+    assert "long.xlsx sheet 'Roster': used range A1:M20001, about 20,000 rows" in message
+    assert "at most 10,000" in message and "a stray cell below it stretches the range" in message

@@ -6,8 +6,9 @@ import zipfile
 from pathlib import Path
 
 import polars as pl
+import pytest
 
-from tasks.spreadsheets import read_roster_file
+from tasks.spreadsheets import SpreadsheetError, read_roster_file
 from tasks.template import export_roster, write_template
 from tests.batch_helpers import approve_and_commit, start
 from warehouse.connection import opened
@@ -16,8 +17,10 @@ from warehouse.connection import opened
 def test_the_template_reads_back_and_offers_the_warehouse_choices(district_warehouse: Path, tmp_path: Path):
     with opened(district_warehouse) as con:
         path = write_template(con, tmp_path / "template.xlsx")
-    read = read_roster_file(path)
-    assert read.sheet == "Roster" and read.rows.height == 0
+    # Its header is recognized; blank, it is refused as a sheet with no student rows.
+    with pytest.raises(SpreadsheetError, match="header row \\(Excel row 1\\) but no student rows") as blank:
+        read_roster_file(path)
+    assert blank.value.sheet == "Roster"
     with zipfile.ZipFile(path) as archive:
         roster_xml = archive.read("xl/worksheets/sheet1.xml").decode()
     assert "<dataValidation" in roster_xml and "Lists!$A$2:$A$4" in roster_xml

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from tasks.pipeline import advance_batch, open_batch
+from tasks.review import decide_review, review_items
 from tasks.uploads import UploadError, add_upload, confirm_all_uploaded, list_uploads
+from tests.batch_helpers import approve_and_commit, start
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
 from warehouse.connection import opened
@@ -48,3 +50,100 @@ def test_collect_replace_and_compile(tmp_path: Path, warehouse_path: Path):
     assert {f["file_name"] for f in progress["ingest"]["files"]} == {"morgan.xlsx", "cooper.xlsx"}
     two_schools = issues.filter(issues["problem"].str.contains("two different schools"))
     assert set(two_schools["file_name"]) == {"morgan.xlsx", "cooper.xlsx"}
+
+
+SCHOOL = "ABC High School"
+
+
+def _setup(con) -> None:
+    catalog.add_schools(con, [SCHOOL], "test")
+    catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "test")
+    catalog.set_subscriptions(con, "K12", 100, "test")
+
+
+def test_a_held_migration_takes_the_corrected_sheet_and_keeps_the_review_decisions(tmp_path: Path, warehouse_path: Path):
+    with opened(warehouse_path) as con:
+        _setup(con)
+    year1 = [roster_row(first="Mia", last="Clark", student_id="3", dob="2014-03-09"),
+             roster_row(first="Owen", last="Price", student_id="4", dob="2012-07-21")]
+    approve_and_commit(warehouse_path, start(warehouse_path, "registration", [write_roster(tmp_path / "y1.xlsx", year1)],
+                                             "Fall 2025", "K12")["batch_id"])
+    mia = roster_row(first="Mia", last="Clark", student_id=None, dob="2014-09-03")  # a birth-date typo: review
+    bad = roster_row(first="Zed", last="Stone", student_id="9", dob="03/04/2015")  # invalid: holds the school
+    owen = roster_row(first="Owen", last="Price", student_id="4", dob="2012-07-21")
+    (tmp_path / "fixed").mkdir()
+    sheet = write_roster(tmp_path / "abc.xlsx", [mia, owen, bad])
+    progress = start(warehouse_path, "migration", [sheet], "Fall 2026", "K12")
+    batch = progress["batch_id"]
+    with opened(warehouse_path) as con:
+        (item,) = review_items(con, batch, pending_only=True)
+        decide_review(con, batch, item["review_id"], "link", "Rita Reviewer", 1)
+        linked = review_items(con, batch)[0]["student_key"]
+        assert advance_batch(con, batch)["status"] == "held"
+        with pytest.raises(UploadError, match="No file at"):
+            add_upload(con, batch, tmp_path / "missing.xlsx", tmp_path / "store", "Pat Admin")
+    # The corrected sheet: the bad row fixed and moved first, so every row is numbered anew.
+    fixed = write_roster(tmp_path / "fixed" / "abc.xlsx",
+                         [roster_row(first="Zed", last="Stone", student_id="9", dob="2015-04-03"), owen, mia])
+    with opened(warehouse_path) as con:
+        taken = add_upload(con, batch, fixed, tmp_path / "store", "Pat Admin")
+        assert taken["reopened"] and taken["replaced_files"] == ["abc.xlsx"]
+        assert add_upload(con, batch, fixed, tmp_path / "store", "Pat Admin")["duplicate"]  # the same file again
+        again = advance_batch(con, batch)
+        assert again["status"] == "awaiting_approval", again
+        assert again["ingest"]["rows_staged"] == 3 and again["validate"]["rows_invalid"] == 0
+        # Mia's item was decided before the re-upload: it is not asked again, and keeps its decision.
+        assert review_items(con, batch, pending_only=True) == []
+        (kept,) = review_items(con, batch)
+        assert (kept["first_name"], kept["excel_row"], kept["action"], kept["student_key"], kept["reviewer"]) == (
+            "Mia", 4, "link", linked, "Rita Reviewer")
+        audit = con.execute("SELECT actor, detail FROM audit_log WHERE action = 'upload.correct_held'").fetchall()
+        assert len(audit) == 1 and audit[0][0] == "Pat Admin"
+        staged = con.execute("SELECT DISTINCT file_name FROM staged_rows WHERE batch_id = ?", [batch]).fetchall()
+        assert staged == [("abc.xlsx",)]
+    summary = approve_and_commit(warehouse_path, batch)
+    assert summary["students_created"] == 1
+
+
+def test_a_held_collected_migration_takes_the_same_teachers_corrected_sheet(tmp_path: Path, warehouse_path: Path):
+    morgan = [roster_row(first="Ana", student_id="1"), roster_row(first="Ben", student_id="2", dob="13/13/2013")]
+    cooper = [roster_row(first="Di", student_id="4", email="acooper@example.org", teacher=("Allison", "Cooper"))]
+    with opened(warehouse_path) as con:
+        _setup(con)
+        batch = open_batch(con, "collect", "migration", {"files": [], "term": "Fall 2026", "subscription_type": "K12"},
+                           "test", collecting=True)
+        first = add_upload(con, batch, write_roster(tmp_path / "morgan.xlsx", morgan), tmp_path / "store", "Morgan")
+        add_upload(con, batch, write_roster(tmp_path / "cooper.xlsx", cooper), tmp_path / "store", "Cooper")
+        confirm_all_uploaded(con, batch, "Pat Admin")
+        assert advance_batch(con, batch)["status"] == "held"
+        corrected = write_roster(tmp_path / "morgan-corrected.xlsx",
+                                 [roster_row(first="Ana", student_id="1"), roster_row(first="Ben", student_id="2")])
+        taken = add_upload(con, batch, corrected, tmp_path / "store", "Morgan")
+        assert taken["replaced"] == [first["upload_id"]]
+        again = advance_batch(con, batch)
+        assert again["status"] == "awaiting_approval", again
+        assert {f["file_name"] for f in again["ingest"]["files"]} == {"morgan-corrected.xlsx", "cooper.xlsx"}
+        assert list_uploads(con, batch)["replaced_by"].to_list() == [taken["upload_id"], None, None]
+    approve_and_commit(warehouse_path, batch)
+    with opened(warehouse_path) as con:
+        with pytest.raises(UploadError, match="is committed: it no longer takes uploads. Start a new batch"):
+            add_upload(con, batch, corrected, tmp_path / "store", "Morgan")
+
+
+def test_a_migration_holding_one_school_takes_that_schools_corrected_sheet(tmp_path: Path, warehouse_path: Path):
+    with opened(warehouse_path) as con:
+        _setup(con)
+        catalog.add_schools(con, ["Summerwind High School"], "test")
+    good = write_roster(tmp_path / "abc.xlsx", [roster_row(first="Ana", student_id="1")])
+    summerwind = dict(school="Summerwind High School", email="acooper@example.org", teacher=("Allison", "Cooper"))
+    broken = write_roster(tmp_path / "summerwind.xlsx", [roster_row(first="Di", student_id="4", **summerwind),
+                                                         roster_row(first="Ed", student_id="5", dob="x", **summerwind)])
+    progress = start(warehouse_path, "migration", [good, broken], "Fall 2026", "K12")
+    assert progress["status"] == "awaiting_approval" and progress["plan"]["held_schools"] == ["Summerwind High School"]
+    (tmp_path / "fixed").mkdir()
+    fixed = write_roster(tmp_path / "fixed" / "summerwind.xlsx", [roster_row(first="Di", student_id="4", **summerwind),
+                                                                   roster_row(first="Ed", student_id="5", **summerwind)])
+    with opened(warehouse_path) as con:
+        assert add_upload(con, progress["batch_id"], fixed, tmp_path / "store", "Pat Admin")["reopened"]
+        again = advance_batch(con, progress["batch_id"])
+    assert again["plan"]["held_schools"] == [] and again["plan"]["students_new"] == 3

@@ -75,8 +75,8 @@ def test_cross_row_rules(validated):
         roster_row(first="Eve", last="Two", student_id="9", period="Period 3"),  # one ID, two people
     ])
     assert "repeats the same student in the same class as Excel row 2" in _problem(issues, 3, "student_last")
-    assert "two different teacher names" in _problem(issues, 4, "teacher_email")
-    assert "two different teacher names" in _problem(issues, 5, "teacher_email")
+    assert "'Tom Hill' (row 4) and for 'Thomas Hill' (row 5)" in _problem(issues, 5, "teacher_email")
+    assert "two teacher names" in _problem(issues, 4, "teacher_email")
     assert "two different students" in _problem(issues, 6, "student_id")
     assert "two different students" in _problem(issues, 7, "student_id")
     assert valid["first_name"].to_list() == ["Ana"]
@@ -117,3 +117,38 @@ def test_an_unknown_school_records_a_request_for_the_account(validated, warehous
     with opened(warehouse_path) as con:
         assert con.execute("SELECT name, rows_waiting, status FROM school_requests").fetchall() == [
             ("Cranberry Middle School", 2, "open")]
+
+
+def test_one_teacher_email_with_two_names_is_reported_once_naming_both_and_their_rows(validated):
+    jane = [roster_row(first=f"S{i}", student_id=str(i), email="jmorgan@x.org", teacher=("Jane", "Morgan"))
+            for i in range(5)]
+    j = [roster_row(first=f"T{i}", student_id=str(10 + i), email="jmorgan@x.org", teacher=("J.", "Morgan"))
+         for i in range(5)]
+    result, issues, valid = validated(jane + j)
+    email = issues.filter(pl.col("column") == "teacher_email")
+    named = email.filter(pl.col("problem").str.contains("Jane Morgan"))
+    assert named.height == 1, email.to_dicts()
+    assert named["value"][0] == "jmorgan@x.org"
+    assert named["problem"][0] == "is used for 'Jane Morgan' (rows 2-6) and for 'J. Morgan' (rows 7-11)"
+    assert named["row"][0] == 7
+    # Which name is right is not known: every row of the email stays an error row, pointing to it.
+    assert set(email["row"]) == set(range(2, 12)) and set(email["severity"]) == {"error"}
+    assert set(email.filter(pl.col("row") != 7)["problem"]) == {"is used with two teacher names (see roster.xlsx row 7)"}
+    assert result["rows_invalid"] == 10 and valid.height == 0
+
+
+def test_ids_that_lost_leading_zeros_are_flagged_even_when_many_did(validated):
+    # Seven-digit IDs; the cells typed as numbers lost their zeros (four of ten rows: no 80% share).
+    ids = ["0012345", "0023456", "0034567", "0045678", "0056789", "0067890", "12345", "23456", "345678", "4567"]
+    _, issues, _ = validated([roster_row(first=f"S{i}", student_id=value) for i, value in enumerate(ids)])
+    flagged = issues.filter((pl.col("column") == "student_id") & pl.col("problem").str.contains("leading zeros"))
+    assert sorted(flagged["row"]) == [8, 9, 10, 11]
+    assert _problem(issues, 8, "student_id") == (
+        "has 5 digits where this file's IDs have 7: Excel drops the leading zeros of a number, so it is probably 0012345")
+    assert "Text" in flagged["fix"][0] and set(flagged["severity"]) == {"warning"}
+
+
+def test_ids_that_simply_vary_in_length_are_not_flagged(validated):
+    ids = ["7", "85", "912", "1044", "2051", "30112", "40200", "512", "66", "70001"]
+    _, issues, _ = validated([roster_row(first=f"S{i}", student_id=value) for i, value in enumerate(ids)])
+    assert issues.filter(pl.col("column") == "student_id").is_empty(), issues.to_dicts()
