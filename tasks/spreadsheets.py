@@ -91,6 +91,11 @@ def file_sha256(path: Path) -> str:
 def detect_format(path: Path) -> str:
     """'xlsx' or 'xls' from the file's first bytes, whatever its extension says."""
     head = path.read_bytes()[:8] if path.stat().st_size < 4096 else path.open("rb").read(8)
+    if not head:
+        raise SpreadsheetError(
+            path.name, None, "the file is empty (0 bytes): it was not saved or copied whole.",
+            "Open the workbook in Excel, save it as .xlsx, and upload that file.",
+        )
     if head.startswith(b"PK\x03\x04"):
         return "xlsx"
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):

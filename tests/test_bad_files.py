@@ -231,7 +231,7 @@ CORPUS: dict[str, tuple[Callable[[Path], Path], tuple]] = {
     "blank header over values": (blank_header_with_values, ("loaded", 1, [(None, None, "no header")])),
     "header-only sheet": (only_a_header, ("refused", "no student rows below it")),
     "empty workbook": (empty_workbook, ("refused", "no sheet has a roster header")),
-    "zero-byte file": (zero_byte_file, ("refused", "not an Excel workbook")),
+    "zero-byte file": (zero_byte_file, ("refused", "the file is empty (0 bytes)")),
     "CSV named .xlsx": (csv_named_xlsx, ("refused", "not an Excel workbook")),
     "BOM, NBSP, zero-width, NFD": (invisible_and_decomposed, ("loaded", 1, [(2, "student_first", "invisible")])),
     "formula-like text": (hyperlink_and_formula_text, ("loaded", 3, [(2, "student_first", "formula"),
