@@ -439,7 +439,8 @@ def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> s
     for row in tables["classes"].to_dicts():
         lines.append(f"| {row['school']} | {row['teacher']} | {row['term_period']} | {row['course']} | {row['students']} |")
     lines.append("")
-    lines.append("\\* some students in this class are already enrolled: they are not registered again or charged.")
+    if any("*" in str(row["students"]) for row in tables["classes"].to_dicts()):
+        lines.append("\\* some students in this class are already enrolled: they are not registered again or charged.")
     if tables["new_teachers"].height:
         lines += ["", "| School | New teacher | Email |", "|---|---|---|"]
         for row in tables["new_teachers"].to_dicts():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tasks.plan import plan_tables
+from tasks.plan import plan_markdown, plan_tables
 from tasks.report import write_plan_xlsx
 from tests.batch_helpers import approve_and_commit, start
 from tests.sheets import roster_row, write_roster
@@ -85,6 +85,13 @@ def test_the_seed_summary_with_its_counts_and_asterisks(tmp_path: Path, warehous
     # The seed's 18 includes a second teacher name on acooper@example.com; rosterflow reports one
     # email with two names as an error instead of creating a second teacher, so that row is left out.
     assert batch["plan"]["subscriptions_needed"] == 17 and batch["plan"]["already_enrolled"] == 4
+    # The asterisk is explained where it is used, and only there.
+    footnote = "\\* some students in this class are already enrolled"
+    assert footnote in plan_markdown(batch["plan"], tables)
+    with opened(warehouse_path) as con:
+        first_tables = plan_tables(con, 1)
+    first_plan = {**batch["plan"], "batch_id": 1}
+    assert footnote not in plan_markdown(first_plan, first_tables)
     algebra = tables["students"].filter((pl.col("course") == "ALGE1") & (pl.col("school") == "ABC High School"))
     assert algebra.height == 7
     assert algebra.filter("already_enrolled").select("last_name", "first_name").rows() == [
