@@ -3,7 +3,7 @@
     python -m benchmarks.pipeline --students-per-school 3334 --repeat 3
 
 Sheets are generated (seeded) into benchmarks/.cache before timing. Reports the median seconds of
-each stage over the repeats (a fresh warehouse each time), rows per second, and peak memory.
+each stage (messages: every teacher's roster written to the outbox and read back) over the repeats (a fresh warehouse each time), rows per second, and peak memory.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from rosterflow.sample_district import generate_district
 from tasks.approve import decide_batch
 from tasks.commit import commit_batch
 from tasks.match import match_batch
+from tasks.messages import MailSettings, build_messages
 from tasks.matching import MatchConfig
 from tasks.pipeline import ingest_and_validate, open_batch
 from tasks.plan import build_plan
@@ -61,6 +62,8 @@ def run_once(district, warehouse: Path, timings: dict) -> dict:
             plan = _timed(timings, f"{mode}.plan", build_plan, con, batch)
             decide_batch(con, batch, "bench", True, plan["removals"], bool(plan["guard"]))
             commit = _timed(timings, f"{mode}.commit", commit_batch, con, batch, "bench")
+            # Each teacher's roster written, read back whole, recorded; then the plain passwords go.
+            _timed(timings, f"{mode}.messages", build_messages, con, batch, warehouse.parent / "outbox", MailSettings())
             counts[mode] = {"rows": ingest["rows_staged"], **match, "removed": commit["students_removed"],
                             "created": commit["students_created"]}
     return counts
