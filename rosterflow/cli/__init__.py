@@ -1,0 +1,101 @@
+"""The `rosterflow` command: the same operations as the flows, from a terminal.
+
+Read commands take ``--json``. Writes go through the same stage functions the flows use, so a
+batch started here can be reviewed and approved here, in the Prefect UI, or both.
+
+This module holds the entry point (``main``: error handling, ``--debug``) and the grammar's global
+options (``build_parser``); each concept module adds its own commands:
+``catalog`` (init, school, course, subscription), ``intake`` (register, migrate, upload, uploads,
+all-uploaded), ``batches`` (batch list/resume/show/issues), ``templates`` (template, export-roster),
+``review``, ``messages``, ``approval`` (plan, approve, reject) and ``students`` (restore, student temp);
+``output`` holds what they share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rosterflow.cli import approval, batches, catalog, intake, messages, review, students, templates
+from rosterflow.cli.output import ACTOR_CLI
+from rosterflow.settings import load_settings
+from warehouse.batches import require_batch
+from warehouse.connection import WAREHOUSE_ERRORS, WarehouseError, opened, warehouse_problem
+from warehouse.locks import BatchBusy
+
+# In the order `rosterflow --help` lists their commands.
+COMMAND_MODULES = (catalog, intake, batches, templates, review, messages, approval, students)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar."""
+    settings = load_settings()
+    parser = argparse.ArgumentParser(prog="rosterflow", description=__doc__.splitlines()[0])
+    parser.add_argument("--warehouse", type=Path, default=settings.warehouse_path, help="DuckDB warehouse file")
+    parser.add_argument("--outbox", type=Path, default=settings.outbox_dir, help="where rosters are written")
+    parser.add_argument("--uploads", type=Path, default=settings.uploads_dir, help="where uploaded sheets are kept")
+    parser.add_argument("--actor", default=ACTOR_CLI, help="name recorded in the audit log for admin changes")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler, help_text: str, parent=sub, json_flag: bool = True) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help_text)
+        p.set_defaults(handler=handler)
+        # The global options are accepted after the command too, as people type them.
+        p.add_argument("--warehouse", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("--outbox", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("--uploads", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("--actor", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print JSON")
+        return p
+
+    for module in COMMAND_MODULES:
+        module.add_commands(sub, command)
+    return parser
+
+
+def _require_batch(args: argparse.Namespace) -> None:
+    """Every command that names a batch refuses an unknown one before doing (or writing) anything."""
+    if getattr(args, "batch", None) is None:
+        return
+    with opened(args.warehouse, read_only=not args.warehouse.exists()) as con:
+        require_batch(con, args.batch)
+
+
+def _failure_sentence(args: argparse.Namespace, error: BaseException) -> str:
+    """One sentence for an error opening or writing a file: the warehouse's own, or another's."""
+    filename = getattr(error, "filename", None)
+    if isinstance(error, OSError) and filename and Path(filename).resolve() != Path(args.warehouse).resolve() \
+            and not str(filename).startswith(str(args.warehouse)):
+        return f"cannot write {filename}: {error.strerror or error}. Choose another path or make its folder writable."
+    return warehouse_problem(args.warehouse, error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `rosterflow` console script.
+
+    Errors end in one sentence and exit 2; ``--debug`` shows the traceback instead."""
+    args = build_parser().parse_args(argv)
+    try:
+        _require_batch(args)
+        return args.handler(args)
+    except (WarehouseError, BatchBusy) as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except WAREHOUSE_ERRORS as error:
+        # Failing to write mid-command: a full disk, a lock, a read-only folder.
+        if args.debug:
+            raise
+        print(f"error: {_failure_sentence(args, error)}", file=sys.stderr)
+        return 2
+    except (ValueError, LookupError) as error:
+        # Domain errors (unknown batch, school, bad decision) carry a message meant for the user.
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,75 @@
+"""What every command shares: printing a result as text or JSON, tables, issue lines, the count argument
+type, the actor name recorded for the command line, and holding a batch's lock while a command advances it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Callable
+
+import polars as pl
+
+from warehouse.connection import opened
+from warehouse.locks import batch_lock
+
+ACTOR_CLI = "cli"
+
+# ``build_parser``'s ``command(name, handler, help_text, parent=sub, json_flag=True)``: adds one command
+# that also takes the global options after its name, and ``--json`` unless ``json_flag`` is false.
+AddCommand = Callable[..., argparse.ArgumentParser]
+
+# The largest count a person may set (subscriptions, removals): far above any district, far
+# below the warehouse's 64-bit columns, so a slip of the keyboard is caught.
+MAX_COUNT = 1_000_000_000_000
+
+
+def count_arg(text: str) -> int:
+    """An argparse type: a whole number from 0 to ``MAX_COUNT``, or a clear refusal."""
+    try:
+        value = int(text.strip().replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give a count such as 204") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{value:,} is more than {MAX_COUNT:,}; check the number")
+    return value
+
+
+def working_on(args: argparse.Namespace, batch_id: int):
+    """Hold the batch's lock while this command advances it (see ``warehouse.locks``)."""
+    return batch_lock(args.warehouse, batch_id, f"`rosterflow {args.command}` on the command line")
+
+
+def print_result(data: Any, as_json: bool, text: str | None = None) -> None:
+    """Print ``data`` as JSON with --json, else ``text`` (or ``data`` itself when no text is given)."""
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(text if text is not None else data)
+
+
+def table_text(frame: pl.DataFrame) -> str:
+    """A frame as a plain-text table, wide enough for the warehouse's lists."""
+    with pl.Config(tbl_rows=200, tbl_cols=20, fmt_str_lengths=60, tbl_hide_dataframe_shape=True):
+        return str(frame)
+
+
+def show_query(args: argparse.Namespace, query: str, empty_text: str = "Nothing yet.") -> int:
+    """Print a fixed reference query (no user values) as a table, or as JSON with --json."""
+    with opened(args.warehouse) as con:
+        frame = con.sql(query).pl()
+    print_result(frame.to_dicts(), args.json, table_text(frame) if frame.height else empty_text)
+    return 0
+
+
+def issue_lines(issues: pl.DataFrame) -> list[str]:
+    """One line per issue: severity, file, sheet, row, column, value, problem and fix."""
+    lines = []
+    for row in issues.to_dicts():
+        where = f"{row['file']}" + (f" sheet {row['sheet']}" if row["sheet"] else "")
+        if row["row"] is not None:
+            where += f" row {row['row']} column {row['column']}: {row['value']!r}"
+        lines.append(f"{row['severity'].upper()} {where} {row['problem']}. {row['fix']}")
+    return lines

@@ -1,0 +1,94 @@
+"""Commands of the manual-review queue: `review list/decide/export/import`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rosterflow.cli.output import AddCommand, print_result, working_on
+from tasks.pipeline import advance_batch
+from tasks.review import ReviewError, decide_review, review_items
+from tasks.review_sheet import export_review_xlsx, import_review_xlsx
+from warehouse.connection import opened
+
+
+def cmd_review_list(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        items = review_items(con, args.batch, pending_only=not args.all, escalated_only=args.escalated)
+    if args.json:
+        print_result(items, True)
+        return 0
+    if not items:
+        print("Nothing to review.")
+    for item in items:
+        print(f"[{item['review_id']}] {item['first_name']} {item['last_name']}  born {item['date_of_birth']}  "
+              f"ID {item['student_id'] or '-'}  ({item['file_name']}, sheet {item['sheet']}, row {item['excel_row']})")
+        print(f"     why: {item['reason']}   status: {item['status']}" +
+              (f" -> {item['action']} by {item['reviewer']}" if item["action"] else ""))
+        for c in item["candidates"]:
+            print(f"     candidate {c['rank']}: {c['first_name']} {c['last_name']}  born {c['date_of_birth']}  "
+                  f"ID {c['student_id'] or '-'}  {c['school']}  score {c['score']:.0f}: {c['agreement']}")
+    return 0
+
+
+def cmd_review_decide(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con, working_on(args, args.batch):
+        try:
+            result = decide_review(con, args.batch, args.item, args.action, args.reviewer, args.candidate)
+            progress = advance_batch(con, args.batch)
+        except ReviewError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    pending = progress["review"]["pending"]
+    print_result({**result, "pending": pending, "status": progress["status"]}, args.json,
+                 f"Item {args.item}: {args.action}{' (unchanged)' if not result['changed'] else ''}; {pending} pending")
+    return 0
+
+
+def cmd_review_export(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con:
+        path = export_review_xlsx(con, args.batch, Path(args.xlsx), pending_only=args.pending)
+    print_result({"path": str(path)}, args.json, f"Review sheet: {path} (fill the decision column, then "
+                                                 f"`rosterflow review import {args.batch} {path} --reviewer NAME`)")
+    return 0
+
+
+def cmd_review_import(args: argparse.Namespace) -> int:
+    with opened(args.warehouse) as con, working_on(args, args.batch):
+        try:
+            counts = import_review_xlsx(con, args.batch, Path(args.path), args.reviewer)
+            progress = advance_batch(con, args.batch)
+        except ReviewError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    pending = progress["review"]["pending"]
+    print_result({**counts, "pending": pending, "status": progress["status"]}, args.json,
+                 f"{counts['applied']} decision(s) applied, {counts['unchanged']} unchanged, {counts['skipped']} left "
+                 f"empty; {pending} pending")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction, command: AddCommand) -> None:
+    """Add `review` and its commands to the sub-parsers ``sub``."""
+    review = sub.add_parser("review", help="the manual-review queue").add_subparsers(dest="review_command",
+                                                                                    required=True)
+    p = command("list", cmd_review_list, "list review items with their candidates", review)
+    p.add_argument("batch", type=int)
+    p.add_argument("--all", action="store_true", help="include decided items")
+    p.add_argument("--escalated", action="store_true", help="only items a reviewer was unsure of")
+    p = command("decide", cmd_review_decide, "decide one review item", review)
+    p.add_argument("batch", type=int)
+    p.add_argument("item", type=int)
+    p.add_argument("--action", required=True, choices=["link", "new", "exclude", "unsure"],
+                   help="unsure escalates the item: recorded, but it still needs a decision")
+    p.add_argument("--candidate", type=int, help="candidate number, for link")
+    p.add_argument("--reviewer", required=True)
+    p = command("export", cmd_review_export, "write the review queue to a spreadsheet to decide in Excel", review)
+    p.add_argument("batch", type=int)
+    p.add_argument("--xlsx", required=True, help="where to write the workbook")
+    p.add_argument("--pending", action="store_true", help="only items still needing a decision")
+    p = command("import", cmd_review_import, "apply the decisions of a filled-in review spreadsheet", review)
+    p.add_argument("batch", type=int)
+    p.add_argument("path")
+    p.add_argument("--reviewer", required=True)
