@@ -79,3 +79,12 @@ def test_errors_are_messages_not_tracebacks(run):
     assert code == 2 and "No batch 42" in err
     code, _, err = run("subscription", "set", "K12", "5", "--school", "Nowhere")
     assert code == 2 and "No school named 'Nowhere'" in err
+
+
+def test_export_roster_names_its_file_after_a_school_with_a_slash_in_the_current_folder(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run("school", "add", "Lincoln K-8/Middle School")
+    code, out, err = run("export-roster", "--school", "Lincoln K-8/Middle School")
+    assert code == 0, err
+    assert (tmp_path / "roster-lincoln-k-8-middle-school.xlsx").is_file()
+    assert not (tmp_path / "roster-lincoln-k-8").exists()

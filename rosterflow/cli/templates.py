@@ -5,6 +5,7 @@ warehouse's drop-downs) and `export-roster` (a school's current students in that
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from rosterflow.cli.output import AddCommand
@@ -19,8 +20,14 @@ def cmd_template(args: argparse.Namespace) -> int:
     return 0
 
 
+def roster_file_name(school: str) -> str:
+    """A file name in the current folder for a school's roster: a school's name may hold a slash
+    ("Lincoln K-8/Middle School") or other characters a file name cannot."""
+    return "roster-" + (re.sub(r"[^\w.-]+", "-", school.lower(), flags=re.UNICODE).strip("-.") or "school") + ".xlsx"
+
+
 def cmd_export_roster(args: argparse.Namespace) -> int:
-    out = args.out or Path(f"roster-{args.school.lower().replace(' ', '-')}.xlsx")
+    out = args.out or Path(roster_file_name(args.school))
     with opened(args.warehouse) as con:
         path, count = export_roster(con, args.school, out)
     print(f"{count} students of {args.school} written to {path}")
