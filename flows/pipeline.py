@@ -73,11 +73,31 @@ def run_batch(mode: str, config: BatchRunConfig) -> str | State:
 
 
 def _drive_batch(mode: str, config: BatchRunConfig, batch_id: int, lock: HeldLock) -> str | State:
+    """Walk the batch through its stages; each stage finished by an earlier run of the flow is
+    found in the warehouse and passes at once."""
     logger = get_run_logger()
-    warehouse = config.warehouse_path
     logger.info("Batch %s (%s, %s)", batch_id, mode, resolve_term(config.term))
-    review_timeout = int(config.review_timeout_hours * 3600)
+    _wait_for_uploads(config, batch_id, lock)
+    unreadable = _ingest_validate_match(config, batch_id)
+    if unreadable is not None:
+        return unreadable
+    _review_until_decided(config, batch_id, lock)
+    context = _publish_plan(config, batch_id)
+    if context is None:
+        return "held"
+    decision = _wait_for_approval(config, batch_id, context, lock)
+    if decision is None:
+        return "approval-abandoned"
+    if not decision["approved"]:
+        logger.info("Batch %s rejected by %s: nothing changed", batch_id, decision["approver"])
+        return "rejected"
+    return _commit_and_send_messages(config, batch_id, decision["approver"])
 
+
+def _wait_for_uploads(config: BatchRunConfig, batch_id: int, lock: HeldLock) -> None:
+    """When the run waits for all uploads (and no earlier run ingested the batch), ask until
+    someone confirms that every sheet is in; then record the uploads as confirmed."""
+    warehouse = config.warehouse_path
     waits_for_uploads = getattr(config, "wait_for_all_uploads", False) and "ingest" not in finished_stages_task(
         warehouse, batch_id)
     for attempt in range(MAX_FORM_ATTEMPTS * 10):
@@ -89,12 +109,20 @@ def _drive_batch(mode: str, config: BatchRunConfig, batch_id: int, lock: HeldLoc
                 description=f"# Batch {batch_id}: are all sheets uploaded?\n\n{len(found)} file(s) so far:\n\n"
                 + "\n".join(f"- {Path(f).name}" for f in found),
             ),
-            key=f"uploads-{attempt}", timeout=review_timeout, poll_interval=config.wait_poll_seconds, lock=lock,
+            key=f"uploads-{attempt}", timeout=int(config.review_timeout_hours * 3600),
+            poll_interval=config.wait_poll_seconds, lock=lock,
         )
         if form.all_uploaded and form.confirmed_by.strip():
-            logger.info("All sheets uploaded, confirmed by %s", form.confirmed_by)
+            get_run_logger().info("All sheets uploaded, confirmed by %s", form.confirmed_by)
             break
     uploads_confirmed_task(warehouse, batch_id, "prefect")
+
+
+def _ingest_validate_match(config: BatchRunConfig, batch_id: int) -> State | None:
+    """Read, validate and match the batch's files, publishing the issues found; a Failed state
+    naming the file errors when no file could be read."""
+    logger = get_run_logger()
+    warehouse = config.warehouse_path
     ingest, validated = ingest_validate_task(warehouse, batch_id, config.files, config.sheet, config.max_rows)
     publish_issues_task(warehouse, batch_id, config.outbox_dir)
     failure = fail_if_unreadable_task(warehouse, batch_id, ingest)
@@ -105,7 +133,12 @@ def _drive_batch(mode: str, config: BatchRunConfig, batch_id: int, lock: HeldLoc
                 validated["rows_valid"], validated["rows_invalid"], len(ingest["file_errors"]))
     matched = match_task(warehouse, batch_id, config.match)
     logger.info("Matched %s, to review %s, new %s", matched["matched"], matched["review"], matched["new"])
+    return None
 
+
+def _review_until_decided(config: BatchRunConfig, batch_id: int, lock: HeldLock) -> None:
+    """Ask for decisions on the rows that need review, a page at a time, until none is pending."""
+    warehouse = config.warehouse_path
     for attempt in range(MAX_FORM_ATTEMPTS * 10):
         if close_review_task(warehouse, batch_id)["pending"] == 0:
             break
@@ -117,7 +150,8 @@ def _drive_batch(mode: str, config: BatchRunConfig, batch_id: int, lock: HeldLoc
                 + review_markdown(page, limit=config.review_page_size),
                 decisions=[ReviewChoice(review_id=item["review_id"]) for item in page],
             ),
-            key=f"review-{attempt}", timeout=review_timeout, poll_interval=config.wait_poll_seconds, lock=lock,
+            key=f"review-{attempt}", timeout=int(config.review_timeout_hours * 3600),
+            poll_interval=config.wait_poll_seconds, lock=lock,
         )
         # Only items still pending: after a suspension this input comes back once more, and a
         # decision made since (on the command line, in a spreadsheet) must not be overwritten.
@@ -125,18 +159,28 @@ def _drive_batch(mode: str, config: BatchRunConfig, batch_id: int, lock: HeldLoc
         problems = apply_review_decisions_task(
             warehouse, batch_id, [d.model_dump() for d in form.decisions if d.review_id in still_pending], form.reviewer)
         for problem in problems:
-            logger.warning("Review decision not applied: %s", problem)
+            get_run_logger().warning("Review decision not applied: %s", problem)
 
+
+def _publish_plan(config: BatchRunConfig, batch_id: int) -> dict | None:
+    """Plan the batch and publish the plan (artifact and workbook); the approval context, or None
+    when the plan has blockers and the batch is held."""
+    logger = get_run_logger()
+    warehouse = config.warehouse_path
     summary = plan_task(warehouse, batch_id)
     context = approval_context_task(warehouse, batch_id)
     publish_plan_task(batch_id, context)
     logger.info("Plan workbook: %s", write_plan_workbook_task(warehouse, batch_id, config.outbox_dir))
     if summary["blockers"]:
         logger.warning("Batch %s is held: %s", batch_id, "; ".join(summary["blockers"]))
-        return "held"
+        return None
+    return context
 
+
+def _wait_for_approval(config: BatchRunConfig, batch_id: int, context: dict, lock: HeldLock) -> dict | None:
+    """The batch's approval decision: the one already recorded, or asked for until an approver's
+    decision is accepted; None when none was accepted after every attempt."""
     decision = context["decision"]
-    approval_timeout = int(config.approval_timeout_hours * 3600)
     problems: list[str] = []
     for attempt in range(MAX_FORM_ATTEMPTS):
         if decision is not None:
@@ -146,21 +190,24 @@ def _drive_batch(mode: str, config: BatchRunConfig, batch_id: int, lock: HeldLoc
             ApprovalForm.with_initial_data(
                 description=f"# Approve batch {batch_id}?\n\n{context['markdown']}{notice}",
             ),
-            key=f"approval-{attempt}", timeout=approval_timeout, poll_interval=config.wait_poll_seconds, lock=lock,
+            key=f"approval-{attempt}", timeout=int(config.approval_timeout_hours * 3600),
+            poll_interval=config.wait_poll_seconds, lock=lock,
         )
-        outcome = decide_batch_task(warehouse, batch_id, form.model_dump(include=set(ApprovalForm.model_fields)),
-                                    load_settings().approvers)
+        outcome = decide_batch_task(config.warehouse_path, batch_id,
+                                    form.model_dump(include=set(ApprovalForm.model_fields)), load_settings().approvers)
         decision, problems = outcome["decision"], outcome["problems"]
         for problem in problems:
-            logger.warning("Approval not accepted: %s", problem)
-    if decision is None:
-        return "approval-abandoned"
-    if not decision["approved"]:
-        logger.info("Batch %s rejected by %s: nothing changed", batch_id, decision["approver"])
-        return "rejected"
-    committed = commit_task(warehouse, batch_id, decision["approver"])
+            get_run_logger().warning("Approval not accepted: %s", problem)
+    return decision
+
+
+def _commit_and_send_messages(config: BatchRunConfig, batch_id: int, approver: str) -> str | State:
+    """Commit the approved batch and write (and send) its messages: 'committed', or a Failed state
+    when the messages could not be written."""
+    logger = get_run_logger()
+    committed = commit_task(config.warehouse_path, batch_id, approver)
     logger.info("Batch %s committed: %s", batch_id, committed)
-    delivered = messages_task(warehouse, batch_id, config.outbox_dir, load_settings().mail)
+    delivered = messages_task(config.warehouse_path, batch_id, config.outbox_dir, load_settings().mail)
     if delivered.get("error"):
         logger.error("%s", delivered["error"])
         return Failed(message=delivered["error"])

@@ -223,7 +223,7 @@ def build_messages(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Pa
     if build is None and existing.height and plain_password_count(con, batch_id) == 0:
         return existing   # built before builds were recorded; its passwords are gone already
     try:
-        return _build(con, batch_id, Path(outbox_dir), mail, existing)
+        return _write_and_verify_messages(con, batch_id, Path(outbox_dir), mail, existing)
     except MessageBuildFailed:
         raise
     except Exception as error:   # noqa: BLE001 (whatever broke, the commit stands: record it, say it)
@@ -234,57 +234,93 @@ def build_messages(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Pa
         raise MessageBuildFailed(batch_id, reason) from error
 
 
-def _build(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Path, mail: MailSettings,
-           existing: pl.DataFrame) -> pl.DataFrame:
+def _write_and_verify_messages(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Path, mail: MailSettings,
+                               existing: pl.DataFrame) -> pl.DataFrame:
+    """Write the batch's messages not sent yet, read them back, and record them (purging the plain
+    passwords when the read-back finds every credential); raise ``MessageBuildFailed`` when it does not."""
     summary = committed_summary(con, batch_id)
     batch = batches.get_batch(con, batch_id)
     rows = roster_rows(con, batch_id)
-    files = [r[0] for r in con.execute(
-        "SELECT DISTINCT file_name FROM batch_files WHERE batch_id = ? ORDER BY file_name", [batch_id]).fetchall()]
     sent = existing.filter(pl.col("status") == "sent")
-    sent_keys = {(r["kind"], r["recipient"], r["about"]) for r in sent.to_dicts()}
     private_dir(outbox_dir / f"batch-{batch_id}")
-    folder = private_dir(outbox_dir / f"batch-{batch_id}" / "messages")
-    records: list[dict[str, Any]] = []
-    stems: set[str] = set()
+    writer = _MessageWriter(private_dir(outbox_dir / f"batch-{batch_id}" / "messages"), mail.sender,
+                            {(r["kind"], r["recipient"], r["about"]) for r in sent.to_dicts()})
+    _write_teacher_rosters(writer, rows, batch, batch_id, mail.admin_email)
+    _write_admin_confirmation(con, writer, batch, batch_id, summary, rows["email"].n_unique(), mail.admin_email)
+    frame, check, failure = _read_back(con, batch_id, writer.frame(), sent)
+    _record_written_messages(con, batch_id, frame, sent.height, check, failure)
+    if failure:
+        raise MessageBuildFailed(batch_id, failure)
+    return message_center(con, batch_id)
 
-    def unique_stem(stem: str) -> str:
+
+class _MessageWriter:
+    """Writes a batch's messages as .eml files in one folder, each under its own file name, and
+    keeps a record of each; a message already sent is never written again."""
+
+    def __init__(self, folder: Path, sender: str, sent_keys: set[tuple[str, str, str]]) -> None:
+        self.folder, self.sender, self.sent_keys = folder, sender, sent_keys
+        self.records: list[dict[str, Any]] = []
+        self._stems: set[str] = set()
+
+    def unique_stem(self, stem: str) -> str:
+        """``stem``, numbered when a file of the folder already took it."""
         # Two addresses can make the same file name once unsafe characters are replaced.
         candidate, number = stem, 1
-        while candidate.lower() in stems:
+        while candidate.lower() in self._stems:
             number += 1
             candidate = f"{stem}-{number}"
-        stems.add(candidate.lower())
+        self._stems.add(candidate.lower())
         return candidate
 
-    def record(kind: str, recipient: str, about: str, subject: str, body: str, attachment: Path | None) -> None:
-        if (kind, recipient, about) in sent_keys:
+    def write(self, kind: str, recipient: str, about: str, subject: str, body: str, attachment: Path | None) -> None:
+        if (kind, recipient, about) in self.sent_keys:
             return   # already delivered: never written or sent again
-        eml = write_eml(folder / f"{unique_stem(f'{kind}-{_safe(about or recipient)}')}.eml", mail.sender,
+        eml = write_eml(self.folder / f"{self.unique_stem(f'{kind}-{_safe(about or recipient)}')}.eml", self.sender,
                         recipient, subject, body, attachment)
-        records.append({"kind": kind, "recipient": recipient, "about": about, "subject": subject, "body": body,
-                        "attachment": str(attachment) if attachment else None, "eml_path": str(eml), "error": None})
+        self.records.append({"kind": kind, "recipient": recipient, "about": about, "subject": subject, "body": body,
+                             "attachment": str(attachment) if attachment else None, "eml_path": str(eml),
+                             "error": None})
 
+    def frame(self) -> pl.DataFrame:
+        """The messages written, in the message center's columns."""
+        return pl.DataFrame(self.records, schema=MESSAGE_SCHEMA)
+
+
+def _write_teacher_rosters(writer: _MessageWriter, rows: pl.DataFrame, batch: dict[str, Any], batch_id: int,
+                           admin_email: str) -> None:
+    """Each teacher's roster workbook with its message, and the administrator's copy of it."""
     for (teacher_email,), group in rows.group_by("email", maintain_order=True):
         teacher = group["teacher"][0]
         if {("teacher_roster", teacher_email, teacher_email),
-                ("admin_copy", mail.admin_email, teacher_email)} <= sent_keys:
+                ("admin_copy", admin_email, teacher_email)} <= writer.sent_keys:
             continue
         sheets, titles = roster_sheets(group)
-        workbook = write_xlsx(folder / f"{unique_stem(f'roster-{_safe(teacher_email)}')}.xlsx", sheets, titles,
-                              private=True)
-        classes = group.group_by("school", "class_name", "Class Code", maintain_order=True).agg(pl.len().alias("n"))
-        lines = [f"- {c['school']}, {c['class_name']} (class code {c['Class Code']}): {c['n']} student(s) registered"
-                 for c in classes.to_dicts()]
+        workbook = write_xlsx(writer.folder / f"{writer.unique_stem(f'roster-{_safe(teacher_email)}')}.xlsx", sheets,
+                              titles, private=True)
         subject = f"Your {batch['term']} classes and student logins"
-        body = (f"Dear {teacher},\n\nThese classes were registered for you in batch {batch_id}:\n\n" + "\n".join(lines)
-                + "\n\nThe attached workbook lists each student's login name and, for new students, the password "
-                "(one sheet per school). Please hand each student their own login; existing students keep their "
-                "password.\n")
-        record("teacher_roster", teacher_email, teacher_email, subject, body, workbook)
-        record("admin_copy", mail.admin_email, teacher_email, f"Copy: {subject} ({teacher}, {teacher_email})",
-               f"A copy of the message sent to {teacher} <{teacher_email}>.\n\n{body}", workbook)
+        body = _teacher_message_body(teacher, group, batch_id)
+        writer.write("teacher_roster", teacher_email, teacher_email, subject, body, workbook)
+        writer.write("admin_copy", admin_email, teacher_email, f"Copy: {subject} ({teacher}, {teacher_email})",
+                     f"A copy of the message sent to {teacher} <{teacher_email}>.\n\n{body}", workbook)
 
+
+def _teacher_message_body(teacher: str, teacher_rows: pl.DataFrame, batch_id: int) -> str:
+    """The message to a teacher: the classes registered for them, and what the workbook holds."""
+    classes = teacher_rows.group_by("school", "class_name", "Class Code", maintain_order=True).agg(pl.len().alias("n"))
+    lines = [f"- {c['school']}, {c['class_name']} (class code {c['Class Code']}): {c['n']} student(s) registered"
+             for c in classes.to_dicts()]
+    return (f"Dear {teacher},\n\nThese classes were registered for you in batch {batch_id}:\n\n" + "\n".join(lines)
+            + "\n\nThe attached workbook lists each student's login name and, for new students, the password "
+            "(one sheet per school). Please hand each student their own login; existing students keep their "
+            "password.\n")
+
+
+def _write_admin_confirmation(con: duckdb.DuckDBPyConnection, writer: _MessageWriter, batch: dict[str, Any],
+                              batch_id: int, summary: dict[str, Any], teachers: int, admin_email: str) -> None:
+    """The administrator's confirmation: what the batch registered and the subscriptions left."""
+    files = [r[0] for r in con.execute(
+        "SELECT DISTINCT file_name FROM batch_files WHERE batch_id = ? ORDER BY file_name", [batch_id]).fetchall()]
     remaining = con.sql(
         "SELECT coalesce(sc.name, 'district pool') AS pool, s.available FROM subscriptions s"
         " LEFT JOIN schools sc USING (school_id) WHERE s.subscription_type = $t ORDER BY s.school_id NULLS FIRST",
@@ -296,22 +332,33 @@ def _build(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Path, mail
         f"student account(s); {summary['students_removed']} student(s) removed (restorable).\n"
         f"Subscriptions used: {summary['subscriptions_used']} '{batch['subscription_type']}'.\n"
         f"Subscriptions remaining:\n" + "\n".join(f"- {r['pool']}: {r['available']}" for r in remaining.to_dicts())
-        + f"\n\nEach teacher was sent their roster; you have a copy of each ({rows['email'].n_unique()}).\n"
+        + f"\n\nEach teacher was sent their roster; you have a copy of each ({teachers}).\n"
     )
-    record("admin_confirmation", mail.admin_email, "", f"Batch {batch['mode'].title()} completed: {', '.join(files)}",
-           body, None)
+    writer.write("admin_confirmation", admin_email, "", f"Batch {batch['mode'].title()} completed: {', '.join(files)}",
+                 body, None)
 
-    frame = pl.DataFrame(records, schema=MESSAGE_SCHEMA)
-    check = verify_messages(con, batch_id, pl.concat([frame.select("kind", "about", "eml_path"),
+
+def _read_back(con: duckdb.DuckDBPyConnection, batch_id: int, written: pl.DataFrame,
+               sent: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any], str | None]:
+    """Read the written and the sent messages back: the written messages (each marked with its
+    error when a credential is missing), the check, and why the build failed (None when it passed)."""
+    check = verify_messages(con, batch_id, pl.concat([written.select("kind", "about", "eml_path"),
                                                       sent.select("kind", "about", "eml_path")]))
-    failure = None
-    if check["missing"] or check["message_errors"]:
-        failure = (f"read back, {len(check['missing'])} of the {check['issued']} credential(s) the batch issued are "
-                   f"in no teacher's roster" + (f" ({', '.join(check['missing'][:10])})" if check["missing"] else "")
-                   + f" and {len(check['message_errors'])} roster(s) lack some; the plain passwords are kept")
-        held = f"held: the batch's messages failed the read-back check ({failure})"
-        frame = frame.with_columns(error=pl.col("eml_path").replace_strict(
-            check["message_errors"], default=pl.lit(held), return_dtype=pl.String))
+    if not (check["missing"] or check["message_errors"]):
+        return written, check, None
+    failure = (f"read back, {len(check['missing'])} of the {check['issued']} credential(s) the batch issued are "
+               f"in no teacher's roster" + (f" ({', '.join(check['missing'][:10])})" if check["missing"] else "")
+               + f" and {len(check['message_errors'])} roster(s) lack some; the plain passwords are kept")
+    held = f"held: the batch's messages failed the read-back check ({failure})"
+    written = written.with_columns(error=pl.col("eml_path").replace_strict(
+        check["message_errors"], default=pl.lit(held), return_dtype=pl.String))
+    return written, check, failure
+
+
+def _record_written_messages(con: duckdb.DuckDBPyConnection, batch_id: int, frame: pl.DataFrame, kept_sent: int,
+                             check: dict[str, Any], failure: str | None) -> None:
+    """In one transaction: the written messages replace the batch's unsent ones, the plain
+    passwords are purged when the read-back passed, and the build is recorded and audited."""
     with transaction(con):
         con.execute("DELETE FROM messages WHERE batch_id = ? AND status <> 'sent'", [batch_id])
         con.register("message_frame", frame.to_arrow())
@@ -328,11 +375,8 @@ def _build(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Path, mail
                                      [batch_id]).fetchall())
         _record_build(con, batch_id, "failed" if failure else "verified", failure, check["issued"], check["found"])
         batches.audit(con, "rosterflow", "messages.build", "batch", batch_id, batch_id,
-                      {"messages": frame.height, "kept_sent": sent.height, "credentials_issued": check["issued"],
+                      {"messages": frame.height, "kept_sent": kept_sent, "credentials_issued": check["issued"],
                        "credentials_found": check["found"], "plain_passwords_purged": purged, "error": failure})
-    if failure:
-        raise MessageBuildFailed(batch_id, failure)
-    return message_center(con, batch_id)
 
 
 def message_center(con: duckdb.DuckDBPyConnection, batch_id: int | None = None) -> pl.DataFrame:

@@ -415,27 +415,68 @@ def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = 
     Raises ``SpreadsheetError`` with the file, sheet, problem and fix when the file cannot be used.
     """
     path = Path(path)
+    _check_file_size(path, limits)
+    file_format = detect_format(path)
+    sha256 = file_sha256(path)
+    facts = xlsx_sheet_facts(path, limits) if file_format == "xlsx" else xls_sheet_facts(path)
+    reader = _open_workbook(path, file_format)
+    headered, hidden_sheets = _sheets_with_roster_header(path, reader, facts, sheet, limits)
+    roster = _the_roster_sheet(path, reader.sheet_names, sheet, headered, hidden_sheets)
+    header_row = (facts[roster.name].first_row if roster.name in facts else 1) + roster.header_index
+    _check_header_columns(path.name, roster, header_row)
+    rows, non_empty, warnings = _student_rows(path, file_format, roster, header_row)
+    _check_student_row_count(path.name, roster.name, rows, header_row, limits)
+    return SheetRead(
+        file_name=path.name,
+        sha256=sha256,
+        sheet=roster.name,
+        rows=rows.select(["excel_row", *CANONICAL_COLUMNS, "formula_cells"]),
+        non_empty_rows=int(non_empty.sum()),
+        warnings=warnings,
+        hidden_sheets=hidden_sheets,
+    )
+
+
+def _check_file_size(path: Path, limits: ReadLimits) -> None:
+    """Refuse a file larger than the limit before anything of it is read."""
     if path.stat().st_size > limits.max_file_bytes:
         raise SpreadsheetError(path.name, None,
                                f"the file is {path.stat().st_size / 2**20:,.0f} MB; at most "
                                f"{limits.max_file_bytes / 2**20:,.0f} MB are accepted.",
                                "Split the roster into several files and upload them together.")
-    file_format = detect_format(path)
-    sha256 = file_sha256(path)
-    facts = xlsx_sheet_facts(path, limits) if file_format == "xlsx" else xls_sheet_facts(path)
+
+
+def _open_workbook(path: Path, file_format: str) -> fastexcel.ExcelReader:
+    """Open the workbook with the reader, whatever its extension says about its format."""
     try:
         # The reader picks the format by extension; from bytes it decides by content, so an .xlsx
         # named .xls still opens (at the cost of one copy of the file in memory).
         extension_fits = path.suffix.lower() in ((".xlsx", ".xlsm") if file_format == "xlsx" else (".xls",))
-        reader = fastexcel.read_excel(path if extension_fits else path.read_bytes())
+        return fastexcel.read_excel(path if extension_fits else path.read_bytes())
     except Exception as error:  # calamine's errors name the format problem; pass it on with the file
         raise SpreadsheetError(
             path.name, None, f"the workbook cannot be opened ({error}).",
             "Open it in Excel, save it as .xlsx, and upload it again.",
         ) from error
 
-    candidates = []
-    warnings: list[str] = []
+
+@dataclass
+class _HeaderedSheet:
+    """A sheet with a roster header row, every cell read as text."""
+
+    name: str
+    frame: pl.DataFrame
+    header_index: int  # the header row's index in ``frame``
+    mapping: dict[int, str]  # position in ``frame`` -> canonical column
+    duplicates: list[str]  # canonical columns that more than one header cell claims
+    excel_columns: list[int]  # each frame column's 0-based Excel column (the reader drops empty leading ones)
+
+
+def _sheets_with_roster_header(path: Path, reader: fastexcel.ExcelReader, facts: dict[str, SheetFacts],
+                               sheet: str | None, limits: ReadLimits) -> tuple[list[_HeaderedSheet], list[str]]:
+    """The visible sheets (or the named one) that carry a roster header, and the hidden sheets
+    that carry one and were not read (a named sheet is read even when hidden)."""
+    headered: list[_HeaderedSheet] = []
     hidden_sheets: list[str] = []
     for name in reader.sheet_names:
         if sheet is not None and name != sheet:
@@ -450,108 +491,144 @@ def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = 
         if loaded.visible != "visible" and sheet is None:
             hidden_sheets.append(name)
             continue
-        # The reader drops empty leading columns: keep each column's real Excel position.
+        header_index, mapping, duplicates = header
         positions = [column.absolute_index for column in loaded.selected_columns]
-        candidates.append((name, frame, header, positions))
+        headered.append(_HeaderedSheet(name, frame, header_index, mapping, duplicates, positions))
+    return headered, hidden_sheets
 
-    if sheet is not None and sheet not in reader.sheet_names:
+
+def _the_roster_sheet(path: Path, sheet_names: list[str], sheet: str | None, headered: list[_HeaderedSheet],
+                      hidden_sheets: list[str]) -> _HeaderedSheet:
+    """The one sheet to read; refused when the named sheet does not exist, or when no sheet or
+    several visible sheets carry a roster header."""
+    if sheet is not None and sheet not in sheet_names:
         raise SpreadsheetError(
-            path.name, sheet, f"there is no sheet named {sheet!r} (sheets: {', '.join(reader.sheet_names)}).",
+            path.name, sheet, f"there is no sheet named {sheet!r} (sheets: {', '.join(sheet_names)}).",
             "Name one of the listed sheets.",
         )
-    if not candidates:
+    if not headered:
         hidden = f" (hidden sheet {', '.join(map(repr, hidden_sheets))} has one and was not read)" if hidden_sheets else ""
         raise SpreadsheetError(
             path.name, sheet,
             f"no sheet has a roster header row (at least four of the template's column names){hidden}.",
             "Use the rosterflow template (`rosterflow template`) and keep its header row.",
         )
-    if len(candidates) > 1:
+    if len(headered) > 1:
         raise SpreadsheetError(
             path.name, None,
-            f"several visible sheets carry a roster header ({', '.join(c[0] for c in candidates)}).",
+            f"several visible sheets carry a roster header ({', '.join(h.name for h in headered)}).",
             "Keep one roster sheet per file, or name the sheet to read.",
         )
+    return headered[0]
 
-    sheet_name, frame, (header_index, mapping, duplicates), excel_columns = candidates[0]
-    missing = [column for column in REQUIRED_COLUMNS if column not in mapping.values()]
-    first_row = facts[sheet_name].first_row if sheet_name in facts else 1
-    if duplicates:
+
+def _check_header_columns(file_name: str, roster: _HeaderedSheet, header_row: int) -> None:
+    """Refuse a header row that names a column twice or lacks a required column."""
+    if roster.duplicates:
         raise SpreadsheetError(
-            path.name, sheet_name,
-            f"the header row (Excel row {first_row + header_index}) names the same column twice: "
-            f"{'; '.join(duplicates)}.",
+            file_name, roster.name,
+            f"the header row (Excel row {header_row}) names the same column twice: "
+            f"{'; '.join(roster.duplicates)}.",
             "Keep one of the two columns (or rename the other) and upload again; nothing from this file was used.",
         )
+    missing = [column for column in REQUIRED_COLUMNS if column not in roster.mapping.values()]
     if missing:
-        found = [cell for cell in frame.row(header_index) if cell]
+        found = [cell for cell in roster.frame.row(roster.header_index) if cell]
         raise SpreadsheetError(
-            path.name, sheet_name,
-            f"the header row (Excel row {first_row + header_index}) has no column for "
+            file_name, roster.name,
+            f"the header row (Excel row {header_row}) has no column for "
             f"{', '.join(missing)}; found: {', '.join(found)}.",
             "Rename the columns as in the rosterflow template; nothing from this file was used.",
         )
 
-    data = frame.slice(header_index + 1)
-    source_columns = data.columns
-    header_cells = frame.row(header_index)
-    for position, name in enumerate(source_columns):
-        if position not in mapping and not (header_cells[position] or "").strip() and data[name].drop_nulls().len():
-            warnings.append((f"column {_column_letter(excel_columns[position])} has values but no header; "
-                             "it was not read", "Give the column a header from the template if it matters."))
-    first_data_row = first_row + header_index + 1
-    # A row counts as non-empty if any cell of the whole sheet row has text, mapped or not.
-    non_empty = data.select(
-        pl.any_horizontal([pl.col(c).is_not_null() & (pl.col(c).str.strip_chars() != "") for c in source_columns])
-    ).to_series()
-    cells = xlsx_sheet_cells(path, sheet_name) if file_format == "xlsx" else xls_sheet_cells(path, sheet_name)
-    column_at = {excel_columns[position] + 1: position for position in mapping}
+
+def _student_rows(path: Path, file_format: str, roster: _HeaderedSheet,
+                  header_row: int) -> tuple[pl.DataFrame, pl.Series, list[tuple[str, str]]]:
+    """The non-empty rows below the header in canonical columns, with their Excel row and the
+    roster cells whose formula was saved without a value; the non-empty mask over every row
+    below the header; the warnings about the sheet (columns without a header, merged ranges)."""
+    data = roster.frame.slice(roster.header_index + 1)
+    warnings = _unheaded_column_warnings(roster, data)
+    first_data_row = header_row + 1
+    non_empty = _non_empty_rows(data)
+    cells = xlsx_sheet_cells(path, roster.name) if file_format == "xlsx" else xls_sheet_cells(path, roster.name)
+    column_at = {roster.excel_columns[position] + 1: position for position in roster.mapping}
     data, merge_warnings = _fill_merged_ranges(data, cells.merged, column_at, first_data_row, non_empty)
     warnings += merge_warnings
-    # A formula saved without its value reads as empty; its row is not empty, and the cell is named.
+    formula_cells = _empty_formula_cells(data, cells, column_at, roster.mapping, first_data_row)
+    for row in formula_cells:  # a formula saved without its value reads as empty; its row is not empty
+        non_empty[row - first_data_row] = True
+    rows = _canonical_rows(data, roster.mapping, first_data_row, formula_cells).filter(non_empty)
+    return rows, non_empty, warnings
+
+
+def _unheaded_column_warnings(roster: _HeaderedSheet, data: pl.DataFrame) -> list[tuple[str, str]]:
+    """A warning for each column that has values below the header but no header cell."""
+    warnings: list[tuple[str, str]] = []
+    header_cells = roster.frame.row(roster.header_index)
+    for position, name in enumerate(data.columns):
+        headed = position in roster.mapping or (header_cells[position] or "").strip()
+        if not headed and data[name].drop_nulls().len():
+            warnings.append((f"column {_column_letter(roster.excel_columns[position])} has values but no header; "
+                             "it was not read", "Give the column a header from the template if it matters."))
+    return warnings
+
+
+def _non_empty_rows(data: pl.DataFrame) -> pl.Series:
+    """Whether each row has text in any cell of the whole sheet row, mapped or not."""
+    return data.select(
+        pl.any_horizontal([pl.col(c).is_not_null() & (pl.col(c).str.strip_chars() != "") for c in data.columns])
+    ).to_series()
+
+
+def _empty_formula_cells(data: pl.DataFrame, cells: SheetCells, column_at: dict[int, int], mapping: dict[int, str],
+                         first_data_row: int) -> dict[int, list[str]]:
+    """The roster cells of each data row (by Excel row) that hold a formula saved without its
+    value and read as empty."""
     formula_cells: dict[int, list[str]] = {}
     for row, column in sorted(cells.formulas_without_value):
         position = column_at.get(column)  # roster columns only: a helper column's formulas are not rows
         index = row - first_data_row
         if position is None or not 0 <= index < data.height:
             continue
-        if (data[source_columns[position]][index] or "").strip():
+        if (data[data.columns[position]][index] or "").strip():
             continue
-        non_empty[index] = True
         formula_cells.setdefault(row, []).append(mapping[position])
+    return formula_cells
+
+
+def _canonical_rows(data: pl.DataFrame, mapping: dict[int, str], first_data_row: int,
+                    formula_cells: dict[int, list[str]]) -> pl.DataFrame:
+    """Every data row in the canonical columns (null where the sheet has none), with its Excel row
+    and the roster columns whose formula has no saved value."""
     rows = data.select(
-        [pl.col(source_columns[position]).alias(column) for position, column in mapping.items()]
+        [pl.col(data.columns[position]).alias(column) for position, column in mapping.items()]
     ).with_columns(
         [pl.lit(None, dtype=pl.String).alias(c) for c in CANONICAL_COLUMNS if c not in mapping.values()]
     )
     rows = rows.with_columns(
         excel_row=(pl.int_range(pl.len(), dtype=pl.Int32) + first_data_row)
     )
-    rows = rows.with_columns(formula_cells=pl.col("excel_row").replace_strict(
+    return rows.with_columns(formula_cells=pl.col("excel_row").replace_strict(
         {row: ",".join(columns) for row, columns in formula_cells.items()}, default=None, return_dtype=pl.String))
-    rows = rows.filter(non_empty)
+
+
+def _check_student_row_count(file_name: str, sheet_name: str, rows: pl.DataFrame, header_row: int,
+                             limits: ReadLimits) -> None:
+    """Refuse a sheet with no student rows below its header, or with more than the limit."""
     if rows.height == 0:
         raise SpreadsheetError(
-            path.name, sheet_name,
-            f"the sheet has a header row (Excel row {first_row + header_index}) but no student rows below it.",
+            file_name, sheet_name,
+            f"the sheet has a header row (Excel row {header_row}) but no student rows below it.",
             "Fill in the students below the header (or upload the sheet that has them); nothing from this file was used.",
         )
     if rows.height > limits.max_rows:
         raise SpreadsheetError(
-            path.name, sheet_name,
-            f"the sheet holds {rows.height:,} student rows (Excel rows {first_data_row:,}-"
+            file_name, sheet_name,
+            f"the sheet holds {rows.height:,} student rows (Excel rows {header_row + 1:,}-"
             f"{rows['excel_row'].max():,}); at most {limits.max_rows:,} are accepted.",
             "Split the roster into several files and upload them in separate batches.",
         )
-    return SheetRead(
-        file_name=path.name,
-        sha256=sha256,
-        sheet=sheet_name,
-        rows=rows.select(["excel_row", *CANONICAL_COLUMNS, "formula_cells"]),
-        non_empty_rows=int(non_empty.sum()),
-        warnings=warnings,
-        hidden_sheets=hidden_sheets,
-    )
 
 
 def _cell_name(row: int, column: int) -> str:
