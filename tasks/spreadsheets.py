@@ -547,12 +547,12 @@ def _student_rows(path: Path, file_format: str, roster: _HeaderedSheet,
     """The non-empty rows below the header in canonical columns, with their Excel row and the
     roster cells whose formula was saved without a value; the non-empty mask over every row
     below the header; the warnings about the sheet (columns without a header, merged ranges)."""
-    data = roster.frame.slice(roster.header_index + 1)
-    warnings = _unheaded_column_warnings(roster, data)
     first_data_row = header_row + 1
-    non_empty = _non_empty_rows(data)
     cells = xlsx_sheet_cells(path, roster.name) if file_format == "xlsx" else xls_sheet_cells(path, roster.name)
     column_at = {roster.excel_columns[position] + 1: position for position in roster.mapping}
+    data = _through_last_formula_row(roster.frame.slice(roster.header_index + 1), cells, column_at, first_data_row)
+    warnings = _unheaded_column_warnings(roster, data)
+    non_empty = _non_empty_rows(data)
     data, merge_warnings = _fill_merged_ranges(data, cells.merged, column_at, first_data_row, non_empty)
     warnings += merge_warnings
     formula_cells = _empty_formula_cells(data, cells, column_at, roster.mapping, first_data_row)
@@ -560,6 +560,18 @@ def _student_rows(path: Path, file_format: str, roster: _HeaderedSheet,
         non_empty[row - first_data_row] = True
     rows = _canonical_rows(data, roster.mapping, first_data_row, formula_cells).filter(non_empty)
     return rows, non_empty, warnings
+
+
+def _through_last_formula_row(data: pl.DataFrame, cells: SheetCells, column_at: dict[int, int],
+                              first_data_row: int) -> pl.DataFrame:
+    """The data rows, extended with empty rows down to the last roster cell holding a formula
+    saved without its value: the reader's range ends at the last cell with a value, so rows made
+    only of such formulas at the end of a sheet would otherwise not be rows at all."""
+    last = max((row for row, column in cells.formulas_without_value if column in column_at), default=0)
+    missing = last - (first_data_row + data.height - 1)
+    if missing <= 0:
+        return data
+    return pl.concat([data, pl.DataFrame({name: [None] * missing for name in data.columns}, schema=data.schema)])
 
 
 def _unheaded_column_warnings(roster: _HeaderedSheet, data: pl.DataFrame) -> list[tuple[str, str]]:

@@ -6,6 +6,7 @@ import re
 import zipfile
 from pathlib import Path
 
+import polars as pl
 import pytest
 import xlsxwriter
 import xlwt
@@ -166,6 +167,22 @@ def test_a_formula_without_a_saved_value_is_named_per_cell(tmp_path: Path, wareh
         (4, "school", "is a formula with no saved value (the file was not saved by Excel after it was filled)"),
     ]
     assert set(issues["fix"]) == {"Open the file in Excel and save it, or type the value instead of the formula."}
+
+
+def test_rows_made_only_of_formulas_without_saved_values_at_the_end_of_a_sheet_are_kept(tmp_path: Path):
+    workbook = xlsxwriter.Workbook(str(tmp_path / "pulled.xlsx"))
+    sheet = workbook.add_worksheet("Roster")
+    sheet.write_row(0, 0, TEMPLATE_HEADER)
+    sheet.write_row(1, 0, roster_row(first="Ana", student_id="1"))
+    for row in (2, 3):  # every cell pulled from another sheet, saved by a program that is not Excel
+        for column in range(len(TEMPLATE_HEADER)):
+            sheet.write_formula(row, column, f"=Source!{chr(65 + column)}{row + 1}", None, "x")
+    workbook.close()
+    path = _without_saved_values(tmp_path / "pulled.xlsx")
+    read = read_roster_file(path)
+    assert read.rows["excel_row"].to_list() == [2, 3, 4]
+    assert read.non_empty_rows == 3
+    assert read.rows.filter(pl.col("excel_row") == 4)["formula_cells"][0].split(",")[0] == "school"
 
 
 def test_cells_merged_down_a_column_are_filled_with_one_warning_per_range(tmp_path: Path):
