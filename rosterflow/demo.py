@@ -87,15 +87,11 @@ def main() -> int:
     rosterflow("batch", "issues", batch)
     resolved = decide_like_a_reviewer(int(batch))
     plan = rosterflow("plan", batch, "--json", quiet=True)
-    rosterflow("plan", batch)
-    rosterflow("approve", batch, "--approver", "Pat Admin", "--remove-count", str(plan["summary"]["removals"]))
-
-    held = plan["summary"]["held_schools"]
     issues = rosterflow("batch", "issues", batch, "--json", quiet=True)
     invalid = [i for i in issues if i["severity"] == "error" and i["row"] is not None]
-    fixed_runs = []
-    for school in held:
-        print(f"\n== {school} was held by its invalid row: the data team fixes the sheet and uploads it again ==")
+    for school in plan["summary"]["held_schools"]:
+        print(f"\n== {school} is held by its invalid row: the data team fixes the sheet and uploads it to "
+              f"batch {batch} ==")
         source = next(p for p in district.migration_files if school.lower().replace(" ", "-") in p.name)
         sheet = pl.read_excel(source, engine="calamine", infer_schema_length=0)
         bad_rows = {i["row"] for i in invalid if i["file"] == source.name}
@@ -106,14 +102,12 @@ def main() -> int:
             .alias(HEADER["date_of_birth"])
         ).drop("excel_row")
         corrected = write_xlsx(source.with_name(source.stem + "-corrected.xlsx"), {"Roster": fixed})
-        again = rosterflow("migrate", str(corrected), "--term", district.migration_term, "--subscription",
-                           district.subscription_type, "--school", school, "--json")
-        again_batch = str(again["batch_id"])
-        resolved += decide_like_a_reviewer(int(again_batch))
-        again_plan = rosterflow("plan", again_batch, "--json", quiet=True)
-        rosterflow("approve", again_batch, "--approver", "Pat Admin", "--remove-count",
-                   str(again_plan["summary"]["removals"]))
-        fixed_runs.append(again_plan["summary"])
+        # The corrected sheet replaces the one with the same teachers; review decisions already made stand.
+        rosterflow("upload", batch, str(corrected), "--by", "Pat Admin")
+        resolved += decide_like_a_reviewer(int(batch))
+        plan = rosterflow("plan", batch, "--json", quiet=True)
+    rosterflow("plan", batch)
+    rosterflow("approve", batch, "--approver", "Pat Admin", "--remove-count", str(plan["summary"]["removals"]))
 
     batches = rosterflow("batch", "list", "--json", quiet=True)
     summaries = {}
