@@ -12,6 +12,7 @@ import html
 import re
 import unicodedata
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -324,7 +325,7 @@ def xlsx_sheet_cells(path: Path, sheet: str) -> SheetCells:
     cells = SheetCells()
     with zipfile.ZipFile(path) as archive:
         member = _sheet_members(archive).get(sheet)
-        if member is None:
+        if member is None or not _mentions_formulas_or_merges(archive, member):
             return cells
         with archive.open(member) as sheet_xml:
             pending, formulas_seen = b"", False
@@ -360,6 +361,26 @@ def xlsx_sheet_cells(path: Path, sheet: str) -> SheetCells:
                 if not chunk:
                     break
     return cells
+
+
+def sheet_cells(path: Path, file_format: str, sheet: str | None) -> SheetCells:
+    """The merged ranges and formulas without a saved value of one sheet, of either format."""
+    if sheet is None:
+        return SheetCells()
+    return xlsx_sheet_cells(path, sheet) if file_format == "xlsx" else xls_sheet_cells(path, sheet)
+
+
+def _mentions_formulas_or_merges(archive: zipfile.ZipFile, member: str) -> bool:
+    """Whether a sheet's XML has a formula (``</f>``) or a merged range at all: one fast pass of
+    byte searches, so the common sheet with neither costs little more than unzipping it."""
+    overlap = b""
+    with archive.open(member) as sheet_xml:
+        while chunk := sheet_xml.read(1 << 22):
+            piece = overlap + chunk
+            if b"f>" in piece or b"<mergeCell " in piece:
+                return True
+            overlap = chunk[-16:]
+    return False
 
 
 def xls_sheet_cells(path: Path, sheet: str) -> SheetCells:
@@ -420,11 +441,20 @@ def read_roster_file(path: Path, sheet: str | None = None, limits: ReadLimits = 
     sha256 = file_sha256(path)
     facts = xlsx_sheet_facts(path, limits) if file_format == "xlsx" else xls_sheet_facts(path)
     reader = _open_workbook(path, file_format)
-    headered, hidden_sheets = _sheets_with_roster_header(path, reader, facts, sheet, limits)
-    roster = _the_roster_sheet(path, reader.sheet_names, sheet, headered, hidden_sheets)
-    header_row = (facts[roster.name].first_row if roster.name in facts else 1) + roster.header_index
-    _check_header_columns(path.name, roster, header_row)
-    rows, non_empty, warnings = _student_rows(path, file_format, roster, header_row)
+    # The cell scan (merged ranges, formulas without values) unzips the sheet again: it runs on
+    # the other core while the reader parses, for the sheet that is most likely the roster.
+    scanner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sheet-cells")
+    likely = sheet if sheet is not None else (reader.sheet_names or [None])[0]
+    early: Future[SheetCells] = scanner.submit(sheet_cells, path, file_format, likely)
+    try:
+        headered, hidden_sheets = _sheets_with_roster_header(path, reader, facts, sheet, limits)
+        roster = _the_roster_sheet(path, reader.sheet_names, sheet, headered, hidden_sheets)
+        header_row = (facts[roster.name].first_row if roster.name in facts else 1) + roster.header_index
+        _check_header_columns(path.name, roster, header_row)
+        cells = early.result() if roster.name == likely else sheet_cells(path, file_format, roster.name)
+    finally:
+        scanner.shutdown(wait=False, cancel_futures=True)
+    rows, non_empty, warnings = _student_rows(roster, header_row, cells)
     _check_student_row_count(path.name, roster.name, rows, header_row, limits)
     return SheetRead(
         file_name=path.name,
@@ -542,13 +572,12 @@ def _check_header_columns(file_name: str, roster: _HeaderedSheet, header_row: in
         )
 
 
-def _student_rows(path: Path, file_format: str, roster: _HeaderedSheet,
-                  header_row: int) -> tuple[pl.DataFrame, pl.Series, list[tuple[str, str]]]:
+def _student_rows(roster: _HeaderedSheet, header_row: int,
+                  cells: SheetCells) -> tuple[pl.DataFrame, pl.Series, list[tuple[str, str]]]:
     """The non-empty rows below the header in canonical columns, with their Excel row and the
     roster cells whose formula was saved without a value; the non-empty mask over every row
     below the header; the warnings about the sheet (columns without a header, merged ranges)."""
     first_data_row = header_row + 1
-    cells = xlsx_sheet_cells(path, roster.name) if file_format == "xlsx" else xls_sheet_cells(path, roster.name)
     column_at = {roster.excel_columns[position] + 1: position for position in roster.mapping}
     data = _through_last_formula_row(roster.frame.slice(roster.header_index + 1), cells, column_at, first_data_row)
     warnings = _unheaded_column_warnings(roster, data)
