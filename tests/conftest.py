@@ -43,3 +43,26 @@ def district_warehouse(warehouse_path: Path, district: SampleDistrict) -> Path:
         catalog.add_courses(con, district.courses, "test")
         catalog.set_subscriptions(con, district.subscription_type, district.subscriptions_available, "test")
     return warehouse_path
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run one `rosterflow` command in this process; return (exit code, stdout, stderr)."""
+    from rosterflow.cli import main
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return invoke
+
+
+@pytest.fixture
+def run(run_cli, tmp_path: Path):
+    """Run one `rosterflow` command against a warehouse and an outbox in tmp_path."""
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        return run_cli("--warehouse", str(tmp_path / "w.duckdb"), "--outbox", str(tmp_path / "outbox"), *args)
+
+    return invoke

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+import zipfile
 from pathlib import Path
 
 import xlsxwriter
@@ -47,3 +49,15 @@ def write_sheets(path: Path, sheets: dict[str, list[list]], hidden: tuple[str, .
 def write_roster(path: Path, rows: list[list], header: list[str] | None = None, **kwargs) -> Path:
     """A one-sheet roster with the template header."""
     return write_sheets(path, {"Roster": [header or TEMPLATE_HEADER, *rows]}, **kwargs)
+
+
+def rewrite_sheet_xml(source: Path, target: Path, pattern: bytes, replacement: bytes) -> Path:
+    """Copy a workbook with ``pattern`` replaced in every sheet's XML: the damage some programs do
+    (a missing <dimension>, formulas without saved values) that no writer produces on purpose."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename.startswith("xl/worksheets/"):
+                data = re.sub(pattern, replacement, data)
+            dst.writestr(item, data)
+    return target

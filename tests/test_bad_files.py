@@ -5,7 +5,6 @@ column) or is refused with an error naming the file (and sheet) and how to fix i
 from __future__ import annotations
 
 import datetime as dt
-import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ import xlwt
 from tasks.ingest import ingest_files
 from tasks.pipeline import open_batch
 from tasks.validate import batch_issues, validate_batch
-from tests.sheets import TEMPLATE_HEADER, roster_row, write_roster, write_sheets
+from tests.sheets import TEMPLATE_HEADER, rewrite_sheet_xml, roster_row, write_roster, write_sheets
 from warehouse import catalog
 from warehouse.connection import opened
 
@@ -107,14 +106,7 @@ def full_height_sheet(tmp: Path) -> Path:
 
 def damaged_range_no_dimension(tmp: Path) -> Path:
     source = huge_range(tmp)
-    path = tmp / "nodim.xlsx"
-    with zipfile.ZipFile(source) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
-        for item in src.infolist():
-            data = src.read(item.filename)
-            if item.filename.startswith("xl/worksheets/"):
-                data = re.sub(rb"<dimension[^>]*/>", b"", data)
-            dst.writestr(item, data)
-    return path
+    return rewrite_sheet_xml(source, tmp / "nodim.xlsx", rb"<dimension[^>]*/>", b"")
 
 
 def password_protected(tmp: Path) -> Path:

@@ -3,24 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import polars as pl
-import pytest
 
-from rosterflow.cli import main
-
-
-@pytest.fixture
-def run(tmp_path: Path, capsys):
-    """Run one command against a warehouse in tmp_path; return (exit code, stdout, stderr)."""
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        code = main(["--warehouse", str(tmp_path / "w.duckdb"), "--outbox", str(tmp_path / "outbox"), *args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return invoke
 
 
 def test_registration_then_migration_with_review_and_approval(run, district, tmp_path):

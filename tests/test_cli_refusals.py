@@ -29,13 +29,11 @@ def warehouse(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def run(warehouse: Path, tmp_path: Path, capsys):
-    """Run one command against a warehouse in tmp_path; return (exit code, stdout, stderr)."""
+def run(run_cli, warehouse: Path, tmp_path: Path):
+    """Run one command against the ``warehouse`` fixture's file; return (exit code, stdout, stderr)."""
 
     def invoke(*args: str) -> tuple[int, str, str]:
-        code = main(["--warehouse", str(warehouse), "--outbox", str(tmp_path / "outbox"), *args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
+        return run_cli("--warehouse", str(warehouse), "--outbox", str(tmp_path / "outbox"), *args)
 
     return invoke
 

@@ -18,7 +18,6 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tasks.credentials import verify_password
-from rosterflow.cli import main
 from tasks import messages as messages_module
 from tasks.messages import (ROSTER_COLUMNS, MailSettings, MessageBuildFailed, build_messages, deliver, message_center,
                             purge_sent_files, read_back_credentials, send_messages)
@@ -195,18 +194,6 @@ def test_a_refused_login_marks_the_messages_failed_and_the_commit_stands(committ
 HARD_SCHOOLS = ["Washington Elementary North", "Washington Elementary South", "Lincoln K-8/Middle School",
                 "St. Mary's [Annex]: Upper"]
 EVERYWHERE = {"teacher": ("Rosa", "Parks"), "email": "rparks@example.org"}
-
-
-@pytest.fixture
-def run(tmp_path: Path, capsys):
-    """Run one `rosterflow` command against tmp_path's warehouse and outbox; (exit code, stdout, stderr)."""
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        code = main(["--warehouse", str(tmp_path / "w.duckdb"), "--outbox", str(tmp_path / "outbox"), *args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return invoke
 
 
 def hard_district(run, tmp_path: Path) -> int:

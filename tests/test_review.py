@@ -8,7 +8,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from rosterflow.cli import main
 from tasks.exports import write_xlsx
 from tasks.plan import PlanError, build_plan
 from tasks.review import close_review, decide_review, review_items, review_markdown
@@ -161,13 +160,11 @@ def test_exported_cells_never_run_as_formulas_and_differences_are_bold_in_the_fo
     assert "| Mia | Clark | **2014-03-09** |" in markdown
 
 
-def test_the_command_line_exports_and_imports(queue, tmp_path: Path, capsys):
+def test_the_command_line_exports_and_imports(queue, tmp_path: Path, run_cli):
     warehouse, batch_id = queue
 
     def run(*args: str) -> tuple[int, str, str]:
-        code = main(["--warehouse", str(warehouse), *args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
+        return run_cli("--warehouse", str(warehouse), *args)
 
     code, out, _ = run("review", "export", str(batch_id), "--xlsx", str(tmp_path / "q.xlsx"), "--json")
     assert code == 0 and json.loads(out)["path"].endswith("q.xlsx")

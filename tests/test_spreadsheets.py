@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import zipfile
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from tasks.ingest import BatchTooLarge, ingest_files, read_files
 from tasks.pipeline import open_batch
 from tasks.spreadsheets import SpreadsheetError, normalize_header, read_roster_file
 from tasks.validate import batch_issues, validate_batch
-from tests.sheets import TEMPLATE_HEADER, roster_row, write_roster, write_sheets
+from tests.sheets import TEMPLATE_HEADER, rewrite_sheet_xml, roster_row, write_roster, write_sheets
 from warehouse import catalog
 from warehouse.connection import opened
 
@@ -121,14 +120,7 @@ def test_leading_zeros_in_text_ids_survive(tmp_path: Path):
 def _without_saved_values(path: Path) -> Path:
     """Remove every formula's saved value, as files written by some programs (never opened in
     Excel) have it: ``<c r="G2"><f>...</f></c>``."""
-    edited = path.with_name("edited-" + path.name)
-    with zipfile.ZipFile(path) as source, zipfile.ZipFile(edited, "w", zipfile.ZIP_DEFLATED) as target:
-        for item in source.infolist():
-            data = source.read(item.filename)
-            if item.filename.startswith("xl/worksheets/"):
-                data = re.sub(rb"(</f>)<v>[^<]*</v>", rb"\1", data)
-            target.writestr(item, data)
-    return edited
+    return rewrite_sheet_xml(path, path.with_name("edited-" + path.name), rb"(</f>)<v>[^<]*</v>", rb"\1")
 
 
 def test_a_sheet_with_a_header_and_no_rows_is_refused_by_name(tmp_path: Path):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from rosterflow.cli import main
 from tasks.approve import decide_batch
 from tasks.commit import CommitError, commit_batch
 from tasks.plan import plan_markdown, plan_tables
@@ -222,11 +221,9 @@ def test_a_duplicate_ssid_or_other_id_is_refused(school: Path):
         assert list_temporary_students(con)["first_name"].to_list() == ["First"]
 
 
-def test_the_command_line(school: Path, capsys):
+def test_the_command_line(school: Path, run_cli):
     def run(*args: str) -> tuple[int, str, str]:
-        code = main(["--warehouse", str(school), "--actor", "Office", *args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
+        return run_cli("--warehouse", str(school), "--actor", "Office", *args)
 
     code, out, _ = run("student", "temp", "add", "--first", "José", "--last", "Silva", "--other-id", "OT-321",
                        "--dob", "2013-03-03", "--school", ABC, "--grade", "6", "--json")
