@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -14,6 +15,7 @@ from tasks.messages import MailSettings, build_messages
 from tasks.credentials import CLASS_CODE_ALPHABET, verify_password
 from tasks.pipeline import advance_batch
 from tests.batch_helpers import approve_and_commit, link_all_reviews, start
+from warehouse import catalog
 from warehouse.connection import opened
 
 
@@ -22,14 +24,27 @@ def _students(warehouse: Path) -> pl.DataFrame:
         return con.sql("SELECT * FROM students ORDER BY student_key").pl()
 
 
-@pytest.fixture
-def registered(district, district_warehouse: Path) -> Path:
-    """The district after its first-year registration is committed."""
-    progress = start(district_warehouse, "registration", district.registration_files, district.registration_term,
+@pytest.fixture(scope="module")
+def registered_once(district, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The district after its first-year registration is committed, built once for this module
+    (108 password hashes take seconds); each test gets its own copy of the file."""
+    warehouse = tmp_path_factory.mktemp("registered") / "warehouse.duckdb"
+    with opened(warehouse) as con:
+        catalog.add_schools(con, list(district.schools), "test")
+        catalog.add_courses(con, district.courses, "test")
+        catalog.set_subscriptions(con, district.subscription_type, district.subscriptions_available, "test")
+    progress = start(warehouse, "registration", district.registration_files, district.registration_term,
                      district.subscription_type)
     assert progress["status"] == "awaiting_approval"
-    approve_and_commit(district_warehouse, progress["batch_id"])
-    return district_warehouse
+    approve_and_commit(warehouse, progress["batch_id"])
+    assert not warehouse.with_name(warehouse.name + ".wal").exists()  # closed and checkpointed: one file is all
+    return warehouse
+
+
+@pytest.fixture
+def registered(registered_once: Path, tmp_path: Path) -> Path:
+    """A private copy of the registered district's warehouse."""
+    return Path(shutil.copyfile(registered_once, tmp_path / "registered.duckdb"))
 
 
 def test_registration_creates_classes_teachers_students_and_uses_subscriptions(district, registered: Path):
