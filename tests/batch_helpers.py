@@ -35,3 +35,14 @@ def approve_and_commit(warehouse: Path, batch_id: int, removals: int | None = No
         count = progress["plan"]["removals"] if removals is None else removals
         decide_batch(con, batch_id, "Pat Admin", True, count, override)
         return commit_batch(con, batch_id, "Pat Admin")
+
+
+def add_district_catalog(warehouse: Path, district) -> Path:
+    """Give the warehouse the sample district's schools, courses and subscriptions."""
+    from warehouse import catalog
+
+    with opened(warehouse) as con:
+        catalog.add_schools(con, list(district.schools), "test")
+        catalog.add_courses(con, district.courses, "test")
+        catalog.set_subscriptions(con, district.subscription_type, district.subscriptions_available, "test")
+    return warehouse

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rosterflow.sample_district import SampleDistrict, generate_district
-from warehouse import catalog
+from tests.batch_helpers import add_district_catalog
 from warehouse.connection import opened
 
 
@@ -38,11 +38,7 @@ def district(tmp_path_factory: pytest.TempPathFactory) -> SampleDistrict:
 @pytest.fixture
 def district_warehouse(warehouse_path: Path, district: SampleDistrict) -> Path:
     """A warehouse holding the sample district's schools, courses and subscriptions."""
-    with opened(warehouse_path) as con:
-        catalog.add_schools(con, list(district.schools), "test")
-        catalog.add_courses(con, district.courses, "test")
-        catalog.set_subscriptions(con, district.subscription_type, district.subscriptions_available, "test")
-    return warehouse_path
+    return add_district_catalog(warehouse_path, district)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from tasks.approve import decide_batch
 from tasks.commit import commit_batch
-from tests.batch_helpers import approve_and_commit, link_all_reviews, start
+from tests.batch_helpers import add_district_catalog, approve_and_commit, link_all_reviews, start
 from warehouse.connection import opened
 
 pytestmark = pytest.mark.slow
@@ -52,14 +52,7 @@ def _batch_footprint(warehouse: Path, batch_id: int) -> dict:
 @pytest.fixture(scope="module")
 def approved_migration(district, tmp_path_factory) -> tuple[Path, int]:
     """A warehouse with the registration committed and the next migration approved, not committed."""
-    from rosterflow.sample_district import generate_district  # noqa: F401 (district fixture generates it)
-    from warehouse import catalog
-
-    warehouse = tmp_path_factory.mktemp("crash") / "template.duckdb"
-    with opened(warehouse) as con:
-        catalog.add_schools(con, list(district.schools), "test")
-        catalog.add_courses(con, district.courses, "test")
-        catalog.set_subscriptions(con, district.subscription_type, district.subscriptions_available, "test")
+    warehouse = add_district_catalog(tmp_path_factory.mktemp("crash") / "template.duckdb", district)
     registration = start(warehouse, "registration", district.registration_files, district.registration_term,
                          district.subscription_type)
     approve_and_commit(warehouse, registration["batch_id"])

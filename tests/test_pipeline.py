@@ -14,8 +14,7 @@ from tasks.commit import CommitError, commit_batch
 from tasks.messages import MailSettings, build_messages
 from tasks.credentials import CLASS_CODE_ALPHABET, verify_password
 from tasks.pipeline import advance_batch
-from tests.batch_helpers import approve_and_commit, link_all_reviews, start
-from warehouse import catalog
+from tests.batch_helpers import add_district_catalog, approve_and_commit, link_all_reviews, start
 from warehouse.connection import opened
 
 
@@ -29,10 +28,7 @@ def registered_once(district, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The district after its first-year registration is committed, built once for this module
     (108 password hashes take seconds); each test gets its own copy of the file."""
     warehouse = tmp_path_factory.mktemp("registered") / "warehouse.duckdb"
-    with opened(warehouse) as con:
-        catalog.add_schools(con, list(district.schools), "test")
-        catalog.add_courses(con, district.courses, "test")
-        catalog.set_subscriptions(con, district.subscription_type, district.subscriptions_available, "test")
+    add_district_catalog(warehouse, district)
     progress = start(warehouse, "registration", district.registration_files, district.registration_term,
                      district.subscription_type)
     assert progress["status"] == "awaiting_approval"
