@@ -69,7 +69,7 @@ def measure_raw(path: Path) -> float:
 def measure_rosterflow(path: Path) -> float:
     from tasks.pipeline import ingest_and_validate, open_batch
     from warehouse import catalog
-    from warehouse.connection import opened
+    from warehouse.handle import opened
 
     with tempfile.TemporaryDirectory() as folder, opened(Path(folder) / "w.duckdb") as con:
         catalog.add_schools(con, SCHOOLS, "bench")

@@ -27,7 +27,7 @@ from tasks.pipeline import ingest_and_validate, open_batch
 from tasks.plan import build_plan
 from tasks.review import ReviewError, close_review, decide_review, review_items
 from warehouse import catalog
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 CACHE = Path(__file__).parent / ".cache"
 

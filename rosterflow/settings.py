@@ -7,6 +7,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.messages import MailSettings
+from warehouse.handle import DEFAULT_BUSY_TIMEOUT
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value rosterflow cannot use; the message names it."""
+
+
+def _seconds(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not a number of seconds; set it to e.g. 600, or unset it.") from None
+    if not 0 <= value <= 7 * 24 * 3600:
+        raise SettingsError(f"{name}={text!r} is out of range; give 0 to 604800 seconds (a week).")
+    return value
 
 
 @dataclass(frozen=True)
@@ -18,6 +36,7 @@ class Settings:
     uploads_dir: Path
     approvers: tuple[str, ...]
     mail: MailSettings = MailSettings()
+    busy_timeout: float = DEFAULT_BUSY_TIMEOUT
 
 
 def load_settings() -> Settings:
@@ -26,6 +45,8 @@ def load_settings() -> Settings:
     - ``ROSTERFLOW_WAREHOUSE``: the DuckDB file (default ``var/warehouse.duckdb``).
     - ``ROSTERFLOW_OUTBOX``: where teacher and administrator messages are written (``var/outbox``).
     - ``ROSTERFLOW_UPLOADS``: where uploaded sheets of a collecting migration are kept (``var/uploads``).
+    - ``ROSTERFLOW_BUSY_TIMEOUT``: how many seconds a command or task waits for the warehouse while
+      another holds it (default 600, ten minutes).
     - ``ROSTERFLOW_APPROVERS``: comma-separated names allowed to approve; empty allows anyone.
     - ``ROSTERFLOW_ADMIN_EMAIL``: the administrator who gets a copy of every message and the
       confirmation (``administrator@localhost``); ``ROSTERFLOW_MAIL_FROM``: the sender.
@@ -40,6 +61,7 @@ def load_settings() -> Settings:
         outbox_dir=Path(os.environ.get("ROSTERFLOW_OUTBOX", "var/outbox")),
         uploads_dir=Path(os.environ.get("ROSTERFLOW_UPLOADS", "var/uploads")),
         approvers=approvers,
+        busy_timeout=_seconds("ROSTERFLOW_BUSY_TIMEOUT", DEFAULT_BUSY_TIMEOUT),
         mail=MailSettings(
             smtp_host=os.environ.get("ROSTERFLOW_SMTP_HOST") or None,
             smtp_port=int(os.environ.get("ROSTERFLOW_SMTP_PORT", "25")),

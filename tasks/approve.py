@@ -9,7 +9,8 @@ import polars as pl
 from prefect import task
 
 from warehouse import batches
-from warehouse.connection import opened, transaction
+from warehouse.connection import transaction
+from warehouse.handle import opened
 
 
 class ApprovalError(ValueError):

@@ -16,7 +16,8 @@ from prefect import task
 
 from tasks import credentials
 from warehouse import batches
-from warehouse.connection import first_row, opened, transaction
+from warehouse.connection import first_row, transaction
+from warehouse.handle import opened
 
 
 class CommitError(RuntimeError):

@@ -11,7 +11,8 @@ from prefect import task
 from schemas.roster import MatchDecisionRow
 from tasks.matching import MatchConfig, match_rows
 from warehouse import batches
-from warehouse.connection import opened, transaction
+from warehouse.connection import transaction
+from warehouse.handle import opened
 
 
 # What identifies a row's student across re-reads of the sheets (valid_rows alias v).

@@ -31,7 +31,8 @@ from prefect import task
 from tasks.commit import committed_summary
 from tasks.exports import private_dir, write_private_bytes, write_xlsx
 from warehouse import batches
-from warehouse.connection import opened, transaction
+from warehouse.connection import transaction
+from warehouse.handle import opened
 
 XLSX = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 ROSTER_COLUMNS = ["Class Code", "Term", "Class Period", "Student First Name", "Student Last Name", "Student ID",

@@ -23,7 +23,8 @@ from tasks.review import close_review
 from tasks.spreadsheets import file_sha256
 from tasks.validate import check_rows, reference_data, validate_batch, write_validation
 from warehouse import batches
-from warehouse.connection import opened, transaction
+from warehouse.connection import transaction
+from warehouse.handle import opened
 from warehouse.locks import lock_holder
 
 

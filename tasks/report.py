@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tasks.exports import write_xlsx
 from tasks.validate import batch_issues, write_issue_report
 from warehouse import batches
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 
 def artifact_key(prefix: str, batch_id: int) -> str:

@@ -12,7 +12,8 @@ from prefect import task
 
 from tasks.matching import fold_name
 from warehouse import batches
-from warehouse.connection import first_row, opened, transaction
+from warehouse.connection import first_row, transaction
+from warehouse.handle import opened
 
 ACTIONS = ("link", "new", "exclude", "unsure")
 # An unsure reviewer escalates the item: recorded like a decision, but it still blocks the batch.

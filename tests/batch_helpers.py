@@ -9,7 +9,7 @@ from tasks.approve import decide_batch
 from tasks.commit import commit_batch
 from tasks.pipeline import advance_batch, open_batch
 from tasks.review import decide_review, review_items
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 
 def start(warehouse: Path, mode: str, files: list[Path], term: str, subscription: str, **extra) -> dict:

@@ -8,7 +8,7 @@ import pytest
 
 from rosterflow.sample_district import SampleDistrict, generate_district
 from tests.batch_helpers import add_district_catalog
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 from tasks.approve import decide_batch
 from tasks.commit import commit_batch
 from tests.batch_helpers import add_district_catalog, approve_and_commit, link_all_reviews, start
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 pytestmark = pytest.mark.slow
 KILLS = 20

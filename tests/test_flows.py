@@ -17,7 +17,7 @@ from prefect.flow_runs import resume_flow_run
 from flows.config import MigrationConfig, RegistrationConfig
 from flows.migration import yearly_migration
 from flows.registration import batch_registration
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 pytestmark = pytest.mark.slow
 

@@ -24,7 +24,7 @@ from tasks.messages import (ROSTER_COLUMNS, MailSettings, MessageBuildFailed, bu
 from tests.batch_helpers import approve_and_commit, start
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 SCHOOL, SUB = "ABC High School", "K12 - One Month"
 MORGAN = {"teacher": ("Joshua", "Morgan"), "email": "jmorgan@example.org"}

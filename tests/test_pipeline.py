@@ -15,7 +15,7 @@ from tasks.messages import MailSettings, build_messages
 from tasks.credentials import CLASS_CODE_ALPHABET, verify_password
 from tasks.pipeline import advance_batch
 from tests.batch_helpers import add_district_catalog, approve_and_commit, link_all_reviews, start
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 
 def _students(warehouse: Path) -> pl.DataFrame:

@@ -14,7 +14,7 @@ from tasks.review import review_items
 from tests.batch_helpers import approve_and_commit, start
 from tests.sheets import TEMPLATE_HEADER, roster_row, write_roster, write_sheets
 from warehouse import catalog
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 SCHOOLS = ["ABC High School", "Summerwind High School"]
 TERM, SUB = "Fall 2026", "K12"

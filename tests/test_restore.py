@@ -9,7 +9,7 @@ import pytest
 
 from tasks.restore import RestoreError, restore_students
 from tests.batch_helpers import approve_and_commit, link_all_reviews, start
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 
 def _state(warehouse: Path) -> pl.DataFrame:

@@ -15,7 +15,7 @@ from tasks.review_sheet import ReviewImportError, export_review_xlsx, import_rev
 from tests.batch_helpers import approve_and_commit, start
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 SCHOOL, TERM, SUB = "ABC High School", "Fall 2026", "K12"
 # Registered last year: Ana and Ava Silva are twins; the others are unrelated.

@@ -14,7 +14,7 @@ from tasks.report import write_plan_xlsx
 from tests.batch_helpers import approve_and_commit, start
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 MORGAN = {"school": "ABC High School", "email": "jmorgan@example.com", "teacher": ("Joshua", "Morgan")}
 COOPER = {"school": "ABC Middle School", "email": "acooper@example.com", "teacher": ("Allison", "Cooper")}

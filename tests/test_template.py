@@ -11,7 +11,7 @@ import pytest
 from tasks.spreadsheets import SpreadsheetError, read_roster_file
 from tasks.template import export_roster, write_template
 from tests.batch_helpers import approve_and_commit, start
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 
 def test_the_template_reads_back_and_offers_the_warehouse_choices(district_warehouse: Path, tmp_path: Path):

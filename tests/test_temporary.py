@@ -22,7 +22,7 @@ from tasks.temporary import (
 from tests.batch_helpers import approve_and_commit, link_all_reviews, start
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 ABC, SUMMERWIND = "ABC High School", "Summerwind High School"
 YEAR1, YEAR2, SUB = "Fall 2025", "Fall 2026", "K12"

@@ -13,7 +13,7 @@ from tasks.uploads import UploadError, add_upload, confirm_all_uploaded, list_up
 from tests.batch_helpers import approve_and_commit, start
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 
 def test_collect_replace_and_compile(tmp_path: Path, warehouse_path: Path):

@@ -12,7 +12,7 @@ from tasks.pipeline import open_batch
 from tasks.validate import batch_issues, validate_batch
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
-from warehouse.connection import opened
+from warehouse.handle import opened
 
 
 @pytest.fixture

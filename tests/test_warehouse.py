@@ -8,7 +8,8 @@ import duckdb
 import pytest
 
 from warehouse import batches
-from warehouse.connection import apply_migrations, opened, transaction
+from warehouse.connection import apply_migrations, transaction
+from warehouse.handle import opened
 
 
 def test_migrations_are_applied_once_and_recorded(warehouse_path: Path):

@@ -1,7 +1,5 @@
-"""Opening the warehouse file and writing to it safely.
-
-A connection is opened by the caller for one unit of work and closed before any pause: DuckDB lets
-one process hold a file read-write and locks every other process out while it does.
+"""The warehouse file's schema (migrations), its transactions, and one sentence for each way opening
+or writing it can fail. Connections are opened only through ``warehouse.handle.Warehouse``.
 """
 
 from __future__ import annotations
@@ -25,6 +23,14 @@ def _migration_scripts() -> list[tuple[int, str, str]]:
             version = int(entry.name.split("_", 1)[0])
             scripts.append((version, entry.name, entry.read_text(encoding="utf-8")))
     return sorted(scripts)
+
+
+def pending_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The migrations this program has that the file has not had yet (read-only safe)."""
+    known = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    applied = ({row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
+               if "schema_migrations" in known else set())
+    return [name for version, name, _ in _migration_scripts() if version not in applied]
 
 
 def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -120,33 +126,6 @@ def warehouse_problem(path: str | Path, error: BaseException) -> str:
     return f"The warehouse {path} could not be used: {text.splitlines()[0] if text else type(error).__name__}."
 
 
-def connect(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse at ``path``, creating it and applying migrations when writable.
-
-    Raises ``WarehouseError`` (one sentence naming the file and what to do) when the file is not a
-    warehouse, is damaged, locked, read-only or the disk is full."""
-    path = Path(path)
-    try:
-        check_warehouse_file(path)
-        if read_only:
-            if not path.exists():
-                raise WarehouseError(f"No warehouse at {path}: create it with `rosterflow init`.")
-            return duckdb.connect(str(path), read_only=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(path))
-    except WAREHOUSE_ERRORS as error:
-        raise WarehouseError(warehouse_problem(path, error)) from error
-    try:
-        apply_migrations(con)
-    except WAREHOUSE_ERRORS as error:
-        con.close()
-        raise WarehouseError(warehouse_problem(path, error)) from error
-    except Exception:
-        con.close()
-        raise
-    return con
-
-
 @contextlib.contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """Run the block in one explicit transaction: commit on success, roll back on any error."""
@@ -157,16 +136,6 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
-
-
-@contextlib.contextmanager
-def opened(path: str | Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the warehouse for one unit of work and always close it."""
-    con = connect(path, read_only=read_only)
-    try:
-        yield con
-    finally:
-        con.close()
 
 
 def first_row(result: duckdb.DuckDBPyConnection) -> tuple | None:

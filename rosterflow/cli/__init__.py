@@ -19,9 +19,10 @@ from pathlib import Path
 
 from rosterflow.cli import approval, batches, catalog, intake, messages, review, students, templates
 from rosterflow.cli.output import ACTOR_CLI
-from rosterflow.settings import load_settings
+from rosterflow.settings import SettingsError, load_settings
 from warehouse.batches import require_batch
-from warehouse.connection import WAREHOUSE_ERRORS, WarehouseError, opened, warehouse_problem
+from warehouse.connection import WAREHOUSE_ERRORS, WarehouseError, warehouse_problem
+from warehouse.handle import Warehouse
 from warehouse.locks import BatchBusy
 
 # In the order `rosterflow --help` lists their commands.
@@ -57,11 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def warehouse_handle(args: argparse.Namespace) -> Warehouse:
+    """The command's one handle on the warehouse: it waits (saying for whom) while another holds it."""
+    return Warehouse(args.warehouse, who=f"`rosterflow {args.command}` (command line)",
+                     busy_timeout=load_settings().busy_timeout, on_wait=lambda text: print(text, file=sys.stderr))
+
+
 def _require_batch(args: argparse.Namespace) -> None:
     """Every command that names a batch refuses an unknown one before doing (or writing) anything."""
     if getattr(args, "batch", None) is None:
         return
-    with opened(args.warehouse, read_only=not args.warehouse.exists()) as con:
+    if not args.warehouse.exists():
+        raise WarehouseError(f"No batch {args.batch}: there is no warehouse at {args.warehouse} (create it with "
+                             "`rosterflow init`, or point --warehouse at the warehouse file).")
+    with args.wh.read() as con:
         require_batch(con, args.batch)
 
 
@@ -78,11 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rosterflow` console script.
 
     Errors end in one sentence and exit 2; ``--debug`` shows the traceback instead."""
-    args = build_parser().parse_args(argv)
     try:
+        parser = build_parser()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    try:
+        args.wh = warehouse_handle(args)
         _require_batch(args)
         return args.handler(args)
-    except (WarehouseError, BatchBusy) as error:
+    except (WarehouseError, BatchBusy, SettingsError) as error:
         if args.debug:
             raise
         print(f"error: {error}", file=sys.stderr)

@@ -19,11 +19,10 @@ from tasks.pipeline import advance_batch
 from tasks.plan import plan_markdown, plan_tables
 from tasks.report import write_plan_xlsx
 from warehouse import batches
-from warehouse.connection import opened
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con, working_on(args, args.batch):
+    with args.wh.write() as con, working_on(args, args.batch):
         progress = advance_batch(con, args.batch)
         if progress["status"] == batches.STATUS_FAILED:
             print(failure_text(progress), file=sys.stderr)
@@ -43,7 +42,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_approve(args: argparse.Namespace) -> int:
     approve = args.command == "approve"
-    with opened(args.warehouse) as con:
+    with args.wh.write() as con:
         try:
             advance_batch(con, args.batch)
             decision = decide_batch(con, args.batch, args.approver, approve, args.remove_count,

@@ -14,12 +14,11 @@ from rosterflow.cli.output import AddCommand, issue_lines, print_result, table_t
 from tasks.pipeline import advance_batch, interrupted_batches
 from tasks.validate import batch_issues, write_issue_report
 from warehouse import batches
-from warehouse.connection import opened
 from warehouse.locks import lock_holder
 
 
 def cmd_batch_list(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.read() as con:
         frame = con.sql("SELECT batch_id, mode, term, subscription_type, status, created_at, decided_by FROM batches"
                         " ORDER BY batch_id").pl()
         interrupted = interrupted_batches(con, args.warehouse)
@@ -40,7 +39,7 @@ def cmd_batch_list(args: argparse.Namespace) -> int:
 
 
 def cmd_batch_resume(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.write() as con:
         batch = batches.get_batch(con, args.batch)
         if batch["status"] == batches.STATUS_FAILED:
             print(f"error: batch {args.batch} failed because a file could not be read; it cannot be resumed. "
@@ -58,7 +57,7 @@ def cmd_batch_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_batch_show(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.read() as con:
         batch = batches.get_batch(con, args.batch)
         batch["status"] = batches.shown_status(batch["status"], lock_holder(args.warehouse, args.batch) is not None)
         batch["results"] = {stage: batches.stage_result(con, args.batch, stage) for stage in batch["stages"]}
@@ -72,7 +71,7 @@ def cmd_batch_show(args: argparse.Namespace) -> int:
 
 
 def cmd_issues(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.read() as con:
         issues = batch_issues(con, args.batch)
         if args.xlsx:
             write_issue_report(con, args.batch, args.xlsx)

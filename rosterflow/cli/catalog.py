@@ -7,11 +7,10 @@ import argparse
 from rosterflow.cli.output import AddCommand, count_arg, print_result, show_query
 from tasks.messages import reconcile_plain_passwords
 from warehouse import catalog
-from warehouse.connection import opened
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.write() as con:
         # Batches committed before messages were read back may still hold plain passwords.
         passwords = reconcile_plain_passwords(con)
     lines = [f"Warehouse ready at {args.warehouse}"]
@@ -24,7 +23,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_school_add(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.write() as con:
         added = catalog.add_schools(con, args.names, args.actor)
     print_result({"added": added}, args.json, f"{added} school(s) added")
     return 0
@@ -44,7 +43,7 @@ def cmd_course_add(args: argparse.Namespace) -> int:
     for item in args.courses:
         code, _, name = item.partition("=")
         courses[code] = name or code
-    with opened(args.warehouse) as con:
+    with args.wh.write() as con:
         added = catalog.add_courses(con, courses, args.actor)
     print_result({"added": added}, args.json, f"{added} course(s) added")
     return 0
@@ -55,7 +54,7 @@ def cmd_course_list(args: argparse.Namespace) -> int:
 
 
 def cmd_subscription_set(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.write() as con:
         catalog.set_subscriptions(con, args.type, args.available, args.actor, args.school)
     print_result({"type": args.type, "available": args.available, "school": args.school}, args.json,
                  f"{args.type}: {args.available} available" + (f" at {args.school}" if args.school else " (district)"))

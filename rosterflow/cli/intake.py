@@ -19,7 +19,6 @@ from tasks.pipeline import advance_batch, interrupted_batch_of, open_batch
 from tasks.uploads import add_upload, confirm_all_uploaded, list_uploads
 from tasks.validate import batch_issues
 from warehouse import batches
-from warehouse.connection import opened
 
 
 def _run(args: argparse.Namespace, mode: str) -> int:
@@ -41,7 +40,7 @@ def _run(args: argparse.Namespace, mode: str) -> int:
                                  max_sheet_shrink=args.max_sheet_shrink)
     else:
         config = RegistrationConfig(**common)
-    with opened(args.warehouse) as con:
+    with args.wh.write() as con:
         if files and not args.new:
             earlier = interrupted_batch_of(con, args.warehouse, mode, files)
             if earlier is not None:
@@ -126,7 +125,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_upload(args: argparse.Namespace) -> int:
     results = []
-    with opened(args.warehouse) as con:
+    with args.wh.write() as con:
         for file in args.files:
             result = add_upload(con, args.batch, Path(file), args.uploads, args.by)
             results.append(result)
@@ -158,7 +157,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_uploads(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.read() as con:
         frame = list_uploads(con, args.batch)
     lines = [
         f"[{u['upload_id']}] {u['file_name']}: {u['rows_read']} rows, teachers {u['teachers'] or '-'}, "
@@ -172,7 +171,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
 
 
 def cmd_all_uploaded(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con, working_on(args, args.batch):
+    with args.wh.write() as con, working_on(args, args.batch):
         confirm_all_uploaded(con, args.batch, args.by)
         result = advance_batch(con, args.batch)
         issues = batch_issues(con, args.batch)

@@ -13,11 +13,10 @@ from rosterflow.cli.output import AddCommand, print_result
 from rosterflow.settings import load_settings
 from tasks.messages import (MessageBuildFailed, MessageError, build_messages, failed_builds, message_center,
                             purge_sent_files, send_messages)
-from warehouse.connection import opened
 
 
 def cmd_messages_list(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.read() as con:
         messages = message_center(con, args.batch)
         builds = failed_builds(con, args.batch)
     rows = messages.with_columns(pl.col("created_at", "sent_at", "files_purged_at").cast(pl.String)).to_dicts()
@@ -42,7 +41,7 @@ def cmd_messages_list(args: argparse.Namespace) -> int:
 
 def cmd_messages_build(args: argparse.Namespace) -> int:
     mail = load_settings().mail
-    with opened(args.warehouse) as con:
+    with args.wh.write() as con:
         try:
             messages = build_messages(con, args.batch, Path(args.outbox), mail)
         except MessageBuildFailed as failure:
@@ -62,7 +61,7 @@ def cmd_messages_build(args: argparse.Namespace) -> int:
 
 def cmd_messages_purge(args: argparse.Namespace) -> int:
     before = dt.datetime.combine(args.sent_before, dt.time())
-    with opened(args.warehouse) as con:
+    with args.wh.write() as con:
         result = purge_sent_files(con, before, args.actor)
     lines = [f"Deleted {path}" for path in result["deleted"]]
     lines.append(f"{len(result['deleted'])} file(s) of {result['messages']} message(s) sent before "
@@ -84,7 +83,7 @@ def cmd_messages_send(args: argparse.Namespace) -> int:
         print("error: no SMTP server is configured (set ROSTERFLOW_SMTP_HOST); messages stay in the outbox.",
               file=sys.stderr)
         return 2
-    with opened(args.warehouse) as con:
+    with args.wh.write() as con:
         outcome = send_messages(con, mail, args.batch)
         held = failed_builds(con, args.batch)
     print_result(outcome, args.json, f"{outcome['sent']} sent, {outcome['failed']} failed"

@@ -10,7 +10,6 @@ from typing import Any, Callable
 
 import polars as pl
 
-from warehouse.connection import opened
 from warehouse.locks import batch_lock
 
 ACTOR_CLI = "cli"
@@ -58,7 +57,7 @@ def table_text(frame: pl.DataFrame) -> str:
 
 def show_query(args: argparse.Namespace, query: str, empty_text: str = "Nothing yet.") -> int:
     """Print a fixed reference query (no user values) as a table, or as JSON with --json."""
-    with opened(args.warehouse) as con:
+    with args.wh.read() as con:
         frame = con.sql(query).pl()
     print_result(frame.to_dicts(), args.json, table_text(frame) if frame.height else empty_text)
     return 0

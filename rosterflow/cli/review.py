@@ -10,11 +10,10 @@ from rosterflow.cli.output import AddCommand, print_result, working_on
 from tasks.pipeline import advance_batch
 from tasks.review import ReviewError, decide_review, review_items
 from tasks.review_sheet import export_review_xlsx, import_review_xlsx
-from warehouse.connection import opened
 
 
 def cmd_review_list(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.read() as con:
         items = review_items(con, args.batch, pending_only=not args.all, escalated_only=args.escalated)
     if args.json:
         print_result(items, True)
@@ -33,7 +32,7 @@ def cmd_review_list(args: argparse.Namespace) -> int:
 
 
 def cmd_review_decide(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con, working_on(args, args.batch):
+    with args.wh.write() as con, working_on(args, args.batch):
         try:
             result = decide_review(con, args.batch, args.item, args.action, args.reviewer, args.candidate)
             progress = advance_batch(con, args.batch)
@@ -47,7 +46,7 @@ def cmd_review_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_review_export(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.read() as con:
         path = export_review_xlsx(con, args.batch, Path(args.xlsx), pending_only=args.pending)
     print_result({"path": str(path)}, args.json, f"Review sheet: {path} (fill the decision column, then "
                                                  f"`rosterflow review import {args.batch} {path} --reviewer NAME`)")
@@ -55,7 +54,7 @@ def cmd_review_export(args: argparse.Namespace) -> int:
 
 
 def cmd_review_import(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con, working_on(args, args.batch):
+    with args.wh.write() as con, working_on(args, args.batch):
         try:
             counts = import_review_xlsx(con, args.batch, Path(args.path), args.reviewer)
             progress = advance_batch(con, args.batch)

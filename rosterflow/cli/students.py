@@ -10,11 +10,10 @@ from rosterflow.cli.output import AddCommand, print_result, table_text
 from rosterflow.settings import load_settings
 from tasks import temporary
 from tasks.restore import restore_students
-from warehouse.connection import opened
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.write() as con:
         result = restore_students(con, args.by, args.student or None, args.batch, load_settings().approvers)
     lines = [f"Restored {len(result['restored'])} student(s)."]
     lines += [f"  not restored: student {r['student_key']}: {r['reason']}" for r in result["refused"]]
@@ -23,7 +22,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_temp_add(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.write() as con:
         student = temporary.create_temporary_student(
             con, args.first, args.last, ssid=args.ssid, other_id=args.other_id, date_of_birth=args.dob,
             school=args.school, grade=args.grade, actor=args.actor)
@@ -35,21 +34,21 @@ def cmd_temp_add(args: argparse.Namespace) -> int:
 
 
 def cmd_temp_list(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.read() as con:
         frame = temporary.list_temporary_students(con, unlinked_only=not args.all)
     print_result(frame.to_dicts(), args.json, table_text(frame) if frame.height else "No temporary students.")
     return 0
 
 
 def cmd_temp_find(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.read() as con:
         frame = temporary.find_temporary_candidates(con, name=args.name, ssid=args.ssid, other_id=args.other_id)
     print_result(frame.to_dicts(), args.json, table_text(frame) if frame.height else "No student found.")
     return 0
 
 
 def cmd_temp_link(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.write() as con:
         result = temporary.link_temporary_student(con, args.temporary_key, args.student_key, args.actor)
     print_result(result, args.json,
                  f"Temporary student {args.temporary_key} linked to student {args.student_key}: "
@@ -59,7 +58,7 @@ def cmd_temp_link(args: argparse.Namespace) -> int:
 
 
 def cmd_temp_delete(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.write() as con:
         result = temporary.delete_temporary_student(con, args.key, args.actor)
     print_result(result, args.json, f"Temporary student {args.key} deleted.")
     return 0

@@ -10,11 +10,10 @@ from pathlib import Path
 
 from rosterflow.cli.output import AddCommand
 from tasks.template import export_roster, write_template
-from warehouse.connection import opened
 
 
 def cmd_template(args: argparse.Namespace) -> int:
-    with opened(args.warehouse) as con:
+    with args.wh.read() as con:
         path = write_template(con, args.out)
     print(f"Template written to {path}")
     return 0
@@ -28,7 +27,7 @@ def roster_file_name(school: str) -> str:
 
 def cmd_export_roster(args: argparse.Namespace) -> int:
     out = args.out or Path(roster_file_name(args.school))
-    with opened(args.warehouse) as con:
+    with args.wh.read() as con:
         path, count = export_roster(con, args.school, out)
     print(f"{count} students of {args.school} written to {path}")
     return 0
