@@ -13,7 +13,8 @@ import datetime as dt
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +44,41 @@ def describe_holder(batch_id: int, holder: dict[str, Any]) -> str:
     return f"Batch {batch_id} is being worked on by {who}" + (f" ({details})" if details else "")
 
 
+def _wait_for_lock(fd: int, path: Path, batch_id: int, wait: float,
+                   on_wait: Callable[[str], None] | None) -> None:
+    """Take the lock, waiting up to ``wait`` seconds for its holder; ``BatchBusy`` after that."""
+    deadline, pause, told = time.monotonic() + wait, 0.01, False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        now = time.monotonic()
+        if now >= deadline:
+            raise BatchBusy(describe_holder(batch_id, _read_holder(path)) + (
+                f"; it was still busy after {wait:.0f} s, so nothing was done. Try again when it has finished."
+                if wait else ": wait for it to finish."))
+        if on_wait is not None and not told:
+            on_wait(describe_holder(batch_id, _read_holder(path)) + f"; waiting for it (up to {wait:.0f} s).")
+            told = True
+        time.sleep(min(pause, deadline - now))
+        pause = min(pause * 2, 0.2)
+
+
 @contextlib.contextmanager
-def batch_lock(warehouse_path: str | Path, batch_id: int, who: str) -> Iterator[None]:
-    """Hold the batch's lock while the block works on it; raise ``BatchBusy`` at once if a live
-    process holds it. The file is left in place (removing it would let two processes lock two
+def batch_lock(warehouse_path: str | Path, batch_id: int, who: str, wait: float = 0,
+               on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the batch's lock while the block works on it. If a live process holds it, wait up to
+    ``wait`` seconds (saying so through ``on_wait``), then raise ``BatchBusy``. Take it before the
+    warehouse, never while holding the warehouse (a holder of the batch may be waiting for the
+    warehouse). The file is left in place (removing it would let two processes lock two
     different files of the same name)."""
     path = lock_path(warehouse_path, batch_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BatchBusy(describe_holder(batch_id, _read_holder(path)) + ": wait for it to finish.") from None
+        _wait_for_lock(fd, path, batch_id, wait, on_wait)
         holder = {"who": who, "pid": os.getpid(),
                   "since": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)

@@ -22,7 +22,7 @@ from warehouse import batches
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    with args.wh.write() as con, working_on(args, args.batch):
+    with working_on(args, args.batch), args.wh.write() as con:
         progress = advance_batch(con, args.batch)
         if progress["status"] == batches.STATUS_FAILED:
             print(failure_text(progress), file=sys.stderr)

@@ -50,7 +50,8 @@ def cmd_batch_resume(args: argparse.Namespace) -> int:
             print(f"error: batch {args.batch} is collecting uploads; when every sheet is in, run "
                   f"`rosterflow all-uploaded {args.batch} --by NAME`.", file=sys.stderr)
             return 2
-        with working_on(args, args.batch):
+        # Resuming is for a batch nobody works on: refuse at once if a live process holds it.
+        with working_on(args, args.batch, wait=False):
             result = advance_batch(con, args.batch)
         issues = batch_issues(con, args.batch)
     return report_progress(args, result, issues)

@@ -171,7 +171,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
 
 
 def cmd_all_uploaded(args: argparse.Namespace) -> int:
-    with args.wh.write() as con, working_on(args, args.batch):
+    with working_on(args, args.batch), args.wh.write() as con:
         confirm_all_uploaded(con, args.batch, args.by)
         result = advance_batch(con, args.batch)
         issues = batch_issues(con, args.batch)

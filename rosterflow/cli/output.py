@@ -36,9 +36,12 @@ def count_arg(text: str) -> int:
     return value
 
 
-def working_on(args: argparse.Namespace, batch_id: int):
-    """Hold the batch's lock while this command advances it (see ``warehouse.locks``)."""
-    return batch_lock(args.warehouse, batch_id, f"`rosterflow {args.command}` on the command line")
+def working_on(args: argparse.Namespace, batch_id: int, wait: bool = True):
+    """Hold the batch's lock while this command advances it (see ``warehouse.locks``), waiting for
+    another holder as long as for the warehouse (unless ``wait`` is false). Take it before the
+    warehouse: ``with working_on(args, batch), args.wh.write() as con``."""
+    return batch_lock(args.warehouse, batch_id, f"`rosterflow {args.command}` on the command line",
+                      wait=args.wh.busy_timeout if wait else 0, on_wait=args.wh.on_wait)
 
 
 def print_result(data: Any, as_json: bool, text: str | None = None) -> None:

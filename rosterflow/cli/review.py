@@ -32,7 +32,7 @@ def cmd_review_list(args: argparse.Namespace) -> int:
 
 
 def cmd_review_decide(args: argparse.Namespace) -> int:
-    with args.wh.write() as con, working_on(args, args.batch):
+    with working_on(args, args.batch), args.wh.write() as con:
         try:
             result = decide_review(con, args.batch, args.item, args.action, args.reviewer, args.candidate)
             progress = advance_batch(con, args.batch)
@@ -54,7 +54,7 @@ def cmd_review_export(args: argparse.Namespace) -> int:
 
 
 def cmd_review_import(args: argparse.Namespace) -> int:
-    with args.wh.write() as con, working_on(args, args.batch):
+    with working_on(args, args.batch), args.wh.write() as con:
         try:
             counts = import_review_xlsx(con, args.batch, Path(args.path), args.reviewer)
             progress = advance_batch(con, args.batch)
