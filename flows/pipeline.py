@@ -153,11 +153,11 @@ def _review_until_decided(config: BatchRunConfig, batch_id: int, lock: HeldLock)
             key=f"review-{attempt}", timeout=int(config.review_timeout_hours * 3600),
             poll_interval=config.wait_poll_seconds, lock=lock,
         )
-        # Only items still pending: after a suspension this input comes back once more, and a
-        # decision made since (on the command line, in a spreadsheet) must not be overwritten.
-        still_pending = {item["review_id"] for item in pending}
-        problems = apply_review_decisions_task(
-            warehouse, batch_id, [d.model_dump() for d in form.decisions if d.review_id in still_pending], form.reviewer)
+        # Applied once, by the form's key: after a suspension this input comes back once more.
+        # Only items still pending are decided: a decision made since (on the command line, in a
+        # spreadsheet) is not overwritten.
+        problems = apply_review_decisions_task(warehouse, batch_id, [d.model_dump() for d in form.decisions],
+                                               form.reviewer, f"{flow_run.get_id()}:review-{attempt}")
         for problem in problems:
             get_run_logger().warning("Review decision not applied: %s", problem)
 

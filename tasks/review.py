@@ -12,7 +12,9 @@ from prefect import task
 
 from tasks.matching import fold_name
 from warehouse import batches
+from warehouse import requests
 from warehouse.connection import first_row, transaction
+from warehouse.requests import Request
 from warehouse.handle import opened
 
 ACTIONS = ("link", "new", "exclude", "unsure")
@@ -159,6 +161,48 @@ def decide_review(
     return {"review_id": review_id, "changed": True}
 
 
+def apply_review_request(con: duckdb.DuckDBPyConnection, request: Request) -> dict[str, Any]:
+    """Apply a reviewer's submitted decisions (``payload``: ``reviewer``, ``source`` and
+    ``decisions``, each ``review_id``, ``action``, ``candidate``) exactly once.
+
+    Each decision is checked against the decisions before it in the same request, and all are
+    written in one transaction with the request's id, so the same request again (a retry, a re-run
+    after a restart, a second click) changes nothing and returns the first outcome. A decision
+    that cannot be accepted is reported in ``problems``; the others are applied. Items already
+    decided otherwise since the form was shown are left as decided (``kept``): the form's
+    decisions apply to items still pending when the request is applied."""
+    done = requests.applied_outcome(con, request.request_id)
+    if done is not None:
+        return {**done, "already_applied": True}
+    reviewer = str(request.payload.get("reviewer") or "").strip()
+    source = request.payload.get("source", "decide")
+    pending_only = bool(request.payload.get("pending_only"))
+    outcome: dict[str, Any] = {"applied": [], "unchanged": [], "kept": [], "problems": []}
+    with transaction(con):
+        for decision in request.payload.get("decisions", []):
+            if decision.get("action") in (None, "", "skip"):
+                continue
+            review_id = int(decision["review_id"])
+            try:
+                if pending_only and first_row(con.execute(
+                        "SELECT 1 FROM review_items WHERE review_id = ? AND batch_id = ? AND status <> 'pending'",
+                        [review_id, request.batch_id])):
+                    outcome["kept"].append(review_id)
+                    continue
+                checked = check_decision(con, request.batch_id, review_id, decision["action"], reviewer,
+                                         decision.get("candidate"))
+            except ReviewError as error:
+                outcome["problems"].append(f"item {review_id}: {error}")
+                continue
+            if checked["changed"]:
+                apply_decisions(con, request.batch_id, [checked], reviewer, source)
+                outcome["applied"].append(review_id)
+            else:
+                outcome["unchanged"].append(review_id)
+        requests.mark_applied(con, request, outcome)
+    return outcome
+
+
 def other_people_claiming(con: duckdb.DuckDBPyConnection, batch_id: int, row_no: int, claimed_rows: list[int]) -> list[str]:
     """Excel locations of claimed rows that are a different person from ``row_no``."""
     if not claimed_rows:
@@ -263,17 +307,13 @@ def pending_review_task(warehouse_path: str, batch_id: int) -> list[dict[str, An
         return review_items(con, batch_id, pending_only=True)
 
 
-@task(name="apply-review-decisions")
-def apply_review_decisions_task(warehouse_path: str, batch_id: int, decisions: list[dict[str, Any]], reviewer: str) -> list[str]:
-    """Prefect task: apply decisions from the review form; return the problems, if any."""
-    problems = []
+@task(name="apply-review-decisions", retries=3, retry_delay_seconds=[10, 30, 60])
+def apply_review_decisions_task(warehouse_path: str, batch_id: int, decisions: list[dict[str, Any]], reviewer: str,
+                                request_id: str) -> list[str]:
+    """Prefect task: apply the review form's decisions once (by the form's run-input key, so a
+    re-run after a suspension does not apply them again); return the problems, if any. Only
+    items still pending are decided: a decision made meanwhile elsewhere is kept."""
+    request = Request(request_id=request_id, kind="review.decide", batch_id=batch_id, submitted_by=reviewer,
+                      payload={"reviewer": reviewer, "source": "form", "pending_only": True, "decisions": decisions})
     with opened(warehouse_path) as con:
-        for decision in decisions:
-            if decision.get("action") in (None, "", "skip"):
-                continue
-            try:
-                decide_review(con, batch_id, int(decision["review_id"]), decision["action"], reviewer,
-                              decision.get("candidate"))
-            except ReviewError as error:
-                problems.append(f"item {decision['review_id']}: {error}")
-    return problems
+        return apply_review_request(con, request)["problems"]

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any, Callable
 
 import polars as pl
 
-from warehouse.locks import batch_lock
+from warehouse import requests
+from warehouse.handle import WarehouseBusy
+from warehouse.locks import BatchBusy, batch_lock
+from warehouse.requests import Request
 
 ACTOR_CLI = "cli"
 
@@ -42,6 +46,25 @@ def working_on(args: argparse.Namespace, batch_id: int, wait: bool = True):
     warehouse: ``with working_on(args, batch), args.wh.write() as con``."""
     return batch_lock(args.warehouse, batch_id, f"`rosterflow {args.command}` on the command line",
                       wait=args.wh.busy_timeout if wait else 0, on_wait=args.wh.on_wait)
+
+
+# How each kind of recorded request is applied: kind -> function(args, request) -> exit code.
+# Filled by the command modules (`review decide`, `approve`, `reject`) as they are imported.
+REQUEST_APPLIERS: dict[str, Callable[[argparse.Namespace, Request], int]] = {}
+
+
+def apply_recorded(args: argparse.Namespace, request: Request) -> int:
+    """Record a person's decision in the inbox first, then apply it when the warehouse is free.
+
+    If the wait ends (the warehouse or the batch stayed busy), the decision is not lost: it stays
+    in the inbox and `rosterflow inbox apply` applies it; applying it twice is harmless."""
+    requests.record(args.warehouse, request)
+    try:
+        return REQUEST_APPLIERS[request.kind](args, request)
+    except (WarehouseBusy, BatchBusy) as busy:
+        print(f"error: {busy} Your decision is kept (request {request.request_id}); it is applied when you run "
+              f"`rosterflow inbox apply`, and `rosterflow inbox list` shows what is waiting.", file=sys.stderr)
+        return 2
 
 
 def print_result(data: Any, as_json: bool, text: str | None = None) -> None:

@@ -6,10 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from rosterflow.cli.output import AddCommand, print_result, working_on
+from rosterflow.cli.output import REQUEST_APPLIERS, AddCommand, apply_recorded, print_result, working_on
 from tasks.pipeline import advance_batch
-from tasks.review import ReviewError, decide_review, review_items
+from tasks.review import ReviewError, apply_review_request, review_items
 from tasks.review_sheet import export_review_xlsx, import_review_xlsx
+from warehouse import requests
+from warehouse.requests import Request
+
+REVIEW_DECIDE = "review.decide"
 
 
 def cmd_review_list(args: argparse.Namespace) -> int:
@@ -32,16 +36,30 @@ def cmd_review_list(args: argparse.Namespace) -> int:
 
 
 def cmd_review_decide(args: argparse.Namespace) -> int:
-    with working_on(args, args.batch), args.wh.write() as con:
-        try:
-            result = decide_review(con, args.batch, args.item, args.action, args.reviewer, args.candidate)
-            progress = advance_batch(con, args.batch)
-        except ReviewError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+    request = Request(
+        request_id=args.request_id or requests.new_request_id(), kind=REVIEW_DECIDE, batch_id=args.batch,
+        submitted_by=args.reviewer,
+        payload={"reviewer": args.reviewer, "source": "decide",
+                 "decisions": [{"review_id": args.item, "action": args.action, "candidate": args.candidate}]})
+    return apply_recorded(args, request)
+
+
+def apply_review_decide(args: argparse.Namespace, request: Request) -> int:
+    """Apply a recorded `review decide` (now, or later from the inbox) and say where the batch stands."""
+    with working_on(args, request.batch_id), args.wh.write(request.batch_id, "review") as con:
+        outcome = apply_review_request(con, request)
+        progress = advance_batch(con, request.batch_id)
+    requests.forget(args.warehouse, request.request_id)
+    if outcome["problems"]:
+        print("error: " + " ".join(outcome["problems"]), file=sys.stderr)
+        return 2
     pending = progress["review"]["pending"]
-    print_result({**result, "pending": pending, "status": progress["status"]}, args.json,
-                 f"Item {args.item}: {args.action}{' (unchanged)' if not result['changed'] else ''}; {pending} pending")
+    decided = request.payload["decisions"][0]
+    again = " (this request was already applied)" if outcome.get("already_applied") else ""
+    print_result({**outcome, "review_id": decided["review_id"], "changed": bool(outcome["applied"]),
+                  "pending": pending, "status": progress["status"]}, args.json,
+                 f"Item {decided['review_id']}: {decided['action']}{' (unchanged)' if not outcome['applied'] else ''}"
+                 f"{again}; {pending} pending")
     return 0
 
 
@@ -70,6 +88,7 @@ def cmd_review_import(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction, command: AddCommand) -> None:
     """Add `review` and its commands to the sub-parsers ``sub``."""
+    REQUEST_APPLIERS[REVIEW_DECIDE] = apply_review_decide
     review = sub.add_parser("review", help="the manual-review queue").add_subparsers(dest="review_command",
                                                                                     required=True)
     p = command("list", cmd_review_list, "list review items with their candidates", review)
@@ -83,6 +102,8 @@ def add_commands(sub: argparse._SubParsersAction, command: AddCommand) -> None:
                    help="unsure escalates the item: recorded, but it still needs a decision")
     p.add_argument("--candidate", type=int, help="candidate number, for link")
     p.add_argument("--reviewer", required=True)
+    p.add_argument("--request-id", help="an id for this decision, so a script can repeat it safely: the same id "
+                   "is applied once")
     p = command("export", cmd_review_export, "write the review queue to a spreadsheet to decide in Excel", review)
     p.add_argument("batch", type=int)
     p.add_argument("--xlsx", required=True, help="where to write the workbook")
