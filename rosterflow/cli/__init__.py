@@ -66,7 +66,9 @@ def warehouse_handle(args: argparse.Namespace) -> Warehouse:
 
 def _require_batch(args: argparse.Namespace) -> None:
     """Every command that names a batch refuses an unknown one before doing (or writing) anything."""
-    if getattr(args, "batch", None) is None:
+    if getattr(args, "batch", None) is None or getattr(args, "records_request", False):
+        # A command that records a person's decision records it before it waits for the warehouse;
+        # it checks the batch when it applies the decision.
         return
     if not args.warehouse.exists():
         raise WarehouseError(f"No batch {args.batch}: there is no warehouse at {args.warehouse} (create it with "

@@ -46,9 +46,13 @@ def cmd_review_decide(args: argparse.Namespace) -> int:
 
 def apply_review_decide(args: argparse.Namespace, request: Request) -> int:
     """Apply a recorded `review decide` (now, or later from the inbox) and say where the batch stands."""
-    with working_on(args, request.batch_id), args.wh.write(request.batch_id, "review") as con:
-        outcome = apply_review_request(con, request)
-        progress = advance_batch(con, request.batch_id)
+    try:
+        with working_on(args, request.batch_id), args.wh.write(request.batch_id, "review") as con:
+            outcome = apply_review_request(con, request)
+            progress = advance_batch(con, request.batch_id)
+    except (ValueError, LookupError):
+        requests.forget(args.warehouse, request.request_id)  # refused (no such batch): nothing to apply later
+        raise
     requests.forget(args.warehouse, request.request_id)
     if outcome["problems"]:
         print("error: " + " ".join(outcome["problems"]), file=sys.stderr)
@@ -104,6 +108,7 @@ def add_commands(sub: argparse._SubParsersAction, command: AddCommand) -> None:
     p.add_argument("--reviewer", required=True)
     p.add_argument("--request-id", help="an id for this decision, so a script can repeat it safely: the same id "
                    "is applied once")
+    p.set_defaults(records_request=True)
     p = command("export", cmd_review_export, "write the review queue to a spreadsheet to decide in Excel", review)
     p.add_argument("batch", type=int)
     p.add_argument("--xlsx", required=True, help="where to write the workbook")
