@@ -3,6 +3,11 @@
 Starts `prefect server start` (state under var/prefect) unless one already answers, then serves
 `batch-registration` (run on demand from the UI form) and `yearly-migration` (also on a yearly
 cron: the sheets dropped in var/inbox/migration on 1 August).
+
+Several runs go at once (``ROSTERFLOW_CONCURRENT_RUNS``, default 4): `serve` starts each flow run
+in a process of its own, up to that limit, and later runs wait in the Prefect queue. The runs
+share one warehouse: each task waits its turn for it (see ``warehouse.handle``), and a run waiting
+for people holds nothing.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ def main() -> None:
     server = start_server()
     from prefect import serve
 
+    from rosterflow.settings import load_settings
     from flows.migration import yearly_migration
     from flows.registration import batch_registration
 
@@ -77,7 +83,7 @@ def main() -> None:
     )
     print(f"Prefect UI: http://{HOST}:{PORT}/  (review and approval forms open from a paused run)")
     try:
-        serve(registration, migration)
+        serve(registration, migration, limit=load_settings().concurrent_runs)
     finally:
         if server is not None:
             server.terminate()

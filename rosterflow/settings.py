@@ -37,6 +37,16 @@ class Settings:
     approvers: tuple[str, ...]
     mail: MailSettings = MailSettings()
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    concurrent_runs: int = 4
+
+
+def _count(name: str, default: int, low: int, high: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise SettingsError(f"{name}={text!r} must be a whole number from {low} to {high}; unset it for {default}.")
+    return int(text)
 
 
 def load_settings() -> Settings:
@@ -47,6 +57,8 @@ def load_settings() -> Settings:
     - ``ROSTERFLOW_UPLOADS``: where uploaded sheets of a collecting migration are kept (``var/uploads``).
     - ``ROSTERFLOW_BUSY_TIMEOUT``: how many seconds a command or task waits for the warehouse while
       another holds it (default 600, ten minutes).
+    - ``ROSTERFLOW_CONCURRENT_RUNS``: how many flow runs `make serve` runs at the same time (default 4;
+      each waits its turn for the warehouse).
     - ``ROSTERFLOW_APPROVERS``: comma-separated names allowed to approve; empty allows anyone.
     - ``ROSTERFLOW_ADMIN_EMAIL``: the administrator who gets a copy of every message and the
       confirmation (``administrator@localhost``); ``ROSTERFLOW_MAIL_FROM``: the sender.
@@ -62,6 +74,7 @@ def load_settings() -> Settings:
         uploads_dir=Path(os.environ.get("ROSTERFLOW_UPLOADS", "var/uploads")),
         approvers=approvers,
         busy_timeout=_seconds("ROSTERFLOW_BUSY_TIMEOUT", DEFAULT_BUSY_TIMEOUT),
+        concurrent_runs=_count("ROSTERFLOW_CONCURRENT_RUNS", 4, 1, 64),
         mail=MailSettings(
             smtp_host=os.environ.get("ROSTERFLOW_SMTP_HOST") or None,
             smtp_port=int(os.environ.get("ROSTERFLOW_SMTP_PORT", "25")),
