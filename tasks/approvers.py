@@ -116,7 +116,12 @@ def add_approver(con: duckdb.DuckDBPyConnection, name: str, by: str | None = Non
     name = (name or "").strip()
     if not name:
         raise ApproverError("Give the new approver's name.")
-    first = not active_names(con)
+    registered = active_names(con)
+    first = not registered
+    if not first and not (by or "").strip():
+        raise _refuse(con, "", "approver.add", None, "no vouching approver",
+                      f"{len(registered)} approver(s) exist, so adding another needs an existing approver's name and "
+                      "secret (`--by NAME` on the command line); nobody can add themselves.")
     added_by = name if first else verify_approver(con, by, by_secret, "approver.add")
     if name in active_names(con):
         raise ApproverError(f"{name!r} is already an approver; to give them a new secret, remove them and add them "

@@ -69,6 +69,15 @@ def approver_env(warehouse: Path, monkeypatch, name: str = APPROVER) -> str:
     return secret
 
 
+def approve_args(warehouse: Path, batch_id: int, monkeypatch, name: str = APPROVER) -> list[str]:
+    """The `rosterflow approve` command an approver types for the batch's current plan, with their
+    secret given in the environment."""
+    approver_env(warehouse, monkeypatch, name)
+    with opened(warehouse) as con:
+        version = plan_version(con, batch_id)
+    return ["approve", str(batch_id), "--approver", name, "--plan", str(version)]
+
+
 def approve_and_commit(warehouse: Path, batch_id: int, removals: int | None = None, override: bool = False) -> dict:
     """Approve the current plan (made now if needed) with its removal count (unless given) and commit."""
     with opened(warehouse) as con:

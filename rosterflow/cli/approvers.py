@@ -36,12 +36,12 @@ def refused(error: ApproverError, secret: str | None) -> int:
 def cmd_approver_add(args: argparse.Namespace) -> int:
     with args.wh.read() as con:
         first = not list_approvers(con).height
-    secret = None if first else approver_secret(args.by)
+    secret = None if first or not args.by else approver_secret(args.by)
     try:
         with args.wh.write() as con:
             added = add_approver(con, args.name, args.by, secret)
     except ApproverError as error:
-        return refused(error, secret) if not first else _error(error)
+        return refused(error, secret) if args.by else _error(error)
     lines = [f"Approver {added['name']} added" + (
         " as the first approver, without anyone's secret (there was nobody to vouch). From now on, adding or "
         "removing an approver needs an existing approver's name and secret (--by NAME)." if added["first"]
