@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -141,7 +142,9 @@ def test_migration_flow_waits_for_review_and_approval_then_commits(prefect_serve
     resume_flow_run(run_id, run_input=_approval(district_warehouse, removals_acknowledged=removals))
     thread.join(120)
     # Prefect keeps the submitted form without the secret.
-    assert "approver_secret" not in str(_response(run_id, key))
+    kept = json.loads(_response(run_id, key))
+    assert kept["approver"] == "Pat Admin" and kept["removals_acknowledged"] == removals
+    assert "approver_secret" not in kept
     assert outcome == {"status": "committed"}
     assert _run_state(run_id).is_completed()
     with opened(district_warehouse) as con:
