@@ -29,7 +29,12 @@ ADD_COMMAND = "rosterflow approver add NAME"
 
 
 class ApproverError(ValueError):
-    """An approver could not be verified, added or removed; the message says why and what to do."""
+    """An approver could not be verified, added or removed; the message says why and what to do.
+    ``reason``: the refusal in a few words, as audited (e.g. 'no secret given', 'wrong secret')."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
 
 
 def hash_secret(secret: str, n: int = APPROVER_SCRYPT_N) -> str:
@@ -61,11 +66,12 @@ def active_names(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 def list_approvers(con: duckdb.DuckDBPyConnection, include_removed: bool = False) -> pl.DataFrame:
     """The approvers (name, since, added by; removed ones with when and by whom): never a secret."""
-    return con.sql(
+    listed = con.sql(
         "SELECT name, created_at AS since, created_by AS added_by, removed_at, removed_by FROM approvers"
         " WHERE $all OR removed_at IS NULL ORDER BY removed_at NULLS FIRST, name",
         params={"all": include_removed},
     ).pl()
+    return listed if include_removed else listed.drop("removed_at", "removed_by")
 
 
 def _refuse(con: duckdb.DuckDBPyConnection, name: str, action: str, batch_id: int | None, reason: str,
@@ -74,7 +80,7 @@ def _refuse(con: duckdb.DuckDBPyConnection, name: str, action: str, batch_id: in
     with transaction(con):
         batches.audit(con, name or "(no name)", "approver.refused", "approver", name or None, batch_id,
                       {"attempted": action, "reason": reason})
-    return ApproverError(message)
+    return ApproverError(message, reason)
 
 
 def verify_approver(con: duckdb.DuckDBPyConnection, name: str | None, secret: str | None, action: str,

@@ -64,7 +64,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
                 return 0
             summary = commit_batch(con, args.batch, decision["approver"])
         except ApproverError as error:
-            return refused(error, secret)
+            return refused(error)
         except (ApprovalError, CommitError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

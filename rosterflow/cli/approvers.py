@@ -27,9 +27,9 @@ def approver_secret(name: str | None) -> str | None:
     return None
 
 
-def refused(error: ApproverError, secret: str | None) -> int:
+def refused(error: ApproverError) -> int:
     """Say why the approver was refused (and how to give a secret, when none was given); exit 2."""
-    print(f"error: {error}" + (f" {SECRET_HINT}" if secret is None else ""), file=sys.stderr)
+    print(f"error: {error}" + (f" {SECRET_HINT}" if error.reason == "no secret given" else ""), file=sys.stderr)
     return 2
 
 
@@ -41,7 +41,7 @@ def cmd_approver_add(args: argparse.Namespace) -> int:
         with args.wh.write() as con:
             added = add_approver(con, args.name, args.by, secret)
     except ApproverError as error:
-        return refused(error, secret) if args.by else _error(error)
+        return refused(error)
     lines = [f"Approver {added['name']} added" + (
         " as the first approver, without anyone's secret (there was nobody to vouch). From now on, adding or "
         "removing an approver needs an existing approver's name and secret (--by NAME)." if added["first"]
@@ -51,11 +51,6 @@ def cmd_approver_add(args: argparse.Namespace) -> int:
         "approve, reject and restore ask for it (or read it from ROSTERFLOW_APPROVER_SECRET)."]
     print_result(added, args.json, "\n".join(lines))
     return 0
-
-
-def _error(error: Exception) -> int:
-    print(f"error: {error}", file=sys.stderr)
-    return 2
 
 
 def cmd_approver_list(args: argparse.Namespace) -> int:
@@ -73,7 +68,7 @@ def cmd_approver_remove(args: argparse.Namespace) -> int:
         with args.wh.write() as con:
             removed = remove_approver(con, args.name, args.by, secret)
     except ApproverError as error:
-        return refused(error, secret)
+        return refused(error)
     print_result(removed, args.json, f"Approver {removed['name']} removed by {removed['removed_by']} (kept, marked "
                  "removed, for the audit).")
     return 0

@@ -19,7 +19,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         with args.wh.write() as con:
             result = restore_students(con, args.by, args.student or None, args.batch, secret=secret)
     except ApproverError as error:
-        return refused(error, secret)
+        return refused(error)
     lines = [f"Restored {len(result['restored'])} student(s)."]
     lines += [f"  not restored: student {r['student_key']}: {r['reason']}" for r in result["refused"]]
     print_result(result, args.json, "\n".join(lines))
