@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rosterflow.sample_district import generate_district
 from tasks.approve import decide_batch
+from tasks.approvers import add_approver
 from tasks.commit import commit_batch
 from tasks.match import match_batch
 from tasks.messages import MailSettings, build_messages
@@ -45,6 +46,7 @@ def run_once(district, warehouse: Path, timings: dict) -> dict:
         catalog.add_schools(con, list(district.schools), "bench")
         catalog.add_courses(con, district.courses, "bench")
         catalog.set_subscriptions(con, district.subscription_type, 10**7, "bench")
+        secret = add_approver(con, "bench")["secret"]
         counts = {}
         for mode, files, term in (("registration", district.registration_files, district.registration_term),
                                   ("migration", district.migration_files, district.migration_term)):
@@ -60,7 +62,8 @@ def run_once(district, warehouse: Path, timings: dict) -> dict:
                     decide_review(con, batch, item["review_id"], "new", "bench")
             close_review(con, batch)
             plan = _timed(timings, f"{mode}.plan", build_plan, con, batch)
-            decide_batch(con, batch, "bench", True, plan["removals"], bool(plan["guard"]))
+            decide_batch(con, batch, "bench", True, plan["removals"], bool(plan["guard"]), secret=secret,
+                         plan_version=plan["version"])
             commit = _timed(timings, f"{mode}.commit", commit_batch, con, batch, "bench")
             # Each teacher's roster written, read back whole, recorded; then the plain passwords go.
             _timed(timings, f"{mode}.messages", build_messages, con, batch, warehouse.parent / "outbox", MailSettings())

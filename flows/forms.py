@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from prefect.input import RunInput
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 
 class ReviewChoice(BaseModel):
@@ -30,7 +30,16 @@ class ReviewForm(RunInput):
 class ApprovalForm(RunInput):
     """The administrator's decision on the plan shown above the form."""
 
-    approver: str = Field(default="", title="Approver name")
+    approver: str = Field(default="", title="Approver name", description="A registered approver.")
+    approver_secret: SecretStr = Field(
+        default=SecretStr(""), title="Your approver secret",
+        description="The secret you were given when you were added as an approver (never stored or logged).",
+    )
+    plan_version: str = Field(
+        default="", title="Plan version you approve",
+        description="The version of the plan shown above; if the plan changes meanwhile, nothing is committed "
+        "and the new plan is shown.",
+    )
     approve: bool = Field(default=False, title="Approve and commit (subscriptions are used, not reversible)")
     removals_acknowledged: int = Field(
         default=0, ge=0, title="Number of students to remove",

@@ -16,13 +16,14 @@ from pathlib import Path
 
 from prefect import get_run_logger, pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
+from prefect.input.actions import create_flow_run_input, delete_flow_run_input
 from prefect.runtime import deployment, flow_run
 from prefect.states import Failed, State
 
 from flows.config import BatchRunConfig
 from flows.forms import AllUploadedForm, ApprovalForm, ReviewChoice, ReviewForm
 from rosterflow.settings import load_settings
-from tasks.approve import approval_context_task, decide_batch_task
+from tasks.approve import approval_context_task, decide_batch_task, forget_changed_plan_task
 from tasks.commit import commit_task
 from tasks.ingest import expand_paths
 from tasks.match import match_task
@@ -81,11 +82,19 @@ def _drive_batch(mode: str, config: BatchRunConfig, batch_id: int, lock: HeldLoc
     unreadable = _ingest_validate_match(config, batch_id)
     if unreadable is not None:
         return unreadable
-    _review_until_decided(config, batch_id, lock)
-    context = _publish_plan(config, batch_id)
-    if context is None:
-        return "held"
-    decision = _wait_for_approval(config, batch_id, context, lock)
+    decision, changed, asked = None, None, 0
+    for plan_round in range(MAX_FORM_ATTEMPTS):
+        if plan_round:
+            # The plan changed since it was shown: only now is it made again, and shown again.
+            forget_changed_plan_task(config.warehouse_path, batch_id)
+            match_task(config.warehouse_path, batch_id, config.match)
+        _review_until_decided(config, batch_id, lock, plan_round)
+        context = _publish_plan(config, batch_id)
+        if context is None:
+            return "held"
+        decision, changed, asked = _wait_for_approval(config, batch_id, context, lock, changed, asked)
+        if changed is None:
+            break
     if decision is None:
         return "approval-abandoned"
     if not decision["approved"]:
@@ -136,8 +145,9 @@ def _ingest_validate_match(config: BatchRunConfig, batch_id: int) -> State | Non
     return None
 
 
-def _review_until_decided(config: BatchRunConfig, batch_id: int, lock: HeldLock) -> None:
-    """Ask for decisions on the rows that need review, a page at a time, until none is pending."""
+def _review_until_decided(config: BatchRunConfig, batch_id: int, lock: HeldLock, plan_round: int = 0) -> None:
+    """Ask for decisions on the rows that need review, a page at a time, until none is pending
+    (``plan_round``: how many times the plan changed before; each round's forms have their own keys)."""
     warehouse = config.warehouse_path
     for attempt in range(MAX_FORM_ATTEMPTS * 10):
         if close_review_task(warehouse, batch_id)["pending"] == 0:
@@ -150,7 +160,8 @@ def _review_until_decided(config: BatchRunConfig, batch_id: int, lock: HeldLock)
                 + review_markdown(page, limit=config.review_page_size),
                 decisions=[ReviewChoice(review_id=item["review_id"]) for item in page],
             ),
-            key=f"review-{attempt}", timeout=int(config.review_timeout_hours * 3600),
+            key=f"review-{plan_round}-{attempt}" if plan_round else f"review-{attempt}",
+            timeout=int(config.review_timeout_hours * 3600),
             poll_interval=config.wait_poll_seconds, lock=lock,
         )
         # Applied once, by the form's key: after a suspension this input comes back once more.
@@ -177,28 +188,54 @@ def _publish_plan(config: BatchRunConfig, batch_id: int) -> dict | None:
     return context
 
 
-def _wait_for_approval(config: BatchRunConfig, batch_id: int, context: dict, lock: HeldLock) -> dict | None:
-    """The batch's approval decision: the one already recorded, or asked for until an approver's
-    decision is accepted; None when none was accepted after every attempt."""
+def _wait_for_approval(config: BatchRunConfig, batch_id: int, context: dict, lock: HeldLock, changed: str | None,
+                       asked: int) -> tuple[dict | None, str | None, int]:
+    """The batch's approval decision: the one already recorded, or asked for until a registered
+    approver's decision (with their secret, naming the plan version shown) is accepted.
+
+    Returns (decision or None when none was accepted after every attempt, why the plan changed
+    when the approval named a plan that is no longer the batch's, approval forms asked so far).
+    ``changed``: why the previous plan changed, shown above this one. ``asked`` numbers the forms
+    across plans, so each wait has its own key."""
     decision = context["decision"]
+    version = context["summary"]["version"]
     problems: list[str] = []
-    for attempt in range(MAX_FORM_ATTEMPTS):
+    if changed:
+        problems = [f"The plan changed since it was shown ({changed}); nothing was committed. Above is the new "
+                    f"plan, version {version}."]
+    for _ in range(MAX_FORM_ATTEMPTS):
         if decision is not None:
             break
         notice = ("\n\n**Not accepted:** " + " ".join(problems)) if problems else ""
         form = wait_for(
             ApprovalForm.with_initial_data(
-                description=f"# Approve batch {batch_id}?\n\n{context['markdown']}{notice}",
+                description=f"# Approve batch {batch_id}, plan version {version}?\n\n{context['markdown']}{notice}",
+                plan_version=version,
             ),
-            key=f"approval-{attempt}", timeout=int(config.approval_timeout_hours * 3600),
+            key=f"approval-{asked}", timeout=int(config.approval_timeout_hours * 3600),
             poll_interval=config.wait_poll_seconds, lock=lock,
         )
+        asked += 1
+        secret = form.approver_secret
+        forget_secret(form)
         outcome = decide_batch_task(config.warehouse_path, batch_id,
-                                    form.model_dump(include=set(ApprovalForm.model_fields)), load_settings().approvers)
+                                    form.model_dump(include=set(ApprovalForm.model_fields) - {"approver_secret"}),
+                                    secret)
         decision, problems = outcome["decision"], outcome["problems"]
         for problem in problems:
             get_run_logger().warning("Approval not accepted: %s", problem)
-    return decision
+        if outcome["plan_changed"]:
+            return None, outcome["plan_changed"], asked
+    return decision, None, asked
+
+
+def forget_secret(form: ApprovalForm) -> None:
+    """Replace the submitted form kept by Prefect with the same answers without the secret: a
+    re-run after a suspension reads it back (and finds no secret), and nothing keeps the secret."""
+    key, flow_run_id = form.metadata.key, form.metadata.receiver
+    delete_flow_run_input(key=key, flow_run_id=flow_run_id)
+    create_flow_run_input(key=key, value=form.model_dump(mode="json", exclude={"approver_secret"}),
+                          flow_run_id=flow_run_id)
 
 
 def _commit_and_send_messages(config: BatchRunConfig, batch_id: int, approver: str) -> str | State:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -69,6 +70,11 @@ def main() -> int:
           "then migrated to", district.migration_term)
 
     rosterflow("init")
+    # The demo's approver: registered once, their secret (printed once) given to approve as a person
+    # would (here through the environment variable the command reads).
+    approver = rosterflow("approver", "add", "Pat Admin", "--json", quiet=True)
+    print('\n$ rosterflow approver add "Pat Admin"\n  (the first approver; their secret is printed once)')
+    os.environ["ROSTERFLOW_APPROVER_SECRET"] = approver["secret"]
     rosterflow("school", "add", *district.schools)
     rosterflow("course", "add", *[f"{code}={name}" for code, name in district.courses.items()])
     rosterflow("subscription", "set", district.subscription_type, str(district.subscriptions_available))
@@ -78,7 +84,8 @@ def main() -> int:
                               "--subscription", district.subscription_type, "--json")
     batch = str(registration["batch_id"])
     rosterflow("plan", batch)
-    rosterflow("approve", batch, "--approver", "Pat Admin")
+    version = rosterflow("plan", batch, "--json", quiet=True)["summary"]["version"]
+    rosterflow("approve", batch, "--plan", version, "--approver", "Pat Admin")
 
     print("\n== Year 2: yearly migration (partial sheets from each school) ==")
     migration = rosterflow("migrate", *map(str, district.migration_files), "--term", district.migration_term,
@@ -107,7 +114,9 @@ def main() -> int:
         resolved += decide_like_a_reviewer(int(batch))
         plan = rosterflow("plan", batch, "--json", quiet=True)
     rosterflow("plan", batch)
-    rosterflow("approve", batch, "--approver", "Pat Admin", "--remove-count", str(plan["summary"]["removals"]))
+    plan = rosterflow("plan", batch, "--json", quiet=True)
+    rosterflow("approve", batch, "--plan", plan["summary"]["version"], "--approver", "Pat Admin",
+               "--remove-count", str(plan["summary"]["removals"]))
 
     batches = rosterflow("batch", "list", "--json", quiet=True)
     summaries = {}

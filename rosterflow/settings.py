@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.messages import MailSettings
@@ -34,10 +34,11 @@ class Settings:
     warehouse_path: Path
     outbox_dir: Path
     uploads_dir: Path
-    approvers: tuple[str, ...]
     mail: MailSettings = MailSettings()
     busy_timeout: float = DEFAULT_BUSY_TIMEOUT
     concurrent_runs: int = 4
+    # Never shown (not in the repr): the approver's secret for approve, reject and restore.
+    approver_secret: str | None = field(default=None, repr=False)
 
 
 def _count(name: str, default: int, low: int, high: int) -> int:
@@ -59,20 +60,18 @@ def load_settings() -> Settings:
       another holds it (default 600, ten minutes).
     - ``ROSTERFLOW_CONCURRENT_RUNS``: how many flow runs `make serve` runs at the same time (default 4;
       each waits its turn for the warehouse).
-    - ``ROSTERFLOW_APPROVERS``: comma-separated names allowed to approve; empty allows anyone.
+    - ``ROSTERFLOW_APPROVER_SECRET``: the secret of the approver named by ``--approver`` (approve,
+      reject) or ``--by`` (restore); unset, the command asks for it when run in a terminal.
     - ``ROSTERFLOW_ADMIN_EMAIL``: the administrator who gets a copy of every message and the
       confirmation (``administrator@localhost``); ``ROSTERFLOW_MAIL_FROM``: the sender.
     - ``ROSTERFLOW_SMTP_HOST`` (unset: messages are only written to the outbox), ``ROSTERFLOW_SMTP_PORT``
       (25), ``ROSTERFLOW_SMTP_USER``, ``ROSTERFLOW_SMTP_PASSWORD``, ``ROSTERFLOW_SMTP_STARTTLS`` (1 to upgrade).
     """
-    approvers = tuple(
-        name.strip() for name in os.environ.get("ROSTERFLOW_APPROVERS", "").split(",") if name.strip()
-    )
     return Settings(
         warehouse_path=Path(os.environ.get("ROSTERFLOW_WAREHOUSE", "var/warehouse.duckdb")),
         outbox_dir=Path(os.environ.get("ROSTERFLOW_OUTBOX", "var/outbox")),
         uploads_dir=Path(os.environ.get("ROSTERFLOW_UPLOADS", "var/uploads")),
-        approvers=approvers,
+        approver_secret=os.environ.get("ROSTERFLOW_APPROVER_SECRET") or None,
         busy_timeout=_seconds("ROSTERFLOW_BUSY_TIMEOUT", DEFAULT_BUSY_TIMEOUT),
         concurrent_runs=_count("ROSTERFLOW_CONCURRENT_RUNS", 4, 1, 64),
         mail=MailSettings(

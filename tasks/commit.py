@@ -15,6 +15,7 @@ import polars as pl
 from prefect import task
 
 from tasks import credentials
+from tasks.plan import plan_version
 from warehouse import batches
 from warehouse.connection import first_row, transaction
 from warehouse.handle import opened
@@ -57,18 +58,21 @@ def commit_batch(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str) -> d
     if not decision or not decision.get("approved"):
         raise CommitError(f"Batch {batch_id} is not approved: nothing was changed.")
     stale = batches.changes_since(con, batch_id, "match")
+    if not stale and decision.get("plan_version") not in (None, plan_version(con, batch_id)):
+        stale = [f"its plan is no longer version {decision['plan_version']}, the one approved"]
     if stale:
-        # The students changed after this batch was matched (another batch, or a change by hand):
-        # its links, new students and removals may be wrong now. Match and plan again, and ask
-        # for approval again.
+        # The students changed after this batch was matched (another batch, or a change by hand), or
+        # the plan is not the one approved: its links, new students and removals may be wrong now.
+        # Nothing is planned again here: the next `rosterflow plan N` matches and plans again, and
+        # the new plan needs its own approval.
         with transaction(con):
             batches.clear_stages(con, batch_id, ("match", "review", "plan", "approve"))
             batches.set_status(con, batch_id, batches.STATUS_IN_REVIEW)
             batches.audit(con, actor, "batch.plan_stale", "batch", batch_id, batch_id, {"changed_since": stale})
         raise CommitError(
-            f"Batch {batch_id}: students changed after this batch was matched ({'; '.join(stale)}), so its plan "
-            f"is out of date. Nothing was changed: its rows are matched again (earlier review decisions are kept "
-            f"where they still apply); show the plan again (`rosterflow plan {batch_id}`) and approve it again."
+            f"Batch {batch_id}: its plan changed after it was approved ({'; '.join(stale)}), so it is out of date. "
+            f"Nothing was changed: show the plan again (`rosterflow plan {batch_id}`: its rows are matched again, "
+            f"earlier review decisions are kept where they still apply) and approve the version it shows."
         )
     batch = batches.get_batch(con, batch_id)
     plan = con.sql("SELECT * FROM plan_enrollments WHERE batch_id = $b ORDER BY row_no", params={"b": batch_id}).pl()

@@ -7,6 +7,8 @@ subscriptions needed against those available. Nothing changes until the batch is
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import duckdb
@@ -327,7 +329,42 @@ def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
         con.unregister("temporary_frame")
         batches.set_status(con, batch_id, batches.STATUS_HELD if blockers else batches.STATUS_AWAITING_APPROVAL)
         batches.record_stage(con, batch_id, "plan", result)
-    return result
+    return record_plan_version(con, batch_id)
+
+
+# What a plan will do, as stored: its three tables (every row, every column) and its summary.
+PLAN_TABLES = ("plan_enrollments", "plan_removals", "plan_temporaries")
+
+
+def plan_version(con: duckdb.DuckDBPyConnection, batch_id: int) -> str | None:
+    """The plan's version: a short digest of what committing it would do, recomputed from the warehouse
+    (every row of its tables, in any order, and its summary's counts, guard and blockers). The same plan
+    always has the same version; any change to what would be committed gives another. None: no plan.
+
+    An approval names the version its approver was shown, and only that version is committed."""
+    summary = batches.stage_result(con, batch_id, "plan")
+    if summary is None:
+        return None
+    digest = hashlib.sha256()
+    digest.update(json.dumps({k: v for k, v in summary.items() if k != "version"}, sort_keys=True, default=str).encode())
+    for table in PLAN_TABLES:
+        # Table names are this module's constants; each row as JSON text, sorted, so the order is irrelevant.
+        count, tables_digest = con.execute(
+            f"SELECT count(*), coalesce(sha256(string_agg(r, chr(10) ORDER BY r)), '')"
+            f" FROM (SELECT to_json(t)::VARCHAR AS r FROM {table} t WHERE batch_id = ?)", [batch_id]).fetchall()[0]
+        digest.update(f"\n{table}:{count}:{tables_digest}".encode())
+    return digest.hexdigest()[:12]
+
+
+def record_plan_version(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
+    """Store the plan's version in its summary (for the record; `plan_version` always recomputes it)
+    and return the summary."""
+    summary = batches.stage_result(con, batch_id, "plan")
+    summary["version"] = plan_version(con, batch_id)
+    with transaction(con):
+        con.execute("UPDATE batch_stages SET result = ? WHERE batch_id = ? AND stage = 'plan'",
+                    [json.dumps(summary, default=str), batch_id])
+    return summary
 
 
 def plan_tables(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, pl.DataFrame]:
@@ -413,6 +450,8 @@ def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> s
     """The summary an approver reads before deciding, as markdown."""
     lines = [
         f"## {summary['mode'].title()} for {summary['term']}",
+        "",
+        f"Plan version **{summary.get('version')}**: an approval names this version, and only it is committed.",
         "",
         f"You are about to use **{summary['subscriptions_needed']} {summary['subscription_type']} subscriptions** "
         f"({summary['subscriptions_available']} available). This is **not reversible** for subscriptions.",

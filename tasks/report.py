@@ -71,11 +71,13 @@ def write_plan_xlsx(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path, p
     """The plan an approver reads, as a workbook: the summary, then one sheet per plan table
     (classes with * where some students are already enrolled, students per class with the
     already-enrolled ones marked, removals, ...). ``private``: 0600 in a 0700 folder (the outbox)."""
-    from tasks.plan import plan_tables
+    from tasks.plan import plan_tables, plan_version
 
     summary = batches.stage_result(con, batch_id, "plan")
     if summary is None:
         raise LookupError(f"Batch {batch_id} has no plan yet: finish its review first.")
+    # The version an approval names, recomputed (first row of the summary).
+    summary = {"version": plan_version(con, batch_id), **{k: v for k, v in summary.items() if k != "version"}}
     tables = plan_tables(con, batch_id)
     sheets = {"Summary": summary_rows(summary)}
     for name, frame in tables.items():

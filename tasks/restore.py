@@ -1,8 +1,8 @@
 """Restore: bring back students a migration removed, with their enrollments and history.
 
 Removal is a soft delete (status, time, batch), and enrollments are never deleted, so restoring is
-setting the student active again. Only approvers may restore; a student whose ID an active student
-now carries is refused rather than restored into a duplicate.
+setting the student active again. Only registered approvers may restore (proven by their secret);
+a student whose ID an active student now carries is refused rather than restored into a duplicate.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from tasks.approvers import verify_approver
 from warehouse import batches
 from warehouse.connection import transaction
 
@@ -25,15 +26,14 @@ def restore_students(
     actor: str,
     student_keys: list[int] | None = None,
     batch_id: int | None = None,
-    allowed_approvers: tuple[str, ...] = (),
+    *,
+    secret: str | None,
 ) -> dict[str, Any]:
-    """Restore the named removed students, or every student the given batch removed."""
-    if not actor or not actor.strip():
-        raise RestoreError("Name who restores: only approvers may restore students.")
-    if allowed_approvers and actor.strip() not in allowed_approvers:
-        raise RestoreError(f"{actor!r} is not an approver (approvers: {', '.join(allowed_approvers)}).")
+    """Restore the named removed students, or every student the given batch removed, as the
+    registered approver ``actor`` proven by their ``secret`` (``ApproverError`` otherwise)."""
     if (student_keys is None) == (batch_id is None):
         raise RestoreError("Restore either students (by key) or everything one batch removed, not both or neither.")
+    actor = verify_approver(con, actor, secret, "student.restore", batch_id)
     wanted = con.sql(
         "SELECT student_key, status, student_id, ssid, deleted_batch FROM students"
         " WHERE (list_contains($keys, student_key) OR deleted_batch = $batch)",

@@ -5,10 +5,15 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import duckdb
+
 from tasks.approve import decide_batch
+from tasks.approvers import active_names, add_approver
 from tasks.commit import commit_batch
 from tasks.pipeline import advance_batch, open_batch
+from tasks.plan import plan_version
 from tasks.review import decide_review, review_items
+from warehouse.connection import first_row
 from warehouse.handle import opened
 
 
@@ -28,13 +33,58 @@ def link_all_reviews(warehouse: Path, batch_id: int) -> dict:
         return advance_batch(con, batch_id)
 
 
+APPROVER = "Pat Admin"
+# Tests register approvers with a cheap scrypt cost (each hash records its own): the real cost is
+# about a second a hash, and the suite approves many batches.
+TEST_SCRYPT_N = 2**10
+# Stored hash -> secret: a warehouse copied from another (a module's registered district) still
+# finds its approver's secret.
+_SECRETS: dict[str, str] = {}
+
+
+def approver_secret(con: duckdb.DuckDBPyConnection, name: str = APPROVER) -> str:
+    """``name``'s approver secret in this warehouse, registering them on first use (the first approver
+    freely, any other on Pat Admin's word)."""
+    row = first_row(con.execute("SELECT secret_hash FROM approvers WHERE name = ? AND removed_at IS NULL", [name]))
+    if row is not None:
+        return _SECRETS[row[0]]
+    first = not active_names(con)
+    added = add_approver(con, name, None if first else APPROVER, None if first else approver_secret(con),
+                         cost=TEST_SCRYPT_N)
+    stored = first_row(con.execute("SELECT secret_hash FROM approvers WHERE name = ?", [name]))[0]
+    _SECRETS[stored] = added["secret"]
+    return added["secret"]
+
+
+def approval(con: duckdb.DuckDBPyConnection, batch_id: int, name: str = APPROVER) -> dict:
+    """What an approval of the batch's current plan by ``name`` carries: their secret and the plan version."""
+    return {"secret": approver_secret(con, name), "plan_version": plan_version(con, batch_id)}
+
+
+def approver_env(warehouse: Path, monkeypatch, name: str = APPROVER) -> str:
+    """Register ``name`` (if needed) and give the command line their secret, as an approver would."""
+    with opened(warehouse) as con:
+        secret = approver_secret(con, name)
+    monkeypatch.setenv("ROSTERFLOW_APPROVER_SECRET", secret)
+    return secret
+
+
+def approve_args(warehouse: Path, batch_id: int, monkeypatch, name: str = APPROVER) -> list[str]:
+    """The `rosterflow approve` command an approver types for the batch's current plan, with their
+    secret given in the environment."""
+    approver_env(warehouse, monkeypatch, name)
+    with opened(warehouse) as con:
+        version = plan_version(con, batch_id)
+    return ["approve", str(batch_id), "--approver", name, "--plan", str(version)]
+
+
 def approve_and_commit(warehouse: Path, batch_id: int, removals: int | None = None, override: bool = False) -> dict:
-    """Approve with the plan's removal count (unless given) and commit."""
+    """Approve the current plan (made now if needed) with its removal count (unless given) and commit."""
     with opened(warehouse) as con:
         progress = advance_batch(con, batch_id)
         count = progress["plan"]["removals"] if removals is None else removals
-        decide_batch(con, batch_id, "Pat Admin", True, count, override)
-        return commit_batch(con, batch_id, "Pat Admin")
+        decide_batch(con, batch_id, APPROVER, True, count, override, **approval(con, batch_id))
+        return commit_batch(con, batch_id, APPROVER)
 
 
 def add_district_catalog(warehouse: Path, district) -> Path:

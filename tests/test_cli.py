@@ -8,8 +8,10 @@ import polars as pl
 
 
 
-def test_registration_then_migration_with_review_and_approval(run, district, tmp_path):
+def test_registration_then_migration_with_review_and_approval(run, district, tmp_path, monkeypatch):
     assert run("init")[0] == 0
+    code, out, _ = run("approver", "add", "Pat Admin", "--json")
+    monkeypatch.setenv("ROSTERFLOW_APPROVER_SECRET", json.loads(out)["secret"])
     run("school", "add", *district.schools)
     run("course", "add", *[f"{c}={n}" for c, n in district.courses.items()])
     run("subscription", "set", district.subscription_type, "500")
@@ -18,9 +20,12 @@ def test_registration_then_migration_with_review_and_approval(run, district, tmp
     batch = json.loads(out)
     assert code == 0 and batch["status"] == "awaiting_approval"
     code, out, _ = run("plan", str(batch["batch_id"]), "--json", "--xlsx", str(tmp_path / "plan.xlsx"))
-    assert json.loads(out)["summary"]["subscriptions_needed"] == 108
+    summary = json.loads(out)["summary"]
+    assert summary["subscriptions_needed"] == 108
     assert pl.read_excel(tmp_path / "plan.xlsx", sheet_name="Classes")["to_register"].sum() == 108
-    code, out, _ = run("approve", str(batch["batch_id"]), "--approver", "Pat Admin", "--json")
+    assert pl.read_excel(tmp_path / "plan.xlsx", sheet_name="Summary").row(0) == ("version", summary["version"])
+    code, out, _ = run("approve", str(batch["batch_id"]), "--approver", "Pat Admin", "--plan", summary["version"],
+                       "--json")
     assert code == 0 and json.loads(out)["students_created"] == 108
     # Six teachers: six rosters, six copies and one confirmation, written (no SMTP server here).
     messages = json.loads(run("messages", "list", "--batch", str(batch["batch_id"]), "--json")[1])
@@ -36,8 +41,8 @@ def test_registration_then_migration_with_review_and_approval(run, district, tmp
     items = json.loads(run("review", "list", str(migration), "--json")[1])
     assert items and all(item["candidates"] for item in items)
     # Approving with items pending is refused, and says why.
-    code, _, err = run("approve", str(migration), "--approver", "Pat Admin")
-    assert code == 2 and "no plan yet" in err
+    code, _, err = run("approve", str(migration), "--approver", "Pat Admin", "--plan", "0123456789ab")
+    assert code == 2 and f"no plan yet: show it with `rosterflow plan {migration}` first" in err
     for item in items:
         code, out, _ = run("review", "decide", str(migration), str(item["review_id"]), "--action", "link",
                            "--candidate", "1", "--reviewer", "Rita Reviewer")
@@ -47,10 +52,11 @@ def test_registration_then_migration_with_review_and_approval(run, district, tmp
                        "--candidate", "1", "--reviewer", "Rita Reviewer")
     assert "(unchanged)" in out
     plan = json.loads(run("plan", str(migration), "--json")[1])["summary"]
-    code, _, err = run("approve", str(migration), "--approver", "Pat Admin", "--remove-count", "0")
+    code, _, err = run("approve", str(migration), "--approver", "Pat Admin", "--plan", plan["version"],
+                       "--remove-count", "0")
     assert code == 2 and f"removes {plan['removals']} students" in err
-    code, out, _ = run("approve", str(migration), "--approver", "Pat Admin", "--remove-count", str(plan["removals"]),
-                       "--json")
+    code, out, _ = run("approve", str(migration), "--approver", "Pat Admin", "--plan", plan["version"],
+                       "--remove-count", str(plan["removals"]), "--json")
     committed = json.loads(out)
     assert code == 0 and committed["students_removed"] == plan["removals"]
     assert any(path.endswith(".xlsx") for path in committed["outbox"])

@@ -15,7 +15,7 @@ import pytest
 
 from tasks.approve import decide_batch
 from tasks.commit import commit_batch
-from tests.batch_helpers import add_district_catalog, approve_and_commit, link_all_reviews, start
+from tests.batch_helpers import add_district_catalog, approval, approve_and_commit, link_all_reviews, start
 from warehouse.handle import opened
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ KILLS = 20
 CHILD = """
 import sys
 from tasks.commit import commit_batch
-from warehouse.connection import opened
+from warehouse.handle import opened
 with opened(sys.argv[1]) as con:
     print("ready", flush=True)
     commit_batch(con, int(sys.argv[2]), "crash-test")
@@ -59,7 +59,8 @@ def approved_migration(district, tmp_path_factory) -> tuple[Path, int]:
     migration = link_all_reviews(warehouse, start(warehouse, "migration", district.migration_files,
                                                   district.migration_term, district.subscription_type)["batch_id"])
     with opened(warehouse) as con:
-        decide_batch(con, migration["batch_id"], "Pat Admin", True, migration["plan"]["removals"])
+        decide_batch(con, migration["batch_id"], "Pat Admin", True, migration["plan"]["removals"],
+                     **approval(con, migration["batch_id"]))
     return warehouse, migration["batch_id"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,9 +18,25 @@ from prefect.flow_runs import resume_flow_run
 from flows.config import MigrationConfig, RegistrationConfig
 from flows.migration import yearly_migration
 from flows.registration import batch_registration
+from tasks.temporary import create_temporary_student
+from tests.batch_helpers import APPROVER, approver_secret
 from warehouse.handle import opened
 
 pytestmark = pytest.mark.slow
+
+
+def _approval(warehouse: Path, **answers) -> dict:
+    """The approval form's answers from the registered approver Pat Admin (the plan version is the
+    one the form was prefilled with)."""
+    with opened(warehouse) as con:
+        secret = approver_secret(con)
+    return {"approver": APPROVER, "approver_secret": secret, "approve": True, **answers}
+
+
+def _response(flow_run_id: str, description_key: str):
+    """The submitted form Prefect keeps for a wait (beside its description)."""
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run_input(flow_run_id, description_key.replace("-description", "-response"))
 
 
 def _run_in_thread(flow, config) -> tuple[threading.Thread, dict]:
@@ -69,11 +86,27 @@ def test_migration_flow_waits_for_review_and_approval_then_commits(prefect_serve
                                       warehouse_path=str(district_warehouse), outbox_dir=str(tmp_path / "outbox"),
                                       wait_poll_seconds=1)
     thread, outcome = _run_in_thread(batch_registration, registration)
-    run_id, _ = _wait_for_pause("batch-registration", seen)
+    run_id, key = _wait_for_pause("batch-registration", seen)
     # While the run waits, nothing holds the warehouse: another process-level open succeeds.
     with opened(district_warehouse) as con:
         assert con.execute("SELECT status FROM batches").fetchall() == [("awaiting_approval",)]
-    resume_flow_run(run_id, run_input={"approver": "Pat Admin", "approve": True})
+        shown = con.execute("SELECT json_extract_string(result, '$.version') FROM batch_stages"
+                            " WHERE stage = 'plan'").fetchall()[0][0]
+        # Meanwhile the office creates a temporary student: the plan shown is out of date.
+        create_temporary_student(con, "Zoltan", "Quillfeather", ssid="SS-Q1", actor="Office")
+    assert f"plan version {shown}" in _description(run_id, key)
+    resume_flow_run(run_id, run_input=_approval(district_warehouse, plan_version=shown))
+    run_id, key = _wait_for_pause("batch-registration", seen)
+    # Nothing was committed: the run matched and planned again and shows why with the new plan.
+    assert "The plan changed since it was shown (students changed since it was matched: 1 × temporary.create)" \
+        in _description(run_id, key)
+    with opened(district_warehouse) as con:
+        assert con.execute("SELECT count(*) FROM commit_markers").fetchall() == [(0,)]
+    # A wrong secret is not accepted, and the run asks again.
+    resume_flow_run(run_id, run_input={**_approval(district_warehouse), "approver_secret": "guessed"})
+    run_id, key = _wait_for_pause("batch-registration", seen)
+    assert "is not theirs" in _description(run_id, key)
+    resume_flow_run(run_id, run_input=_approval(district_warehouse))
     thread.join(120)
     assert outcome == {"status": "committed"}
 
@@ -100,14 +133,18 @@ def test_migration_flow_waits_for_review_and_approval_then_commits(prefect_serve
     assert {"plan-batch-2", "plan-classes-batch-2", "plan-students-batch-2", "plan-removals-batch-2",
             "plan-removals-by-school-batch-2", "plan-name-differences-batch-2"} <= keys
     # A wrong acknowledgement is refused and the run asks again.
-    resume_flow_run(run_id, run_input={"approver": "Pat Admin", "approve": True, "removals_acknowledged": 999})
+    resume_flow_run(run_id, run_input=_approval(district_warehouse, removals_acknowledged=999))
     run_id, key = _wait_for_pause("yearly-migration", seen)
     assert "Not accepted" in _description(run_id, key)
     with opened(district_warehouse) as con:
         removals = con.execute("SELECT count(*) FROM plan_removals WHERE batch_id = 2").fetchall()[0][0]
         assert con.execute("SELECT count(*) FROM students WHERE status = 'deleted'").fetchall()[0][0] == 0
-    resume_flow_run(run_id, run_input={"approver": "Pat Admin", "approve": True, "removals_acknowledged": removals})
+    resume_flow_run(run_id, run_input=_approval(district_warehouse, removals_acknowledged=removals))
     thread.join(120)
+    # Prefect keeps the submitted form without the secret.
+    kept = json.loads(_response(run_id, key))
+    assert kept["approver"] == "Pat Admin" and kept["removals_acknowledged"] == removals
+    assert "approver_secret" not in kept
     assert outcome == {"status": "committed"}
     assert _run_state(run_id).is_completed()
     with opened(district_warehouse) as con:
@@ -140,7 +177,7 @@ def test_a_migration_waits_until_all_sheets_are_uploaded(prefect_server, distric
     assert "Approve batch" in _description(run_id, key)
     with opened(district_warehouse) as con:
         assert con.execute("SELECT count(*) FROM staged_rows").fetchall()[0][0] > 0
-    resume_flow_run(run_id, run_input={"approver": "Pat Admin", "approve": False})
+    resume_flow_run(run_id, run_input=_approval(district_warehouse, approve=False))
     thread.join(120)
     assert outcome == {"status": "rejected"}
     with opened(district_warehouse) as con:
@@ -196,7 +233,7 @@ def test_a_deployed_run_waits_suspended_and_survives_a_worker_restart(prefect_se
         worker.kill()
         worker.wait(30)
         worker = _start_worker("suspension-test", log)
-        resume_flow_run(run.id, run_input={"approver": "Pat Admin", "approve": True})
+        resume_flow_run(run.id, run_input=_approval(district_warehouse))
         final = _wait_for_state(run.id, lambda s: s.is_final(), timeout=180)
         assert final.is_completed(), log.read_text()[-3000:]
         with opened(district_warehouse) as con:
@@ -220,7 +257,7 @@ def test_messages_that_cannot_be_written_after_the_commit_fail_the_run_with_the_
                                 outbox_dir=str(tmp_path / "outbox"), wait_poll_seconds=1)
     thread, outcome = _run_in_thread(batch_registration, config)
     run_id, _ = _wait_for_pause("batch-registration", set())
-    resume_flow_run(run_id, run_input={"approver": "Pat Admin", "approve": True})
+    resume_flow_run(run_id, run_input=_approval(district_warehouse))
     thread.join(120)
     state = _run_state(run_id)
     assert state.is_failed() and outcome.get("status") != "committed"

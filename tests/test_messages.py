@@ -21,7 +21,7 @@ from tasks.credentials import verify_password
 from tasks import messages as messages_module
 from tasks.messages import (ROSTER_COLUMNS, MailSettings, MessageBuildFailed, build_messages, deliver, message_center,
                             purge_sent_files, read_back_credentials, send_messages)
-from tests.batch_helpers import approve_and_commit, start
+from tests.batch_helpers import approve_and_commit, approve_args, start
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
 from warehouse.handle import opened
@@ -222,7 +222,7 @@ def test_a_teacher_in_schools_with_long_shared_names_and_forbidden_characters_ge
     batch_id = hard_district(run, tmp_path)
     previous = os.umask(0)   # outbox modes must not depend on the umask
     try:
-        code, out, err = run("approve", str(batch_id), "--approver", "Pat Admin", "--json")
+        code, out, err = run(*approve_args(tmp_path / "w.duckdb", batch_id, monkeypatch), "--json")
     finally:
         os.umask(previous)
     assert code == 0 and "Traceback" not in err, err
@@ -267,10 +267,10 @@ def test_a_teacher_in_schools_with_long_shared_names_and_forbidden_characters_ge
     assert all(m["files_purged_at"] for m in json.loads(run("messages", "list", "--json")[1]))
 
 
-def test_approve_says_when_messages_fail_after_the_commit_and_messages_build_finishes_it(run, tmp_path):
+def test_approve_says_when_messages_fail_after_the_commit_and_messages_build_finishes_it(run, tmp_path, monkeypatch):
     batch_id = hard_district(run, tmp_path)
     (tmp_path / "outbox").write_text("a file where the outbox folder should be")
-    code, out, err = run("approve", str(batch_id), "--approver", "Pat Admin")
+    code, out, err = run(*approve_args(tmp_path / "w.duckdb", batch_id, monkeypatch))
     assert code == 1 and "Traceback" not in err
     assert f"Batch {batch_id} committed; messages could not be written: " in err
     assert f"Fix it and run `rosterflow messages build {batch_id}`" in err

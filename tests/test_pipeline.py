@@ -10,11 +10,13 @@ import polars as pl
 import pytest
 
 from tasks.approve import ApprovalError, decide_batch
+from tasks.approvers import ApproverError
 from tasks.commit import CommitError, commit_batch
 from tasks.messages import MailSettings, build_messages
 from tasks.credentials import CLASS_CODE_ALPHABET, verify_password
 from tasks.pipeline import advance_batch
-from tests.batch_helpers import add_district_catalog, approve_and_commit, link_all_reviews, start
+from tests.batch_helpers import (add_district_catalog, approval, approve_and_commit, approver_secret, link_all_reviews,
+                                 start)
 from warehouse.handle import opened
 
 
@@ -110,7 +112,7 @@ def test_commit_is_exactly_once_and_a_rejected_batch_changes_nothing(district, r
     link_all_reviews(registered, batch_id)
     before = _students(registered)
     with opened(registered) as con:
-        decide_batch(con, batch_id, "Pat Admin", False)
+        decide_batch(con, batch_id, "Pat Admin", False, secret=approver_secret(con))
         with pytest.raises(CommitError, match="not approved"):
             commit_batch(con, batch_id, "Pat Admin")
     assert _students(registered).equals(before)
@@ -126,7 +128,7 @@ def test_commit_is_exactly_once_and_a_rejected_batch_changes_nothing(district, r
     assert messages.filter(pl.col("kind") == "teacher_roster")["attachment"].str.ends_with(".xlsx").all()
 
 
-def test_approval_needs_the_typed_removal_count_and_a_known_approver(district, registered: Path):
+def test_approval_needs_the_typed_removal_count_and_a_registered_approver(district, registered: Path):
     progress = start(registered, "migration", district.migration_files[:2], district.migration_term,
                      district.subscription_type)
     progress = link_all_reviews(registered, progress["batch_id"])
@@ -134,10 +136,10 @@ def test_approval_needs_the_typed_removal_count_and_a_known_approver(district, r
     assert removals > 0
     with opened(registered) as con:
         with pytest.raises(ApprovalError, match=f"removes {removals} students"):
-            decide_batch(con, batch_id, "Pat Admin", True, removals + 1)
-        with pytest.raises(ApprovalError, match="not an approver"):
-            decide_batch(con, batch_id, "Mallory", True, removals, allowed_approvers=("Pat Admin",))
-        assert decide_batch(con, batch_id, "Pat Admin", True, removals)["approved"]
+            decide_batch(con, batch_id, "Pat Admin", True, removals + 1, **approval(con, batch_id))
+        with pytest.raises(ApproverError, match="'Mallory' is not a registered approver"):
+            decide_batch(con, batch_id, "Mallory", True, removals, **approval(con, batch_id))
+        assert decide_batch(con, batch_id, "Pat Admin", True, removals, **approval(con, batch_id))["approved"]
 
 
 def test_a_plan_made_before_another_commit_is_refused(district, registered: Path):
@@ -146,7 +148,8 @@ def test_a_plan_made_before_another_commit_is_refused(district, registered: Path
     two = link_all_reviews(registered, start(registered, "migration", district.migration_files[1:2],
                                              district.migration_term, district.subscription_type)["batch_id"])
     with opened(registered) as con:
-        decide_batch(con, two["batch_id"], "Pat Admin", True, two["plan"]["removals"])
+        decide_batch(con, two["batch_id"], "Pat Admin", True, two["plan"]["removals"],
+                     **approval(con, two["batch_id"]))
     approve_and_commit(registered, one["batch_id"])
     with opened(registered) as con:
         with pytest.raises(CommitError, match="out of date"):
@@ -187,7 +190,8 @@ def test_a_header_typo_or_an_empty_sheet_removes_nobody(district, registered: Pa
                for g in plan["guard"]), plan["guard"]
     with opened(registered) as con:
         with pytest.raises(ApprovalError, match="guard"):
-            decide_batch(con, progress["batch_id"], "Pat Admin", True, plan["removals"])
+            decide_batch(con, progress["batch_id"], "Pat Admin", True, plan["removals"],
+                         **approval(con, progress["batch_id"]))
 
 
 def test_a_removed_student_who_comes_back_is_restored_not_created(district, registered: Path):

@@ -11,7 +11,7 @@ from tasks.approve import ApprovalError, decide_batch
 from tasks.pipeline import advance_batch
 from tasks.plan import plan_markdown, plan_tables
 from tasks.review import review_items
-from tests.batch_helpers import approve_and_commit, start
+from tests.batch_helpers import approval, approve_and_commit, start
 from tests.sheets import TEMPLATE_HEADER, roster_row, write_roster, write_sheets
 from warehouse import catalog
 from warehouse.handle import opened
@@ -120,7 +120,8 @@ def test_a_sheet_that_shrank_since_last_time_is_held_for_an_override(town: Path,
     assert "28 rows where batch 1 had 40 (30% fewer" in guard[0]["reason"]
     with opened(town) as con:
         with pytest.raises(ApprovalError, match="guard"):
-            decide_batch(con, progress["batch_id"], "Pat Admin", True, 12, override_guard=False)
+            decide_batch(con, progress["batch_id"], "Pat Admin", True, 12, override_guard=False,
+                         **approval(con, progress["batch_id"]))
     approve_and_commit(town, progress["batch_id"], override=True)
     with opened(town) as con:
         assert con.execute("SELECT count(*) FROM students WHERE status = 'deleted'").fetchall() == [(12,)]

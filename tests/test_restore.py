@@ -1,4 +1,4 @@
-"""Restoring removed students: exactly what was removed comes back, by approvers only."""
+"""Restoring removed students: exactly what was removed comes back, by registered approvers only."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tasks.restore import RestoreError, restore_students
-from tests.batch_helpers import approve_and_commit, link_all_reviews, start
+from tasks.approvers import ApproverError
+from tasks.restore import restore_students
+from tests.batch_helpers import approve_and_commit, approver_secret, link_all_reviews, start
 from warehouse.handle import opened
 
 
@@ -29,9 +30,9 @@ def test_a_batch_restore_brings_back_exactly_what_it_removed(district, district_
     assert removed
     with opened(district_warehouse) as con:
         enrollments_before = con.execute("SELECT count(*) FROM enrollments").fetchall()
-        with pytest.raises(RestoreError, match="not an approver"):
-            restore_students(con, "Mallory", batch_id=migration["batch_id"], allowed_approvers=("Pat Admin",))
-        result = restore_students(con, "Pat Admin", batch_id=migration["batch_id"], allowed_approvers=("Pat Admin",))
+        with pytest.raises(ApproverError, match="'Mallory' is not a registered approver"):
+            restore_students(con, "Mallory", batch_id=migration["batch_id"], secret=approver_secret(con))
+        result = restore_students(con, "Pat Admin", batch_id=migration["batch_id"], secret=approver_secret(con))
         assert con.execute("SELECT count(*) FROM enrollments").fetchall() == enrollments_before
         audited = con.execute("SELECT count(*) FROM audit_log WHERE action = 'student.restore'").fetchall()[0][0]
     assert sorted(result["restored"]) == sorted(removed) and result["refused"] == []
@@ -41,7 +42,7 @@ def test_a_batch_restore_brings_back_exactly_what_it_removed(district, district_
     assert sorted(changed["student_key"].to_list()) == sorted(removed) and set(changed["status"]) == {"active"}
     assert audited == len(removed)
     with opened(district_warehouse) as con:
-        again = restore_students(con, "Pat Admin", student_keys=[removed[0]])
+        again = restore_students(con, "Pat Admin", student_keys=[removed[0]], secret=approver_secret(con))
     assert again["restored"] == [] and "not removed" in again["refused"][0]["reason"]
 
 
@@ -50,7 +51,7 @@ def test_a_student_whose_id_is_now_taken_is_not_restored(warehouse_path: Path):
         con.execute("INSERT INTO students (student_key, first_name, last_name, student_id, status, deleted_batch)"
                     " VALUES (1, 'Ana', 'Silva', 'A1', 'deleted', 7), (2, 'Ana', 'Silva', 'A1', 'active', NULL),"
                     " (3, 'Ben', 'Lee', 'B2', 'deleted', 7)")
-        result = restore_students(con, "Pat Admin", batch_id=7)
+        result = restore_students(con, "Pat Admin", batch_id=7, secret=approver_secret(con))
         status = dict(con.execute("SELECT student_key, status FROM students").fetchall())
     assert result["restored"] == [3]
     assert result["refused"] == [{"student_key": 1, "reason": "an active student now has the same student ID or SSID"}]

@@ -19,7 +19,7 @@ from tasks.temporary import (
     link_temporary_student,
     list_temporary_students,
 )
-from tests.batch_helpers import approve_and_commit, link_all_reviews, start
+from tests.batch_helpers import approval, approve_and_commit, link_all_reviews, start
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
 from warehouse.handle import opened
@@ -284,7 +284,8 @@ def test_a_temporary_student_created_after_the_match_makes_the_plan_stale(school
     progress = start(school, "migration", [write_roster(tmp_path / "y2.xlsx", rows)], YEAR2, SUB)
     assert progress["plan"]["students_new"] == 1
     with opened(school) as con:
-        decide_batch(con, progress["batch_id"], "Pat Admin", True, progress["plan"]["removals"])
+        decide_batch(con, progress["batch_id"], "Pat Admin", True, progress["plan"]["removals"],
+                     **approval(con, progress["batch_id"]))
         temp = create_temporary_student(con, "Maya", "Tempé", ssid="SS900", school=ABC, actor="Office")
         with pytest.raises(CommitError, match="temporary.create"):
             commit_batch(con, progress["batch_id"], "Pat Admin")

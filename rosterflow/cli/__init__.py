@@ -7,7 +7,8 @@ This module holds the entry point (``main``: error handling, ``--debug``) and th
 options (``build_parser``); each concept module adds its own commands:
 ``catalog`` (init, school, course, subscription), ``intake`` (register, migrate, upload, uploads,
 all-uploaded), ``batches`` (batch list/resume/show/issues), ``templates`` (template, export-roster),
-``review``, ``inbox`` (decisions recorded while the warehouse was busy), ``messages``, ``approval`` (plan, approve, reject) and ``students`` (restore, student temp);
+``review``, ``inbox`` (decisions recorded while the warehouse was busy), ``messages``, ``approval`` (plan, approve,
+reject), ``approvers`` (approver add/list/remove) and ``students`` (restore, student temp);
 ``output`` holds what they share.
 """
 
@@ -17,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rosterflow.cli import approval, batches, catalog, inbox, intake, messages, review, students, templates
+from rosterflow.cli import approval, approvers, batches, catalog, inbox, intake, messages, review, students, templates
 from rosterflow.cli.output import ACTOR_CLI
 from rosterflow.settings import SettingsError, load_settings
 from warehouse.batches import require_batch
@@ -26,7 +27,7 @@ from warehouse.handle import Warehouse
 from warehouse.locks import BatchBusy
 
 # In the order `rosterflow --help` lists their commands.
-COMMAND_MODULES = (catalog, intake, batches, templates, review, inbox, messages, approval, students)
+COMMAND_MODULES = (catalog, intake, batches, templates, review, inbox, messages, approval, approvers, students)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,5 @@
-"""Commands that decide a batch: `plan` (what it will do), `approve` (commit it and deliver its messages)
-and `reject`.
+"""Commands that decide a batch: `plan` (what it will do, and its version), `approve` (commit exactly
+that version and deliver its messages) and `reject`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from pathlib import Path
 from rosterflow.cli.intake import failure_text
 from rosterflow.cli.output import AddCommand, count_arg, print_result, working_on
 from rosterflow.settings import load_settings
+from rosterflow.cli.approvers import approver_secret, refused
 from tasks.approve import ApprovalError, decide_batch
+from tasks.approvers import ApproverError
 from tasks.commit import CommitError, commit_batch
 from tasks.messages import MessageBuildFailed, deliver
 from tasks.pipeline import advance_batch
-from tasks.plan import plan_markdown, plan_tables
+from tasks.plan import plan_markdown, plan_tables, plan_version
 from tasks.report import write_plan_xlsx
 from warehouse import batches
 
@@ -32,26 +34,37 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         tables = plan_tables(con, args.batch)
+        summary = {**progress["plan"], "version": plan_version(con, args.batch)}
         if args.xlsx:
             print(f"Plan workbook: {write_plan_xlsx(con, args.batch, Path(args.xlsx))}", file=sys.stderr)
-    summary = progress["plan"]
     data = {"summary": summary, **{name: frame.to_dicts() for name, frame in tables.items()}}
-    print_result(data, args.json, plan_markdown(summary, tables))
+    print_result(data, args.json, plan_markdown(summary, tables) + (
+        "" if summary["blockers"] else f"\n\nTo approve it: `rosterflow approve {args.batch} --plan "
+        f"{summary['version']} --approver NAME" + (f" --remove-count {summary['removals']}" if summary.get("removals")
+                                                     else "") + (" --override-guard" if summary["guard"] else "") + "`"))
     return 0
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
+    """Decide exactly the plan shown: the version named by --plan, by the approver proven by their
+    secret. Nothing here matches or plans again (only `rosterflow plan N` does)."""
     approve = args.command == "approve"
+    if approve and not (args.plan or "").strip():
+        print(f"error: name the plan version you approve: `rosterflow plan {args.batch}` shows it; then "
+              f"`rosterflow approve {args.batch} --plan VERSION --approver NAME`.", file=sys.stderr)
+        return 2
+    secret = approver_secret(args.approver)
     with args.wh.write() as con:
         try:
-            advance_batch(con, args.batch)
-            decision = decide_batch(con, args.batch, args.approver, approve, args.remove_count,
-                                    args.override_guard, args.comment or "", load_settings().approvers)
+            decision = decide_batch(con, args.batch, args.approver, approve, args.remove_count, args.override_guard,
+                                    args.comment or "", secret=secret, plan_version=args.plan)
             if not decision["approved"]:
                 print_result(decision, args.json,
                              f"Batch {args.batch} rejected by {decision['approver']}: nothing changed.")
                 return 0
             summary = commit_batch(con, args.batch, decision["approver"])
+        except ApproverError as error:
+            return refused(error)
         except (ApprovalError, CommitError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
@@ -78,7 +91,13 @@ def add_commands(sub: argparse._SubParsersAction, command: AddCommand) -> None:
     for name, help_text in (("approve", "approve and commit a batch"), ("reject", "reject a batch")):
         p = command(name, cmd_approve, help_text)
         p.add_argument("batch", type=int)
-        p.add_argument("--approver", required=True)
+        p.add_argument("--approver", required=True,
+                       help="a registered approver; their secret is read from ROSTERFLOW_APPROVER_SECRET or asked for")
+        if name == "approve":
+            p.add_argument("--plan", metavar="VERSION",
+                           help="the plan version you approve, as `rosterflow plan N` shows it (required)")
+        else:
+            p.set_defaults(plan=None)
         p.add_argument("--remove-count", type=count_arg, help="the number of students the plan removes")
         p.add_argument("--override-guard", action="store_true")
         p.add_argument("--comment")

@@ -111,7 +111,8 @@ def progress_text(result: dict[str, Any], issues: pl.DataFrame) -> str:
         plan = result["plan"]
         lines.append(f"  plan: {plan['students_new']} new students, {plan['enrollments_new']} enrollments, "
                      f"{plan['removals']} removals, {plan['subscriptions_needed']} subscriptions")
-        lines.append(f"  next: rosterflow plan {batch_id}, then rosterflow approve {batch_id} --approver NAME")
+        lines.append(f"  next: rosterflow plan {batch_id} (it shows the plan's VERSION), then "
+                     f"rosterflow approve {batch_id} --plan VERSION --approver NAME")
     return "\n".join(lines)
 
 

@@ -7,14 +7,19 @@ from __future__ import annotations
 import argparse
 
 from rosterflow.cli.output import AddCommand, print_result, table_text
-from rosterflow.settings import load_settings
+from rosterflow.cli.approvers import approver_secret, refused
 from tasks import temporary
+from tasks.approvers import ApproverError
 from tasks.restore import restore_students
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    with args.wh.write() as con:
-        result = restore_students(con, args.by, args.student or None, args.batch, load_settings().approvers)
+    secret = approver_secret(args.by)
+    try:
+        with args.wh.write() as con:
+            result = restore_students(con, args.by, args.student or None, args.batch, secret=secret)
+    except ApproverError as error:
+        return refused(error)
     lines = [f"Restored {len(result['restored'])} student(s)."]
     lines += [f"  not restored: student {r['student_key']}: {r['reason']}" for r in result["refused"]]
     print_result(result, args.json, "\n".join(lines))
@@ -66,11 +71,12 @@ def cmd_temp_delete(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction, command: AddCommand) -> None:
     """Add `restore` and `student temp ...` to the sub-parsers ``sub``."""
-    p = command("restore", cmd_restore, "bring back removed students (approvers only)")
+    p = command("restore", cmd_restore, "bring back removed students (registered approvers only)")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--student", type=int, action="append", help="a removed student's key (repeatable)")
     target.add_argument("--batch", type=int, help="restore everyone this batch removed")
-    p.add_argument("--by", required=True, help="the approver restoring")
+    p.add_argument("--by", required=True, help="the registered approver restoring; their secret is read from "
+                   "ROSTERFLOW_APPROVER_SECRET or asked for")
 
     student = sub.add_parser("student", help="students").add_subparsers(dest="student_command", required=True)
     temp = student.add_parser("temp", help="temporary students (before the SIS has them)").add_subparsers(
