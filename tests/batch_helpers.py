@@ -9,7 +9,7 @@ from tasks.approve import decide_batch
 from tasks.commit import commit_batch
 from tasks.pipeline import advance_batch, open_batch
 from tasks.review import decide_review, review_items
-from warehouse.handle import opened
+from warehouse.handle import Warehouse, opened
 
 
 def start(warehouse: Path, mode: str, files: list[Path], term: str, subscription: str, **extra) -> dict:
@@ -30,11 +30,12 @@ def link_all_reviews(warehouse: Path, batch_id: int) -> dict:
 
 def approve_and_commit(warehouse: Path, batch_id: int, removals: int | None = None, override: bool = False) -> dict:
     """Approve with the plan's removal count (unless given) and commit."""
-    with opened(warehouse) as con:
+    wh = Warehouse(warehouse, who="test")
+    with wh.write() as con:
         progress = advance_batch(con, batch_id)
         count = progress["plan"]["removals"] if removals is None else removals
         decide_batch(con, batch_id, "Pat Admin", True, count, override)
-        return commit_batch(con, batch_id, "Pat Admin")
+    return commit_batch(wh, batch_id, "Pat Admin")
 
 
 def add_district_catalog(warehouse: Path, district) -> Path:
