@@ -19,8 +19,8 @@ PASSWORD_DIGITS = "34679"
 PASSWORD_WORD_COUNT = 3
 # Hashing and password strength are chosen together (README, "Passwords"): three words of 1,024 and two
 # digits of 5 carry 34.6 bits, so an attacker holding the hashes needs on average 2^33.6 guesses;
-# scrypt at 2^10 (1 MiB, ~3 ms a hash here) then costs an attacker over 1,000 times more than the
-# former 20.5-bit passwords under scrypt at 2^13, and a 10,000-student batch hashes in seconds.
+# scrypt at 2^10 (1 MiB, ~3 ms of CPU a hash here) then costs an attacker about 2,100 times more than
+# the former 20.5-bit passwords under scrypt at 2^13, and a 10,000-student batch hashes in 30 core-seconds.
 # Every hash keeps its own parameters, so hashes made with the former ones still verify.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**10, 8, 1
 
