@@ -32,7 +32,7 @@ from tasks.commit import committed_summary
 from tasks.exports import private_dir, write_private_bytes, write_xlsx
 from warehouse import batches
 from warehouse.connection import transaction
-from warehouse.handle import opened
+from warehouse.handle import Warehouse
 
 XLSX = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 ROSTER_COLUMNS = ["Class Code", "Term", "Class Period", "Student First Name", "Student Last Name", "Student ID",
@@ -148,13 +148,14 @@ def eml_credentials(eml_path: str | Path) -> set[tuple[str, str]]:
 
 
 def verify_messages(con: duckdb.DuckDBPyConnection, batch_id: int, messages: pl.DataFrame) -> dict[str, Any]:
-    """Read the written messages back and look for every credential the batch issued.
+    """Read the written messages back and look for every credential the batch issued (see
+    ``check_messages``)."""
+    return check_messages(*issued_credentials(con, batch_id), messages)
 
-    ``messages`` has ``kind``, ``about`` and ``eml_path``. Each teacher's roster (and its copy)
-    must hold every new student of that teacher's classes, and every issued credential must be in
-    some teacher's roster. Returns ``issued``, ``found``, ``missing`` (logins in no message), and
-    ``message_errors`` (eml path -> why).
-    """
+
+def issued_credentials(con: duckdb.DuckDBPyConnection,
+                       batch_id: int) -> tuple[set[tuple[str, str]], dict[str, set[tuple[str, str]]]]:
+    """The (login, password) pairs the batch issued, and those each teacher's roster must hold."""
     issued = {(login, password) for login, password in con.execute(
         "SELECT login_name, password FROM issued_credentials WHERE batch_id = ?", [batch_id]).fetchall()}
     expected: dict[str, set[tuple[str, str]]] = {}
@@ -164,6 +165,18 @@ def verify_messages(con: duckdb.DuckDBPyConnection, batch_id: int, messages: pl.
         " JOIN classes c USING (class_id) JOIN teachers t USING (teacher_id) WHERE ic.batch_id = ?", [batch_id],
     ).fetchall():
         expected.setdefault(teacher_email, set()).add((login, password))
+    return issued, expected
+
+
+def check_messages(issued: set[tuple[str, str]], expected: dict[str, set[tuple[str, str]]],
+                   messages: pl.DataFrame) -> dict[str, Any]:
+    """Read the written messages back and look for every issued credential (no warehouse needed).
+
+    ``messages`` has ``kind``, ``about`` and ``eml_path``. Each teacher's roster (and its copy)
+    must hold every new student of that teacher's classes, and every issued credential must be in
+    some teacher's roster. Returns ``issued``, ``found``, ``missing`` (logins in no message), and
+    ``message_errors`` (eml path -> why).
+    """
     in_rosters: set[tuple[str, str]] = set()
     message_errors: dict[str, str] = {}
     for message in messages.filter(pl.col("kind").is_in(["teacher_roster", "admin_copy"])).to_dicts():
@@ -204,55 +217,95 @@ def plain_password_count(con: duckdb.DuckDBPyConnection, batch_id: int) -> int:
     return con.execute("SELECT count(*) FROM issued_credentials WHERE batch_id = ?", [batch_id]).fetchall()[0][0]
 
 
-def build_messages(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Path,
-                   mail: MailSettings) -> pl.DataFrame:
+@dataclass(frozen=True)
+class MessageInputs:
+    """What building a batch's messages reads from the warehouse, read in one short hold."""
+
+    summary: dict[str, Any]
+    batch: dict[str, Any]
+    rows: pl.DataFrame
+    sent: pl.DataFrame
+    files: list[str]
+    remaining: pl.DataFrame
+    issued: set[tuple[str, str]]
+    expected: dict[str, set[tuple[str, str]]]
+
+
+def read_message_inputs(con: duckdb.DuckDBPyConnection, batch_id: int, existing: pl.DataFrame) -> MessageInputs:
+    """Everything the batch's messages say, and the credentials they must carry."""
+    batch = batches.get_batch(con, batch_id)
+    files = [r[0] for r in con.execute(
+        "SELECT DISTINCT file_name FROM batch_files WHERE batch_id = ? ORDER BY file_name", [batch_id]).fetchall()]
+    remaining = con.sql(
+        "SELECT coalesce(sc.name, 'district pool') AS pool, s.available FROM subscriptions s"
+        " LEFT JOIN schools sc USING (school_id) WHERE s.subscription_type = $t ORDER BY s.school_id NULLS FIRST",
+        params={"t": batch["subscription_type"]},
+    ).pl()
+    return MessageInputs(committed_summary(con, batch_id), batch, roster_rows(con, batch_id),
+                         existing.filter(pl.col("status") == "sent"), files, remaining,
+                         *issued_credentials(con, batch_id))
+
+
+def build_messages(wh: Warehouse, batch_id: int, outbox_dir: Path, mail: MailSettings) -> pl.DataFrame:
     """Write the batch's messages to ``outbox_dir/batch-N/messages``, read them back, record them
     in the message center and, once every issued credential is found in them, purge the batch's
     plain passwords; return the batch's messages.
 
-    Idempotent: a batch whose build is verified returns its messages as they are. A batch whose
-    build failed is built again: its unsent messages are replaced, sent ones are kept and never
-    written again. Any failure is recorded and raised as ``MessageBuildFailed``, with the commit
-    and the plain passwords left as they are.
+    The warehouse is held only to read what the messages say and to record them: the workbooks and
+    messages are written and read back with it closed. Idempotent: a batch whose build is verified
+    returns its messages as they are. A batch whose build failed is built again: its unsent messages
+    are replaced, sent ones are kept and never written again. Any failure is recorded and raised as
+    ``MessageBuildFailed``, with the commit and the plain passwords left as they are.
     """
-    if committed_summary(con, batch_id) is None:
-        raise MessageError(f"Batch {batch_id} is not committed: there is nothing to announce.")
-    existing = message_center(con, batch_id)
-    build = build_record(con, batch_id)
-    if build is not None and build["status"] == "verified":
-        return existing
-    if build is None and existing.height and plain_password_count(con, batch_id) == 0:
-        return existing   # built before builds were recorded; its passwords are gone already
+    with wh.read(batch=batch_id, stage="messages") as con:
+        if committed_summary(con, batch_id) is None:
+            raise MessageError(f"Batch {batch_id} is not committed: there is nothing to announce.")
+        existing = message_center(con, batch_id)
+        build = build_record(con, batch_id)
+        if build is not None and build["status"] == "verified":
+            return existing
+        if build is None and existing.height and plain_password_count(con, batch_id) == 0:
+            return existing   # built before builds were recorded; its passwords are gone already
     try:
-        return _write_and_verify_messages(con, batch_id, Path(outbox_dir), mail, existing)
+        return _write_and_verify_messages(wh, batch_id, Path(outbox_dir), mail, existing)
     except MessageBuildFailed:
         raise
     except Exception as error:   # noqa: BLE001 (whatever broke, the commit stands: record it, say it)
         reason = f"{type(error).__name__}: {error}"
-        with transaction(con):
+        with wh.write(batch=batch_id, stage="messages") as con, transaction(con):
             _record_build(con, batch_id, "failed", reason)
             batches.audit(con, "rosterflow", "messages.build_failed", "batch", batch_id, batch_id, {"error": reason})
         raise MessageBuildFailed(batch_id, reason) from error
 
 
-def _write_and_verify_messages(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Path, mail: MailSettings,
+def _write_and_verify_messages(wh: Warehouse, batch_id: int, outbox_dir: Path, mail: MailSettings,
                                existing: pl.DataFrame) -> pl.DataFrame:
     """Write the batch's messages not sent yet, read them back, and record them (purging the plain
     passwords when the read-back finds every credential); raise ``MessageBuildFailed`` when it does not."""
-    summary = committed_summary(con, batch_id)
-    batch = batches.get_batch(con, batch_id)
-    rows = roster_rows(con, batch_id)
-    sent = existing.filter(pl.col("status") == "sent")
-    private_dir(outbox_dir / f"batch-{batch_id}")
-    writer = _MessageWriter(private_dir(outbox_dir / f"batch-{batch_id}" / "messages"), mail.sender,
-                            {(r["kind"], r["recipient"], r["about"]) for r in sent.to_dicts()})
-    _write_teacher_rosters(writer, rows, batch, batch_id, mail.admin_email)
-    _write_admin_confirmation(con, writer, batch, batch_id, summary, rows["email"].n_unique(), mail.admin_email)
-    frame, check, failure = _read_back(con, batch_id, writer.frame(), sent)
-    _record_written_messages(con, batch_id, frame, sent.height, check, failure)
+    with wh.read(batch=batch_id, stage="messages") as con:
+        inputs = read_message_inputs(con, batch_id, existing)
+    frame, check, failure = write_messages(inputs, batch_id, outbox_dir, mail)
+    with wh.write(batch=batch_id, stage="messages") as con:
+        build = build_record(con, batch_id)
+        if build is not None and build["status"] == "verified":
+            return message_center(con, batch_id)   # another process finished the build meanwhile
+        _record_written_messages(con, batch_id, frame, inputs.sent.height, check, failure)
+        messages = message_center(con, batch_id)
     if failure:
         raise MessageBuildFailed(batch_id, failure)
-    return message_center(con, batch_id)
+    return messages
+
+
+def write_messages(inputs: MessageInputs, batch_id: int, outbox_dir: Path,
+                   mail: MailSettings) -> tuple[pl.DataFrame, dict[str, Any], str | None]:
+    """Write the batch's messages (all but those already sent) and read them back, without the
+    warehouse: the written messages, the read-back check, and why it failed (None when it passed)."""
+    private_dir(outbox_dir / f"batch-{batch_id}")
+    writer = _MessageWriter(private_dir(outbox_dir / f"batch-{batch_id}" / "messages"), mail.sender,
+                            {(r["kind"], r["recipient"], r["about"]) for r in inputs.sent.to_dicts()})
+    _write_teacher_rosters(writer, inputs.rows, inputs.batch, batch_id, mail.admin_email)
+    _write_admin_confirmation(writer, inputs, batch_id, mail.admin_email)
+    return _read_back(inputs, writer.frame())
 
 
 class _MessageWriter:
@@ -317,34 +370,26 @@ def _teacher_message_body(teacher: str, teacher_rows: pl.DataFrame, batch_id: in
             "password.\n")
 
 
-def _write_admin_confirmation(con: duckdb.DuckDBPyConnection, writer: _MessageWriter, batch: dict[str, Any],
-                              batch_id: int, summary: dict[str, Any], teachers: int, admin_email: str) -> None:
+def _write_admin_confirmation(writer: _MessageWriter, inputs: MessageInputs, batch_id: int, admin_email: str) -> None:
     """The administrator's confirmation: what the batch registered and the subscriptions left."""
-    files = [r[0] for r in con.execute(
-        "SELECT DISTINCT file_name FROM batch_files WHERE batch_id = ? ORDER BY file_name", [batch_id]).fetchall()]
-    remaining = con.sql(
-        "SELECT coalesce(sc.name, 'district pool') AS pool, s.available FROM subscriptions s"
-        " LEFT JOIN schools sc USING (school_id) WHERE s.subscription_type = $t ORDER BY s.school_id NULLS FIRST",
-        params={"t": batch["subscription_type"]},
-    ).pl()
+    batch, summary = inputs.batch, inputs.summary
     body = (
         f"Batch {batch_id} ({batch['mode']}, {batch['term']}) is complete.\n\n"
         f"Students registered: {summary['enrollments_created']} enrollment(s); {summary['students_created']} new "
         f"student account(s); {summary['students_removed']} student(s) removed (restorable).\n"
         f"Subscriptions used: {summary['subscriptions_used']} '{batch['subscription_type']}'.\n"
-        f"Subscriptions remaining:\n" + "\n".join(f"- {r['pool']}: {r['available']}" for r in remaining.to_dicts())
-        + f"\n\nEach teacher was sent their roster; you have a copy of each ({teachers}).\n"
+        f"Subscriptions remaining:\n" + "\n".join(f"- {r['pool']}: {r['available']}" for r in inputs.remaining.to_dicts())
+        + f"\n\nEach teacher was sent their roster; you have a copy of each ({inputs.rows['email'].n_unique()}).\n"
     )
-    writer.write("admin_confirmation", admin_email, "", f"Batch {batch['mode'].title()} completed: {', '.join(files)}",
+    writer.write("admin_confirmation", admin_email, "", f"Batch {batch['mode'].title()} completed: {', '.join(inputs.files)}",
                  body, None)
 
 
-def _read_back(con: duckdb.DuckDBPyConnection, batch_id: int, written: pl.DataFrame,
-               sent: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any], str | None]:
+def _read_back(inputs: MessageInputs, written: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any], str | None]:
     """Read the written and the sent messages back: the written messages (each marked with its
     error when a credential is missing), the check, and why the build failed (None when it passed)."""
-    check = verify_messages(con, batch_id, pl.concat([written.select("kind", "about", "eml_path"),
-                                                      sent.select("kind", "about", "eml_path")]))
+    check = check_messages(inputs.issued, inputs.expected, pl.concat([written.select("kind", "about", "eml_path"),
+                                                                      inputs.sent.select("kind", "about", "eml_path")]))
     if not (check["missing"] or check["message_errors"]):
         return written, check, None
     failure = (f"read back, {len(check['missing'])} of the {check['issued']} credential(s) the batch issued are "
@@ -451,11 +496,14 @@ def _record_outcome(con: duckdb.DuckDBPyConnection, message_ids: list[int], erro
         )
 
 
-def deliver(con: duckdb.DuckDBPyConnection, batch_id: int, outbox_dir: Path, mail: MailSettings) -> dict:
+def deliver(wh: Warehouse, batch_id: int, outbox_dir: Path, mail: MailSettings) -> dict:
     """Build the batch's messages (once) and send those not sent yet; return what happened.
     Raises ``MessageBuildFailed`` (recorded) when the messages cannot be built whole."""
-    messages = build_messages(con, batch_id, outbox_dir, mail)
-    outcome = send_messages(con, mail, batch_id)
+    messages = build_messages(wh, batch_id, outbox_dir, mail)
+    outcome = {"sent": 0, "failed": 0}
+    if mail.smtp_host:
+        with wh.write(batch=batch_id, stage="send messages") as con:
+            outcome = send_messages(con, mail, batch_id)
     return {"messages": messages.height, **outcome,
             "outbox": sorted({p for p in messages["attachment"].drop_nulls().to_list()} | set(messages["eml_path"]))}
 
@@ -528,8 +576,8 @@ def messages_task(warehouse_path: str, batch_id: int, outbox_dir: str, mail: Mai
     """Prefect task: write, read back, record and send the batch's messages. A build that fails is
     recorded and returned as ``error`` (the commit stands; the flow reports it); building again
     cannot help until its cause is fixed, so it is not retried."""
-    with opened(warehouse_path) as con:
-        try:
-            return deliver(con, batch_id, Path(outbox_dir), mail)
-        except MessageBuildFailed as failure:
-            return {"messages": 0, "sent": 0, "failed": 0, "outbox": [], "error": failure.advice}
+    try:
+        return deliver(Warehouse(Path(warehouse_path), who=f"messages of batch {batch_id}"), batch_id,
+                       Path(outbox_dir), mail)
+    except MessageBuildFailed as failure:
+        return {"messages": 0, "sent": 0, "failed": 0, "outbox": [], "error": failure.advice}

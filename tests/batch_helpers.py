@@ -14,7 +14,7 @@ from tasks.pipeline import advance_batch, open_batch
 from tasks.plan import plan_version
 from tasks.review import decide_review, review_items
 from warehouse.connection import first_row
-from warehouse.handle import opened
+from warehouse.handle import Warehouse, opened
 
 
 def start(warehouse: Path, mode: str, files: list[Path], term: str, subscription: str, **extra) -> dict:
@@ -80,11 +80,12 @@ def approve_args(warehouse: Path, batch_id: int, monkeypatch, name: str = APPROV
 
 def approve_and_commit(warehouse: Path, batch_id: int, removals: int | None = None, override: bool = False) -> dict:
     """Approve the current plan (made now if needed) with its removal count (unless given) and commit."""
-    with opened(warehouse) as con:
+    wh = Warehouse(warehouse, who="test")
+    with wh.write() as con:
         progress = advance_batch(con, batch_id)
         count = progress["plan"]["removals"] if removals is None else removals
         decide_batch(con, batch_id, APPROVER, True, count, override, **approval(con, batch_id))
-        return commit_batch(con, batch_id, APPROVER)
+    return commit_batch(wh, batch_id, APPROVER)
 
 
 def add_district_catalog(warehouse: Path, district) -> Path:

@@ -16,17 +16,16 @@ import pytest
 from tasks.approve import decide_batch
 from tasks.commit import commit_batch
 from tests.batch_helpers import add_district_catalog, approval, approve_and_commit, link_all_reviews, start
-from warehouse.handle import opened
+from warehouse.handle import Warehouse, opened
 
 pytestmark = pytest.mark.slow
 KILLS = 20
 CHILD = """
 import sys
 from tasks.commit import commit_batch
-from warehouse.handle import opened
-with opened(sys.argv[1]) as con:
-    print("ready", flush=True)
-    commit_batch(con, int(sys.argv[2]), "crash-test")
+from warehouse.handle import Warehouse
+print("ready", flush=True)
+commit_batch(Warehouse(sys.argv[1], who="crash-test"), int(sys.argv[2]), "crash-test")
 print("done", flush=True)
 """
 
@@ -71,8 +70,7 @@ def test_commit_killed_at_random_points_is_all_or_nothing_and_finishes_once(appr
     finished = tmp_path / "finished.duckdb"
     shutil.copy(template, finished)
     started = time.monotonic()
-    with opened(finished) as con:
-        commit_batch(con, batch_id, "crash-test")
+    commit_batch(Warehouse(finished), batch_id, "crash-test")
     duration = time.monotonic() - started
     complete = _batch_footprint(finished, batch_id)
     assert complete["marker"] == 1 and complete["enrollments"] > 0 and complete["removed"] > 0
@@ -95,8 +93,7 @@ def test_commit_killed_at_random_points_is_all_or_nothing_and_finishes_once(appr
         else:
             assert after_kill == before, f"kill {attempt}: part of the batch without its marker"
             outcomes["none"] += 1
-        with opened(warehouse) as con:
-            commit_batch(con, batch_id, "crash-test")
-            assert commit_batch(con, batch_id, "crash-test")["already_committed"]
+        commit_batch(Warehouse(warehouse), batch_id, "crash-test")
+        assert commit_batch(Warehouse(warehouse), batch_id, "crash-test")["already_committed"]
         assert _batch_footprint(warehouse, batch_id) == complete
     assert outcomes["none"] >= 1  # the kills did land before the commit finished

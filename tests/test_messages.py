@@ -24,7 +24,7 @@ from tasks.messages import (ROSTER_COLUMNS, MailSettings, MessageBuildFailed, bu
 from tests.batch_helpers import approve_and_commit, approve_args, start
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
-from warehouse.handle import opened
+from warehouse.handle import Warehouse, opened
 
 SCHOOL, SUB = "ABC High School", "K12 - One Month"
 MORGAN = {"teacher": ("Joshua", "Morgan"), "email": "jmorgan@example.org"}
@@ -109,8 +109,8 @@ def attachment_frame(message) -> pl.DataFrame:
 def test_teachers_get_their_rosters_and_the_administrator_copies_and_a_confirmation(committed, smtp, tmp_path):
     warehouse, batch_id = committed
     inbox, mail, _ = smtp
-    with opened(warehouse) as con:
-        outcome = deliver(con, batch_id, tmp_path / "outbox", mail)
+    with (wh := Warehouse(warehouse)).write() as con:
+        outcome = deliver(wh, batch_id, tmp_path / "outbox", mail)
         hashes = dict(con.execute("SELECT login_name, password_hash FROM students").fetchall())
         leftover = con.execute("SELECT count(*) FROM issued_credentials").fetchall()
     assert outcome["messages"] == 5 and outcome["sent"] == 5 and outcome["failed"] == 0
@@ -149,26 +149,26 @@ def test_a_failed_send_is_kept_and_sent_once_later(committed, smtp, tmp_path):
     warehouse, batch_id = committed
     inbox, mail, server = smtp
     server.stop()
-    with opened(warehouse) as con:
-        outcome = deliver(con, batch_id, tmp_path / "outbox", mail)
+    with (wh := Warehouse(warehouse)).write() as con:
+        outcome = deliver(wh, batch_id, tmp_path / "outbox", mail)
         assert outcome["sent"] == 0 and outcome["failed"] == 5
         center = message_center(con, batch_id)
     assert set(center["status"]) == {"failed"} and center["error"].str.contains("cannot reach").all()
     server.start()
-    with opened(warehouse) as con:
+    with (wh := Warehouse(warehouse)).write() as con:
         assert send_messages(con, mail, batch_id) == {"sent": 5, "failed": 0}
         assert send_messages(con, mail, batch_id) == {"sent": 0, "failed": 0}
         # Building again (a re-run of the flow) neither doubles nor re-sends anything.
-        assert build_messages(con, batch_id, tmp_path / "outbox", mail).height == 5
-        assert deliver(con, batch_id, tmp_path / "outbox", mail)["sent"] == 0
+        assert build_messages(wh, batch_id, tmp_path / "outbox", mail).height == 5
+        assert deliver(wh, batch_id, tmp_path / "outbox", mail)["sent"] == 0
         attempts = message_center(con, batch_id)["attempts"].to_list()
     assert len(inbox.messages) == 5 and attempts == [2] * 5
 
 
 def test_without_an_smtp_server_messages_are_written_to_the_outbox_only(committed, tmp_path):
     warehouse, batch_id = committed
-    with opened(warehouse) as con:
-        outcome = deliver(con, batch_id, tmp_path / "outbox", MailSettings())
+    with (wh := Warehouse(warehouse)).write() as con:
+        outcome = deliver(wh, batch_id, tmp_path / "outbox", MailSettings())
         center = message_center(con, batch_id)
     assert outcome["sent"] == 0 and set(center["status"]) == {"written"}
     eml = Path(center.filter(pl.col("kind") == "admin_confirmation")["eml_path"][0])
@@ -181,8 +181,8 @@ def test_a_refused_login_marks_the_messages_failed_and_the_commit_stands(committ
     inbox, mail, _ = smtp
     # The test server offers no AUTH: a configured login is refused, as a wrong password would be.
     with_login = MailSettings(**{**mail.__dict__, "smtp_user": "rosterflow", "smtp_password": "wrong"})
-    with opened(warehouse) as con:
-        outcome = deliver(con, batch_id, tmp_path / "outbox", with_login)
+    with (wh := Warehouse(warehouse)).write() as con:
+        outcome = deliver(wh, batch_id, tmp_path / "outbox", with_login)
         center = message_center(con, batch_id)
         committed_rows = con.execute("SELECT count(*) FROM commit_markers").fetchall()
     assert outcome["failed"] == 5 and inbox.messages == [] and committed_rows == [(1,)]
@@ -304,9 +304,9 @@ def test_a_failed_read_back_keeps_the_passwords_and_marks_the_message_failed(run
     batch_id = hard_district(run, tmp_path)
     approve_and_commit(warehouse, batch_id)
     monkeypatch.setattr(messages_module, "roster_sheets", truncated_sheet_names)
-    with opened(warehouse) as con:
+    with (wh := Warehouse(warehouse)).write() as con:
         with pytest.raises(MessageBuildFailed, match="3 of the 12 credential"):
-            deliver(con, batch_id, tmp_path / "outbox", mail)
+            deliver(wh, batch_id, tmp_path / "outbox", mail)
         center = message_center(con, batch_id)
         kept = con.execute("SELECT count(*) FROM issued_credentials").fetchall()
         assert send_messages(con, mail, batch_id) == {"sent": 0, "failed": 0}   # held, not sent
@@ -317,10 +317,10 @@ def test_a_failed_read_back_keeps_the_passwords_and_marks_the_message_failed(run
     assert f"batch {batch_id}  BUILD FAILED" in run("messages", "list")[1]
 
     monkeypatch.undo()
-    with opened(warehouse) as con:
-        outcome = deliver(con, batch_id, tmp_path / "outbox", mail)
+    with (wh := Warehouse(warehouse)).write() as con:
+        outcome = deliver(wh, batch_id, tmp_path / "outbox", mail)
         assert con.execute("SELECT count(*) FROM issued_credentials").fetchall() == [(0,)]
-        assert deliver(con, batch_id, tmp_path / "outbox", mail)["sent"] == 0
+        assert deliver(wh, batch_id, tmp_path / "outbox", mail)["sent"] == 0
         rebuilt = message_center(con, batch_id)
     assert outcome["messages"] == 3 and outcome["sent"] == 3 and len(inbox.messages) == 3
     (workbook,) = roster_workbooks(rebuilt.filter(pl.col("kind") == "teacher_roster")["eml_path"][0])
@@ -332,9 +332,9 @@ def test_purge_deletes_the_files_of_sent_messages_only(committed, smtp, tmp_path
     _, mail, _ = smtp
     second = register(warehouse, tmp_path, "later.xlsx", [roster_row(
         first="Lia", last="Moss", student_id="77", school=SCHOOL, teacher=("Kim", "Ode"), email="kode@example.org")])
-    with opened(warehouse) as con:
-        sent = deliver(con, first, tmp_path / "outbox", mail)
-        unsent = deliver(con, second, tmp_path / "outbox", MailSettings())
+    with (wh := Warehouse(warehouse)).write() as con:
+        sent = deliver(wh, first, tmp_path / "outbox", mail)
+        unsent = deliver(wh, second, tmp_path / "outbox", MailSettings())
         result = purge_sent_files(con, dt.datetime.now() + dt.timedelta(days=1), "Pat Admin")
         audited = con.execute("SELECT actor FROM audit_log WHERE action = 'messages.purge_files'").fetchall()
     assert sent["sent"] == 5 and result["messages"] == 5 and result["kept_unsent"] == 3

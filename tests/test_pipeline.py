@@ -17,7 +17,7 @@ from tasks.credentials import CLASS_CODE_ALPHABET, verify_password
 from tasks.pipeline import advance_batch
 from tests.batch_helpers import (add_district_catalog, approval, approve_and_commit, approver_secret, link_all_reviews,
                                  start)
-from warehouse.handle import opened
+from warehouse.handle import Warehouse, opened
 
 
 def _students(warehouse: Path) -> pl.DataFrame:
@@ -111,19 +111,19 @@ def test_commit_is_exactly_once_and_a_rejected_batch_changes_nothing(district, r
     batch_id = progress["batch_id"]
     link_all_reviews(registered, batch_id)
     before = _students(registered)
-    with opened(registered) as con:
+    with (wh := Warehouse(registered)).write() as con:
         decide_batch(con, batch_id, "Pat Admin", False, secret=approver_secret(con))
         with pytest.raises(CommitError, match="not approved"):
-            commit_batch(con, batch_id, "Pat Admin")
+            commit_batch(wh, batch_id, "Pat Admin")
     assert _students(registered).equals(before)
 
     second = start(registered, "migration", district.migration_files[:1], district.migration_term,
                    district.subscription_type)
     link_all_reviews(registered, second["batch_id"])
     first = approve_and_commit(registered, second["batch_id"])
-    with opened(registered) as con:
-        again = commit_batch(con, second["batch_id"], "Pat Admin")
-        messages = build_messages(con, second["batch_id"], tmp_path / "outbox", MailSettings())
+    wh = Warehouse(registered)
+    again = commit_batch(wh, second["batch_id"], "Pat Admin")
+    messages = build_messages(wh, second["batch_id"], tmp_path / "outbox", MailSettings())
     assert again == {**first, "already_committed": True}
     assert messages.filter(pl.col("kind") == "teacher_roster")["attachment"].str.ends_with(".xlsx").all()
 
@@ -151,9 +151,9 @@ def test_a_plan_made_before_another_commit_is_refused(district, registered: Path
         decide_batch(con, two["batch_id"], "Pat Admin", True, two["plan"]["removals"],
                      **approval(con, two["batch_id"]))
     approve_and_commit(registered, one["batch_id"])
-    with opened(registered) as con:
+    with (wh := Warehouse(registered)).write() as con:
         with pytest.raises(CommitError, match="out of date"):
-            commit_batch(con, two["batch_id"], "Pat Admin")
+            commit_batch(wh, two["batch_id"], "Pat Admin")
         again = advance_batch(con, two["batch_id"])
     assert "plan" in again or again["review"]["pending"] > 0
 

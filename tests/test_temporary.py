@@ -22,7 +22,7 @@ from tasks.temporary import (
 from tests.batch_helpers import approval, approve_and_commit, link_all_reviews, start
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
-from warehouse.handle import opened
+from warehouse.handle import Warehouse, opened
 
 ABC, SUMMERWIND = "ABC High School", "Summerwind High School"
 YEAR1, YEAR2, SUB = "Fall 2025", "Fall 2026", "K12"
@@ -283,12 +283,12 @@ def test_a_temporary_student_created_after_the_match_makes_the_plan_stale(school
     rows = [kid(i) for i in range(1, 6)] + [kid(9, first="Maya", last="Tempé", student_id="9", ssid="SS900")]
     progress = start(school, "migration", [write_roster(tmp_path / "y2.xlsx", rows)], YEAR2, SUB)
     assert progress["plan"]["students_new"] == 1
-    with opened(school) as con:
+    with (wh := Warehouse(school)).write() as con:
         decide_batch(con, progress["batch_id"], "Pat Admin", True, progress["plan"]["removals"],
                      **approval(con, progress["batch_id"]))
         temp = create_temporary_student(con, "Maya", "Tempé", ssid="SS900", school=ABC, actor="Office")
         with pytest.raises(CommitError, match="temporary.create"):
-            commit_batch(con, progress["batch_id"], "Pat Admin")
+            commit_batch(wh, progress["batch_id"], "Pat Admin")
     summary = approve_and_commit(school, progress["batch_id"])
     assert summary["students_created"] == 0 and summary["temporary_students_linked"] == 1
     with opened(school) as con:

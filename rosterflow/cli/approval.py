@@ -62,21 +62,27 @@ def cmd_approve(args: argparse.Namespace) -> int:
                 print_result(decision, args.json,
                              f"Batch {args.batch} rejected by {decision['approver']}: nothing changed.")
                 return 0
-            summary = commit_batch(con, args.batch, decision["approver"])
         except ApproverError as error:
             return refused(error)
-        except (ApprovalError, CommitError) as error:
+        except ApprovalError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        try:
-            delivered = deliver(con, args.batch, Path(args.outbox), load_settings().mail)
-        except MessageBuildFailed as failure:
-            # The commit stands; the failure is recorded and shown by `rosterflow messages list`.
-            summary["messages"] = {"error": failure.reason, "next": f"rosterflow messages build {args.batch}"}
-            if args.json:
-                print_result(summary, True)
-            print(failure.advice, file=sys.stderr)
-            return 1
+    # The commit and the messages hold the warehouse only to read and to write, never while they hash or build.
+    try:
+        summary = commit_batch(args.wh, args.batch, decision["approver"],
+                               progress=lambda text: print(text, file=sys.stderr, flush=True))
+    except CommitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        delivered = deliver(args.wh, args.batch, Path(args.outbox), load_settings().mail)
+    except MessageBuildFailed as failure:
+        # The commit stands; the failure is recorded and shown by `rosterflow messages list`.
+        summary["messages"] = {"error": failure.reason, "next": f"rosterflow messages build {args.batch}"}
+        if args.json:
+            print_result(summary, True)
+        print(failure.advice, file=sys.stderr)
+        return 1
     summary["outbox"] = delivered["outbox"]
     summary["messages"] = {k: delivered[k] for k in ("messages", "sent", "failed")}
     print_result(summary, args.json, f"Batch {args.batch} committed: " + json.dumps(summary, indent=2))

@@ -41,16 +41,15 @@ def cmd_messages_list(args: argparse.Namespace) -> int:
 
 def cmd_messages_build(args: argparse.Namespace) -> int:
     mail = load_settings().mail
-    with args.wh.write() as con:
-        try:
-            messages = build_messages(con, args.batch, Path(args.outbox), mail)
-        except MessageBuildFailed as failure:
-            print(f"error: batch {args.batch}: messages could not be written: {failure.reason}. Fix it and run "
-                  f"`rosterflow messages build {args.batch}` again.", file=sys.stderr)
-            return 1
-        except MessageError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+    try:
+        messages = build_messages(args.wh, args.batch, Path(args.outbox), mail)
+    except MessageBuildFailed as failure:
+        print(f"error: batch {args.batch}: messages could not be written: {failure.reason}. Fix it and run "
+              f"`rosterflow messages build {args.batch}` again.", file=sys.stderr)
+        return 1
+    except MessageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     counts = messages["status"].value_counts().sort("status").rows()
     print_result(messages.with_columns(pl.col("created_at", "sent_at", "files_purged_at").cast(pl.String)).to_dicts(),
                  args.json, f"Batch {args.batch}: {messages.height} message(s), every issued password read back from "
