@@ -15,7 +15,7 @@ from tasks.messages import MailSettings, build_messages
 from tasks.credentials import CLASS_CODE_ALPHABET, verify_password
 from tasks.pipeline import advance_batch
 from tests.batch_helpers import add_district_catalog, approve_and_commit, link_all_reviews, start
-from warehouse.handle import opened
+from warehouse.handle import Warehouse, opened
 
 
 def _students(warehouse: Path) -> pl.DataFrame:
@@ -148,10 +148,10 @@ def test_a_plan_made_before_another_commit_is_refused(district, registered: Path
     with opened(registered) as con:
         decide_batch(con, two["batch_id"], "Pat Admin", True, two["plan"]["removals"])
     approve_and_commit(registered, one["batch_id"])
-    with opened(registered) as con:
+    with (wh := Warehouse(registered)).write() as con:
         with pytest.raises(CommitError, match="out of date"):
             commit_batch(con, two["batch_id"], "Pat Admin")
-        again = advance_batch(con, two["batch_id"])
+        again = advance_batch(wh, two["batch_id"])
     assert "plan" in again or again["review"]["pending"] > 0
 
 

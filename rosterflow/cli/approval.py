@@ -22,15 +22,16 @@ from warehouse import batches
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    with args.wh.write() as con, working_on(args, args.batch):
-        progress = advance_batch(con, args.batch)
-        if progress["status"] == batches.STATUS_FAILED:
-            print(failure_text(progress), file=sys.stderr)
-            return 2
-        if "plan" not in progress:
-            print(f"error: batch {args.batch} has {progress['review']['pending']} review item(s) pending.",
-                  file=sys.stderr)
-            return 2
+    with working_on(args, args.batch):
+        progress = advance_batch(args.wh, args.batch)
+    if progress["status"] == batches.STATUS_FAILED:
+        print(failure_text(progress), file=sys.stderr)
+        return 2
+    if "plan" not in progress:
+        print(f"error: batch {args.batch} has {progress['review']['pending']} review item(s) pending.",
+              file=sys.stderr)
+        return 2
+    with args.wh.read() as con:
         tables = plan_tables(con, args.batch)
         if args.xlsx:
             print(f"Plan workbook: {write_plan_xlsx(con, args.batch, Path(args.xlsx))}", file=sys.stderr)
@@ -42,9 +43,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_approve(args: argparse.Namespace) -> int:
     approve = args.command == "approve"
+    advance_batch(args.wh, args.batch)
     with args.wh.write() as con:
         try:
-            advance_batch(con, args.batch)
             decision = decide_batch(con, args.batch, args.approver, approve, args.remove_count,
                                     args.override_guard, args.comment or "", load_settings().approvers)
             if not decision["approved"]:

@@ -32,13 +32,14 @@ def cmd_review_list(args: argparse.Namespace) -> int:
 
 
 def cmd_review_decide(args: argparse.Namespace) -> int:
-    with args.wh.write() as con, working_on(args, args.batch):
+    with working_on(args, args.batch):
         try:
-            result = decide_review(con, args.batch, args.item, args.action, args.reviewer, args.candidate)
-            progress = advance_batch(con, args.batch)
+            with args.wh.write() as con:
+                result = decide_review(con, args.batch, args.item, args.action, args.reviewer, args.candidate)
         except ReviewError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        progress = advance_batch(args.wh, args.batch)
     pending = progress["review"]["pending"]
     print_result({**result, "pending": pending, "status": progress["status"]}, args.json,
                  f"Item {args.item}: {args.action}{' (unchanged)' if not result['changed'] else ''}; {pending} pending")
@@ -54,13 +55,14 @@ def cmd_review_export(args: argparse.Namespace) -> int:
 
 
 def cmd_review_import(args: argparse.Namespace) -> int:
-    with args.wh.write() as con, working_on(args, args.batch):
+    with working_on(args, args.batch):
         try:
-            counts = import_review_xlsx(con, args.batch, Path(args.path), args.reviewer)
-            progress = advance_batch(con, args.batch)
+            with args.wh.write() as con:
+                counts = import_review_xlsx(con, args.batch, Path(args.path), args.reviewer)
         except ReviewError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        progress = advance_batch(args.wh, args.batch)
     pending = progress["review"]["pending"]
     print_result({**counts, "pending": pending, "status": progress["status"]}, args.json,
                  f"{counts['applied']} decision(s) applied, {counts['unchanged']} unchanged, {counts['skipped']} left "
