@@ -18,7 +18,7 @@ from tasks.pipeline import open_batch
 from tasks.validate import batch_issues, validate_batch
 from tests.sheets import TEMPLATE_HEADER, rewrite_sheet_xml, roster_row, write_roster, write_sheets
 from warehouse import catalog
-from warehouse.handle import Warehouse, opened
+from warehouse.handle import Warehouse
 
 ROW = roster_row
 

@@ -104,8 +104,7 @@ def test_a_batch_matched_before_another_commit_is_matched_again(town: Path, tmp_
     second = start(town, "migration", [write_roster(tmp_path / "b.xlsx", [*year_two(), newcomer])], TERM, SUB)
     approve_and_commit(town, first["batch_id"])
     # The migration was matched before Zoe existed; planning now must match again and link her.
-    with (wh := Warehouse(town)).write() as con:
-        again = advance_batch(wh, second["batch_id"])
+    again = advance_batch(Warehouse(town), second["batch_id"])
     assert again["match"]["new"] == 0 and again["plan"]["students_new"] == 0 and again["plan"]["removals"] == 0
 
 

@@ -16,7 +16,7 @@ from tasks.spreadsheets import SpreadsheetError, normalize_header, read_roster_f
 from tasks.validate import batch_issues, validate_batch
 from tests.sheets import TEMPLATE_HEADER, rewrite_sheet_xml, roster_row, write_roster, write_sheets
 from warehouse import catalog
-from warehouse.handle import Warehouse, opened
+from warehouse.handle import Warehouse
 
 
 def test_title_row_and_leading_empty_rows_keep_real_excel_row_numbers(tmp_path: Path):
