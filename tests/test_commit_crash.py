@@ -23,7 +23,7 @@ KILLS = 20
 CHILD = """
 import sys
 from tasks.commit import commit_batch
-from warehouse.connection import opened
+from warehouse.handle import opened
 with opened(sys.argv[1]) as con:
     print("ready", flush=True)
     commit_batch(con, int(sys.argv[2]), "crash-test")
