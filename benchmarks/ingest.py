@@ -69,15 +69,17 @@ def measure_raw(path: Path) -> float:
 def measure_rosterflow(path: Path) -> float:
     from tasks.pipeline import ingest_and_validate, open_batch
     from warehouse import catalog
-    from warehouse.handle import opened
+    from warehouse.handle import Warehouse
 
-    with tempfile.TemporaryDirectory() as folder, opened(Path(folder) / "w.duckdb") as con:
-        catalog.add_schools(con, SCHOOLS, "bench")
-        catalog.add_courses(con, {c: c for c in COURSES}, "bench")
-        config = {"files": [str(path)], "term": "Fall 2026", "subscription_type": "K12"}
-        batch = open_batch(con, "bench", "migration", config, "bench")
+    with tempfile.TemporaryDirectory() as folder:
+        wh = Warehouse(Path(folder) / "w.duckdb", who="benchmark")
+        with wh.write() as con:
+            catalog.add_schools(con, SCHOOLS, "bench")
+            catalog.add_courses(con, {c: c for c in COURSES}, "bench")
+            config = {"files": [str(path)], "term": "Fall 2026", "subscription_type": "K12"}
+            batch = open_batch(con, "bench", "migration", config, "bench")
         start = time.perf_counter()
-        ingest, result = ingest_and_validate(con, batch, [str(path)], None, 1_048_575)
+        ingest, result = ingest_and_validate(wh, batch, [str(path)], None, 1_048_575)
         elapsed = time.perf_counter() - start
     assert ingest["rows_staged"] == result["rows_staged"] and not ingest["file_errors"], ingest
     return elapsed

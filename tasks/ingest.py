@@ -16,7 +16,7 @@ from tasks.spreadsheets import (
     HEADER_SEARCH_ROWS, ReadLimits, SpreadsheetError, check_sheet_size, declared_data_rows, declared_sheet_facts,
 )
 from warehouse import batches
-from warehouse.connection import transaction
+from warehouse.handle import Warehouse
 
 
 ROSTER_SUFFIXES = (".xlsx", ".xlsm", ".xls")
@@ -68,7 +68,7 @@ class BatchTooLarge(ValueError):
 
 
 def ingest_files(
-    con: duckdb.DuckDBPyConnection,
+    wh: Warehouse,
     batch_id: int,
     paths: list[str],
     sheet: str | None = None,
@@ -76,23 +76,14 @@ def ingest_files(
 ) -> dict[str, Any]:
     """Read every file into ``staged_rows`` for the batch; a file that cannot be read is reported.
 
-    Resumes: if the batch's ingest stage has finished, its recorded result is returned.
-    Raises ``BatchTooLarge`` before staging anything when the files hold more than ``max_rows`` rows.
+    The files are read with the warehouse closed; it is held only to write the rows. Resumes: if
+    the batch's ingest stage has finished (here or, meanwhile, in another process), its recorded
+    result is returned. Raises ``BatchTooLarge`` before staging anything when the files hold more
+    than ``max_rows`` rows.
     """
-    done = batches.stage_result(con, batch_id, "ingest")
-    if done is not None:
-        return done
-    return stage_files(con, batch_id, paths, sheet, max_rows)[0]
-
-
-def stage_files(
-    con: duckdb.DuckDBPyConnection, batch_id: int, paths: list[str], sheet: str | None, max_rows: int
-) -> tuple[dict[str, Any], pl.DataFrame]:
-    """Read the files into ``staged_rows`` and record the ingest stage; return its result and the
-    staged frame (so validation can go on without reading it back)."""
-    read = read_files(batch_id, paths, sheet, max_rows)
-    write_staged(con, batch_id, read)
-    return read.result, read.staged
+    return batches.run_stage(
+        wh, batch_id, "ingest", lambda con: None, lambda _: read_files(batch_id, paths, sheet, max_rows),
+        lambda con, read: store_staged(con, batch_id, read))
 
 
 @dataclass
@@ -216,37 +207,38 @@ def read_files(batch_id: int, paths: list[str], sheet: str | None, max_rows: int
     return FilesRead(result, staged, file_rows, file_issues)
 
 
-def write_staged(con: duckdb.DuckDBPyConnection, batch_id: int, read: FilesRead) -> None:
-    """Write the staged rows, the files and their file-level issues, and mark ingest finished."""
+def store_staged(con: duckdb.DuckDBPyConnection, batch_id: int, read: FilesRead) -> dict[str, Any]:
+    """Write the staged rows, the files and their file-level issues, and mark ingest finished.
+    The caller holds the transaction."""
     staged, file_rows, file_issues = read.staged, read.file_rows, read.file_issues
-    with transaction(con):
-        con.execute("DELETE FROM staged_rows WHERE batch_id = ?", [batch_id])
-        con.execute("DELETE FROM batch_files WHERE batch_id = ?", [batch_id])
-        con.execute("DELETE FROM validation_issues WHERE batch_id = ? AND row_no IS NULL", [batch_id])
-        con.register("staged_frame", staged.to_arrow())
+    con.execute("DELETE FROM staged_rows WHERE batch_id = ?", [batch_id])
+    con.execute("DELETE FROM batch_files WHERE batch_id = ?", [batch_id])
+    con.execute("DELETE FROM validation_issues WHERE batch_id = ? AND row_no IS NULL", [batch_id])
+    con.register("staged_frame", staged.to_arrow())
+    con.execute(
+        f"INSERT INTO staged_rows ({', '.join(staged.columns)}) SELECT * FROM staged_frame"
+    )
+    con.unregister("staged_frame")
+    if file_rows:
+        con.register("file_frame", pl.DataFrame(file_rows).to_arrow())
         con.execute(
-            f"INSERT INTO staged_rows ({', '.join(staged.columns)}) SELECT * FROM staged_frame"
+            "INSERT INTO batch_files SELECT ?, file_name, file_path, sha256, sheet, rows_read FROM file_frame",
+            [batch_id],
         )
-        con.unregister("staged_frame")
-        if file_rows:
-            con.register("file_frame", pl.DataFrame(file_rows).to_arrow())
-            con.execute(
-                "INSERT INTO batch_files SELECT ?, file_name, file_path, sha256, sheet, rows_read FROM file_frame",
-                [batch_id],
-            )
-            con.unregister("file_frame")
-        if file_issues:
-            issues = pl.DataFrame(
-                [{"file_name": i["file_name"], "sheet": i["sheet"], "problem": i["problem"], "fix": i["fix"],
-                  "severity": i.get("severity", "error")} for i in file_issues],
-                schema={"file_name": pl.String, "sheet": pl.String, "problem": pl.String, "fix": pl.String,
-                        "severity": pl.String},
-            )
-            con.register("issue_frame", issues.to_arrow())
-            con.execute(
-                "INSERT INTO validation_issues (batch_id, file_name, sheet, severity, problem, fix)"
-                " SELECT ?, file_name, sheet, severity, problem, fix FROM issue_frame",
-                [batch_id],
-            )
-            con.unregister("issue_frame")
-        batches.record_stage(con, batch_id, "ingest", read.result)
+        con.unregister("file_frame")
+    if file_issues:
+        issues = pl.DataFrame(
+            [{"file_name": i["file_name"], "sheet": i["sheet"], "problem": i["problem"], "fix": i["fix"],
+              "severity": i.get("severity", "error")} for i in file_issues],
+            schema={"file_name": pl.String, "sheet": pl.String, "problem": pl.String, "fix": pl.String,
+                    "severity": pl.String},
+        )
+        con.register("issue_frame", issues.to_arrow())
+        con.execute(
+            "INSERT INTO validation_issues (batch_id, file_name, sheet, severity, problem, fix)"
+            " SELECT ?, file_name, sheet, severity, problem, fix FROM issue_frame",
+            [batch_id],
+        )
+        con.unregister("issue_frame")
+    batches.record_stage(con, batch_id, "ingest", read.result)
+    return read.result

@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 from prefect import task
 
-from tasks.ingest import BatchTooLarge, expand_paths, read_files, write_staged
+from tasks.ingest import BatchTooLarge, FilesRead, expand_paths, read_files, store_staged
 from tasks.match import match_batch
 from tasks.matching import MatchConfig
-from tasks.plan import build_plan
+from tasks.plan import PlanError, build_plan
 from tasks.review import close_review
 from tasks.spreadsheets import file_sha256
-from tasks.validate import check_rows, reference_data, validate_batch, write_validation
+from tasks.validate import Validation, check_rows, reference_data, store_validation, validate_batch
 from warehouse import batches
 from warehouse.connection import transaction
-from warehouse.handle import opened
+from warehouse.handle import Warehouse, opened
 from warehouse.locks import lock_holder
 
 
@@ -80,31 +80,39 @@ def interrupted_batch_of(con: duckdb.DuckDBPyConnection, warehouse_path: str | P
     return None
 
 
-def ingest_and_validate(con: duckdb.DuckDBPyConnection, batch_id: int, paths: list[str], sheet: str | None,
+def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: str | None,
                         max_rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Ingest then validate, each resumable on its own.
+    """Ingest then validate, each resumable on its own, holding the warehouse only to read the
+    catalog and to write the results.
 
-    A fresh ingest hands its rows straight to validation, and the staged rows are written to the
-    warehouse in a second thread while validation computes (both release the interpreter lock);
-    validation writes its own results only after the staged rows are committed.
+    A fresh ingest reads the files and validates their rows with the warehouse closed, then writes
+    the staged rows and the validation in one transaction. That write re-checks that ingest is still
+    not done (another process may have done it meanwhile: its result stands, and validation resumes
+    from it) and that no school or course was added since the catalog was read (else it validates
+    again, without reading the files again).
     """
-    if batches.stage_result(con, batch_id, "ingest") is not None:
-        return batches.stage_result(con, batch_id, "ingest"), validate_batch(con, batch_id)
+    files: list[FilesRead] = []
+
+    def compute(catalog: tuple[pl.DataFrame, pl.DataFrame]) -> tuple[FilesRead, Validation]:
+        if not files:
+            files.append(read_files(batch_id, paths, sheet, max_rows))
+        return files[0], check_rows(batch_id, files[0].staged, *catalog)
+
+    def store(con: duckdb.DuckDBPyConnection, computed: tuple[FilesRead, Validation]) -> dict[str, Any]:
+        read, validation = computed
+        store_staged(con, batch_id, read)
+        store_validation(con, batch_id, validation)
+        return read.result
+
     try:
-        read = read_files(batch_id, paths, sheet, max_rows)
+        ingested = batches.run_stage(wh, batch_id, "ingest", reference_data, compute, store,
+                                     actions=batches.CATALOG_CHANGES)
     except BatchTooLarge as error:
         # Nothing was staged and nothing will be: the batch is over, not interrupted.
-        mark_failed(con, batch_id, "rosterflow", {"problem": str(error)})
+        with wh.write(batch=batch_id, stage="ingest") as con:
+            mark_failed(con, batch_id, "rosterflow", {"problem": str(error)})
         raise
-    schools, courses = reference_data(con)
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        written = writer.submit(write_staged, con, batch_id, read)
-        try:
-            validation = check_rows(batch_id, read.staged, schools, courses)
-        finally:
-            written.result()  # re-raises a failed write; nothing of validation is written then
-    write_validation(con, batch_id, validation)
-    return read.result, validation.result
+    return ingested, validate_batch(wh, batch_id)
 
 
 def mark_failed(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str, detail: dict[str, Any]) -> None:
@@ -130,39 +138,50 @@ def fail_if_unreadable(con: duckdb.DuckDBPyConnection, batch_id: int, ingest: di
         for e in errors)
 
 
-def advance_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
+def advance_batch(wh: Warehouse, batch_id: int) -> dict[str, Any]:
     """Run every stage that can run now, from the batch's recorded configuration.
 
     Stops at pending review items or at the approval gate; finished stages are not run again.
     A batch with a file that could not be read stops after ingest with status ``failed``.
+    Each stage holds the warehouse only to read its inputs and to write its results.
     Returns the batch status and each stage's result.
     """
-    batch = batches.get_batch(con, batch_id)
-    config = batch["config"]
-    results: dict[str, Any] = {}
-    if batch["status"] == "collecting":
-        # Partial uploads: nothing is read until an administrator confirms all sheets are in.
-        return {"batch_id": batch_id, "status": batch["status"]}
-    if batch["status"] == batches.STATUS_FAILED:
-        return {"batch_id": batch_id, "status": batch["status"], "ingest": batches.stage_result(con, batch_id, "ingest"),
-                "validate": batches.stage_result(con, batch_id, "validate")}
-    stale = batches.changes_since(con, batch_id, "match") if batch["status"] not in (
-        batches.STATUS_COMMITTED, batches.STATUS_REJECTED) else []
+    with wh.read(batch=batch_id, stage="advance") as con:
+        batch = batches.get_batch(con, batch_id)
+        if batch["status"] == "collecting":
+            # Partial uploads: nothing is read until an administrator confirms all sheets are in.
+            return {"batch_id": batch_id, "status": batch["status"]}
+        if batch["status"] == batches.STATUS_FAILED:
+            return {"batch_id": batch_id, "status": batch["status"],
+                    "ingest": batches.stage_result(con, batch_id, "ingest"),
+                    "validate": batches.stage_result(con, batch_id, "validate")}
+        stale = batches.changes_since(con, batch_id, "match") if batch["status"] not in (
+            batches.STATUS_COMMITTED, batches.STATUS_REJECTED) else []
     if stale:
         # Students changed since this batch was matched: match again (review decisions are kept
-        # where they still apply) and plan again.
-        with transaction(con):
-            batches.clear_stages(con, batch_id, ("match", "review", "plan", "approve"))
+        # where they still apply) and plan again. Re-checked in the write: another process may
+        # have matched it again meanwhile.
+        with wh.write(batch=batch_id, stage="match") as con, transaction(con):
+            if batches.changes_since(con, batch_id, "match"):
+                batches.clear_stages(con, batch_id, ("match", "review", "plan", "approve"))
+    config = batch["config"]
+    results: dict[str, Any] = {}
     results["ingest"], results["validate"] = ingest_and_validate(
-        con, batch_id, config["files"], config.get("sheet"), config.get("max_rows", 1_048_576))
-    if fail_if_unreadable(con, batch_id, results["ingest"]):
+        wh, batch_id, config["files"], config.get("sheet"), config.get("max_rows", 1_048_576))
+    if results["ingest"]["file_errors"]:
+        with wh.write(batch=batch_id, stage="ingest") as con:
+            fail_if_unreadable(con, batch_id, results["ingest"])
         return {"batch_id": batch_id, "status": batches.STATUS_FAILED, **results}
-    results["match"] = match_batch(con, batch_id, MatchConfig(**config.get("match", {})))
-    results["review"] = close_review(con, batch_id)
-    if results["review"]["pending"]:
+    results["match"] = match_batch(wh, batch_id, MatchConfig(**config.get("match", {})))
+    results["review"] = close_review(wh, batch_id)
+    if not results["review"]["pending"]:
+        try:
+            results["plan"] = build_plan(wh, batch_id)
+        except PlanError:
+            # A review decision reopened the review after it was closed: it waits for it again.
+            results["review"] = close_review(wh, batch_id)
+    with wh.read(batch=batch_id, stage="advance") as con:
         return {"batch_id": batch_id, "status": batches.get_batch(con, batch_id)["status"], **results}
-    results["plan"] = build_plan(con, batch_id)
-    return {"batch_id": batch_id, "status": batches.get_batch(con, batch_id)["status"], **results}
 
 
 @task(name="open-batch", retries=2, retry_delay_seconds=2)
@@ -201,5 +220,5 @@ def finished_stages_task(warehouse_path: str, batch_id: int) -> list[str]:
 def ingest_validate_task(warehouse_path: str, batch_id: int, paths: list[str], sheet: str | None,
                          max_rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Prefect task: read the batch's files and validate their rows."""
-    with opened(warehouse_path) as con:
-        return ingest_and_validate(con, batch_id, paths, sheet, max_rows)
+    return ingest_and_validate(Warehouse(warehouse_path, who="flow task ingest-and-validate"), batch_id, paths, sheet,
+                               max_rows)

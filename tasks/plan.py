@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -16,8 +17,7 @@ import polars as pl
 from prefect import task
 
 from warehouse import batches
-from warehouse.connection import transaction
-from warehouse.handle import opened
+from warehouse.handle import Warehouse
 
 
 class PlanError(RuntimeError):
@@ -98,7 +98,79 @@ def shrunken_sheets(con: duckdb.DuckDBPyConnection, batch_id: int, max_shrink: f
     return rows.to_dicts()
 
 
-def _temporary_links(con: duckdb.DuckDBPyConnection, planned: pl.DataFrame, batch_id: int, mode: str) -> pl.DataFrame:
+@dataclass
+class PlanInputs:
+    """Everything the plan reads from the warehouse, read in one short hold."""
+
+    batch: dict[str, Any]
+    rows: pl.DataFrame
+    hold_all: bool
+    held_schools: list[int]
+    hold_reasons: list[str]
+    teachers: pl.DataFrame
+    classes: pl.DataFrame
+    enrolled: pl.DataFrame
+    temporary: pl.DataFrame
+    school_names: dict[int, str]
+    pools: pl.DataFrame
+    # A migration's only:
+    named_school_ids: set[int] = field(default_factory=set)
+    students: pl.DataFrame = field(default_factory=pl.DataFrame)
+    protected: set[int] = field(default_factory=set)
+    shrunken: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """The computed plan, before it is written: its summary, enrollments, removals and temporaries."""
+
+    result: dict[str, Any]
+    enrollments: pl.DataFrame
+    removals: pl.DataFrame
+    temporaries: pl.DataFrame
+
+
+def load_plan_inputs(con: duckdb.DuckDBPyConnection, batch_id: int) -> PlanInputs:
+    """Read what the plan needs; raise ``PlanError`` while review items are pending."""
+    if batches.stage_result(con, batch_id, "review") is None:
+        raise PlanError(f"Batch {batch_id} still has review items pending: decide them first.")
+    batch = batches.get_batch(con, batch_id)
+    config, mode = batch["config"], batch["mode"]
+    hold_all, held_schools, hold_reasons = (False, [], [])
+    if mode == "migration":
+        hold_all, held_schools, hold_reasons = _held_schools(con, batch_id)
+    classes = con.sql(
+        "SELECT c.class_id, c.school_id, t.email AS teacher_email, c.period AS class_period, c.course_code"
+        " FROM classes c JOIN teachers t USING (teacher_id) WHERE c.term = $term",
+        params={"term": batch["term"]},
+    ).pl()
+    inputs = PlanInputs(
+        batch=batch, rows=_resolved_rows(con, batch_id), hold_all=hold_all, held_schools=held_schools,
+        hold_reasons=hold_reasons,
+        teachers=con.sql("SELECT teacher_id, email AS teacher_email FROM teachers").pl(),
+        classes=classes,
+        # Only this term's classes can be joined: their enrollments are all that is read.
+        enrolled=con.sql(
+            "SELECT e.class_id, e.student_key, true AS already_enrolled FROM enrollments e"
+            " JOIN classes c USING (class_id) WHERE c.term = $term", params={"term": batch["term"]}).pl(),
+        temporary=con.sql(
+            "SELECT student_key, school_id, ssid AS temporary_ssid, other_id AS temporary_other_id FROM students"
+            " WHERE status = 'temporary' ORDER BY student_key").pl(),
+        school_names=dict(con.execute("SELECT school_id, name FROM schools").fetchall()),
+        pools=con.sql("SELECT school_id, available FROM subscriptions WHERE subscription_type = $t",
+                      params={"t": batch["subscription_type"]}).pl(),
+    )
+    if mode == "migration":
+        named = [s.lower() for s in config.get("schools") or []]
+        inputs.named_school_ids = {r[0] for r in con.execute(
+            "SELECT school_id FROM schools WHERE list_contains(?, lower(name))", [named]).fetchall()}
+        inputs.students = con.sql("SELECT student_key, school_id, status FROM students").pl()
+        inputs.protected = _protected_students(con, batch_id)
+        inputs.shrunken = shrunken_sheets(con, batch_id, float(config.get("max_sheet_shrink", 0.25)))
+    return inputs
+
+
+def temporary_links(planned: pl.DataFrame, temporary: pl.DataFrame, batch_id: int, mode: str) -> pl.DataFrame:
     """Temporary students a planned row makes permanent, one row each with the reason.
 
     A row linked to a temporary student links it when it brings the temporary record's SSID or
@@ -106,13 +178,9 @@ def _temporary_links(con: duckdb.DuckDBPyConnection, planned: pl.DataFrame, batc
     reviewer: there is no permanent student to link it to by hand. A registration row linked to it
     otherwise (by name) only enrolls it, and it stays temporary.
     """
-    temporary = con.sql(
-        "SELECT student_key, ssid AS temporary_ssid, other_id AS temporary_other_id FROM students"
-        " WHERE status = 'temporary'"
-    ).pl()
     return (
         planned.filter(pl.col("student_status") == "temporary")
-        .join(temporary, on="student_key")
+        .join(temporary.drop("school_id"), on="student_key")
         .with_columns(
             reason=pl.when(pl.col("ssid") == pl.col("temporary_ssid")).then(pl.lit("same SSID"))
             .when(pl.col("other_id") == pl.col("temporary_other_id")).then(pl.lit("same other ID"))
@@ -126,47 +194,31 @@ def _temporary_links(con: duckdb.DuckDBPyConnection, planned: pl.DataFrame, batc
     )
 
 
-def _count_by_school(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> dict[str, int]:
+def _count_by_school(names: dict[int, str], frame: pl.DataFrame) -> dict[str, int]:
     """How many rows of ``frame`` (with ``school_id``) per school name; no school is '(no school)'."""
-    names = dict(con.execute("SELECT school_id, name FROM schools").fetchall())
     counts = frame.group_by("school_id").agg(pl.len().alias("n")).to_dicts()
     return dict(sorted((names.get(c["school_id"], "(no school)"), int(c["n"])) for c in counts))
 
 
-def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
-    """Compute the batch's plan into ``plan_enrollments`` and ``plan_removals`` and return its summary."""
-    done = batches.stage_result(con, batch_id, "plan")
-    if done is not None:
-        return done
-    if batches.stage_result(con, batch_id, "review") is None:
-        raise PlanError(f"Batch {batch_id} still has review items pending: decide them first.")
-    batch = batches.get_batch(con, batch_id)
-    config = batch["config"]
-    mode, term = batch["mode"], batch["term"]
-    rows = _resolved_rows(con, batch_id)
-
-    hold_all, held_schools, hold_reasons = (False, [], [])
-    if mode == "migration":
-        hold_all, held_schools, hold_reasons = _held_schools(con, batch_id)
-
-    rows = rows.with_columns(
+def resolve_rows(inputs: PlanInputs) -> pl.DataFrame:
+    """Each valid row with its student (matched or linked by a reviewer), excluded or held."""
+    return inputs.rows.with_columns(
         student_key=pl.when(pl.col("decision") == "matched").then(pl.col("matched_key"))
         .when(pl.col("action") == "link").then(pl.col("reviewed_key")),
         excluded=(pl.col("action") == "exclude").fill_null(False),
-        held=pl.lit(hold_all) | pl.col("school_id").is_in(held_schools),
+        held=pl.lit(inputs.hold_all) | pl.col("school_id").is_in(inputs.held_schools),
     )
+
+
+def plan_rows(rows: pl.DataFrame, inputs: PlanInputs, batch_id: int) -> pl.DataFrame:
+    """The rows to commit, joined to their teacher, class and enrollment, with what happens to
+    each student (new, existing, restored) and which new rows are one person."""
     planned = rows.filter(~pl.col("excluded") & ~pl.col("held"))
-    teachers = con.sql("SELECT teacher_id, email AS teacher_email FROM teachers").pl()
-    classes = con.sql(
-        "SELECT c.class_id, c.school_id, t.email AS teacher_email, c.period AS class_period, c.course_code"
-        " FROM classes c JOIN teachers t USING (teacher_id) WHERE c.term = $term",
-        params={"term": term},
-    ).pl()
-    enrolled = con.sql("SELECT class_id, student_key, true AS already_enrolled FROM enrollments").pl()
-    planned = (
-        planned.join(teachers, on="teacher_email", how="left")
-        .join(classes, on=["school_id", "teacher_email", "class_period", "course_code"], how="left", nulls_equal=True)
-        .join(enrolled, on=["class_id", "student_key"], how="left")
+    return (
+        planned.join(inputs.teachers, on="teacher_email", how="left")
+        .join(inputs.classes, on=["school_id", "teacher_email", "class_period", "course_code"], how="left",
+              nulls_equal=True)
+        .join(inputs.enrolled, on=["class_id", "student_key"], how="left")
         .with_columns(
             teacher_is_new=pl.col("teacher_id").is_null(),
             already_enrolled=pl.col("already_enrolled").fill_null(False),
@@ -187,149 +239,183 @@ def build_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
                     pl.concat_str(pl.lit("row:"), pl.col("row_no").cast(pl.String)),
                 )
             ),
-            term=pl.lit(term),
+            term=pl.lit(inputs.batch["term"]),
             batch_id=pl.lit(batch_id, pl.Int64),
         )
     )
-    plan_enrollments = planned.select(
-        "batch_id", "row_no", "school_id", "teacher_email", "teacher_first", "teacher_last", "teacher_is_new",
-        "term", "class_period", "course_code", "class_id", "student_key", "student_action", "new_person_key",
-        "student_id", "ssid", "other_id", "date_of_birth", "grade", "first_name", "last_name", "already_enrolled",
+
+
+PLAN_ENROLLMENT_COLUMNS = (
+    "batch_id", "row_no", "school_id", "teacher_email", "teacher_first", "teacher_last", "teacher_is_new",
+    "term", "class_period", "course_code", "class_id", "student_key", "student_action", "new_person_key",
+    "student_id", "ssid", "other_id", "date_of_birth", "grade", "first_name", "last_name", "already_enrolled",
+)
+
+
+def migration_removals(inputs: PlanInputs, rows: pl.DataFrame, links: pl.DataFrame,
+                       batch_id: int) -> tuple[pl.DataFrame, pl.DataFrame, list[dict[str, Any]]]:
+    """A migration's removals (active students of the covered schools no row links), the unlinked
+    temporary students it keeps, and the guard: schools losing too many students, schools with no
+    rows, sheets much shorter than last time."""
+    config = inputs.batch["config"]
+    covered = set(inputs.named_school_ids) if config.get("schools") else set(rows["school_id"].unique().to_list())
+    in_scope = set(covered)
+    covered -= set(inputs.held_schools)
+    if inputs.hold_all:
+        covered = set()
+    linked = set(rows["student_key"].drop_nulls().to_list())
+    students = inputs.students.filter(pl.col("school_id").is_in(sorted(covered)))
+    removals = students.filter(
+        (pl.col("status") == "active") & ~pl.col("student_key").is_in(sorted(linked | inputs.protected))
+    ).select(pl.lit(batch_id, pl.Int64).alias("batch_id"), "student_key", "school_id")
+    # A migration never removes a temporary student (the removals above take active ones only):
+    # those of its schools, or of no school, that no row links are kept and listed.
+    temporary_kept = inputs.temporary.filter(
+        (pl.col("school_id").is_null() | pl.col("school_id").is_in(sorted(in_scope)))
+        & ~pl.col("student_key").is_in(links["student_key"].implode())
+    ).select(pl.lit(batch_id, pl.Int64).alias("batch_id"), pl.col("student_key").cast(pl.Int64),
+             pl.col("school_id").cast(pl.Int64), pl.lit("keep").alias("action"),
+             pl.lit("no row of the migration links it").alias("reason"))
+    active = students.filter(pl.col("status") == "active").group_by("school_id").agg(pl.len().alias("active"))
+    per_school = (
+        active.join(removals.group_by("school_id").agg(pl.len().alias("removals")), on="school_id", how="left")
+        .join(rows.group_by("school_id").agg(pl.len().alias("rows")), on="school_id", how="left")
+        .fill_null(0)
+        .sort("school_id")
     )
+    max_share = float(config.get("max_removal_share", 0.10))
+    names = inputs.school_names
+    guard = []
+    for school in per_school.to_dicts():
+        share = school["removals"] / school["active"] if school["active"] else 0.0
+        if school["rows"] == 0 and school["active"] > 0:
+            guard.append({"school": names[school["school_id"]], "removals": school["removals"],
+                          "active": school["active"], "share": round(share, 4),
+                          "reason": "the school has active students and no rows in this migration"})
+        elif share > max_share:
+            guard.append({"school": names[school["school_id"]], "removals": school["removals"],
+                          "active": school["active"], "share": round(share, 4),
+                          "reason": f"removes {share:.0%} of the school's active students (limit {max_share:.0%})"})
+    max_shrink = float(config.get("max_sheet_shrink", 0.25))
+    for sheet in inputs.shrunken:
+        drop = 1 - sheet["rows_now"] / sheet["rows_before"]
+        guard.append({"school": f"{sheet['file_name']} (sheet {sheet['sheet']})", "removals": int(removals.height),
+                      "active": None, "share": round(drop, 4),
+                      "reason": f"has {sheet['rows_now']} rows where batch {sheet['last_batch']} had "
+                                f"{sheet['rows_before']} ({drop:.0%} fewer, limit {max_shrink:.0%}): "
+                                "a truncated or filtered sheet would remove real students"})
+    return removals, temporary_kept, guard
 
-    temporary_links = _temporary_links(con, planned, batch_id, mode)
-    temporary_kept = pl.DataFrame(schema=temporary_links.schema)
-    removals = pl.DataFrame(schema={"batch_id": pl.Int64, "student_key": pl.Int64, "school_id": pl.Int64})
-    guard: list[dict[str, Any]] = []
-    if mode == "migration":
-        named_schools = config.get("schools") or []
-        if named_schools:
-            scope = con.execute(
-                "SELECT school_id FROM schools WHERE list_contains(?, lower(name))",
-                [[s.lower() for s in named_schools]],
-            ).fetchall()
-            covered = {r[0] for r in scope}
-        else:
-            covered = set(rows["school_id"].unique().to_list())
-        in_scope = set(covered)
-        covered -= set(held_schools)
-        if hold_all:
-            covered = set()
-        linked = set(rows["student_key"].drop_nulls().to_list())
-        students = con.sql(
-            "SELECT student_key, school_id, status FROM students WHERE list_contains($covered, school_id)",
-            params={"covered": sorted(covered)},
-        ).pl()
-        protected = _protected_students(con, batch_id)
-        removals = students.filter(
-            (pl.col("status") == "active") & ~pl.col("student_key").is_in(sorted(linked | protected))
-        ).select(pl.lit(batch_id, pl.Int64).alias("batch_id"), "student_key", "school_id")
-        # A migration never removes a temporary student (the removals above take active ones only):
-        # those of its schools, or of no school, that no row links are kept and listed.
-        temporary_kept = con.sql(
-            "SELECT $b::BIGINT AS batch_id, student_key, school_id, 'keep' AS action,"
-            " 'no row of the migration links it' AS reason FROM students WHERE status = 'temporary'"
-            " AND (school_id IS NULL OR list_contains($scope, school_id)) AND NOT list_contains($linking, student_key)"
-            " ORDER BY student_key",
-            params={"b": batch_id, "scope": sorted(in_scope), "linking": temporary_links["student_key"].to_list()},
-        ).pl()
-        active = students.filter(pl.col("status") == "active").group_by("school_id").agg(pl.len().alias("active"))
-        rows_per_school = rows.group_by("school_id").agg(pl.len().alias("rows"))
-        per_school = (
-            active.join(removals.group_by("school_id").agg(pl.len().alias("removals")), on="school_id", how="left")
-            .join(rows_per_school, on="school_id", how="left")
-            .fill_null(0)
-        )
-        max_share = float(config.get("max_removal_share", 0.10))
-        names = dict(con.execute("SELECT school_id, name FROM schools").fetchall())
-        for school in per_school.to_dicts():
-            share = school["removals"] / school["active"] if school["active"] else 0.0
-            if school["rows"] == 0 and school["active"] > 0:
-                guard.append({"school": names[school["school_id"]], "removals": school["removals"],
-                              "active": school["active"], "share": round(share, 4),
-                              "reason": "the school has active students and no rows in this migration"})
-            elif share > max_share:
-                guard.append({"school": names[school["school_id"]], "removals": school["removals"],
-                              "active": school["active"], "share": round(share, 4),
-                              "reason": f"removes {share:.0%} of the school's active students (limit {max_share:.0%})"})
-        max_shrink = float(config.get("max_sheet_shrink", 0.25))
-        for sheet in shrunken_sheets(con, batch_id, max_shrink):
-            drop = 1 - sheet["rows_now"] / sheet["rows_before"]
-            guard.append({"school": f"{sheet['file_name']} (sheet {sheet['sheet']})", "removals": int(removals.height),
-                          "active": None, "share": round(drop, 4),
-                          "reason": f"has {sheet['rows_now']} rows where batch {sheet['last_batch']} had "
-                                    f"{sheet['rows_before']} ({drop:.0%} fewer, limit {max_shrink:.0%}): "
-                                    "a truncated or filtered sheet would remove real students"})
 
-    to_enroll = plan_enrollments.filter(~pl.col("already_enrolled"))
-    needed = to_enroll.height
+def subscription_needs(enrollments: pl.DataFrame, pools: pl.DataFrame) -> tuple[int, int, int, int]:
+    """(needed, available, needed from the district pool, the district pool): each school uses its
+    own pool first; only what it lacks comes from the shared district pool."""
+    to_enroll = enrollments.filter(~pl.col("already_enrolled"))
     needed_by_school = to_enroll.group_by("school_id").agg(pl.len().alias("needed"))
-    pools = con.sql(
-        "SELECT school_id, available FROM subscriptions WHERE subscription_type = $t", params={"t": batch["subscription_type"]}
-    ).pl()
     district_pool = int(pools.filter(pl.col("school_id").is_null())["available"].sum())
-    # Each school uses its own pool first; only what it lacks comes from the shared district pool.
     from_district = needed_by_school.join(pools.drop_nulls("school_id"), on="school_id", how="left").select(
         (pl.col("needed") - pl.col("available").fill_null(0)).clip(lower_bound=0).sum()
     ).item() or 0
     available = district_pool + int(pools.filter(pl.col("school_id").is_in(needed_by_school["school_id"].implode()))
-                                     ["available"].sum())
+                                    ["available"].sum())
+    return to_enroll.height, available, int(from_district), district_pool
+
+
+def compute_plan(inputs: PlanInputs, batch_id: int) -> Plan:
+    """The plan from what was read (no warehouse access): enrollments, removals, temporaries and
+    the summary an approver reads, with what blocks approval."""
+    batch = inputs.batch
+    mode = batch["mode"]
+    rows = resolve_rows(inputs)
+    planned = plan_rows(rows, inputs, batch_id)
+    enrollments = planned.select(PLAN_ENROLLMENT_COLUMNS)
+    links = temporary_links(planned, inputs.temporary, batch_id, mode)
+    temporary_kept = pl.DataFrame(schema=links.schema)
+    removals = pl.DataFrame(schema={"batch_id": pl.Int64, "student_key": pl.Int64, "school_id": pl.Int64})
+    guard: list[dict[str, Any]] = []
+    if mode == "migration":
+        removals, temporary_kept, guard = migration_removals(inputs, rows, links, batch_id)
+
+    needed, available, from_district, district_pool = subscription_needs(enrollments, inputs.pools)
     blockers = []
     if from_district > district_pool:
         blockers.append(
             f"the batch needs {needed} '{batch['subscription_type']}' subscriptions; after each school's own pool, "
             f"{from_district} must come from the district pool, which has {district_pool}"
         )
-    if hold_all:
-        blockers.append("the whole migration is held: " + "; ".join(hold_reasons))
-    if plan_enrollments.is_empty() and removals.is_empty():
+    if inputs.hold_all:
+        blockers.append("the whole migration is held: " + "; ".join(inputs.hold_reasons))
+    if enrollments.is_empty() and removals.is_empty():
         blockers.append("there is nothing to commit")
 
-    new_students = plan_enrollments.filter(pl.col("student_action") == "new")["new_person_key"].n_unique()
+    new_students = enrollments.filter(pl.col("student_action") == "new")["new_person_key"].n_unique()
     result = {
         "mode": mode,
-        "term": term,
+        "term": batch["term"],
         "subscription_type": batch["subscription_type"],
         "rows_valid": rows.height,
         "rows_excluded_by_review": int(rows["excluded"].sum()),
         "rows_held": int(rows["held"].sum()),
-        "held_schools": [r[0] for r in con.execute(
-            "SELECT name FROM schools WHERE list_contains(?, school_id) ORDER BY name", [held_schools]).fetchall()],
-        "hold_all": hold_all,
-        "hold_reasons": hold_reasons,
+        "held_schools": sorted(inputs.school_names[s] for s in inputs.held_schools if s in inputs.school_names),
+        "hold_all": inputs.hold_all,
+        "hold_reasons": inputs.hold_reasons,
         "enrollments_new": needed,
-        "already_enrolled": plan_enrollments.height - needed,
+        "already_enrolled": enrollments.height - needed,
         "students_new": int(new_students),
-        "students_existing": plan_enrollments.filter(pl.col("student_action") == "existing")["student_key"].n_unique(),
-        "students_restored": plan_enrollments.filter(pl.col("student_action") == "restore")["student_key"].n_unique(),
-        "teachers_new": plan_enrollments.filter(pl.col("teacher_is_new"))["teacher_email"].n_unique(),
-        "classes_new": plan_enrollments.filter(pl.col("class_id").is_null())
+        "students_existing": enrollments.filter(pl.col("student_action") == "existing")["student_key"].n_unique(),
+        "students_restored": enrollments.filter(pl.col("student_action") == "restore")["student_key"].n_unique(),
+        "teachers_new": enrollments.filter(pl.col("teacher_is_new"))["teacher_email"].n_unique(),
+        "classes_new": enrollments.filter(pl.col("class_id").is_null())
         .select("school_id", "teacher_email", "class_period", "course_code").unique().height,
         "removals": removals.height,
         "temporary_kept": temporary_kept.height,
-        "temporary_kept_by_school": _count_by_school(con, temporary_kept),
-        "temporary_links": temporary_links.height,
+        "temporary_kept_by_school": _count_by_school(inputs.school_names, temporary_kept),
+        "temporary_links": links.height,
         "subscriptions_needed": needed,
         "subscriptions_available": int(available),
         "guard": guard,
         "blockers": blockers,
     }
-    with transaction(con):
-        con.execute("DELETE FROM plan_enrollments WHERE batch_id = ?", [batch_id])
-        con.execute("DELETE FROM plan_removals WHERE batch_id = ?", [batch_id])
-        con.register("plan_frame", plan_enrollments.to_arrow())
-        con.execute(f"INSERT INTO plan_enrollments ({', '.join(plan_enrollments.columns)}) SELECT * FROM plan_frame")
-        con.unregister("plan_frame")
-        con.register("removal_frame", removals.to_arrow())
-        con.execute("INSERT INTO plan_removals SELECT batch_id, student_key, school_id FROM removal_frame")
-        con.unregister("removal_frame")
-        con.execute("DELETE FROM plan_temporaries WHERE batch_id = ?", [batch_id])
-        con.register("temporary_frame", pl.concat([temporary_links, temporary_kept]).to_arrow())
-        con.execute("INSERT INTO plan_temporaries SELECT batch_id, student_key, school_id, action, reason FROM temporary_frame")
-        con.unregister("temporary_frame")
-        batches.set_status(con, batch_id, batches.STATUS_HELD if blockers else batches.STATUS_AWAITING_APPROVAL)
-        batches.record_stage(con, batch_id, "plan", result)
-    return record_plan_version(con, batch_id)
+    return Plan(result, enrollments, removals, pl.concat([links, temporary_kept]))
+
+
+def store_plan(con: duckdb.DuckDBPyConnection, batch_id: int, plan: Plan) -> dict[str, Any]:
+    """Write the plan's tables, set the batch held or awaiting approval, and record the plan stage.
+    The caller holds the transaction."""
+    con.execute("DELETE FROM plan_enrollments WHERE batch_id = ?", [batch_id])
+    con.execute("DELETE FROM plan_removals WHERE batch_id = ?", [batch_id])
+    con.register("plan_frame", plan.enrollments.to_arrow())
+    con.execute(f"INSERT INTO plan_enrollments ({', '.join(plan.enrollments.columns)}) SELECT * FROM plan_frame")
+    con.unregister("plan_frame")
+    con.register("removal_frame", plan.removals.to_arrow())
+    con.execute("INSERT INTO plan_removals SELECT batch_id, student_key, school_id FROM removal_frame")
+    con.unregister("removal_frame")
+    con.execute("DELETE FROM plan_temporaries WHERE batch_id = ?", [batch_id])
+    con.register("temporary_frame", plan.temporaries.to_arrow())
+    con.execute("INSERT INTO plan_temporaries SELECT batch_id, student_key, school_id, action, reason FROM temporary_frame")
+    con.unregister("temporary_frame")
+    batches.set_status(con, batch_id, batches.STATUS_HELD if plan.result["blockers"] else batches.STATUS_AWAITING_APPROVAL)
+    batches.record_stage(con, batch_id, "plan", plan.result)
+    # The version is recorded with the summary (for the record; `plan_version` always recomputes it).
+    version = plan_version(con, batch_id)
+    plan.result["version"] = version
+    con.execute("UPDATE batch_stages SET result = ? WHERE batch_id = ? AND stage = 'plan'",
+                [json.dumps(plan.result, default=str), batch_id])
+    return plan.result
+
+
+def build_plan(wh: Warehouse, batch_id: int) -> dict[str, Any]:
+    """Compute the batch's plan into ``plan_enrollments``, ``plan_removals`` and ``plan_temporaries``
+    and return its summary, holding the warehouse only to read its inputs and to write the plan.
+
+    The write re-checks that the batch's stages (match, review: a decision reopens the review) and
+    its own audited changes, the students (commits, changes by hand) and the catalog (schools,
+    courses, subscriptions) are unchanged since the read, else it plans again; a plan another
+    process finished meanwhile stands."""
+    return batches.run_stage(
+        wh, batch_id, "plan", lambda con: load_plan_inputs(con, batch_id),
+        lambda inputs: compute_plan(inputs, batch_id), lambda con, plan: store_plan(con, batch_id, plan),
+        actions=(*batches.STUDENT_CHANGES, *batches.CATALOG_CHANGES))
 
 
 # What a plan will do, as stored: its three tables (every row, every column) and its summary.
@@ -354,17 +440,6 @@ def plan_version(con: duckdb.DuckDBPyConnection, batch_id: int) -> str | None:
             f" FROM (SELECT to_json(t)::VARCHAR AS r FROM {table} t WHERE batch_id = ?)", [batch_id]).fetchall()[0]
         digest.update(f"\n{table}:{count}:{tables_digest}".encode())
     return digest.hexdigest()[:12]
-
-
-def record_plan_version(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
-    """Store the plan's version in its summary (for the record; `plan_version` always recomputes it)
-    and return the summary."""
-    summary = batches.stage_result(con, batch_id, "plan")
-    summary["version"] = plan_version(con, batch_id)
-    with transaction(con):
-        con.execute("UPDATE batch_stages SET result = ? WHERE batch_id = ? AND stage = 'plan'",
-                    [json.dumps(summary, default=str), batch_id])
-    return summary
 
 
 def plan_tables(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, pl.DataFrame]:
@@ -517,5 +592,4 @@ def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> s
 @task(name="plan", retries=1)
 def plan_task(warehouse_path: str, batch_id: int) -> dict[str, Any]:
     """Prefect task: build the plan and return its summary."""
-    with opened(warehouse_path) as con:
-        return build_plan(con, batch_id)
+    return build_plan(Warehouse(warehouse_path, who="flow task plan"), batch_id)

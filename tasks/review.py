@@ -14,8 +14,8 @@ from tasks.matching import fold_name
 from warehouse import batches
 from warehouse import requests
 from warehouse.connection import first_row, transaction
+from warehouse.handle import Warehouse, opened
 from warehouse.requests import Request
-from warehouse.handle import opened
 
 ACTIONS = ("link", "new", "exclude", "unsure")
 # An unsure reviewer escalates the item: recorded like a decision, but it still blocks the batch.
@@ -227,11 +227,8 @@ def other_people_claiming(con: duckdb.DuckDBPyConnection, batch_id: int, row_no:
     return others
 
 
-def close_review(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
-    """Finish the review stage when no item is pending; return the counts either way."""
-    done = batches.stage_result(con, batch_id, "review")
-    if done is not None:
-        return done
+def review_counts(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
+    """The batch's review items by decision; escalated items count as pending."""
     counts = dict(
         con.execute(
             "SELECT coalesce(action, 'pending'), count(*) FROM review_items WHERE batch_id = ? GROUP BY ALL",
@@ -239,10 +236,28 @@ def close_review(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any
         ).fetchall()
     )
     # Escalated items count as pending: the batch waits until someone decides them.
-    result = {"pending": counts.get("pending", 0) + counts.get("unsure", 0), "escalated": counts.get("unsure", 0),
-              "link": counts.get("link", 0), "new": counts.get("new", 0), "exclude": counts.get("exclude", 0)}
-    if result["pending"] == 0:
-        with transaction(con):
+    return {"pending": counts.get("pending", 0) + counts.get("unsure", 0), "escalated": counts.get("unsure", 0),
+            "link": counts.get("link", 0), "new": counts.get("new", 0), "exclude": counts.get("exclude", 0)}
+
+
+def close_review(wh: Warehouse, batch_id: int) -> dict[str, Any]:
+    """Finish the review stage when no item is pending; return the counts either way. The
+    warehouse is held to write only when there is a stage to close."""
+    with wh.read(batch=batch_id, stage="review") as con:
+        done = batches.stage_result(con, batch_id, "review")
+        if done is not None:
+            return done
+        result = review_counts(con, batch_id)
+    if result["pending"]:
+        return result
+    with wh.write(batch=batch_id, stage="review") as con, transaction(con):
+        # Re-checked in the write: another process may have closed the stage meanwhile (its
+        # result stands), or decided an item 'unsure' or matched the batch again: count again.
+        done = batches.stage_result(con, batch_id, "review")
+        if done is not None:
+            return done
+        result = review_counts(con, batch_id)
+        if result["pending"] == 0:
             batches.record_stage(con, batch_id, "review", result)
     return result
 
@@ -296,8 +311,7 @@ def review_markdown(items: list[dict[str, Any]], limit: int = 25) -> str:
 @task(name="close-review", retries=1)
 def close_review_task(warehouse_path: str, batch_id: int) -> dict[str, Any]:
     """Prefect task: close the review stage if nothing is pending."""
-    with opened(warehouse_path) as con:
-        return close_review(con, batch_id)
+    return close_review(Warehouse(warehouse_path, who="flow task close-review"), batch_id)
 
 
 @task(name="review-items")

@@ -17,7 +17,7 @@ import polars as pl
 from schemas.roster import FORMULA_PREFIXES, ValidRosterRow
 from tasks.exports import write_xlsx
 from warehouse import batches
-from warehouse.connection import transaction
+from warehouse.handle import Warehouse
 
 TEXT_COLUMNS = (
     "school", "teacher_first", "teacher_last", "teacher_email", "class_period", "course_code",
@@ -422,42 +422,51 @@ def check_rows(batch_id: int, staged: pl.DataFrame, schools: pl.DataFrame, cours
     return Validation(result, valid, located, unknown)
 
 
-def write_validation(con: duckdb.DuckDBPyConnection, batch_id: int, validation: Validation) -> None:
-    """Write valid rows, issues and school requests, and mark the validate stage finished."""
-    with transaction(con):
-        con.execute("DELETE FROM valid_rows WHERE batch_id = ?", [batch_id])
-        con.execute("DELETE FROM validation_issues WHERE batch_id = ? AND row_no IS NOT NULL", [batch_id])
-        con.register("valid_frame", validation.valid.to_arrow())
-        con.execute(f"INSERT INTO valid_rows ({', '.join(validation.valid.columns)}) SELECT * FROM valid_frame")
-        con.unregister("valid_frame")
-        con.register("issue_frame", validation.issues.to_arrow())
+def store_validation(con: duckdb.DuckDBPyConnection, batch_id: int, validation: Validation) -> dict[str, Any]:
+    """Write valid rows, issues and school requests, and mark the validate stage finished.
+    The caller holds the transaction."""
+    con.execute("DELETE FROM valid_rows WHERE batch_id = ?", [batch_id])
+    con.execute("DELETE FROM validation_issues WHERE batch_id = ? AND row_no IS NOT NULL", [batch_id])
+    con.register("valid_frame", validation.valid.to_arrow())
+    con.execute(f"INSERT INTO valid_rows ({', '.join(validation.valid.columns)}) SELECT * FROM valid_frame")
+    con.unregister("valid_frame")
+    con.register("issue_frame", validation.issues.to_arrow())
+    con.execute(
+        "INSERT INTO validation_issues (batch_id, row_no, file_name, sheet, excel_row, column_name, value,"
+        " severity, problem, fix) SELECT ?, row_no, file_name, sheet, excel_row, column_name, value,"
+        " severity, problem, fix FROM issue_frame",
+        [batch_id],
+    )
+    con.unregister("issue_frame")
+    if validation.unknown_schools.height:
+        con.register("unknown_schools", validation.unknown_schools.to_arrow())
         con.execute(
-            "INSERT INTO validation_issues (batch_id, row_no, file_name, sheet, excel_row, column_name, value,"
-            " severity, problem, fix) SELECT ?, row_no, file_name, sheet, excel_row, column_name, value,"
-            " severity, problem, fix FROM issue_frame",
+            "INSERT INTO school_requests (name, first_batch, rows_waiting) SELECT school, ?, len FROM unknown_schools"
+            " ON CONFLICT (name) DO UPDATE SET rows_waiting = excluded.rows_waiting",
             [batch_id],
         )
-        con.unregister("issue_frame")
-        if validation.unknown_schools.height:
-            con.register("unknown_schools", validation.unknown_schools.to_arrow())
-            con.execute(
-                "INSERT INTO school_requests (name, first_batch, rows_waiting) SELECT school, ?, len FROM unknown_schools"
-                " ON CONFLICT (name) DO UPDATE SET rows_waiting = excluded.rows_waiting",
-                [batch_id],
-            )
-            con.unregister("unknown_schools")
-        batches.record_stage(con, batch_id, "validate", validation.result)
-
-
-def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
-    """Validate the batch's staged rows into ``valid_rows`` and ``validation_issues``."""
-    done = batches.stage_result(con, batch_id, "validate")
-    if done is not None:
-        return done
-    staged = con.sql("SELECT * FROM staged_rows WHERE batch_id = $b ORDER BY row_no", params={"b": batch_id}).pl()
-    validation = check_rows(batch_id, staged, *reference_data(con))
-    write_validation(con, batch_id, validation)
+        con.unregister("unknown_schools")
+    batches.record_stage(con, batch_id, "validate", validation.result)
     return validation.result
+
+
+def load_staged(con: duckdb.DuckDBPyConnection, batch_id: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """What validation reads: the batch's staged rows, and the schools and courses they are checked against."""
+    staged = con.sql("SELECT * FROM staged_rows WHERE batch_id = $b ORDER BY row_no", params={"b": batch_id}).pl()
+    return (staged, *reference_data(con))
+
+
+def validate_batch(wh: Warehouse, batch_id: int) -> dict[str, Any]:
+    """Validate the batch's staged rows into ``valid_rows`` and ``validation_issues``, holding the
+    warehouse only to read them and to write the results.
+
+    The write re-checks that the batch's stages (its ingest: the rows read) and the catalog (schools
+    and courses added) are unchanged since the read, else it validates again; a validation another
+    process finished meanwhile stands."""
+    return batches.run_stage(
+        wh, batch_id, "validate", lambda con: load_staged(con, batch_id),
+        lambda inputs: check_rows(batch_id, *inputs),
+        lambda con, validation: store_validation(con, batch_id, validation), actions=batches.CATALOG_CHANGES)
 
 
 def batch_issues(con: duckdb.DuckDBPyConnection, batch_id: int) -> pl.DataFrame:

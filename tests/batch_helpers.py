@@ -20,17 +20,19 @@ from warehouse.handle import Warehouse, opened
 def start(warehouse: Path, mode: str, files: list[Path], term: str, subscription: str, **extra) -> dict:
     """Open a batch on ``files`` and advance it to its first gate; return the progress."""
     config = {"files": [str(f) for f in files], "term": term, "subscription_type": subscription, **extra}
-    with opened(warehouse) as con:
+    wh = Warehouse(warehouse, who="test")
+    with wh.write() as con:
         batch_id = open_batch(con, f"test:{uuid.uuid4()}", mode, config, "test")
-        return advance_batch(con, batch_id)
+    return advance_batch(wh, batch_id)
 
 
 def link_all_reviews(warehouse: Path, batch_id: int) -> dict:
     """Decide every pending item as 'link to candidate 1' and advance the batch."""
-    with opened(warehouse) as con:
+    wh = Warehouse(warehouse, who="test")
+    with wh.write() as con:
         for item in review_items(con, batch_id, pending_only=True):
             decide_review(con, batch_id, item["review_id"], "link", "Rita Reviewer", 1)
-        return advance_batch(con, batch_id)
+    return advance_batch(wh, batch_id)
 
 
 APPROVER = "Pat Admin"
@@ -81,8 +83,8 @@ def approve_args(warehouse: Path, batch_id: int, monkeypatch, name: str = APPROV
 def approve_and_commit(warehouse: Path, batch_id: int, removals: int | None = None, override: bool = False) -> dict:
     """Approve the current plan (made now if needed) with its removal count (unless given) and commit."""
     wh = Warehouse(warehouse, who="test")
+    progress = advance_batch(wh, batch_id)
     with wh.write() as con:
-        progress = advance_batch(con, batch_id)
         count = progress["plan"]["removals"] if removals is None else removals
         decide_batch(con, batch_id, APPROVER, True, count, override, **approval(con, batch_id))
     return commit_batch(wh, batch_id, APPROVER)

@@ -18,7 +18,7 @@ from tasks.pipeline import open_batch
 from tasks.validate import batch_issues, validate_batch
 from tests.sheets import TEMPLATE_HEADER, rewrite_sheet_xml, roster_row, write_roster, write_sheets
 from warehouse import catalog
-from warehouse.handle import opened
+from warehouse.handle import Warehouse
 
 ROW = roster_row
 
@@ -241,13 +241,13 @@ CORPUS: dict[str, tuple[Callable[[Path], Path], tuple]] = {
 def test_bad_file_has_its_documented_outcome(case: str, tmp_path: Path, warehouse_path: Path):
     builder, expected = CORPUS[case]
     path = builder(tmp_path)
-    with opened(warehouse_path) as con:
+    with (wh := Warehouse(warehouse_path)).write() as con:
         catalog.add_schools(con, ["ABC High School"], "test")
         catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "test")
         batch = open_batch(con, "corpus", "registration", {"files": [str(path)], "term": "T", "subscription_type": "S"},
                            "test")
-        ingest = ingest_files(con, batch, [str(path)])
-        validated = validate_batch(con, batch)
+        ingest = ingest_files(wh, batch, [str(path)])
+        validated = validate_batch(wh, batch)
         issues = batch_issues(con, batch)
     if expected[0] == "refused":
         assert ingest["rows_staged"] == 0

@@ -154,7 +154,7 @@ def test_a_plan_made_before_another_commit_is_refused(district, registered: Path
     with (wh := Warehouse(registered)).write() as con:
         with pytest.raises(CommitError, match="out of date"):
             commit_batch(wh, two["batch_id"], "Pat Admin")
-        again = advance_batch(con, two["batch_id"])
+    again = advance_batch(wh, two["batch_id"])
     assert "plan" in again or again["review"]["pending"] > 0
 
 

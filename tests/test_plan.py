@@ -14,7 +14,7 @@ from tasks.review import review_items
 from tests.batch_helpers import approval, approve_and_commit, start
 from tests.sheets import TEMPLATE_HEADER, roster_row, write_roster, write_sheets
 from warehouse import catalog
-from warehouse.handle import opened
+from warehouse.handle import Warehouse, opened
 
 SCHOOLS = ["ABC High School", "Summerwind High School"]
 TERM, SUB = "Fall 2026", "K12"
@@ -59,13 +59,13 @@ def test_excluding_a_row_in_review_does_not_remove_its_candidates(town: Path, tm
     sheet = write_roster(tmp_path / "y2.xlsx", year_two(change={3: {"student_id": None, "first": "Kid3",
                                                                     "dob": dt.date(2012, 4, 5).isoformat()}}))
     progress = start(town, "migration", [sheet], TERM, SUB)
-    with opened(town) as con:
+    with (wh := Warehouse(town)).write() as con:
         items = review_items(con, progress["batch_id"])
         assert len(items) == 1
         from tasks.review import decide_review
 
         decide_review(con, progress["batch_id"], items[0]["review_id"], "exclude", "Rita Reviewer")
-        plan = advance_batch(con, progress["batch_id"])["plan"]
+        plan = advance_batch(wh, progress["batch_id"])["plan"]
     assert plan["removals"] == 0 and plan["rows_excluded_by_review"] == 1
 
 
@@ -104,8 +104,7 @@ def test_a_batch_matched_before_another_commit_is_matched_again(town: Path, tmp_
     second = start(town, "migration", [write_roster(tmp_path / "b.xlsx", [*year_two(), newcomer])], TERM, SUB)
     approve_and_commit(town, first["batch_id"])
     # The migration was matched before Zoe existed; planning now must match again and link her.
-    with opened(town) as con:
-        again = advance_batch(con, second["batch_id"])
+    again = advance_batch(Warehouse(town), second["batch_id"])
     assert again["match"]["new"] == 0 and again["plan"]["students_new"] == 0 and again["plan"]["removals"] == 0
 
 

@@ -15,7 +15,7 @@ from tasks.review_sheet import ReviewImportError, export_review_xlsx, import_rev
 from tests.batch_helpers import approve_and_commit, start
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
-from warehouse.handle import opened
+from warehouse.handle import Warehouse, opened
 
 SCHOOL, TERM, SUB = "ABC High School", "Fall 2026", "K12"
 # Registered last year: Ana and Ava Silva are twins; the others are unrelated.
@@ -74,10 +74,10 @@ def test_a_filled_sheet_applies_every_decision_and_audits_it(queue, tmp_path: Pa
     assert sheet["candidate 1 date of birth"][2].startswith("2014-03-09")
 
     filled = fill(exported, {2: "link 1", 3: "new", 4: "Link 1", 5: "unsure"}, tmp_path / "filled.xlsx")
-    with opened(warehouse) as con:
+    with (wh := Warehouse(warehouse)).write() as con:
         counts = import_review_xlsx(con, batch_id, filled, "Rita Reviewer")
         assert counts == {"applied": 4, "unchanged": 0, "skipped": 0}
-        assert close_review(con, batch_id) == {"pending": 1, "escalated": 1, "link": 2, "new": 1, "exclude": 0}
+        assert close_review(wh, batch_id) == {"pending": 1, "escalated": 1, "link": 2, "new": 1, "exclude": 0}
         audit = con.execute("SELECT actor, detail->>'action', detail->>'source' FROM audit_log"
                             " WHERE action = 'review.decide' ORDER BY audit_id").fetchall()
     assert [a[1] for a in audit] == ["link", "new", "link", "unsure"]
@@ -130,7 +130,7 @@ def test_a_sheet_from_another_batch_or_without_the_columns_is_refused(queue, tmp
 
 def test_unsure_escalates_blocks_the_plan_and_can_be_changed(queue):
     warehouse, batch_id = queue
-    with opened(warehouse) as con:
+    with (wh := Warehouse(warehouse)).write() as con:
         items = review_items(con, batch_id, pending_only=True)
         for item in items[:3]:
             decide_review(con, batch_id, item["review_id"], "new", "Rita")
@@ -139,12 +139,12 @@ def test_unsure_escalates_blocks_the_plan_and_can_be_changed(queue):
         escalated = review_items(con, batch_id, escalated_only=True)
         assert [i["review_id"] for i in escalated] == [items[3]["review_id"]]
         assert "Escalated by Rita" in review_markdown(escalated)
-        assert close_review(con, batch_id)["pending"] == 1
+        assert close_review(wh, batch_id)["pending"] == 1
         with pytest.raises(PlanError):
-            build_plan(con, batch_id)
+            build_plan(wh, batch_id)
         decide_review(con, batch_id, items[3]["review_id"], "link", "Sam Senior", 1)
-        assert close_review(con, batch_id)["pending"] == 0
-        assert build_plan(con, batch_id)["students_new"] == 3
+        assert close_review(wh, batch_id)["pending"] == 0
+        assert build_plan(wh, batch_id)["students_new"] == 3
 
 
 def test_exported_cells_never_run_as_formulas_and_differences_are_bold_in_the_form(queue, tmp_path: Path):

@@ -16,7 +16,7 @@ from tasks.spreadsheets import SpreadsheetError, normalize_header, read_roster_f
 from tasks.validate import batch_issues, validate_batch
 from tests.sheets import TEMPLATE_HEADER, rewrite_sheet_xml, roster_row, write_roster, write_sheets
 from warehouse import catalog
-from warehouse.handle import opened
+from warehouse.handle import Warehouse
 
 
 def test_title_row_and_leading_empty_rows_keep_real_excel_row_numbers(tmp_path: Path):
@@ -145,13 +145,13 @@ def test_a_formula_without_a_saved_value_is_named_per_cell(tmp_path: Path, wareh
     assert b"</f><v>" not in zipfile.ZipFile(path).read("xl/worksheets/sheet1.xml")
     read = read_roster_file(path)
     assert read.rows.select("excel_row", "formula_cells").rows() == [(2, None), (3, "student_first"), (4, "school")]
-    with opened(warehouse_path) as con:
+    with (wh := Warehouse(warehouse_path)).write() as con:
         catalog.add_schools(con, ["ABC High School"], "test")
         catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "test")
         batch = open_batch(con, "formulas", "registration", {"files": [str(path)], "term": "T", "subscription_type": "S"},
                            "test")
-        ingest_files(con, batch, [str(path)])
-        validated = validate_batch(con, batch)
+        ingest_files(wh, batch, [str(path)])
+        validated = validate_batch(wh, batch)
         issues = batch_issues(con, batch)
     assert validated["rows_invalid"] == 2
     assert issues.select("row", "column", "problem").rows() == [

@@ -13,7 +13,7 @@ from tasks.uploads import UploadError, add_upload, confirm_all_uploaded, list_up
 from tests.batch_helpers import approve_and_commit, start
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
-from warehouse.handle import opened
+from warehouse.handle import Warehouse, opened
 
 
 def test_collect_replace_and_compile(tmp_path: Path, warehouse_path: Path):
@@ -27,12 +27,12 @@ def test_collect_replace_and_compile(tmp_path: Path, warehouse_path: Path):
     first = write_roster(tmp_path / "morgan.xlsx", morgan)
     second = write_roster(tmp_path / "fixed" / "morgan.xlsx", corrected)
     third = write_roster(tmp_path / "cooper.xlsx", cooper)
-    with opened(warehouse_path) as con:
+    with (wh := Warehouse(warehouse_path)).write() as con:
         catalog.add_schools(con, ["ABC High School", "Summerwind High School"], "test")
         catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "test")
         batch = open_batch(con, "collect", "migration", {"files": [], "term": "Fall 2026", "subscription_type": "K12"},
                            "test", collecting=True)
-        assert advance_batch(con, batch)["status"] == "collecting"  # nothing is read yet
+        assert advance_batch(wh, batch)["status"] == "collecting"  # nothing is read yet
         one = add_upload(con, batch, first, tmp_path / "store", "Morgan")
         assert add_upload(con, batch, first, tmp_path / "store", "Morgan")["duplicate"]
         two = add_upload(con, batch, second, tmp_path / "store", "Morgan")
@@ -43,7 +43,7 @@ def test_collect_replace_and_compile(tmp_path: Path, warehouse_path: Path):
         confirm_all_uploaded(con, batch, "Pat Admin")
         with pytest.raises(UploadError, match="no longer takes uploads"):
             add_upload(con, batch, first, tmp_path / "store", "Morgan")
-        progress = advance_batch(con, batch)
+        progress = advance_batch(wh, batch)
         issues = con.sql("SELECT file_name, excel_row, column_name, problem FROM validation_issues").pl()
     # Compiled from the corrected sheet and Cooper's: 3 + 2 rows; Ana is in two schools.
     assert progress["ingest"]["rows_staged"] == 5
@@ -75,21 +75,21 @@ def test_a_held_migration_takes_the_corrected_sheet_and_keeps_the_review_decisio
     sheet = write_roster(tmp_path / "abc.xlsx", [mia, owen, bad])
     progress = start(warehouse_path, "migration", [sheet], "Fall 2026", "K12")
     batch = progress["batch_id"]
-    with opened(warehouse_path) as con:
+    with (wh := Warehouse(warehouse_path)).write() as con:
         (item,) = review_items(con, batch, pending_only=True)
         decide_review(con, batch, item["review_id"], "link", "Rita Reviewer", 1)
         linked = review_items(con, batch)[0]["student_key"]
-        assert advance_batch(con, batch)["status"] == "held"
+        assert advance_batch(wh, batch)["status"] == "held"
         with pytest.raises(UploadError, match="No file at"):
             add_upload(con, batch, tmp_path / "missing.xlsx", tmp_path / "store", "Pat Admin")
     # The corrected sheet: the bad row fixed and moved first, so every row is numbered anew.
     fixed = write_roster(tmp_path / "fixed" / "abc.xlsx",
                          [roster_row(first="Zed", last="Stone", student_id="9", dob="2015-04-03"), owen, mia])
-    with opened(warehouse_path) as con:
+    with (wh := Warehouse(warehouse_path)).write() as con:
         taken = add_upload(con, batch, fixed, tmp_path / "store", "Pat Admin")
         assert taken["reopened"] and taken["replaced_files"] == ["abc.xlsx"]
         assert add_upload(con, batch, fixed, tmp_path / "store", "Pat Admin")["duplicate"]  # the same file again
-        again = advance_batch(con, batch)
+        again = advance_batch(wh, batch)
         assert again["status"] == "awaiting_approval", again
         assert again["ingest"]["rows_staged"] == 3 and again["validate"]["rows_invalid"] == 0
         # Mia's item was decided before the re-upload: it is not asked again, and keeps its decision.
@@ -108,19 +108,19 @@ def test_a_held_migration_takes_the_corrected_sheet_and_keeps_the_review_decisio
 def test_a_held_collected_migration_takes_the_same_teachers_corrected_sheet(tmp_path: Path, warehouse_path: Path):
     morgan = [roster_row(first="Ana", student_id="1"), roster_row(first="Ben", student_id="2", dob="13/13/2013")]
     cooper = [roster_row(first="Di", student_id="4", email="acooper@example.org", teacher=("Allison", "Cooper"))]
-    with opened(warehouse_path) as con:
+    with (wh := Warehouse(warehouse_path)).write() as con:
         _setup(con)
         batch = open_batch(con, "collect", "migration", {"files": [], "term": "Fall 2026", "subscription_type": "K12"},
                            "test", collecting=True)
         first = add_upload(con, batch, write_roster(tmp_path / "morgan.xlsx", morgan), tmp_path / "store", "Morgan")
         add_upload(con, batch, write_roster(tmp_path / "cooper.xlsx", cooper), tmp_path / "store", "Cooper")
         confirm_all_uploaded(con, batch, "Pat Admin")
-        assert advance_batch(con, batch)["status"] == "held"
+        assert advance_batch(wh, batch)["status"] == "held"
         corrected = write_roster(tmp_path / "morgan-corrected.xlsx",
                                  [roster_row(first="Ana", student_id="1"), roster_row(first="Ben", student_id="2")])
         taken = add_upload(con, batch, corrected, tmp_path / "store", "Morgan")
         assert taken["replaced"] == [first["upload_id"]]
-        again = advance_batch(con, batch)
+        again = advance_batch(wh, batch)
         assert again["status"] == "awaiting_approval", again
         assert {f["file_name"] for f in again["ingest"]["files"]} == {"morgan-corrected.xlsx", "cooper.xlsx"}
         assert list_uploads(con, batch)["replaced_by"].to_list() == [taken["upload_id"], None, None]
@@ -143,7 +143,7 @@ def test_a_migration_holding_one_school_takes_that_schools_corrected_sheet(tmp_p
     (tmp_path / "fixed").mkdir()
     fixed = write_roster(tmp_path / "fixed" / "summerwind.xlsx", [roster_row(first="Di", student_id="4", **summerwind),
                                                                    roster_row(first="Ed", student_id="5", **summerwind)])
-    with opened(warehouse_path) as con:
+    with (wh := Warehouse(warehouse_path)).write() as con:
         assert add_upload(con, progress["batch_id"], fixed, tmp_path / "store", "Pat Admin")["reopened"]
-        again = advance_batch(con, progress["batch_id"])
+        again = advance_batch(wh, progress["batch_id"])
     assert again["plan"]["held_schools"] == [] and again["plan"]["students_new"] == 3

@@ -12,7 +12,7 @@ from tasks.pipeline import open_batch
 from tasks.validate import batch_issues, validate_batch
 from tests.sheets import roster_row, write_roster
 from warehouse import catalog
-from warehouse.handle import opened
+from warehouse.handle import Warehouse, opened
 
 
 @pytest.fixture
@@ -21,13 +21,13 @@ def validated(tmp_path: Path, warehouse_path: Path):
 
     def run(rows: list[list]) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
         path = write_roster(tmp_path / "roster.xlsx", rows)
-        with opened(warehouse_path) as con:
+        with (wh := Warehouse(warehouse_path)).write() as con:
             catalog.add_schools(con, ["ABC High School", "Summerwind High School"], "test")
             catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "test")
             config = {"files": [str(path)], "term": "Fall 2026", "subscription_type": "K12"}
             batch_id = open_batch(con, "test", "registration", config, "test")
-            ingest_files(con, batch_id, [str(path)])
-            result = validate_batch(con, batch_id)
+            ingest_files(wh, batch_id, [str(path)])
+            result = validate_batch(wh, batch_id)
             issues = batch_issues(con, batch_id)
             valid = con.sql("SELECT * FROM valid_rows ORDER BY row_no").pl()
         return result, issues, valid

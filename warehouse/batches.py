@@ -8,12 +8,16 @@ re-run after a crash, a retry or a suspended flow resumes where it stopped.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import duckdb
+import polars as pl
 
 from warehouse.connection import first_row, transaction
-import polars as pl
+
+if TYPE_CHECKING:
+    from warehouse.handle import Warehouse
 
 STAGES = ("ingest", "validate", "match", "review", "plan", "approve", "commit")
 
@@ -194,3 +198,57 @@ def commits_since(con: duckdb.DuckDBPyConnection, batch_id: int, stage: str) -> 
         [batch_id, stage, batch_id],
     ))
     return list(row[0] or []) if row else []
+
+
+# Audited changes that alter what a stage of another batch read: students (commits, changes by
+# hand), and the catalog rows are checked and planned against. Every one of them writes its audit
+# entry in the same transaction as the change.
+STUDENT_CHANGES = ("batch.commit", *STUDENT_CHANGES_OUTSIDE_BATCHES)
+CATALOG_CHANGES = ("school.create", "course.create", "subscription.set")
+
+
+def inputs_version(con: duckdb.DuckDBPyConnection, batch_id: int, actions: tuple[str, ...]) -> tuple:
+    """A token that changes whenever something a stage of this batch read may have changed: the
+    batch's own finished stages (a stage cleared or done again), its own audited changes (a review
+    decision, an upload), the audited ``actions`` of anyone, and the commits. Read it with the
+    inputs and again inside the write: equal tokens mean the inputs still hold."""
+    row = first_row(con.execute(
+        "SELECT (SELECT list(stage || '@' || CAST(finished_at AS VARCHAR) ORDER BY stage) FROM batch_stages WHERE batch_id = $1),"
+        " (SELECT max(audit_id) FROM audit_log WHERE batch_id = $1 OR list_contains($2, action)),"
+        " (SELECT count(*) FROM commit_markers)",
+        [batch_id, list(actions)],
+    ))
+    return (tuple(row[0] or ()), row[1], row[2])
+
+
+def run_stage(wh: "Warehouse", batch_id: int, stage: str, load: Callable[[duckdb.DuckDBPyConnection], Any],
+              compute: Callable[[Any], Any], store: Callable[[duckdb.DuckDBPyConnection, Any], dict[str, Any]],
+              actions: tuple[str, ...] = (), attempts: int = 3) -> dict[str, Any]:
+    """Run one stage holding the warehouse only to read its inputs and to write its results.
+
+    ``load(con)`` reads the inputs in a short read hold; ``compute(inputs)`` works with the
+    warehouse closed; ``store(con, computed)`` writes in bulk inside one short write transaction
+    and records the stage, returning its result. The write re-checks, inside its transaction, that
+    the stage is still not done (another process may have finished it meanwhile: its result stands
+    and is returned) and that ``inputs_version`` is unchanged; if the inputs changed, the stage is
+    read and computed again. After ``attempts`` such changes it computes inside the write hold,
+    which is long but cannot be overtaken."""
+    for _ in range(attempts):
+        with wh.read(batch=batch_id, stage=stage) as con:
+            done = stage_result(con, batch_id, stage)
+            if done is not None:
+                return done
+            version = inputs_version(con, batch_id, actions)
+            inputs = load(con)
+        computed = compute(inputs)
+        with wh.write(batch=batch_id, stage=stage) as con, transaction(con):
+            done = stage_result(con, batch_id, stage)
+            if done is not None:
+                return done
+            if inputs_version(con, batch_id, actions) == version:
+                return store(con, computed)
+    with wh.write(batch=batch_id, stage=stage) as con, transaction(con):
+        done = stage_result(con, batch_id, stage)
+        if done is not None:
+            return done
+        return store(con, compute(load(con)))

@@ -24,15 +24,16 @@ from warehouse import batches
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    with working_on(args, args.batch), args.wh.write() as con:
-        progress = advance_batch(con, args.batch)
-        if progress["status"] == batches.STATUS_FAILED:
-            print(failure_text(progress), file=sys.stderr)
-            return 2
-        if "plan" not in progress:
-            print(f"error: batch {args.batch} has {progress['review']['pending']} review item(s) pending.",
-                  file=sys.stderr)
-            return 2
+    with working_on(args, args.batch):
+        progress = advance_batch(args.wh, args.batch)
+    if progress["status"] == batches.STATUS_FAILED:
+        print(failure_text(progress), file=sys.stderr)
+        return 2
+    if "plan" not in progress:
+        print(f"error: batch {args.batch} has {progress['review']['pending']} review item(s) pending.",
+              file=sys.stderr)
+        return 2
+    with args.wh.read() as con:
         tables = plan_tables(con, args.batch)
         summary = {**progress["plan"], "version": plan_version(con, args.batch)}
         if args.xlsx:

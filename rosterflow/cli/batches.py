@@ -39,7 +39,7 @@ def cmd_batch_list(args: argparse.Namespace) -> int:
 
 
 def cmd_batch_resume(args: argparse.Namespace) -> int:
-    with args.wh.write() as con:
+    with args.wh.read() as con:
         batch = batches.get_batch(con, args.batch)
         if batch["status"] == batches.STATUS_FAILED:
             print(f"error: batch {args.batch} failed because a file could not be read; it cannot be resumed. "
@@ -50,9 +50,10 @@ def cmd_batch_resume(args: argparse.Namespace) -> int:
             print(f"error: batch {args.batch} is collecting uploads; when every sheet is in, run "
                   f"`rosterflow all-uploaded {args.batch} --by NAME`.", file=sys.stderr)
             return 2
-        # Resuming is for a batch nobody works on: refuse at once if a live process holds it.
-        with working_on(args, args.batch, wait=False):
-            result = advance_batch(con, args.batch)
+    # Resuming is for a batch nobody works on: refuse at once if a live process holds it.
+    with working_on(args, args.batch, wait=False):
+        result = advance_batch(args.wh, args.batch)
+    with args.wh.read() as con:
         issues = batch_issues(con, args.batch)
     return report_progress(args, result, issues)
 

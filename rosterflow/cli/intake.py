@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import uuid
 from pathlib import Path
@@ -40,27 +41,31 @@ def _run(args: argparse.Namespace, mode: str) -> int:
                                  max_sheet_shrink=args.max_sheet_shrink)
     else:
         config = RegistrationConfig(**common)
-    with args.wh.write() as con:
-        if files and not args.new:
-            earlier = interrupted_batch_of(con, args.warehouse, mode, files)
-            if earlier is not None:
-                print(f"error: batch {earlier} over the same files was interrupted before it finished; finish it "
-                      f"with `rosterflow batch resume {earlier}` (or start another batch anyway with --new).",
-                      file=sys.stderr)
-                return 2
-        batch_id = open_batch(con, f"cli:{uuid.uuid4()}", mode, config.model_dump(mode="json"), args.actor,
-                              collecting=collecting)
-        if collecting:
-            print_result({"batch_id": batch_id, "status": "collecting"}, args.json,
-                         f"Batch {batch_id}: collecting uploads.\n  next: rosterflow upload {batch_id} FILE ... "
-                         f"(as teachers send sheets), then rosterflow all-uploaded {batch_id} --by NAME")
-            return 0
-        with working_on(args, batch_id):
-            try:
-                result = advance_batch(con, batch_id)
-            except BatchTooLarge as error:
-                print(f"error: {error}", file=sys.stderr)
-                return 2
+    with contextlib.ExitStack() as working:
+        with args.wh.write() as con:
+            if files and not args.new:
+                earlier = interrupted_batch_of(con, args.warehouse, mode, files)
+                if earlier is not None:
+                    print(f"error: batch {earlier} over the same files was interrupted before it finished; finish it "
+                          f"with `rosterflow batch resume {earlier}` (or start another batch anyway with --new).",
+                          file=sys.stderr)
+                    return 2
+            batch_id = open_batch(con, f"cli:{uuid.uuid4()}", mode, config.model_dump(mode="json"), args.actor,
+                                  collecting=collecting)
+            if collecting:
+                print_result({"batch_id": batch_id, "status": "collecting"}, args.json,
+                             f"Batch {batch_id}: collecting uploads.\n  next: rosterflow upload {batch_id} FILE ... "
+                             f"(as teachers send sheets), then rosterflow all-uploaded {batch_id} --by NAME")
+                return 0
+            # Taken before the warehouse is let go, so nobody sees the new batch as interrupted.
+            working.enter_context(working_on(args, batch_id))
+        # The stages hold the warehouse only to read their inputs and to write their results.
+        try:
+            result = advance_batch(args.wh, batch_id)
+        except BatchTooLarge as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    with args.wh.read() as con:
         issues = batch_issues(con, batch_id)
     return report_progress(args, result, issues)
 
@@ -141,16 +146,17 @@ def cmd_upload(args: argparse.Namespace) -> int:
                     problem = f"; PROBLEM: {result['problem']}" if result["problem"] else ""
                     print(f"{file}: upload {result['upload_id']}, {result['rows_read']} rows, teachers "
                           f"{', '.join(result['teachers']) or '-'}{note}{problem}")
-        if not any(r.get("reopened") for r in results):
-            if args.json:
-                print_result(results, True)
-            return 0
-        # A held batch took a corrected sheet: read, validate and match it again now.
-        try:
-            progress = advance_batch(con, args.batch)
-        except BatchTooLarge as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+    if not any(r.get("reopened") for r in results):
+        if args.json:
+            print_result(results, True)
+        return 0
+    # A held batch took a corrected sheet: read, validate and match it again now.
+    try:
+        progress = advance_batch(args.wh, args.batch)
+    except BatchTooLarge as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    with args.wh.read() as con:
         issues = batch_issues(con, args.batch)
     print_result({"uploads": results, "batch": progress} if args.json else progress, args.json,
                  progress_text(progress, issues))
@@ -172,9 +178,11 @@ def cmd_uploads(args: argparse.Namespace) -> int:
 
 
 def cmd_all_uploaded(args: argparse.Namespace) -> int:
-    with working_on(args, args.batch), args.wh.write() as con:
-        confirm_all_uploaded(con, args.batch, args.by)
-        result = advance_batch(con, args.batch)
+    with working_on(args, args.batch):
+        with args.wh.write() as con:
+            confirm_all_uploaded(con, args.batch, args.by)
+        result = advance_batch(args.wh, args.batch)
+    with args.wh.read() as con:
         issues = batch_issues(con, args.batch)
     return report_progress(args, result, issues)
 

@@ -46,17 +46,18 @@ def cmd_review_decide(args: argparse.Namespace) -> int:
 
 def apply_review_decide(args: argparse.Namespace, request: Request) -> int:
     """Apply a recorded `review decide` (now, or later from the inbox) and say where the batch stands."""
-    try:
-        with working_on(args, request.batch_id), args.wh.write(request.batch_id, "review") as con:
-            outcome = apply_review_request(con, request)
-            progress = advance_batch(con, request.batch_id)
-    except (ValueError, LookupError):
-        requests.forget(args.warehouse, request.request_id)  # refused (no such batch): nothing to apply later
-        raise
-    requests.forget(args.warehouse, request.request_id)
-    if outcome["problems"]:
-        print("error: " + " ".join(outcome["problems"]), file=sys.stderr)
-        return 2
+    with working_on(args, request.batch_id):
+        try:
+            with args.wh.write(request.batch_id, "review") as con:
+                outcome = apply_review_request(con, request)
+        except (ValueError, LookupError):
+            requests.forget(args.warehouse, request.request_id)  # refused (no such batch): nothing to apply later
+            raise
+        requests.forget(args.warehouse, request.request_id)
+        if outcome["problems"]:
+            print("error: " + " ".join(outcome["problems"]), file=sys.stderr)
+            return 2
+        progress = advance_batch(args.wh, request.batch_id)
     pending = progress["review"]["pending"]
     decided = request.payload["decisions"][0]
     again = " (this request was already applied)" if outcome.get("already_applied") else ""
@@ -76,13 +77,14 @@ def cmd_review_export(args: argparse.Namespace) -> int:
 
 
 def cmd_review_import(args: argparse.Namespace) -> int:
-    with working_on(args, args.batch), args.wh.write() as con:
+    with working_on(args, args.batch):
         try:
-            counts = import_review_xlsx(con, args.batch, Path(args.path), args.reviewer)
-            progress = advance_batch(con, args.batch)
+            with args.wh.write() as con:
+                counts = import_review_xlsx(con, args.batch, Path(args.path), args.reviewer)
         except ReviewError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        progress = advance_batch(args.wh, args.batch)
     pending = progress["review"]["pending"]
     print_result({**counts, "pending": pending, "status": progress["status"]}, args.json,
                  f"{counts['applied']} decision(s) applied, {counts['unchanged']} unchanged, {counts['skipped']} left "
