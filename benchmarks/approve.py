@@ -28,43 +28,51 @@ from tasks.commit import commit_batch
 from tasks.match import match_batch
 from tasks.matching import MatchConfig
 from tasks.messages import MailSettings, deliver
-from tasks.pipeline import advance_batch, ingest_and_validate, open_batch
-from tasks.plan import build_plan
+from tasks.approvers import add_approver
+from tasks.pipeline import ingest_and_validate, open_batch
+from tasks.plan import build_plan, plan_version
 from tasks.review import ReviewError, close_review, decide_review, review_items
-from warehouse import catalog
+from warehouse import batches, catalog
 from warehouse.handle import Warehouse, opened
 
 CACHE = Path(__file__).parent / ".cache"
 
 
-def planned_registration(district, warehouse: Path) -> int:
-    """A warehouse with the district's catalog and its registration planned (not timed)."""
-    with opened(warehouse) as con:
+def planned_registration(district, warehouse: Path) -> tuple[int, str]:
+    """A warehouse with the district's catalog, a registered approver and the registration planned
+    (not timed); the batch and the approver's secret."""
+    wh = Warehouse(warehouse, who="benchmarks.approve")
+    with wh.write() as con:
         catalog.add_schools(con, list(district.schools), "bench")
         catalog.add_courses(con, district.courses, "bench")
         catalog.set_subscriptions(con, district.subscription_type, 10**7, "bench")
+        secret = add_approver(con, "bench")["secret"]
         config = {"files": [str(f) for f in district.registration_files], "term": district.registration_term,
                   "subscription_type": district.subscription_type}
         batch = open_batch(con, "bench-approve", "registration", config, "bench")
-        ingest_and_validate(con, batch, config["files"], None, 1_048_575)
-        match_batch(con, batch, MatchConfig())
+    ingest_and_validate(wh, batch, config["files"], None, 1_048_575)
+    match_batch(wh, batch, MatchConfig())
+    with wh.write() as con:
         for item in review_items(con, batch, pending_only=True):
             try:
                 decide_review(con, batch, item["review_id"], "link", "bench", 1)
             except ReviewError:  # the candidate is claimed by another row: a new student here
                 decide_review(con, batch, item["review_id"], "new", "bench")
-        close_review(con, batch)
-        build_plan(con, batch)
-    return batch
+    close_review(wh, batch)
+    build_plan(wh, batch)
+    return batch, secret
 
 
-def approve_once(warehouse: Path, batch: int) -> dict:
-    """Approve, commit and write the messages as `rosterflow approve` does; the timings and holds."""
+def approve_once(warehouse: Path, batch: int, secret: str) -> dict:
+    """Approve the plan shown, commit and write the messages as `rosterflow approve` does; the
+    timings and holds."""
     wh = Warehouse(warehouse, who="benchmarks.approve")
+    with wh.read() as con:
+        plan = {**batches.stage_result(con, batch, "plan"), "version": plan_version(con, batch)}
     started = time.perf_counter()
     with wh.write(batch=batch, stage="approve") as con:
-        plan = advance_batch(con, batch)["plan"]
-        decision = decide_batch(con, batch, "bench", True, plan["removals"], bool(plan["guard"]))
+        decision = decide_batch(con, batch, "bench", True, plan["removals"], bool(plan["guard"]), secret=secret,
+                                plan_version=plan["version"])
     decided = time.perf_counter()
     summary = commit_batch(wh, batch, decision["approver"])
     committed = time.perf_counter()
@@ -91,8 +99,8 @@ def main() -> None:
     for _ in range(args.repeat):
         folder = Path(tempfile.mkdtemp())
         try:
-            batch = planned_registration(district, folder / "w.duckdb")
-            runs.append(approve_once(folder / "w.duckdb", batch))
+            batch, secret = planned_registration(district, folder / "w.duckdb")
+            runs.append(approve_once(folder / "w.duckdb", batch, secret))
         finally:
             shutil.rmtree(folder)
     timed = ("approve_to_committed_with_messages", "decision", "commit", "messages", "longest_write_hold")
