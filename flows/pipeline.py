@@ -2,7 +2,8 @@
 
 Each stage records its result in the warehouse, so a re-run of the same flow run (retry, crash,
 suspension) finds its batch by the run's id and resumes after the last finished stage. Every task
-opens and closes the warehouse itself: nothing holds the DuckDB file while the run waits.
+opens and closes the warehouse itself, through the run's handle (it waits its turn while another
+process holds the warehouse): nothing holds the DuckDB file while the run waits.
 
 Waiting for people may take days. Under a deployment the run is suspended: its process exits, and
 when the form is submitted the run starts again from the top, finds every finished stage in the
@@ -13,6 +14,7 @@ pauses in place instead.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prefect import get_run_logger, pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
@@ -33,6 +35,7 @@ from tasks.pipeline import (fail_if_unreadable_task, finished_stages_task, inges
 from tasks.plan import plan_task
 from tasks.report import publish_issues_task, publish_plan_task, write_plan_workbook_task
 from tasks.review import apply_review_decisions_task, close_review_task, pending_review_task, review_markdown
+from warehouse.handle import Warehouse
 from warehouse.locks import HeldLock
 
 MAX_FORM_ATTEMPTS = 20
@@ -53,6 +56,13 @@ def wait_for(form: RunInput, key: str, timeout: int, poll_interval: int, lock: H
     return submitted
 
 
+def _warehouse(config: BatchRunConfig) -> Warehouse:
+    """The run's handle on the warehouse: its tasks wait their turn (up to ``ROSTERFLOW_BUSY_TIMEOUT``,
+    then Prefect retries them), log whom they wait for, and name the run to whoever waits for them."""
+    return Warehouse(Path(config.warehouse_path), who=f"flow run {flow_run.get_name()} ({flow_run.get_id()})",
+                     busy_timeout=load_settings().busy_timeout, on_wait=get_run_logger().info)
+
+
 def run_batch(mode: str, config: BatchRunConfig) -> str | State:
     """Run one batch to its end: 'committed', 'rejected', 'held' or 'approval-abandoned'; a batch
     whose files could not be read ends the run Failed, with the file errors as the reason, and so
@@ -61,11 +71,11 @@ def run_batch(mode: str, config: BatchRunConfig) -> str | State:
 
     The run holds the batch's lock while it works on it (not while it waits for people), so a run
     that dies shows as interrupted in `rosterflow batch list`; running it again finishes it."""
-    warehouse = config.warehouse_path
+    warehouse = _warehouse(config)
     # Waiting for uploads, the batch is collecting: nobody works on it until the sheets are in.
     batch_id = open_batch_task(warehouse, f"prefect:{flow_run.get_id()}", mode, config.model_dump(mode="json"),
                                "prefect", collecting=getattr(config, "wait_for_all_uploads", False))
-    lock = HeldLock(warehouse, batch_id, f"flow run {flow_run.get_id()}")
+    lock = HeldLock(config.warehouse_path, batch_id, f"flow run {flow_run.get_id()}")
     lock.acquire()
     try:
         return _drive_batch(mode, config, batch_id, lock)
@@ -82,17 +92,18 @@ def _drive_batch(mode: str, config: BatchRunConfig, batch_id: int, lock: HeldLoc
     unreadable = _ingest_validate_match(config, batch_id)
     if unreadable is not None:
         return unreadable
-    decision, changed, asked = None, None, 0
+    decision, changed, asked, carried = None, None, 0, None
     for plan_round in range(MAX_FORM_ATTEMPTS):
         if plan_round:
             # The plan changed since it was shown: only now is it made again, and shown again.
-            forget_changed_plan_task(config.warehouse_path, batch_id)
-            match_task(config.warehouse_path, batch_id, config.match)
+            forget_changed_plan_task(_warehouse(config), batch_id)
+            match_task(_warehouse(config), batch_id, config.match)
         _review_until_decided(config, batch_id, lock, plan_round)
         context = _publish_plan(config, batch_id)
         if context is None:
             return "held"
-        decision, changed, asked = _wait_for_approval(config, batch_id, context, lock, changed, asked)
+        decision, changed, asked, carried = _wait_for_approval(config, batch_id, context, lock, changed, asked,
+                                                               carried)
         if changed is None:
             break
     if decision is None:
@@ -106,7 +117,7 @@ def _drive_batch(mode: str, config: BatchRunConfig, batch_id: int, lock: HeldLoc
 def _wait_for_uploads(config: BatchRunConfig, batch_id: int, lock: HeldLock) -> None:
     """When the run waits for all uploads (and no earlier run ingested the batch), ask until
     someone confirms that every sheet is in; then record the uploads as confirmed."""
-    warehouse = config.warehouse_path
+    warehouse = _warehouse(config)
     waits_for_uploads = getattr(config, "wait_for_all_uploads", False) and "ingest" not in finished_stages_task(
         warehouse, batch_id)
     for attempt in range(MAX_FORM_ATTEMPTS * 10):
@@ -131,7 +142,7 @@ def _ingest_validate_match(config: BatchRunConfig, batch_id: int) -> State | Non
     """Read, validate and match the batch's files, publishing the issues found; a Failed state
     naming the file errors when no file could be read."""
     logger = get_run_logger()
-    warehouse = config.warehouse_path
+    warehouse = _warehouse(config)
     ingest, validated = ingest_validate_task(warehouse, batch_id, config.files, config.sheet, config.max_rows)
     publish_issues_task(warehouse, batch_id, config.outbox_dir)
     failure = fail_if_unreadable_task(warehouse, batch_id, ingest)
@@ -148,7 +159,7 @@ def _ingest_validate_match(config: BatchRunConfig, batch_id: int) -> State | Non
 def _review_until_decided(config: BatchRunConfig, batch_id: int, lock: HeldLock, plan_round: int = 0) -> None:
     """Ask for decisions on the rows that need review, a page at a time, until none is pending
     (``plan_round``: how many times the plan changed before; each round's forms have their own keys)."""
-    warehouse = config.warehouse_path
+    warehouse = _warehouse(config)
     for attempt in range(MAX_FORM_ATTEMPTS * 10):
         if close_review_task(warehouse, batch_id)["pending"] == 0:
             break
@@ -177,7 +188,7 @@ def _publish_plan(config: BatchRunConfig, batch_id: int) -> dict | None:
     """Plan the batch and publish the plan (artifact and workbook); the approval context, or None
     when the plan has blockers and the batch is held."""
     logger = get_run_logger()
-    warehouse = config.warehouse_path
+    warehouse = _warehouse(config)
     summary = plan_task(warehouse, batch_id)
     context = approval_context_task(warehouse, batch_id)
     publish_plan_task(batch_id, context)
@@ -189,18 +200,29 @@ def _publish_plan(config: BatchRunConfig, batch_id: int) -> dict | None:
 
 
 def _wait_for_approval(config: BatchRunConfig, batch_id: int, context: dict, lock: HeldLock, changed: str | None,
-                       asked: int) -> tuple[dict | None, str | None, int]:
+                       asked: int, carried: tuple[dict, Any] | None = None
+                       ) -> tuple[dict | None, str | None, int, tuple[dict, Any] | None]:
     """The batch's approval decision: the one already recorded, or asked for until a registered
     approver's decision (with their secret, naming the plan version shown) is accepted.
 
     Returns (decision or None when none was accepted after every attempt, why the plan changed
-    when the approval named a plan that is no longer the batch's, approval forms asked so far).
-    ``changed``: why the previous plan changed, shown above this one. ``asked`` numbers the forms
-    across plans, so each wait has its own key."""
+    when the approval named a plan that is no longer the batch's, approval forms asked so far, the
+    refused approval's answers and secret when the plan changed). ``changed``: why the previous plan
+    changed, shown above this one. ``asked`` numbers the forms across plans, so each wait has its
+    own key. ``carried``: an approval refused because the batch had to be planned again: when the
+    plan made again is the very version it approved (another batch committed, but nothing this
+    batch would do changed), it stands; it is never carried to another version."""
     decision = context["decision"]
     version = context["summary"]["version"]
     problems: list[str] = []
-    if changed:
+    if decision is None and carried is not None and carried[0].get("plan_version") == version:
+        get_run_logger().info("Batch %s was planned again (%s) and is still version %s: the approval given for "
+                              "that version stands", batch_id, changed, version)
+        outcome = decide_batch_task(_warehouse(config), batch_id, carried[0], carried[1])
+        if outcome["plan_changed"]:
+            return None, outcome["plan_changed"], asked, carried
+        decision, problems = outcome["decision"], outcome["problems"]
+    elif changed:
         problems = [f"The plan changed since it was shown ({changed}); nothing was committed. Above is the new "
                     f"plan, version {version}."]
     for _ in range(MAX_FORM_ATTEMPTS):
@@ -218,15 +240,14 @@ def _wait_for_approval(config: BatchRunConfig, batch_id: int, context: dict, loc
         asked += 1
         secret = form.approver_secret
         forget_secret(form)
-        outcome = decide_batch_task(config.warehouse_path, batch_id,
-                                    form.model_dump(include=set(ApprovalForm.model_fields) - {"approver_secret"}),
-                                    secret)
+        answers = form.model_dump(include=set(ApprovalForm.model_fields) - {"approver_secret"})
+        outcome = decide_batch_task(_warehouse(config), batch_id, answers, secret)
         decision, problems = outcome["decision"], outcome["problems"]
         for problem in problems:
             get_run_logger().warning("Approval not accepted: %s", problem)
         if outcome["plan_changed"]:
-            return None, outcome["plan_changed"], asked
-    return decision, None, asked
+            return None, outcome["plan_changed"], asked, (answers, secret)
+    return decision, None, asked, None
 
 
 def forget_secret(form: ApprovalForm) -> None:
@@ -242,9 +263,9 @@ def _commit_and_send_messages(config: BatchRunConfig, batch_id: int, approver: s
     """Commit the approved batch and write (and send) its messages: 'committed', or a Failed state
     when the messages could not be written."""
     logger = get_run_logger()
-    committed = commit_task(config.warehouse_path, batch_id, approver)
+    committed = commit_task(_warehouse(config), batch_id, approver)
     logger.info("Batch %s committed: %s", batch_id, committed)
-    delivered = messages_task(config.warehouse_path, batch_id, config.outbox_dir, load_settings().mail)
+    delivered = messages_task(_warehouse(config), batch_id, config.outbox_dir, load_settings().mail)
     if delivered.get("error"):
         logger.error("%s", delivered["error"])
         return Failed(message=delivered["error"])

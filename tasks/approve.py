@@ -12,9 +12,10 @@ from pydantic import SecretStr
 
 from tasks.approvers import ApproverError, verify_approver
 from tasks.plan import plan_version as current_plan_version
+from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse.connection import transaction
-from warehouse.handle import opened
+from warehouse.handle import Warehouse, opened
 
 
 class ApprovalError(ValueError):
@@ -124,8 +125,8 @@ def decide_batch(
     return result
 
 
-@task(name="record-decision", cache_policy=NO_CACHE)
-def decide_batch_task(warehouse_path: str, batch_id: int, decision: dict[str, Any],
+@task(name="record-decision", cache_policy=NO_CACHE, **WAREHOUSE_TASK)
+def decide_batch_task(warehouse: Warehouse, batch_id: int, decision: dict[str, Any],
                       secret: SecretStr | None) -> dict[str, Any]:
     """Prefect task: record the approval form's decision, made by the approver whose secret it carries.
 
@@ -134,7 +135,7 @@ def decide_batch_task(warehouse_path: str, batch_id: int, decision: dict[str, An
     why when the plan is no longer the version the form showed (the run plans again and asks again).
     The secret stays a ``SecretStr`` until it is checked (never shown in a log, never cached).
     """
-    with opened(warehouse_path) as con:
+    with warehouse.write() as con:
         try:
             return {"decision": decide_batch(con, batch_id, secret=secret.get_secret_value() if secret else None,
                                              **decision),
@@ -145,12 +146,12 @@ def decide_batch_task(warehouse_path: str, batch_id: int, decision: dict[str, An
             return {"decision": None, "problems": [str(error)], "plan_changed": None}
 
 
-@task(name="forget-changed-plan")
-def forget_changed_plan_task(warehouse_path: str, batch_id: int) -> None:
+@task(name="forget-changed-plan", **WAREHOUSE_TASK)
+def forget_changed_plan_task(warehouse: Warehouse, batch_id: int) -> None:
     """Prefect task: the plan changed since it was shown: forget it so it is made again (and, when
     students changed since the batch was matched, match it again first; review decisions are kept
     where they still apply)."""
-    with opened(warehouse_path) as con:
+    with warehouse.write() as con:
         forget_changed_plan(con, batch_id, "prefect")
 
 
@@ -162,12 +163,12 @@ def forget_changed_plan(con: duckdb.DuckDBPyConnection, batch_id: int, actor: st
         batches.audit(con, actor, "batch.plan_changed", "batch", batch_id, batch_id, {"changed_since": stale})
 
 
-@task(name="plan-summary")
-def approval_context_task(warehouse_path: str, batch_id: int) -> dict[str, Any]:
+@task(name="plan-summary", **WAREHOUSE_TASK)
+def approval_context_task(warehouse: Warehouse, batch_id: int) -> dict[str, Any]:
     """Prefect task: the plan summary and tables for the approval form, then close the warehouse."""
     from tasks.plan import plan_markdown, plan_tables
 
-    with opened(warehouse_path) as con:
+    with warehouse.read() as con:
         summary = batches.stage_result(con, batch_id, "plan")
         summary = {**summary, "version": current_plan_version(con, batch_id)}
         tables = plan_tables(con, batch_id)

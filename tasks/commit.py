@@ -21,6 +21,7 @@ from prefect import task
 
 from tasks import credentials
 from tasks.plan import plan_version
+from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse.connection import first_row, transaction
 from warehouse.handle import Warehouse, WarehouseBusy
@@ -370,18 +371,7 @@ def _use_subscriptions(con: duckdb.DuckDBPyConnection, subscription_type: str, p
             )
 
 
-def _warehouse_busy(task, task_run, state) -> bool:
-    """Retry only when another process holds the warehouse file; every other failure is final."""
-    try:
-        state.result()
-    except (duckdb.IOException, WarehouseBusy):
-        return True
-    except Exception:
-        return False
-    return False
-
-
-@task(name="commit", retries=3, retry_delay_seconds=10, retry_condition_fn=_warehouse_busy)
-def commit_task(warehouse_path: str, batch_id: int, actor: str) -> dict[str, Any]:
+@task(name="commit", **WAREHOUSE_TASK)
+def commit_task(warehouse: Warehouse, batch_id: int, actor: str) -> dict[str, Any]:
     """Prefect task: commit the approved batch (exactly once)."""
-    return commit_batch(Warehouse(Path(warehouse_path), who=f"commit of batch {batch_id}"), batch_id, actor)
+    return commit_batch(warehouse, batch_id, actor)

@@ -11,6 +11,7 @@ from prefect import task
 
 from schemas.roster import MatchDecisionRow
 from tasks.matching import MatchConfig, match_rows
+from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse.handle import Warehouse
 
@@ -140,7 +141,7 @@ def store_matches(con: duckdb.DuckDBPyConnection, batch_id: int, outcome: MatchO
     return result
 
 
-@task(name="match", retries=1, retry_delay_seconds=2)
-def match_task(warehouse_path: str, batch_id: int, config: MatchConfig) -> dict[str, Any]:
+@task(name="match", **WAREHOUSE_TASK)
+def match_task(warehouse: Warehouse, batch_id: int, config: MatchConfig) -> dict[str, Any]:
     """Prefect task: match the batch's valid rows."""
-    return match_batch(Warehouse(warehouse_path, who="flow task match"), batch_id, config)
+    return match_batch(warehouse, batch_id, config)

@@ -572,12 +572,11 @@ def reconcile_plain_passwords(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 
 
 @task(name="messages", retries=2, retry_delay_seconds=30)
-def messages_task(warehouse_path: str, batch_id: int, outbox_dir: str, mail: MailSettings) -> dict:
+def messages_task(warehouse: Warehouse, batch_id: int, outbox_dir: str, mail: MailSettings) -> dict:
     """Prefect task: write, read back, record and send the batch's messages. A build that fails is
     recorded and returned as ``error`` (the commit stands; the flow reports it); building again
     cannot help until its cause is fixed, so it is not retried."""
     try:
-        return deliver(Warehouse(Path(warehouse_path), who=f"messages of batch {batch_id}"), batch_id,
-                       Path(outbox_dir), mail)
+        return deliver(warehouse, batch_id, Path(outbox_dir), mail)
     except MessageBuildFailed as failure:
         return {"messages": 0, "sent": 0, "failed": 0, "outbox": [], "error": failure.advice}

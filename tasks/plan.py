@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 from prefect import task
 
+from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse.handle import Warehouse
 
@@ -589,7 +590,7 @@ def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> s
     return "\n".join(lines)
 
 
-@task(name="plan", retries=1)
-def plan_task(warehouse_path: str, batch_id: int) -> dict[str, Any]:
+@task(name="plan", **WAREHOUSE_TASK)
+def plan_task(warehouse: Warehouse, batch_id: int) -> dict[str, Any]:
     """Prefect task: build the plan and return its summary."""
-    return build_plan(Warehouse(warehouse_path, who="flow task plan"), batch_id)
+    return build_plan(warehouse, batch_id)

@@ -12,8 +12,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.exports import write_xlsx
 from tasks.validate import batch_issues, write_issue_report
+from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
-from warehouse.handle import opened
+from warehouse.handle import Warehouse, opened
 
 
 def artifact_key(prefix: str, batch_id: int) -> str:
@@ -21,10 +22,10 @@ def artifact_key(prefix: str, batch_id: int) -> str:
     return f"{prefix}-batch-{batch_id}"
 
 
-@task(name="publish-validation-report")
-def publish_issues_task(warehouse_path: str, batch_id: int, report_dir: str) -> int:
+@task(name="publish-validation-report", **WAREHOUSE_TASK)
+def publish_issues_task(warehouse: Warehouse, batch_id: int, report_dir: str) -> int:
     """Publish every validation issue of the batch as a table artifact and an .xlsx; return how many."""
-    with opened(warehouse_path) as con:
+    with warehouse.read() as con:
         issues = batch_issues(con, batch_id)
         if issues.height:
             write_issue_report(con, batch_id, Path(report_dir) / f"batch-{batch_id}" / "validation-report.xlsx",
@@ -90,9 +91,9 @@ def write_plan_xlsx(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path, p
     return write_xlsx(path, sheets, private=private)
 
 
-@task(name="write-plan-workbook", retries=1)
-def write_plan_workbook_task(warehouse_path: str, batch_id: int, report_dir: str) -> str:
+@task(name="write-plan-workbook", **WAREHOUSE_TASK)
+def write_plan_workbook_task(warehouse: Warehouse, batch_id: int, report_dir: str) -> str:
     """Prefect task: write the plan workbook next to the batch's other reports; return its path."""
-    with opened(warehouse_path) as con:
+    with warehouse.read() as con:
         return str(write_plan_xlsx(con, batch_id, Path(report_dir) / f"batch-{batch_id}" / "plan.xlsx",
                                    private=True))
