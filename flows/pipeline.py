@@ -26,7 +26,7 @@ from flows.config import BatchRunConfig
 from flows.forms import AllUploadedForm, ApprovalForm, ReviewChoice, ReviewForm
 from rosterflow.settings import load_settings
 from tasks.approve import approval_context_task, decide_batch_task, forget_changed_plan_task
-from tasks.commit import commit_task
+from tasks.commit import PlanStale, commit_task
 from tasks.ingest import expand_paths
 from tasks.match import match_task
 from tasks.messages import messages_task
@@ -104,14 +104,24 @@ def _drive_batch(mode: str, config: BatchRunConfig, batch_id: int, lock: HeldLoc
             return "held"
         decision, changed, asked, carried = _wait_for_approval(config, batch_id, context, lock, changed, asked,
                                                                carried)
-        if changed is None:
+        if changed is not None:
+            continue
+        if decision is None or not decision["approved"]:
             break
+        try:
+            committed = commit_task(_warehouse(config), batch_id, decision["approver"])
+        except PlanStale as stale:
+            # Another batch committed between this approval and its commit: the batch is matched and
+            # planned again; the approval stands only if the new plan is the version it approved.
+            logger.warning("%s", stale)
+            decision, changed = None, "; ".join(stale.reasons)
+            continue
+        logger.info("Batch %s committed: %s", batch_id, committed)
+        return _send_messages(config, batch_id)
     if decision is None:
         return "approval-abandoned"
-    if not decision["approved"]:
-        logger.info("Batch %s rejected by %s: nothing changed", batch_id, decision["approver"])
-        return "rejected"
-    return _commit_and_send_messages(config, batch_id, decision["approver"])
+    logger.info("Batch %s rejected by %s: nothing changed", batch_id, decision["approver"])
+    return "rejected"
 
 
 def _wait_for_uploads(config: BatchRunConfig, batch_id: int, lock: HeldLock) -> None:
@@ -247,7 +257,9 @@ def _wait_for_approval(config: BatchRunConfig, batch_id: int, context: dict, loc
             get_run_logger().warning("Approval not accepted: %s", problem)
         if outcome["plan_changed"]:
             return None, outcome["plan_changed"], asked, (answers, secret)
-    return decision, None, asked, None
+        if decision is not None:
+            return decision, None, asked, (answers, secret)
+    return decision, None, asked, carried
 
 
 def forget_secret(form: ApprovalForm) -> None:
@@ -259,12 +271,10 @@ def forget_secret(form: ApprovalForm) -> None:
                           flow_run_id=flow_run_id)
 
 
-def _commit_and_send_messages(config: BatchRunConfig, batch_id: int, approver: str) -> str | State:
-    """Commit the approved batch and write (and send) its messages: 'committed', or a Failed state
-    when the messages could not be written."""
+def _send_messages(config: BatchRunConfig, batch_id: int) -> str | State:
+    """Write (and send) the committed batch's messages: 'committed', or a Failed state when they
+    could not be written."""
     logger = get_run_logger()
-    committed = commit_task(_warehouse(config), batch_id, approver)
-    logger.info("Batch %s committed: %s", batch_id, committed)
     delivered = messages_task(_warehouse(config), batch_id, config.outbox_dir, load_settings().mail)
     if delivered.get("error"):
         logger.error("%s", delivered["error"])

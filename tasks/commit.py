@@ -31,6 +31,14 @@ class CommitError(RuntimeError):
     """The batch cannot be committed; the message says why."""
 
 
+class PlanStale(CommitError):
+    """The approved plan no longer holds; the batch was sent back to be matched and planned again."""
+
+    def __init__(self, message: str, reasons: list[str]):
+        super().__init__(message)
+        self.reasons = reasons
+
+
 def _next_ids(con: duckdb.DuckDBPyConnection, sequence: str, count: int) -> list[int]:
     if count == 0:
         return []
@@ -110,11 +118,10 @@ def refuse_stale_plan(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str)
         batches.clear_stages(con, batch_id, ("match", "review", "plan", "approve"))
         batches.set_status(con, batch_id, batches.STATUS_IN_REVIEW)
         batches.audit(con, actor, "batch.plan_stale", "batch", batch_id, batch_id, {"changed_since": stale})
-    raise CommitError(
+    raise PlanStale(
         f"Batch {batch_id}: its plan changed after it was approved ({'; '.join(stale)}), so it is out of date. "
         f"Nothing was changed: show the plan again (`rosterflow plan {batch_id}`: its rows are matched again, "
-        f"earlier review decisions are kept where they still apply) and approve the version it shows."
-    )
+        f"earlier review decisions are kept where they still apply) and approve the version it shows.", stale)
 
 
 def read_plan(con: duckdb.DuckDBPyConnection, batch_id: int) -> pl.DataFrame:

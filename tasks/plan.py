@@ -423,6 +423,12 @@ def build_plan(wh: Warehouse, batch_id: int) -> dict[str, Any]:
 PLAN_TABLES = ("plan_enrollments", "plan_removals", "plan_temporaries")
 
 
+# Summary figures that describe the district around the plan, not what committing it does: how many
+# subscriptions are left changes with every other batch's commit (running short is a blocker, which
+# is in the version), so it does not make an approved plan another version.
+NOT_WHAT_IT_DOES = ("version", "subscriptions_available")
+
+
 def plan_version(con: duckdb.DuckDBPyConnection, batch_id: int) -> str | None:
     """The plan's version: a short digest of what committing it would do, recomputed from the warehouse
     (every row of its tables, in any order, and its summary's counts, guard and blockers). The same plan
@@ -433,7 +439,8 @@ def plan_version(con: duckdb.DuckDBPyConnection, batch_id: int) -> str | None:
     if summary is None:
         return None
     digest = hashlib.sha256()
-    digest.update(json.dumps({k: v for k, v in summary.items() if k != "version"}, sort_keys=True, default=str).encode())
+    digest.update(json.dumps({k: v for k, v in summary.items() if k not in NOT_WHAT_IT_DOES},
+                             sort_keys=True, default=str).encode())
     for table in PLAN_TABLES:
         # Table names are this module's constants; each row as JSON text, sorted, so the order is irrelevant.
         count, tables_digest = con.execute(

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from rosterflow.cli.intake import failure_text
-from rosterflow.cli.output import AddCommand, count_arg, print_result, working_on
+from rosterflow.cli.output import REQUEST_APPLIERS, AddCommand, apply_recorded, count_arg, print_result, working_on
 from rosterflow.settings import load_settings
 from rosterflow.cli.approvers import approver_secret, refused
 from tasks.approve import ApprovalError, decide_batch
@@ -20,7 +20,10 @@ from tasks.messages import MessageBuildFailed, deliver
 from tasks.pipeline import advance_batch
 from tasks.plan import plan_markdown, plan_tables, plan_version
 from tasks.report import write_plan_xlsx
-from warehouse import batches
+from warehouse import batches, requests
+from warehouse.requests import Request
+
+APPROVE, REJECT = "batch.approve", "batch.reject"
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -48,45 +51,78 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_approve(args: argparse.Namespace) -> int:
     """Decide exactly the plan shown: the version named by --plan, by the approver proven by their
-    secret. Nothing here matches or plans again (only `rosterflow plan N` does)."""
+    secret. Nothing here matches or plans again (only `rosterflow plan N` does). The decision is
+    recorded first (without the secret) and applied when the warehouse is free."""
     approve = args.command == "approve"
     if approve and not (args.plan or "").strip():
         print(f"error: name the plan version you approve: `rosterflow plan {args.batch}` shows it; then "
               f"`rosterflow approve {args.batch} --plan VERSION --approver NAME`.", file=sys.stderr)
         return 2
-    secret = approver_secret(args.approver)
-    with args.wh.write() as con:
-        try:
-            decision = decide_batch(con, args.batch, args.approver, approve, args.remove_count, args.override_guard,
-                                    args.comment or "", secret=secret, plan_version=args.plan)
-            if not decision["approved"]:
-                print_result(decision, args.json,
-                             f"Batch {args.batch} rejected by {decision['approver']}: nothing changed.")
-                return 0
-        except ApproverError as error:
-            return refused(error)
-        except ApprovalError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+    request = Request(
+        request_id=args.request_id or requests.new_request_id(), kind=APPROVE if approve else REJECT,
+        batch_id=args.batch, submitted_by=args.approver,
+        payload={"approver": args.approver, "plan_version": args.plan, "removals_acknowledged": args.remove_count,
+                 "override_guard": args.override_guard, "comment": args.comment or ""})
+    return apply_recorded(args, request)
+
+
+def apply_decision(args: argparse.Namespace, request: Request) -> int:
+    """Apply a recorded approval or rejection (now, or later from the inbox): the approver gives
+    their secret again (it is never recorded); an approval commits and delivers the messages. A
+    batch already decided answers with its recorded decision, and one already committed says so."""
+    decided = request.payload
+    approve = request.kind == APPROVE
+    secret = approver_secret(decided["approver"])
+    try:
+        with working_on(args, request.batch_id), args.wh.write(request.batch_id, "approve") as con:
+            batches.require_batch(con, request.batch_id)
+            try:
+                decision = decide_batch(con, request.batch_id, decided["approver"], approve,
+                                        decided["removals_acknowledged"], decided["override_guard"], decided["comment"],
+                                        secret=secret, plan_version=decided["plan_version"])
+            except ApproverError as error:
+                return refused(error)
+            except ApprovalError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
+    finally:
+        # Decided or refused, the request has had its answer; only a wait that ran out keeps it.
+        requests.forget(args.warehouse, request.request_id)
+    if not decision["approved"]:
+        print_result(decision, args.json,
+                     f"Batch {request.batch_id} rejected by {decision['approver']}: nothing changed.")
+        return 0 if not approve else 2
+    if not approve:
+        print(f"error: batch {request.batch_id} was already approved by {decision['approver']}; it cannot be "
+              "rejected now.", file=sys.stderr)
+        return 2
+    return _commit_and_deliver(args, request.batch_id, decision)
+
+
+def _commit_and_deliver(args: argparse.Namespace, batch_id: int, decision: dict) -> int:
     # The commit and the messages hold the warehouse only to read and to write, never while they hash or build.
     try:
-        summary = commit_batch(args.wh, args.batch, decision["approver"],
+        summary = commit_batch(args.wh, batch_id, decision["approver"],
                                progress=lambda text: print(text, file=sys.stderr, flush=True))
     except CommitError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if summary.get("already_committed"):
+        print_result(summary, args.json, f"Batch {batch_id} was already committed (approved by "
+                     f"{decision['approver']}): nothing was done again.")
+        return 0
     try:
-        delivered = deliver(args.wh, args.batch, Path(args.outbox), load_settings().mail)
+        delivered = deliver(args.wh, batch_id, Path(args.outbox), load_settings().mail)
     except MessageBuildFailed as failure:
         # The commit stands; the failure is recorded and shown by `rosterflow messages list`.
-        summary["messages"] = {"error": failure.reason, "next": f"rosterflow messages build {args.batch}"}
+        summary["messages"] = {"error": failure.reason, "next": f"rosterflow messages build {batch_id}"}
         if args.json:
             print_result(summary, True)
         print(failure.advice, file=sys.stderr)
         return 1
     summary["outbox"] = delivered["outbox"]
     summary["messages"] = {k: delivered[k] for k in ("messages", "sent", "failed")}
-    print_result(summary, args.json, f"Batch {args.batch} committed: " + json.dumps(summary, indent=2))
+    print_result(summary, args.json, f"Batch {batch_id} committed: " + json.dumps(summary, indent=2))
     return 0
 
 
@@ -108,3 +144,6 @@ def add_commands(sub: argparse._SubParsersAction, command: AddCommand) -> None:
         p.add_argument("--remove-count", type=count_arg, help="the number of students the plan removes")
         p.add_argument("--override-guard", action="store_true")
         p.add_argument("--comment")
+        p.add_argument("--request-id", help="an id for this decision, so a script can repeat it safely")
+        p.set_defaults(records_request=True)
+    REQUEST_APPLIERS[APPROVE] = REQUEST_APPLIERS[REJECT] = apply_decision
