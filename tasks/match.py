@@ -91,6 +91,10 @@ def store_matches(con: duckdb.DuckDBPyConnection, batch_id: int, outcome: MatchO
         "SELECT row_no, row_key, status, action, student_key, reviewer, decided_at FROM review_items"
         " WHERE batch_id = $b AND status IN ('decided', 'escalated')", params={"b": batch_id}
     ).pl().to_arrow()
+    # A row still in review keeps its item's number: a reviewer who listed the items before another
+    # batch's commit made this batch match again decides by those numbers.
+    known = con.sql("SELECT review_id, row_no, row_key FROM review_items WHERE batch_id = $b",
+                    params={"b": batch_id}).pl().to_arrow()
     con.execute("DELETE FROM match_results WHERE batch_id = ?", [batch_id])
     con.execute(
         "DELETE FROM review_candidates WHERE review_id IN (SELECT review_id FROM review_items WHERE batch_id = ?)",
@@ -105,12 +109,16 @@ def store_matches(con: duckdb.DuckDBPyConnection, batch_id: int, outcome: MatchO
     )
     con.unregister("decision_frame")
     con.register("review_frame", reviews.select("row_no", "explanation").to_arrow())
+    con.register("known_items", known)
     con.execute(
-        f"INSERT INTO review_items (batch_id, row_no, reason, status, row_key)"
-        f" SELECT ?, f.row_no, f.explanation, 'pending', {ROW_KEY} FROM review_frame f"
-        " JOIN valid_rows v ON v.batch_id = ? AND v.row_no = f.row_no ORDER BY f.row_no",
+        f"INSERT INTO review_items (review_id, batch_id, row_no, reason, status, row_key)"
+        f" SELECT coalesce(k.review_id, nextval('review_seq')), ?, f.row_no, f.explanation, 'pending', {ROW_KEY}"
+        " FROM review_frame f JOIN valid_rows v ON v.batch_id = ? AND v.row_no = f.row_no"
+        f" LEFT JOIN known_items k ON k.row_no = f.row_no AND k.row_key IS NOT DISTINCT FROM {ROW_KEY}"
+        " ORDER BY f.row_no",
         [batch_id, batch_id],
     )
+    con.unregister("known_items")
     con.unregister("review_frame")
     con.register("candidate_frame", candidates.to_arrow())
     con.execute(

@@ -58,8 +58,9 @@ def _ok(warehouse: Path, *args: str) -> str:
 
 
 def approve_args(batch_id: int, plan: dict) -> list[str]:
-    """The arguments of `approve` for a plan just shown."""
-    return ["approve", str(batch_id), "--approver", APPROVER, "--remove-count", str(plan["summary"]["removals"])]
+    """The arguments of `approve` for a plan just shown (the approver's secret is in the environment)."""
+    return ["approve", str(batch_id), "--approver", APPROVER, "--plan", plan["summary"]["version"],
+            "--remove-count", str(plan["summary"]["removals"])]
 
 
 def _lincoln_sheet(path: Path) -> Path:
@@ -71,11 +72,14 @@ def _lincoln_sheet(path: Path) -> Path:
     return write_roster(path, rows)
 
 
-def _prepare(warehouse: Path, district: SampleDistrict, lincoln: Path) -> dict:
-    """The state the team starts from: Summerwind registered and committed, its migration waiting
-    for review (batch 2), and Lincoln's registration planned and waiting for approval (batch 3)."""
+def _prepare(warehouse: Path, district: SampleDistrict, lincoln: Path, monkeypatch) -> dict:
+    """The state the team starts from: an approver (their secret in the environment, for every
+    command started after), Summerwind registered and committed, its migration waiting for review
+    (batch 2), and Lincoln's registration planned and waiting for approval (batch 3)."""
     high, middle, summerwind = district.registration_files
     _ok(warehouse, "init")
+    monkeypatch.setenv("ROSTERFLOW_APPROVER_SECRET", json.loads(_ok(warehouse, "approver", "add", APPROVER,
+                                                                    "--json"))["secret"])
     for school in (*district.schools, "Lincoln Elementary"):
         _ok(warehouse, "school", "add", school)
     for code, name in district.courses.items():
@@ -130,12 +134,12 @@ def _counts(warehouse: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_a_team_working_at_once_ends_as_the_same_work_done_one_after_another(district, tmp_path):
+def test_a_team_working_at_once_ends_as_the_same_work_done_one_after_another(district, tmp_path, monkeypatch):
     lincoln = _lincoln_sheet(tmp_path / "lincoln.xlsx")
 
     together = tmp_path / "together" / "w.duckdb"
     together.parent.mkdir()
-    prepared = _prepare(together, district, lincoln)
+    prepared = _prepare(together, district, lincoln, monkeypatch)
     assert prepared["items"], "the migration should have rows to review"
     start = tmp_path / "start.duckdb"
     shutil.copy(together, start)
@@ -165,9 +169,9 @@ def test_a_team_working_at_once_ends_as_the_same_work_done_one_after_another(dis
 
 
 @pytest.mark.slow
-def test_a_decision_made_while_the_warehouse_stays_busy_is_kept_and_applied_once(district, tmp_path):
+def test_a_decision_made_while_the_warehouse_stays_busy_is_kept_and_applied_once(district, tmp_path, monkeypatch):
     warehouse = tmp_path / "w.duckdb"
-    prepared = _prepare(warehouse, district, _lincoln_sheet(tmp_path / "lincoln.xlsx"))
+    prepared = _prepare(warehouse, district, _lincoln_sheet(tmp_path / "lincoln.xlsx"), monkeypatch)
     item = prepared["items"][0]
     holder = subprocess.Popen([sys.executable, "-c", (
         "import time, sys\nfrom pathlib import Path\nfrom warehouse.handle import Warehouse\n"
@@ -197,3 +201,25 @@ def test_a_decision_made_while_the_warehouse_stays_busy_is_kept_and_applied_once
         audited = con.execute("SELECT count(*) FROM audit_log WHERE action = 'review.decide' AND entity_key = ?",
                               [str(item)]).fetchall()
     assert decided == [("decided", "new", "Rita")] and audited == [(1,)]
+
+
+def test_review_items_keep_their_numbers_when_another_commit_makes_the_batch_match_again(district, tmp_path,
+                                                                                        monkeypatch):
+    """A reviewer lists the items, another batch commits (so this one is matched again before its
+    next step), and the reviewer decides by the numbers listed: they still name the same rows."""
+    warehouse = tmp_path / "w.duckdb"
+    prepared = _prepare(warehouse, district, _lincoln_sheet(tmp_path / "lincoln.xlsx"), monkeypatch)
+    listed = {item["review_id"]: (item["file_name"], item["excel_row"])
+              for item in json.loads(_ok(warehouse, "review", "list", "2", "--json"))}
+    _ok(warehouse, *approve_args(3, prepared["lincoln_plan"]))  # batch 3 commits: batch 2 is out of date
+    first, *others = prepared["items"]
+    _ok(warehouse, "review", "decide", "2", str(first), "--action", "new", "--reviewer", "Rita")  # re-matches
+    with opened(warehouse, read_only=True) as con:
+        rematched = con.execute("SELECT s.finished_at > m.committed_at FROM batch_stages s, commit_markers m"
+                                " WHERE s.batch_id = 2 AND s.stage = 'match' AND m.batch_id = 3").fetchall()
+    relisted = {item["review_id"]: (item["file_name"], item["excel_row"])
+                for item in json.loads(_ok(warehouse, "review", "list", "2", "--all", "--json"))}
+    assert relisted == listed, "the same rows keep the same item numbers"
+    for item in others:
+        _ok(warehouse, "review", "decide", "2", str(item), "--action", "new", "--reviewer", "Rita")
+    assert rematched == [(True,)], "batch 2 was matched again after batch 3 committed"
