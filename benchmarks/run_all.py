@@ -1,9 +1,10 @@
 """`make bench`: every benchmark at its default size."""
 
-from benchmarks import ingest, matching_quality, matching_speed, pipeline
+from benchmarks import approve, ingest, matching_quality, matching_speed, pipeline
 
 if __name__ == "__main__":
     pipeline.main()
+    approve.main()
     ingest.main()
     matching_quality.main()
     matching_speed.main()

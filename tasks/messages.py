@@ -445,16 +445,18 @@ def failed_builds(con: duckdb.DuckDBPyConnection, batch_id: int | None = None) -
     ).pl()
 
 
-def send_messages(con: duckdb.DuckDBPyConnection, mail: MailSettings, batch_id: int | None = None) -> dict[str, int]:
+def send_messages(wh: Warehouse, mail: MailSettings, batch_id: int | None = None) -> dict[str, int]:
     """Send every message not sent yet (written, or failed before) of one batch or all, over one
     SMTP connection; record each outcome. Without an SMTP host, nothing is sent (the outbox holds
     them). Messages of a batch whose build failed are held until it is built again. Returns counts
-    of sent and failed."""
-    waiting = con.sql(
-        "SELECT message_id, eml_path FROM messages m WHERE status IN ('written', 'failed')"
-        " AND ($b IS NULL OR batch_id = $b) AND NOT EXISTS (SELECT 1 FROM message_builds mb"
-        " WHERE mb.batch_id = m.batch_id AND mb.status = 'failed') ORDER BY message_id", params={"b": batch_id},
-    ).pl()
+    of sent and failed. The warehouse is held only to read what waits and to record each outcome,
+    never while a mail server is talked to."""
+    with wh.read(batch=batch_id, stage="send messages") as con:
+        waiting = con.sql(
+            "SELECT message_id, eml_path FROM messages m WHERE status IN ('written', 'failed')"
+            " AND ($b IS NULL OR batch_id = $b) AND NOT EXISTS (SELECT 1 FROM message_builds mb"
+            " WHERE mb.batch_id = m.batch_id AND mb.status = 'failed') ORDER BY message_id", params={"b": batch_id},
+        ).pl()
     if not mail.smtp_host or waiting.is_empty():
         return {"sent": 0, "failed": 0}
     sent = failed = 0
@@ -466,7 +468,7 @@ def send_messages(con: duckdb.DuckDBPyConnection, mail: MailSettings, batch_id: 
             smtp.login(mail.smtp_user, mail.smtp_password or "")
     except (OSError, smtplib.SMTPException) as error:
         # The commit is done whatever happens here: the messages wait, marked failed, for the next send.
-        _record_outcome(con, waiting["message_id"].to_list(),
+        _record_outcome(wh, waiting["message_id"].to_list(),
                         f"cannot reach {mail.smtp_host}:{mail.smtp_port}: {type(error).__name__}: {error}")
         return {"sent": 0, "failed": waiting.height}
     with smtp:
@@ -476,18 +478,18 @@ def send_messages(con: duckdb.DuckDBPyConnection, mail: MailSettings, batch_id: 
                     message = BytesParser(policy=email.policy.SMTP).parse(stored)
                 smtp.send_message(message)
             except (OSError, smtplib.SMTPException) as error:
-                _record_outcome(con, [message_id], f"{type(error).__name__}: {error}")
+                _record_outcome(wh, [message_id], f"{type(error).__name__}: {error}")
                 failed += 1
                 continue
             # One status write per message, right after it left: a crash in the middle of a batch
             # must not send the messages already delivered a second time.
-            _record_outcome(con, [message_id], None)
+            _record_outcome(wh, [message_id], None)
             sent += 1
     return {"sent": sent, "failed": failed}
 
 
-def _record_outcome(con: duckdb.DuckDBPyConnection, message_ids: list[int], error: str | None) -> None:
-    with transaction(con):
+def _record_outcome(wh: Warehouse, message_ids: list[int], error: str | None) -> None:
+    with wh.write(stage="send messages") as con, transaction(con):
         con.execute(
             "UPDATE messages SET status = CASE WHEN $error IS NULL THEN 'sent' ELSE 'failed' END, error = $error,"
             " attempts = attempts + 1, sent_at = CASE WHEN $error IS NULL THEN current_timestamp END"
@@ -502,8 +504,7 @@ def deliver(wh: Warehouse, batch_id: int, outbox_dir: Path, mail: MailSettings) 
     messages = build_messages(wh, batch_id, outbox_dir, mail)
     outcome = {"sent": 0, "failed": 0}
     if mail.smtp_host:
-        with wh.write(batch=batch_id, stage="send messages") as con:
-            outcome = send_messages(con, mail, batch_id)
+        outcome = send_messages(wh, mail, batch_id)
     return {"messages": messages.height, **outcome,
             "outbox": sorted({p for p in messages["attachment"].drop_nulls().to_list()} | set(messages["eml_path"]))}
 

@@ -156,8 +156,8 @@ def test_a_failed_send_is_kept_and_sent_once_later(committed, smtp, tmp_path):
     assert set(center["status"]) == {"failed"} and center["error"].str.contains("cannot reach").all()
     server.start()
     with (wh := Warehouse(warehouse)).write() as con:
-        assert send_messages(con, mail, batch_id) == {"sent": 5, "failed": 0}
-        assert send_messages(con, mail, batch_id) == {"sent": 0, "failed": 0}
+        assert send_messages(wh, mail, batch_id) == {"sent": 5, "failed": 0}
+        assert send_messages(wh, mail, batch_id) == {"sent": 0, "failed": 0}
         # Building again (a re-run of the flow) neither doubles nor re-sends anything.
         assert build_messages(wh, batch_id, tmp_path / "outbox", mail).height == 5
         assert deliver(wh, batch_id, tmp_path / "outbox", mail)["sent"] == 0
@@ -309,7 +309,7 @@ def test_a_failed_read_back_keeps_the_passwords_and_marks_the_message_failed(run
             deliver(wh, batch_id, tmp_path / "outbox", mail)
         center = message_center(con, batch_id)
         kept = con.execute("SELECT count(*) FROM issued_credentials").fetchall()
-        assert send_messages(con, mail, batch_id) == {"sent": 0, "failed": 0}   # held, not sent
+        assert send_messages(wh, mail, batch_id) == {"sent": 0, "failed": 0}   # held, not sent
     assert kept == [(12,)] and inbox.messages == []
     roster = center.filter(pl.col("kind") == "teacher_roster").to_dicts()[0]
     assert roster["status"] == "failed" and "lacks 3" in roster["error"]

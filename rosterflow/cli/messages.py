@@ -82,8 +82,8 @@ def cmd_messages_send(args: argparse.Namespace) -> int:
         print("error: no SMTP server is configured (set ROSTERFLOW_SMTP_HOST); messages stay in the outbox.",
               file=sys.stderr)
         return 2
-    with args.wh.write() as con:
-        outcome = send_messages(con, mail, args.batch)
+    outcome = send_messages(args.wh, mail, args.batch)
+    with args.wh.read() as con:
         held = failed_builds(con, args.batch)
     print_result(outcome, args.json, f"{outcome['sent']} sent, {outcome['failed']} failed"
                  + "".join(f"\nbatch {b}: held (its messages failed to build): run `rosterflow messages build {b}`"
