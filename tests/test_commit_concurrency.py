@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tasks.approve import decide_batch
-from tests.batch_helpers import link_all_reviews, start
+from tests.batch_helpers import approval, link_all_reviews, start
 from warehouse.handle import current_holders, opened
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,7 @@ def test_other_commands_read_and_write_the_warehouse_while_a_commit_hashes(distr
         district.subscription_type)["batch_id"])
     batch_id = progress["batch_id"]
     with opened(district_warehouse) as con:
-        decide_batch(con, batch_id, "Pat Admin", True, progress["plan"]["removals"])
+        decide_batch(con, batch_id, "Pat Admin", True, progress["plan"]["removals"], **approval(con, batch_id))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ROSTERFLOW_WAREHOUSE": str(district_warehouse),
            "ROSTERFLOW_BUSY_TIMEOUT": "20"}
     approver = subprocess.Popen([sys.executable, "-c", APPROVER, str(district_warehouse), str(batch_id),
