@@ -442,10 +442,13 @@ def plan_version(con: duckdb.DuckDBPyConnection, batch_id: int) -> str | None:
     digest.update(json.dumps({k: v for k, v in summary.items() if k not in NOT_WHAT_IT_DOES},
                              sort_keys=True, default=str).encode())
     for table in PLAN_TABLES:
-        # Table names are this module's constants; each row as JSON text, sorted, so the order is irrelevant.
+        # Table names are this module's constants. Each row (every column) is hashed and the hashes
+        # summed, so the order is irrelevant and a million-row plan is digested in a few
+        # hundredths of a second (serialising every row to text took seconds, inside the holds
+        # that plan and approve).
         count, tables_digest = con.execute(
-            f"SELECT count(*), coalesce(sha256(string_agg(r, chr(10) ORDER BY r)), '')"
-            f" FROM (SELECT to_json(t)::VARCHAR AS r FROM {table} t WHERE batch_id = ?)", [batch_id]).fetchall()[0]
+            f"SELECT count(*), coalesce(sum(hash(t))::VARCHAR, '') FROM {table} t WHERE batch_id = ?",
+            [batch_id]).fetchall()[0]
         digest.update(f"\n{table}:{count}:{tables_digest}".encode())
     return digest.hexdigest()[:12]
 
