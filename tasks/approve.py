@@ -15,7 +15,7 @@ from tasks.plan import plan_version as current_plan_version
 from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse.connection import transaction
-from warehouse.handle import Warehouse, opened
+from warehouse.handle import Warehouse
 
 
 class ApprovalError(ValueError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -23,8 +22,8 @@ from tasks import credentials
 from tasks.plan import plan_version
 from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
-from warehouse.connection import first_row, transaction
-from warehouse.handle import Warehouse, WarehouseBusy
+from warehouse.connection import first_row, insert_frame, transaction
+from warehouse.handle import Warehouse
 
 
 class CommitError(RuntimeError):
@@ -44,14 +43,6 @@ def _next_ids(con: duckdb.DuckDBPyConnection, sequence: str, count: int) -> list
         return []
     # Sequence names are fixed identifiers from this module, never user input.
     return [r[0] for r in con.execute(f"SELECT nextval('{sequence}') FROM range(?)", [count]).fetchall()]
-
-
-def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
-    if frame.is_empty():
-        return
-    con.register("insert_frame", frame.to_arrow())
-    con.execute(f"INSERT INTO {table} ({', '.join(frame.columns)}) SELECT * FROM insert_frame")
-    con.unregister("insert_frame")
 
 
 def committed_summary(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any] | None:
@@ -229,7 +220,7 @@ def _insert_teachers(con: duckdb.DuckDBPyConnection, batch_id: int, plan: pl.Dat
         pl.col("teacher_email").alias("email"), pl.col("teacher_first").alias("first_name"),
         pl.col("teacher_last").alias("last_name"), pl.lit(batch_id, pl.Int64).alias("created_batch"),
     )
-    _insert(con, "teachers", new_teachers)
+    insert_frame(con, "teachers", new_teachers)
     return new_teachers
 
 
@@ -244,7 +235,7 @@ def _insert_classes(con: duckdb.DuckDBPyConnection, batch_id: int, plan: pl.Data
         pl.Series("new_class_id", _next_ids(con, "class_seq", new_classes.height), pl.Int64),
         pl.Series("class_code", [credentials.class_code(taken_codes) for _ in range(new_classes.height)], pl.String),
     )
-    _insert(con, "classes", new_classes.select(
+    insert_frame(con, "classes", new_classes.select(
         pl.col("new_class_id").alias("class_id"), "school_id", "teacher_id", "term",
         pl.col("class_period").alias("period"), "course_code",
         pl.concat_str([pl.col("term"), pl.lit(" - "), pl.col("class_period")]).fill_null(pl.col("term")).alias("class_name"),
@@ -256,12 +247,12 @@ def _insert_classes(con: duckdb.DuckDBPyConnection, batch_id: int, plan: pl.Data
 def _insert_students(con: duckdb.DuckDBPyConnection, batch_id: int, new_people: pl.DataFrame) -> None:
     """The new students with their login and password hash, and the plain passwords issued (kept
     until the messages that carry them are written and read back)."""
-    _insert(con, "students", new_people.select(
+    insert_frame(con, "students", new_people.select(
         pl.col("new_student_key").alias("student_key"), "first_name", "last_name", "student_id", "ssid",
         "other_id", "date_of_birth", "grade", "school_id", "login_name", "password_hash",
         pl.lit("active").alias("status"), pl.lit(batch_id, pl.Int64).alias("created_batch"),
     ))
-    _insert(con, "issued_credentials", new_people.select(
+    insert_frame(con, "issued_credentials", new_people.select(
         pl.lit(batch_id, pl.Int64).alias("batch_id"), pl.col("new_student_key").alias("student_key"),
         "login_name", "password",
     ))
@@ -286,8 +277,8 @@ def _insert_enrollments(con: duckdb.DuckDBPyConnection, batch_id: int, subscript
                         resolved: pl.DataFrame) -> pl.DataFrame:
     """Enrollments not held yet, each using one subscription; returns them."""
     enroll = resolved.filter(~pl.col("already_enrolled")).unique(["class_id", "student_key"], maintain_order=True)
-    _insert(con, "enrollments", enroll.select("class_id", "student_key", pl.lit(batch_id, pl.Int64).alias("created_batch")))
-    _insert(con, "subscription_usage", enroll.select(
+    insert_frame(con, "enrollments", enroll.select("class_id", "student_key", pl.lit(batch_id, pl.Int64).alias("created_batch")))
+    insert_frame(con, "subscription_usage", enroll.select(
         pl.lit(batch_id, pl.Int64).alias("batch_id"), pl.lit(subscription_type).alias("subscription_type"),
         "school_id", "student_key", "class_id",
     ))

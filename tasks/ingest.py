@@ -16,6 +16,7 @@ from tasks.spreadsheets import (
     HEADER_SEARCH_ROWS, ReadLimits, SpreadsheetError, check_sheet_size, declared_data_rows, declared_sheet_facts,
 )
 from warehouse import batches
+from warehouse.connection import insert_frame
 from warehouse.handle import Warehouse
 
 
@@ -233,12 +234,7 @@ def store_staged(con: duckdb.DuckDBPyConnection, batch_id: int, read: FilesRead)
             schema={"file_name": pl.String, "sheet": pl.String, "problem": pl.String, "fix": pl.String,
                     "severity": pl.String},
         )
-        con.register("issue_frame", issues.to_arrow())
-        con.execute(
-            "INSERT INTO validation_issues (batch_id, file_name, sheet, severity, problem, fix)"
-            " SELECT ?, file_name, sheet, severity, problem, fix FROM issue_frame",
-            [batch_id],
-        )
-        con.unregister("issue_frame")
+        insert_frame(con, "validation_issues", issues.select(
+            pl.lit(batch_id, pl.Int64).alias("batch_id"), "file_name", "sheet", "severity", "problem", "fix"))
     batches.record_stage(con, batch_id, "ingest", read.result)
     return read.result

@@ -25,7 +25,7 @@ from tasks.validate import Validation, check_rows, reference_data, store_validat
 from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse.connection import transaction
-from warehouse.handle import Warehouse, opened
+from warehouse.handle import Warehouse
 from warehouse.locks import lock_holder
 
 

@@ -18,6 +18,7 @@ from prefect import task
 
 from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
+from warehouse.connection import insert_frame
 from warehouse.handle import Warehouse
 
 
@@ -385,16 +386,11 @@ def store_plan(con: duckdb.DuckDBPyConnection, batch_id: int, plan: Plan) -> dic
     The caller holds the transaction."""
     con.execute("DELETE FROM plan_enrollments WHERE batch_id = ?", [batch_id])
     con.execute("DELETE FROM plan_removals WHERE batch_id = ?", [batch_id])
-    con.register("plan_frame", plan.enrollments.to_arrow())
-    con.execute(f"INSERT INTO plan_enrollments ({', '.join(plan.enrollments.columns)}) SELECT * FROM plan_frame")
-    con.unregister("plan_frame")
-    con.register("removal_frame", plan.removals.to_arrow())
-    con.execute("INSERT INTO plan_removals SELECT batch_id, student_key, school_id FROM removal_frame")
-    con.unregister("removal_frame")
     con.execute("DELETE FROM plan_temporaries WHERE batch_id = ?", [batch_id])
-    con.register("temporary_frame", plan.temporaries.to_arrow())
-    con.execute("INSERT INTO plan_temporaries SELECT batch_id, student_key, school_id, action, reason FROM temporary_frame")
-    con.unregister("temporary_frame")
+    insert_frame(con, "plan_enrollments", plan.enrollments)
+    insert_frame(con, "plan_removals", plan.removals.select("batch_id", "student_key", "school_id"))
+    insert_frame(con, "plan_temporaries", plan.temporaries.select("batch_id", "student_key", "school_id", "action",
+                                                                  "reason"))
     batches.set_status(con, batch_id, batches.STATUS_HELD if plan.result["blockers"] else batches.STATUS_AWAITING_APPROVAL)
     batches.record_stage(con, batch_id, "plan", plan.result)
     # The version is recorded with the summary (for the record; `plan_version` always recomputes it).

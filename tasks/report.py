@@ -14,7 +14,7 @@ from tasks.exports import write_xlsx
 from tasks.validate import batch_issues, write_issue_report
 from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
-from warehouse.handle import Warehouse, opened
+from warehouse.handle import Warehouse
 
 
 def artifact_key(prefix: str, batch_id: int) -> str:

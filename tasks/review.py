@@ -15,7 +15,7 @@ from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse import requests
 from warehouse.connection import first_row, transaction
-from warehouse.handle import Warehouse, opened
+from warehouse.handle import Warehouse
 from warehouse.requests import Request
 
 ACTIONS = ("link", "new", "exclude", "unsure")

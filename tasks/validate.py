@@ -17,6 +17,7 @@ import polars as pl
 from schemas.roster import FORMULA_PREFIXES, ValidRosterRow
 from tasks.exports import write_xlsx
 from warehouse import batches
+from warehouse.connection import insert_frame
 from warehouse.handle import Warehouse
 
 TEXT_COLUMNS = (
@@ -427,17 +428,10 @@ def store_validation(con: duckdb.DuckDBPyConnection, batch_id: int, validation: 
     The caller holds the transaction."""
     con.execute("DELETE FROM valid_rows WHERE batch_id = ?", [batch_id])
     con.execute("DELETE FROM validation_issues WHERE batch_id = ? AND row_no IS NOT NULL", [batch_id])
-    con.register("valid_frame", validation.valid.to_arrow())
-    con.execute(f"INSERT INTO valid_rows ({', '.join(validation.valid.columns)}) SELECT * FROM valid_frame")
-    con.unregister("valid_frame")
-    con.register("issue_frame", validation.issues.to_arrow())
-    con.execute(
-        "INSERT INTO validation_issues (batch_id, row_no, file_name, sheet, excel_row, column_name, value,"
-        " severity, problem, fix) SELECT ?, row_no, file_name, sheet, excel_row, column_name, value,"
-        " severity, problem, fix FROM issue_frame",
-        [batch_id],
-    )
-    con.unregister("issue_frame")
+    insert_frame(con, "valid_rows", validation.valid)
+    insert_frame(con, "validation_issues", validation.issues.select(
+        pl.lit(batch_id, pl.Int64).alias("batch_id"), "row_no", "file_name", "sheet", "excel_row", "column_name",
+        "value", "severity", "problem", "fix"))
     if validation.unknown_schools.height:
         con.register("unknown_schools", validation.unknown_schools.to_arrow())
         con.execute(

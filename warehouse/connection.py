@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 MIGRATIONS_PACKAGE = "warehouse.migrations"
 
@@ -136,6 +137,18 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    """Insert every row of ``frame`` into ``table`` in one statement, by column name. ``table`` is a
+    fixed identifier from the calling module, never user input."""
+    if frame.is_empty():
+        return
+    con.register("insert_frame", frame.to_arrow())
+    try:
+        con.execute(f"INSERT INTO {table} ({', '.join(frame.columns)}) SELECT * FROM insert_frame")
+    finally:
+        con.unregister("insert_frame")
 
 
 def first_row(result: duckdb.DuckDBPyConnection) -> tuple | None:
