@@ -26,7 +26,16 @@ from pydantic import BaseModel, Field
 from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler
 
-ID_COLUMNS = ("student_id", "ssid", "other_id")
+from tasks.evidence import (
+    ID_COLUMNS,
+    Evidence,
+    dob_levels,
+    explain_expr,
+    pair_levels,
+    train,
+    with_row_probability,
+    with_weights,
+)
 
 
 class MatchConfig(BaseModel):
@@ -40,24 +49,27 @@ class MatchConfig(BaseModel):
         default=60, ge=0, le=100,
         description="An ID match whose name scores below this and whose date of birth disagrees goes to review.",
     )
-    auto_link_score: float = Field(
-        default=92, ge=50, le=100, description="Fuzzy score needed to link a row automatically."
+    auto_link_probability: float = Field(
+        default=0.999, ge=0.5, le=1,
+        description="Probability (Fellegi-Sunter, the row's candidates competing) needed to link a row automatically.",
     )
-    review_score: float = Field(
-        default=70, ge=0, le=100, description="Candidates scoring at least this are shown to a reviewer."
+    review_probability: float = Field(
+        default=0.02, ge=0, le=0.5,
+        description="Candidates at least this probable are shown to a reviewer; a row without one is a new student.",
     )
-    min_margin: float = Field(
-        default=10, ge=0, le=50,
-        description="The best candidate must beat the second by this much to be linked automatically. Above "
-        "dob_typo_penalty, so a namesake whose birth date is one typo away always makes the row a question.",
+    learn_weights: bool = Field(
+        default=True, description="Estimate the field weights from the district's own data (EM); else use the prior.")
+    prior_pairs: float = Field(
+        default=200, ge=0, le=1_000_000,
+        description="How many matched pairs the prior weights are worth against the district's own data.",
     )
-    dob_typo_penalty: float = Field(default=8, ge=0, le=50, description="Score cost of a typo-like date of birth.")
-    dob_missing_penalty: float = Field(default=12, ge=0, le=50, description="Score cost of a missing date of birth.")
     max_candidates: int = Field(default=5, ge=1, le=10, description="Candidates kept for a reviewer.")
     blocking_passes: list[str] = Field(
         default=["name_tokens", "last_birth_date", "first_birth_date", "nickname_last",
                  "initials_birth_date", "first_last_ends", "last_first_ends", "first_last_prefix",
-                 "last_first_prefix", "last_first_initial"],
+                 "last_first_prefix", "last_first_initial", "birth_date_last_initial", "birth_date_first_initial",
+                 "swapped_first_birth_date", "swapped_last_birth_date", "swapped_first_last_initial",
+                 "missing_first_last", "missing_last_first"],
         description="Blocking rules, each a way two records may meet for fuzzy scoring (see BLOCKING_RULES).",
     )
 
@@ -161,6 +173,8 @@ def prepare(frame: pl.DataFrame) -> pl.DataFrame:
         birth_year=pl.col("date_of_birth").dt.year(),
         month_day=pl.col("date_of_birth").dt.month().cast(pl.Int32) * 100 + pl.col("date_of_birth").dt.day().cast(pl.Int32),
         last_ends=pl.concat_str([pl.col("last_key").str.slice(0, 1), pl.col("last_key").str.slice(-1, 1)]),
+        last_if_no_first=pl.when(pl.col("first_key") == "").then(pl.col("last_key")),
+        first_if_no_last=pl.when(pl.col("last_key") == "").then(pl.col("first_key")),
         person_key=person_key_expr(),
     )
 
@@ -182,7 +196,7 @@ def person_key_expr() -> pl.Expr:
 # (nickname_last), typos in both names (initials_birth_date), a typo in one name and a wrong or
 # missing date of birth (first_last_ends, last_first_ends, first_last_prefix, last_first_prefix,
 # last_first_initial; the prefix passes also hold every pair with the same full name).
-BLOCKING_RULES: dict[str, list[str]] = {
+BLOCKING_RULES: dict[str, list[str] | tuple[list[str], list[str]]] = {
     "full_name": ["first_key", "last_key"],
     "name_tokens": ["name_tokens"],
     "last_birth_date": ["last_key", "date_of_birth"],
@@ -197,6 +211,18 @@ BLOCKING_RULES: dict[str, list[str]] = {
     "last_first_prefix": ["last_key", "first_prefix"],
     "last_first_initial": ["last_key", "first_initial"],
     "birth_date": ["date_of_birth"],
+    # A replaced first name (a middle name used) or a missing one, and a typo in the last name.
+    "birth_date_last_initial": ["date_of_birth", "last_initial"],
+    # A missing last name and a typo in the first.
+    "birth_date_first_initial": ["date_of_birth", "first_initial"],
+    # (incoming columns, existing columns): names swapped, and a typo in one of them.
+    "swapped_first_birth_date": (["first_key", "date_of_birth"], ["last_key", "date_of_birth"]),
+    "swapped_last_birth_date": (["last_key", "date_of_birth"], ["first_key", "date_of_birth"]),
+    "swapped_first_last_initial": (["first_key", "last_initial"], ["last_key", "first_initial"]),
+    # A row with one name missing meets every student with its other name (within the birth-date
+    # typo keys, or all of them when the date is missing too).
+    "missing_first_last": (["last_if_no_first"], ["last_key"]),
+    "missing_last_first": (["first_if_no_last"], ["first_key"]),
 }
 
 
@@ -204,7 +230,7 @@ BLOCKING_RULES: dict[str, list[str]] = {
 # it (year and month), in the month (year and day), in the year (month and day), or day and month
 # swapped (the year and the two numbers). Joining on them instead of the year alone makes the
 # passes without the birth date about ten times smaller.
-TYPO_KEYS = ("year_month", "year_day", "month_day", "year_month_day_set")
+TYPO_KEYS = ("year_month", "year_day", "month_day", "year_month_day_set", "digit_counts")
 
 
 def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str]) -> pl.LazyFrame:
@@ -219,8 +245,10 @@ def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str]) -> pl.Lazy
     if text_columns:
         side = side.filter(pl.all_horizontal([pl.col(c) != "" for c in text_columns]))
     # Joining on one 64-bit hash instead of several strings keeps the pass fast and small; a
-    # collision only brings one more pair to be scored, never a link.
-    return side.select(key, "date_of_birth", block=pl.struct(columns).hash())
+    # collision only brings one more pair to be scored, never a link. The keys are hashed by
+    # position, so a pass may compare one side's first name with the other's last.
+    return side.select(key, "date_of_birth",
+                       block=pl.struct([pl.col(c).alias(f"key{i}") for i, c in enumerate(columns)]).hash())
 
 
 def _with_typo_keys(side: pl.LazyFrame, dob: str) -> pl.LazyFrame:
@@ -230,6 +258,10 @@ def _with_typo_keys(side: pl.LazyFrame, dob: str) -> pl.LazyFrame:
     return side.with_columns(
         year_month=year * 100 + month, year_day=year * 100 + day, month_day=month * 100 + day,
         year_month_day_set=year * 10000 + pl.min_horizontal(month, day) * 100 + pl.max_horizontal(month, day),
+        # How often each digit occurs in YYYYMMDD (four bits per digit): two neighbouring digits
+        # swapped anywhere, across the month/day boundary too, keep it.
+        digit_counts=pl.sum_horizontal([
+            (pl.lit(16.0) ** ((year * 10000 + month * 100 + day) // 10**i % 10)).cast(pl.Int64) for i in range(8)]),
     ).cache()
 
 
@@ -244,11 +276,13 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
     """
     pairs = []
     for name in passes:
-        keys = BLOCKING_RULES[name]
-        left = _blocking_side(incoming, "row_no", keys).rename({"date_of_birth": "dob_in"})
+        rule = BLOCKING_RULES[name]
+        left_keys, right_keys = rule if isinstance(rule, tuple) else (rule, rule)
+        keys = left_keys
+        left = _blocking_side(incoming, "row_no", left_keys).rename({"date_of_birth": "dob_in"})
         # Only existing records sharing a block with some incoming row can pair: one semi-join
         # shrinks the large side before the narrower joins below.
-        right = (_blocking_side(existing, "student_key", keys).rename({"date_of_birth": "dob_ex"})
+        right = (_blocking_side(existing, "student_key", right_keys).rename({"date_of_birth": "dob_ex"})
                  .join(left.select("block").unique(), on="block", how="semi"))
         left, right = _with_typo_keys(left, "dob_in"), _with_typo_keys(right, "dob_ex")
         if not drop_definite_no or any(k in keys for k in ("date_of_birth", "birth_year")):
@@ -265,7 +299,7 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
     if drop_definite_no:
         # Filtered once the joins are done: inside the lazy plan the filter would be pushed into
         # every join, and planning that large expression forty times costs more than the joins.
-        found = found.filter(_dob_level("dob_in", "dob_ex") != "different")
+        found = found.filter(dob_levels(found["dob_in"], found["dob_ex"]) != "different")
     return found.select("row_no", "student_key").unique()
 
 
@@ -287,10 +321,9 @@ def compare_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.Data
 
     ``names_agree``: first names equal or nicknames, and last names equal, one typing slip apart
     or sharing a part of a double surname; or the same names swapped. ``id_conflict``: an
-    identifier both records carry, with different values. ``score`` is the name score less the
-    date-of-birth penalty; null when the dates of birth differ beyond a typo (a definite no).
-    With ``drop_definite_no`` those pairs are dropped before any name is compared: most pairs a
-    blocking pass brings are children who merely share a name.
+    identifier both records carry, with different values. With ``drop_definite_no``, pairs whose
+    dates of birth differ beyond a typo (a definite no) are dropped before any name is compared.
+    The identifier level decides on these; fuzzy candidates are weighed by ``score_pairs``.
     """
     dated = (pairs.join(incoming.select("row_no", pl.col("date_of_birth").alias("dob_in")), on="row_no")
              .join(existing.select("student_key", pl.col("date_of_birth").alias("dob_ex")), on="student_key")
@@ -327,10 +360,7 @@ def compare_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.Data
         names_agree=pl.col("exact_name") | (
             pl.col("first_level").is_in(["equal", "nickname"]) & pl.col("last_level").is_in(["equal", "part", "slip"])),
     )
-    penalty = (pl.when(pl.col("dob") == "exact").then(0.0)
-               .when(pl.col("dob") == "typo").then(config.dob_typo_penalty)
-               .when(pl.col("dob") == "missing").then(config.dob_missing_penalty))
-    return compared.with_columns(score=pl.max_horizontal(pl.col("name_score") - penalty, pl.lit(0.0)))
+    return compared
 
 
 def _identical_names(joined: pl.DataFrame) -> pl.DataFrame:
@@ -476,13 +506,71 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
     return decisions, candidates
 
 
-def _fuzzy_decisions(ranked: pl.DataFrame, config: MatchConfig, unavailable_twins: pl.DataFrame | None) -> pl.DataFrame:
-    """Decide fuzzy rows from their ranked candidates (best first)."""
+def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, evidence: Evidence,
+                keep: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Weigh candidate pairs by Fellegi-Sunter evidence: each field's level and weight, the pair's
+    match weight, and the probability that the row is this candidate, its candidates competing.
+
+    Pairs whose birth dates differ beyond a typo are ruled out (a hard guard, whatever the names
+    say), except the pairs in ``keep`` (a row's identifier hits, which a reviewer must see).
+    """
+    levelled = pair_levels(pairs, incoming, existing)
+    ruled_out = pl.col("date_of_birth") == "different"
+    if keep is not None and keep.height:
+        kept = keep.select("row_no", "student_key", keep_pair=pl.lit(True))
+        levelled = levelled.join(kept, on=["row_no", "student_key"], how="left").filter(
+            ~ruled_out | pl.col("keep_pair").fill_null(False)).drop("keep_pair")
+    else:
+        levelled = levelled.filter(~ruled_out)
+    # A row that carries one twin's exact name is not the other twin with a typo: the typo would
+    # have had to land on the sibling's very name. Such a sibling's first name counts as different.
+    # Read swapped, the given name is compared in the last-name field.
+    given = pl.when(pl.col("swapped")).then(pl.col("last_name")).otherwise(pl.col("first_name"))
+    family = pl.when(pl.col("swapped")).then(pl.col("first_name")).otherwise(pl.col("last_name"))
+    exact_given = given.is_in(["exact", "accent or case"])
+    same_family = family.is_in(["exact", "accent or case"]) & (pl.col("date_of_birth") == "exact")
+    sibling = same_family & ~exact_given & (exact_given & same_family).any().over("row_no")
+    levelled = levelled.with_columns(
+        first_name=pl.when(sibling & ~pl.col("swapped")).then(pl.lit("different")).otherwise(pl.col("first_name")),
+        last_name=pl.when(sibling & pl.col("swapped")).then(pl.lit("different")).otherwise(pl.col("last_name")))
+    weighted = with_weights(levelled, evidence)
+    context = (
+        weighted.join(incoming.select("row_no", pl.col("name_tokens").alias("tokens_in"),
+                                      pl.col("school_id").alias("school_in")), on="row_no")
+        .join(existing.select("student_key", "twin_group", pl.col("name_tokens").alias("tokens_ex"),
+                              pl.col("school_id").alias("school_ex")), on="student_key")
+    )
+    return with_row_probability(context, evidence).with_columns(
+        exact_name=(pl.col("tokens_in") == pl.col("tokens_ex")) & (pl.col("tokens_in") != ""),
+        same_school=(pl.col("school_in") == pl.col("school_ex")).fill_null(False),
+        # An identifier both carry that differs beyond two slips: a different child's, or a
+        # wrong one, and either way not for a machine to overrule.
+        id_conflict=pl.coalesce([pl.when(pl.col(c) == "different").then(pl.lit(c)) for c in ID_COLUMNS]),
+        # Another student with the very same name and a birth date a typo away: the row's date
+        # may be the other's mistyped.
+        namesake=((pl.col("tokens_in") == pl.col("tokens_ex")) & (pl.col("tokens_in") != "")).sum().over("row_no") > 1,
+        # Same family name and birthday but another first name is what a twin or sibling looks
+        # like, however rare the name: field weights assume independent fields, which siblings
+        # are not, so no weight of evidence overrules this.
+        sibling_like=~pl.col("first_name").is_in(["exact", "accent or case", "nickname"])
+        & pl.col("last_name").is_in(["exact", "accent or case"]) & (pl.col("date_of_birth") == "exact"),
+        agreement=explain_expr(),
+    )
+
+
+def _fuzzy_decisions(ranked: pl.DataFrame, config: MatchConfig, unavailable_twins: pl.DataFrame | None,
+                     evidence: Evidence | None = None) -> pl.DataFrame:
+    """Decide fuzzy rows from their candidates (best first): linked when the best is probable
+    enough and no hard guard objects, else a question. With ``evidence``, the probabilities are
+    weighed again among the candidates left (some were withdrawn as another person's student)."""
+    if evidence is not None:
+        ranked = with_row_probability(ranked, evidence)
+    ranked = ranked.sort(["row_no", "probability", "same_school", "student_key"], descending=[False, True, True, False])
     best = ranked.group_by("row_no", maintain_order=True).agg(
-        pl.col("student_key").first(), pl.col("score").first(), pl.col("dob").first(),
-        pl.col("id_conflict").first(), pl.col("names_agree").first(), pl.col("exact_name").first(),
+        pl.col("student_key").first(), pl.col("probability").first(),
+        pl.col("probability").get(1, null_on_oob=True).alias("second"), pl.col("namesake").first(),
+        pl.col("id_conflict").first(), pl.col("exact_name").first(), pl.col("sibling_like").first(),
         pl.col("twin_group").first(), pl.col("agreement").first(),
-        pl.col("score").get(1, null_on_oob=True).alias("second"),
     )
     twins = best.with_columns(twin=pl.col("twin_group").is_not_null())
     if unavailable_twins is not None and twins.height:
@@ -490,29 +578,40 @@ def _fuzzy_decisions(ranked: pl.DataFrame, config: MatchConfig, unavailable_twin
         others = twins.join(unavailable_twins, on="twin_group", how="left").with_columns(
             twin=pl.col("twin") & (pl.col("twin_size").fill_null(0) - pl.col("taken").fill_null(0) > 1))
         twins = others.drop("twin_size", "taken")
+    shown = probability_text(pl.col("probability"))
     reason = (
-        pl.when(pl.col("score") < config.auto_link_score).then(pl.format(
-            "best candidate scores {}, below the automatic {}", pl.col("score").round(0).cast(pl.Int64),
-            pl.lit(int(round(config.auto_link_score)))))
-        .when(pl.col("dob") != "exact").then(pl.format("date of birth {}: a fuzzy link needs the same date of birth",
-                                                       pl.col("dob")))
-        .when(pl.col("id_conflict").is_not_null()).then(pl.format("the names agree but the {} differs",
-                                                                  pl.col("id_conflict")))
-        .when(~pl.col("names_agree")).then(pl.lit(
-            "the first names differ beyond a nickname, or the last names beyond one typing slip"))
-        .when(pl.col("second").is_not_null() & (pl.col("score") - pl.col("second") < config.min_margin)).then(pl.format(
-            "two candidates are close ({} and {})", pl.col("score").round(0).cast(pl.Int64),
-            pl.col("second").round(0).cast(pl.Int64)))
+        pl.when((pl.col("probability") < config.auto_link_probability) & (pl.col("second") >= config.review_probability))
+        .then(pl.format("two candidates are close: the best is {} probable, the next {}", shown,
+                        probability_text(pl.col("second"))))
+        .when(pl.col("namesake")).then(pl.lit(
+            "two candidates are close: two students have this very name and birth dates a typo apart, so the "
+            "row's date may be the other's mistyped"))
+        .when(pl.col("probability") < config.auto_link_probability).then(pl.format(
+            "the best candidate is {} probable, below the automatic {}", shown,
+            probability_text(pl.lit(config.auto_link_probability))))
+        .when(pl.col("id_conflict").is_not_null()).then(pl.format(
+            "the names and birth date point here but the {} differs beyond a typing slip", pl.col("id_conflict")))
         .when(pl.col("twin") & ~pl.col("exact_name")).then(pl.lit(
             "a twin or sibling shares the last name and date of birth, and the name is not identical"))
+        .when(pl.col("sibling_like")).then(pl.lit(
+            "same last name and date of birth but another first name: this could be a twin or sibling"))
     )
     return twins.with_columns(reason=reason).select(
         "row_no",
         decision=pl.when(pl.col("reason").is_null()).then(pl.lit("matched")).otherwise(pl.lit("review")),
         student_key=pl.when(pl.col("reason").is_null()).then(pl.col("student_key")),
-        rule=pl.lit("fuzzy"), score="score",
-        explanation=pl.coalesce("reason", "agreement"),
+        rule=pl.lit("fuzzy"), score=pl.col("probability") * 100,
+        explanation=pl.coalesce(pl.format("{}; {}", pl.col("reason"), pl.col("agreement")),
+                                pl.format("{}; {} probable", pl.col("agreement"), shown)),
     )
+
+
+def probability_text(probability: pl.Expr) -> pl.Expr:
+    """A probability as people read it: 99.95%, 87.3%, 0.41%."""
+    percent = probability * 100
+    return (pl.when(percent >= 99).then(percent.round(2).cast(pl.String))
+            .when(percent >= 1).then(percent.round(1).cast(pl.String))
+            .otherwise(percent.round(2).cast(pl.String))) + pl.lit("%")
 
 
 def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig | None = None) -> pl.DataFrame:
@@ -541,29 +640,36 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
     id_decisions, id_candidates = _id_level(incoming, existing, config)
     id_matched = id_decisions.filter(pl.col("decision") == "matched")
 
-    # Levels 2-3: blocked fuzzy scoring with the definite-no rule on date of birth. Rows an ID sent
-    # to review are scored too: a mistyped ID often hits another child, and the reviewer needs the
-    # student the name and birth date point to beside the one the ID points to.
+    # The district's own evidence: u from random pairs, m and the share of known students by EM.
+    evidence = train(incoming, existing, prior_pairs=config.prior_pairs, learn=config.learn_weights)
+
+    # Levels 2-3: blocked candidates weighed by that evidence, with the definite-no rule on date of
+    # birth. Rows an ID sent to review are weighed too, with the students their IDs hit: a mistyped
+    # ID often hits another child, and the reviewer needs the student the name and birth date point
+    # to beside the one the ID points to, each with its probability.
     remaining = incoming.join(id_matched.select("row_no"), on="row_no", how="anti")
-    pairs = candidate_pairs(remaining, existing, config.blocking_passes, drop_definite_no=True)
-    scored = compare_pairs(pairs, remaining, existing, config, drop_definite_no=True).filter(
-        pl.col("score").is_not_null() & (pl.col("score") >= config.review_score))
+    id_review_rows = id_decisions.filter(pl.col("decision") == "review").select("row_no")
+    id_hits = id_candidates.join(id_review_rows, on="row_no").select("row_no", "student_key")
+    pairs = pl.concat([candidate_pairs(remaining, existing, config.blocking_passes, drop_definite_no=True),
+                       id_hits]).unique()
+    scored = score_pairs(pairs, remaining, existing, evidence, keep=id_hits)
+    scored = scored.join(id_hits.with_columns(id_hit=pl.lit(True)), on=["row_no", "student_key"], how="left").filter(
+        (pl.col("probability") >= config.review_probability) | pl.col("id_hit").fill_null(False)
+        | (pl.col("namesake") & pl.col("exact_name"))).drop("id_hit")
     # Ties go to the row's own school, then the lower student key: the same input always offers
     # the same candidates in the same order.
-    scored = scored.sort(["row_no", "score", "same_school", "student_key"],
-                         descending=[False, True, True, False]).with_columns(agreement=_agreement_expr())
-    id_review_rows = id_decisions.filter(pl.col("decision") == "review").select("row_no")
+    scored = scored.sort(["row_no", "probability", "same_school", "student_key"],
+                         descending=[False, True, True, False]).with_columns(score=pl.col("probability") * 100)
     fuzzy_ranked = scored.join(id_review_rows, on="row_no", how="anti")
     fuzzy = _fuzzy_decisions(fuzzy_ranked, config, None)
     person_of = incoming.select("row_no", "person_key", *ID_COLUMNS, "name_tokens", "date_of_birth")
 
     decisions = pl.concat([id_decisions, fuzzy]).with_columns(contested=pl.lit(False))
+    # Rows linked by an ID keep its hits as candidates: if another person's row claims the same
+    # student, the row goes to review with them.
     candidates = pl.concat([
-        id_candidates,
-        scored.join(id_review_rows, on="row_no").join(id_candidates.select("row_no", "student_key"),
-                                                      on=["row_no", "student_key"], how="anti")
-        .select("row_no", "student_key", "score", "agreement"),
-        fuzzy_ranked.select("row_no", "student_key", "score", "agreement"),
+        id_candidates.join(id_matched.select("row_no"), on="row_no"),
+        scored.select("row_no", "student_key", "score", "agreement"),
     ]).with_columns(order=pl.int_range(pl.len()).over("row_no"))
 
     # One student, one person: a student claimed by rows of two people sends those rows to review.
@@ -598,7 +704,7 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
         taken_twins = (existing.filter(pl.col("twin_group").is_not_null()).join(taken, on="student_key")
                        .group_by("twin_group").agg(pl.col("student_key").n_unique().alias("taken"))
                        .join(twin_groups.select("twin_group", "twin_size"), on="twin_group"))
-        redone = _fuzzy_decisions(redo_ranked, config, taken_twins)
+        redone = _fuzzy_decisions(redo_ranked, config, taken_twins, evidence)
         emptied = redo_rows.join(redone.select("row_no"), on="row_no", how="anti")
         decisions = pl.concat([
             decisions.join(redo_rows, on="row_no", how="anti"),
@@ -636,7 +742,7 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
             decision=pl.col("decision").fill_null("new"),
             rule=pl.col("rule").fill_null("no candidate"),
             explanation=pl.col("explanation").fill_null(
-                f"no existing student scores {config.review_score:.0f} or more"),
+                f"no registered student is {config.review_probability:.0%} probable or more"),
             candidates=pl.col("candidates").fill_null(pl.lit([], dtype=pl.List(
                 pl.Struct({"student_key": pl.Int64, "score": pl.Float64, "agreement": pl.String})))),
         )

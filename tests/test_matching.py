@@ -97,10 +97,15 @@ def test_a_birth_date_far_off_is_a_new_student_not_a_link():
     assert got["decision"] == "new"
 
 
-def test_a_typo_birth_date_goes_to_review_with_the_candidate():
+def test_a_typo_birth_date_is_weighed_as_a_typo():
+    # Day and month swapped is a typing pattern, not another child: with the whole name equal it
+    # links, and the explanation names the pattern; far from any pattern it is a definite no.
     got = decide([{"first_name": "Mia", "last_name": "Clark", "date_of_birth": dt.date(2014, 9, 3)}])[1]
+    assert (got["decision"], got["student_key"]) == ("matched", 5)
+    assert "birth date day and month swapped" in got["explanation"]
+    strict = MatchConfig(auto_link_probability=1.0)
+    got = decide([{"first_name": "Mia", "last_name": "Clark", "date_of_birth": dt.date(2014, 9, 3)}], config=strict)[1]
     assert got["decision"] == "review" and got["candidates"][0]["student_key"] == 5
-    assert "typo" in got["candidates"][0]["agreement"]
 
 
 def test_one_student_claimed_by_two_people_sends_both_to_review():
@@ -116,7 +121,7 @@ def test_one_person_in_two_classes_links_both_rows():
 
 
 def test_thresholds_are_configuration():
-    strict = MatchConfig(auto_link_score=100, min_margin=0)
+    strict = MatchConfig(auto_link_probability=1.0)
     got = decide([{"first_name": "Robert", "last_name": "Nguyne"}], config=strict)[1]
     assert got["decision"] == "review"
     assert decide([{"first_name": "Robert", "last_name": "Nguyne"}])[1]["decision"] == "matched"
@@ -148,7 +153,8 @@ def test_swapped_names_with_a_typo_birth_date_still_meet_their_student():
     existing = people("student_key", [{"student_key": 13, "first_name": "Asher", "last_name": "Hall",
                                        "date_of_birth": dt.date(2013, 3, 22)}])
     got = decide([{"first_name": "Hall", "last_name": "Asher", "date_of_birth": dt.date(2013, 3, 23)}], existing)[1]
-    assert got["decision"] == "review" and got["candidates"][0]["student_key"] == 13
+    assert got["student_key"] == 13 or got["candidates"][0]["student_key"] == 13
+    assert "names swapped" in got["explanation"] and "birth date one digit" in got["explanation"]
 
 
 def test_an_ssid_with_name_and_birth_date_outweighs_a_mistyped_student_id():
@@ -214,8 +220,12 @@ def test_a_close_second_already_linked_elsewhere_no_longer_blocks_the_link():
         {"student_key": 40, "first_name": "Kristen", "last_name": "Lee"},
         {"student_key": 41, "first_name": "Kirsten", "last_name": "Lee", "student_id": "K41"},
     ])
+    # Alone, the row carries one twin's very name: the other twin's name one keystroke away is no
+    # evidence (the typo would have had to land on the sibling's name).
     alone = decide([{"first_name": "Kristen", "last_name": "Lee"}], existing)[1]
-    assert alone["decision"] == "review" and "close" in alone["explanation"]
+    assert (alone["decision"], alone["student_key"]) == ("matched", 40)
+    unsure = decide([{"first_name": "Kristin", "last_name": "Lee"}], existing)[1]
+    assert unsure["decision"] == "review" and {c["student_key"] for c in unsure["candidates"]} == {40, 41}
     got = decide([{"first_name": "Kirsten", "last_name": "Lee", "student_id": "K41"},
                   {"first_name": "Kristen", "last_name": "Lee", "student_id": "K40"}], existing)
     assert (got[1]["student_key"], got[2]["decision"], got[2]["student_key"]) == (41, "matched", 40)
@@ -238,7 +248,7 @@ def test_a_typo_in_the_name_and_a_missing_birth_date_still_meet_their_student():
                                       {"student_key": 61, "first_name": "Emma", "last_name": "Baker"}])
     got = decide([{"first_name": "Wyatt", "last_name": "Woffodr", "date_of_birth": None},
                   {"first_name": "Emme", "last_name": "Baker", "date_of_birth": dt.date(2012, 4, 5)}], existing)
-    assert [got[1]["candidates"][0]["student_key"], got[2]["candidates"][0]["student_key"]] == [60, 61]
+    assert [got[n]["student_key"] or got[n]["candidates"][0]["student_key"] for n in (1, 2)] == [60, 61]
 
 
 def test_column_folding_agrees_with_fold_name():

@@ -1,0 +1,457 @@
+"""Fellegi-Sunter evidence: how much each field's agreement says for or against two records being
+one person, estimated from the district's own data.
+
+Every field is compared on an ordered ladder of levels (the first that applies names the pair's
+level), like Splink's comparison library. Each level has two probabilities: ``m``, how often the
+level occurs when the two records are the same person, and ``u``, how often it occurs when they
+are not. The level's weight is ``log2(m / u)`` bits; a missing value weighs nothing.
+
+- ``u`` comes from random pairs of the district's incoming rows and registered students (almost
+  all of which are different people); for exact names the value's own frequency among the
+  registered students replaces it, so a shared "Smith" says less than a shared "Okonkwo-Hale".
+- ``m`` comes from expectation-maximisation over training sessions that each compare every pair
+  sharing one field (all pairs born the same day; all pairs with the same full name), so the
+  session says nothing about the field it was selected on and learns the others, as Splink does.
+  The defaults below act as a prior worth ``prior_pairs`` matched pairs, so a small district leans
+  on them and a large one on its own data.
+- The share of incoming rows that are registered students (``match_share``) comes from the same
+  EM, and makes the prior odds of any one pair: ``match_share / students``.
+
+A row's candidates then compete: the probability that the row is candidate ``c`` is
+``λ·LR_c / ((1 - match_share) + Σ λ·LR_k)`` over all its candidates, so a second plausible candidate
+lowers the first's probability by itself (no separate margin rule is needed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+from rapidfuzz import process
+from rapidfuzz.distance import OSA, JaroWinkler
+
+NAME_LEVELS = ("exact", "accent or case", "nickname", "one keystroke", "similar 0.92", "similar 0.85",
+               "similar 0.70", "different")
+LAST_LEVELS = ("exact", "accent or case", "part of a double surname", "one keystroke", "similar 0.92",
+               "similar 0.85", "similar 0.70", "different")
+DOB_LEVELS = ("exact", "day and month swapped", "one digit", "two digits transposed", "different")
+ID_LEVELS = ("exact", "leading zeros", "one edit", "two edits", "different")
+MISSING = "missing"
+ID_COLUMNS = ("student_id", "ssid", "other_id")
+
+# The fields compared and their ladders; each ID column is its own field.
+LADDERS: dict[str, tuple[str, ...]] = {
+    "first_name": NAME_LEVELS, "last_name": LAST_LEVELS, "date_of_birth": DOB_LEVELS,
+    **{column: ID_LEVELS for column in ID_COLUMNS},
+}
+
+# The prior: reasoned values for a district's sheets (typed by people, exported from a student
+# information system). m: same person; u: different people. EM moves them with the district's data.
+PRIOR_M: dict[str, dict[str, float]] = {
+    "first_name": {"exact": 0.88, "accent or case": 0.02, "nickname": 0.03, "one keystroke": 0.03,
+                   "similar 0.92": 0.01, "similar 0.85": 0.01, "similar 0.70": 0.005, "different": 0.015},
+    "last_name": {"exact": 0.89, "accent or case": 0.02, "part of a double surname": 0.01, "one keystroke": 0.04,
+                  "similar 0.92": 0.01, "similar 0.85": 0.01, "similar 0.70": 0.005, "different": 0.015},
+    "date_of_birth": {"exact": 0.93, "day and month swapped": 0.015, "one digit": 0.035,
+                      "two digits transposed": 0.01, "different": 0.01},
+    **{column: {"exact": 0.9, "leading zeros": 0.01, "one edit": 0.04, "two edits": 0.01, "different": 0.04}
+       for column in ID_COLUMNS},
+}
+PRIOR_U: dict[str, dict[str, float]] = {
+    "first_name": {"exact": 0.004, "accent or case": 0.0001, "nickname": 0.001, "one keystroke": 0.0005,
+                   "similar 0.92": 0.002, "similar 0.85": 0.01, "similar 0.70": 0.08, "different": 0.9024},
+    "last_name": {"exact": 0.002, "accent or case": 0.00005, "part of a double surname": 0.0002,
+                  "one keystroke": 0.0005, "similar 0.92": 0.002, "similar 0.85": 0.008, "similar 0.70": 0.05,
+                  "different": 0.93725},
+    "date_of_birth": {"exact": 0.0002, "day and month swapped": 0.0002, "one digit": 0.004,
+                      "two digits transposed": 0.0005, "different": 0.9951},
+    **{column: {"exact": 0.00001, "leading zeros": 0.000001, "one edit": 0.0002, "two edits": 0.002,
+                "different": 0.997789} for column in ID_COLUMNS},
+}
+# Names read swapped are the same person's names in the wrong columns; the swap itself is a small
+# doubt (the name levels already weigh how well the swapped names agree).
+SWAPPED_BITS = -3.0
+# Weights are bounded: no single level, however rare among strangers, outweighs this many bits.
+MAX_BITS = 20.0
+
+
+@dataclass
+class Evidence:
+    """The trained model: m and u per field and level, term frequencies, and the prior odds."""
+
+    m: dict[str, dict[str, float]]
+    u: dict[str, dict[str, float]]
+    match_share: float
+    students: int
+    first_tf: pl.DataFrame  # first_key, first_tf
+    last_tf: pl.DataFrame  # last_key, last_tf
+    training: dict = field(default_factory=dict)
+
+    def bits(self, field_name: str, level: str) -> float:
+        """log2(m/u) of one level, bounded; 0 for a missing value."""
+        if level == MISSING:
+            return 0.0
+        m, u = self.m[field_name][level], self.u[field_name][level]
+        return max(-MAX_BITS, min(MAX_BITS, math.log2(m / u)))
+
+    @property
+    def prior_bits(self) -> float:
+        """log2 of the prior probability that one incoming row and one registered student match."""
+        return math.log2(self.match_share / max(self.students, 1))
+
+    def table(self) -> pl.DataFrame:
+        """Every field and level with m, u and its weight, for reports and the README."""
+        return pl.DataFrame([
+            {"field": f, "level": level, "m": self.m[f][level], "u": self.u[f][level], "bits": self.bits(f, level)}
+            for f, ladder in LADDERS.items() for level in ladder
+        ])
+
+
+# -- Levels ---------------------------------------------------------------------------------------
+
+def _cpdist(left: pl.Series, right: pl.Series, scorer) -> np.ndarray:
+    if left.len() == 0:
+        return np.zeros(0)
+    return process.cpdist(left.to_list(), right.to_list(), scorer=scorer, workers=-1)
+
+
+def name_level(folded_a: str, folded_b: str, raw_a: str, raw_b: str, jw: pl.Expr, osa: pl.Expr,
+               nickname: pl.Expr | None, part: pl.Expr | None) -> pl.Expr:
+    """The ladder of a name on columns: exact, accent or case, nickname / double-surname part, one
+    keystroke, Jaro-Winkler bands, different; missing when either side is empty."""
+    a, b = pl.col(folded_a), pl.col(folded_b)
+    level = (pl.when((a == "") | (b == "")).then(pl.lit(MISSING))
+             .when((a == b) & (pl.col(raw_a) == pl.col(raw_b))).then(pl.lit("exact"))
+             .when(a == b).then(pl.lit("accent or case")))
+    if nickname is not None:
+        level = level.when(nickname).then(pl.lit("nickname"))
+    if part is not None:
+        level = level.when(part).then(pl.lit("part of a double surname"))
+    return (level.when(osa <= 1).then(pl.lit("one keystroke"))
+            .when(jw >= 0.92).then(pl.lit("similar 0.92"))
+            .when(jw >= 0.85).then(pl.lit("similar 0.85"))
+            .when(jw >= 0.70).then(pl.lit("similar 0.70"))
+            .otherwise(pl.lit("different")))
+
+
+def dob_levels(left: pl.Series, right: pl.Series) -> pl.Series:
+    """The birth-date ladder of two date columns, on whole arrays (a polars expression of eight
+    digit comparisons is hundreds of times slower): exact, day and month swapped, one digit, two
+    neighbouring digits transposed anywhere in YYYYMMDD (across the month/day boundary too:
+    1933-02-12 typed as 1933-01-22), different; missing."""
+    missing = (left.is_null() | right.is_null()).to_numpy()
+    a = _yyyymmdd(left)
+    b = _yyyymmdd(right)
+    powers = 10 ** np.arange(8, dtype=np.int64)
+    digit_a = (a[:, None] // powers) % 10
+    digit_b = (b[:, None] // powers) % 10
+    off = digit_a != digit_b
+    digits_off = off.sum(axis=1)
+    neighbours = (off[:, :-1] & off[:, 1:] & (digit_a[:, :-1] == digit_b[:, 1:])
+                  & (digit_a[:, 1:] == digit_b[:, :-1])).any(axis=1) & (digits_off == 2)
+    year_a, month_a, day_a = a // 10000, a // 100 % 100, a % 100
+    year_b, month_b, day_b = b // 10000, b // 100 % 100, b % 100
+    swapped = (year_a == year_b) & (month_a == day_b) & (day_a == month_b)
+    codes = np.select([missing, a == b, swapped, digits_off == 1, neighbours],
+                      [5, 0, 1, 2, 3], default=4)
+    return pl.Series(codes, dtype=pl.Int8).replace_strict(
+        dict(enumerate((*DOB_LEVELS[:4], "different", MISSING))), return_dtype=pl.String)
+
+
+def _yyyymmdd(dates: pl.Series) -> np.ndarray:
+    number = dates.dt.year().cast(pl.Int64) * 10000 + dates.dt.month().cast(pl.Int64) * 100 + dates.dt.day().cast(pl.Int64)
+    return number.fill_null(0).to_numpy()
+
+
+def id_level(left: str, right: str, edits: str) -> pl.Expr:
+    """The identifier ladder: exact, equal but for leading zeros (a spreadsheet dropped them), one
+    edit, two edits (insertions, deletions, substitutions, neighbours transposed), different."""
+    a, b = pl.col(left), pl.col(right)
+    return (pl.when(a.is_null() | b.is_null()).then(pl.lit(MISSING))
+            .when(a == b).then(pl.lit("exact"))
+            .when(a.str.strip_chars_start("0") == b.str.strip_chars_start("0")).then(pl.lit("leading zeros"))
+            .when(pl.col(edits) <= 1).then(pl.lit("one edit"))
+            .when(pl.col(edits) <= 2).then(pl.lit("two edits"))
+            .otherwise(pl.lit("different")))
+
+
+def with_levels(pairs: pl.DataFrame) -> pl.DataFrame:
+    """Add every field's level to joined pairs.
+
+    ``pairs`` has, for each side (suffix ``_in`` and ``_ex``): ``first``/``last`` (folded),
+    ``first_raw``/``last_raw`` (as typed, trimmed), ``nick`` (nickname keys), ``dob`` and the ID
+    columns. Names are compared straight and swapped; the swapped reading is taken when it is
+    clearly the better one (``swapped`` is then true).
+    """
+    jw, osa = JaroWinkler.normalized_similarity, OSA.distance
+    same_first = pl.col("first_in") == pl.col("first_ex")
+    same_last = pl.col("last_in") == pl.col("last_ex")
+    # String distances are the costly part: pairs with both names equal (most of them) skip them.
+    differing = pairs.filter(~(same_first & same_last))
+    distances = {}
+    for name, (a, b) in {"first": ("first_in", "first_ex"), "last": ("last_in", "last_ex"),
+                         "swap_first": ("first_in", "last_ex"), "swap_last": ("last_in", "first_ex")}.items():
+        distances[f"{name}_jw"] = _cpdist(differing[a], differing[b], jw)
+        distances[f"{name}_osa"] = _cpdist(differing[a], differing[b], osa)
+    differing = differing.with_columns(
+        [pl.Series(k, v, dtype=pl.Float64 if k.endswith("jw") else pl.Int32) for k, v in distances.items()])
+    equal = pairs.filter(same_first & same_last).with_columns(
+        first_jw=pl.lit(1.0), first_osa=pl.lit(0, pl.Int32), last_jw=pl.lit(1.0), last_osa=pl.lit(0, pl.Int32),
+        swap_first_jw=pl.lit(0.0), swap_first_osa=pl.lit(99, pl.Int32), swap_last_jw=pl.lit(0.0),
+        swap_last_osa=pl.lit(99, pl.Int32))
+    joined = pl.concat([equal, differing], how="vertical")
+    nickname = pl.col("nick_in").list.set_intersection(pl.col("nick_ex")).list.len() > 0
+    part = (pl.col("last_in").str.split(" ").list.set_intersection(pl.col("last_ex").str.split(" ")).list.len() > 0)
+    joined = joined.with_columns(
+        first_straight=name_level("first_in", "first_ex", "first_raw_in", "first_raw_ex", pl.col("first_jw"),
+                                  pl.col("first_osa"), nickname, None),
+        last_straight=name_level("last_in", "last_ex", "last_raw_in", "last_raw_ex", pl.col("last_jw"),
+                                 pl.col("last_osa"), None, part),
+        first_swapped=name_level("first_in", "last_ex", "first_raw_in", "last_raw_ex", pl.col("swap_first_jw"),
+                                 pl.col("swap_first_osa"), None, None),
+        last_swapped=name_level("last_in", "first_ex", "last_raw_in", "first_raw_ex", pl.col("swap_last_jw"),
+                                pl.col("swap_last_osa"), None, None),
+    )
+    rank_first = {level: i for i, level in enumerate(NAME_LEVELS)} | {MISSING: len(NAME_LEVELS)}
+    rank_last = {level: i for i, level in enumerate(LAST_LEVELS)} | {MISSING: len(LAST_LEVELS)}
+
+    def rank(column: str, ranks: dict[str, int]) -> pl.Expr:
+        return pl.col(column).replace_strict(ranks, return_dtype=pl.Int32)
+
+    good = 4  # up to "similar 0.92": a swapped reading counts only when both names nearly agree
+    swapped = ((rank("first_swapped", rank_first) <= good) & (rank("last_swapped", rank_last) <= good)
+               & (rank("first_swapped", rank_first) + rank("last_swapped", rank_last)
+                  < rank("first_straight", rank_first) + rank("last_straight", rank_last)))
+    id_edits = {}
+    for column in ID_COLUMNS:
+        a, b = joined[f"{column}_in"], joined[f"{column}_ex"]
+        both = a.is_not_null() & b.is_not_null() & (a != b)
+        edits = np.full(joined.height, 99, dtype=np.int32)
+        if both.any():
+            index = np.flatnonzero(both.to_numpy())
+            edits[index] = _cpdist(a.filter(both).str.strip_chars_start("0"),
+                                   b.filter(both).str.strip_chars_start("0"), osa)
+        id_edits[f"{column}_edits"] = pl.Series(edits)
+    joined = joined.with_columns(**id_edits).with_columns(swapped=swapped)
+    return joined.with_columns(
+        first_name=pl.when(pl.col("swapped")).then(pl.col("first_swapped")).otherwise(pl.col("first_straight")),
+        last_name=pl.when(pl.col("swapped")).then(pl.col("last_swapped")).otherwise(pl.col("last_straight")),
+        date_of_birth=dob_levels(joined["dob_in"], joined["dob_ex"]),
+        **{column: id_level(f"{column}_in", f"{column}_ex", f"{column}_edits") for column in ID_COLUMNS},
+    ).drop("first_straight", "last_straight", "first_swapped", "last_swapped",
+           *[f"{column}_edits" for column in ID_COLUMNS], *distances)
+
+
+def side(frame: pl.DataFrame, key: str, suffix: str) -> pl.DataFrame:
+    """One side of a pair frame (see ``with_levels``) from a ``matching.prepare``-d frame."""
+    return frame.select(
+        key, pl.col("first_key").alias(f"first{suffix}"), pl.col("last_key").alias(f"last{suffix}"),
+        pl.col("first_name").str.strip_chars().fill_null("").alias(f"first_raw{suffix}"),
+        pl.col("last_name").str.strip_chars().fill_null("").alias(f"last_raw{suffix}"),
+        pl.col("nick_keys").alias(f"nick{suffix}"), pl.col("date_of_birth").alias(f"dob{suffix}"),
+        *[pl.col(c).alias(f"{c}{suffix}") for c in ID_COLUMNS],
+    )
+
+
+def pair_levels(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
+    """``pairs`` (row_no, student_key) with every field's level."""
+    joined = (pairs.select("row_no", "student_key").join(side(incoming, "row_no", "_in"), on="row_no")
+              .join(side(existing, "student_key", "_ex"), on="student_key"))
+    return with_levels(joined)
+
+
+# -- Weights on pairs ------------------------------------------------------------------------------
+
+def with_weights(levelled: pl.DataFrame, evidence: Evidence) -> pl.DataFrame:
+    """Add each field's weight in bits (``<field>_bits``), the total ``match_bits`` including the
+    prior, and nothing else. Exact and accent-only names weigh by their own frequency."""
+    out = levelled.join(evidence.first_tf, left_on="first_ex", right_on="first_key", how="left").join(
+        evidence.last_tf, left_on="last_ex", right_on="last_key", how="left")
+    columns = {}
+    for field_name in LADDERS:
+        mapping = {level: evidence.bits(field_name, level) for level in (*LADDERS[field_name], MISSING)}
+        columns[f"{field_name}_bits"] = pl.col(field_name).replace_strict(mapping, return_dtype=pl.Float64)
+    out = out.with_columns(**columns)
+    for field_name, tf_column in (("first_name", "first_tf"), ("last_name", "last_tf")):
+        for level in ("exact", "accent or case"):
+            m = evidence.m[field_name][level]
+            tf = pl.col(tf_column).fill_null(evidence.u[field_name]["exact"])
+            out = out.with_columns(pl.when((pl.col(field_name) == level) & ~pl.col("swapped"))
+                                   .then((pl.lit(m) / tf).log(2).clip(-MAX_BITS, MAX_BITS))
+                                   .otherwise(pl.col(f"{field_name}_bits")).alias(f"{field_name}_bits"))
+    return out.with_columns(
+        match_bits=pl.sum_horizontal([pl.col(f"{f}_bits") for f in LADDERS]) + evidence.prior_bits
+        + pl.when(pl.col("swapped")).then(SWAPPED_BITS).otherwise(0.0)
+    ).drop("first_tf", "last_tf")
+
+
+def with_row_probability(weighted: pl.DataFrame, evidence: Evidence) -> pl.DataFrame:
+    """The probability that the row is each of its candidates, the candidates competing with each
+    other and with the row being somebody new (``1 - match_share``)."""
+    top = pl.col("match_bits").max().over("row_no")
+    scaled = (pl.lit(2.0) ** (pl.col("match_bits") - top))
+    none_scaled = (1.0 - evidence.match_share) * (pl.lit(2.0) ** (-top))
+    return weighted.with_columns(
+        probability=scaled / (scaled.sum().over("row_no") + none_scaled))
+
+
+def explain_expr() -> pl.Expr:
+    """Each field's level and weight, in words: "first exact +6.1, last one keystroke +5.3, ..."."""
+    parts = []
+    labels = {"first_name": "first", "last_name": "last", "date_of_birth": "birth date",
+              "student_id": "student ID", "ssid": "SSID", "other_id": "other ID"}
+    for field_name, label in labels.items():
+        text = pl.format("{} {} {}", pl.lit(label), pl.col(field_name),
+                         pl.when(pl.col(f"{field_name}_bits") >= 0)
+                         .then(pl.format("+{}", pl.col(f"{field_name}_bits").round(1)))
+                         .otherwise(pl.col(f"{field_name}_bits").round(1).cast(pl.String)))
+        parts.append(pl.when(pl.col(field_name) != MISSING).then(text))
+    names = pl.when(pl.col("swapped")).then(pl.lit("names swapped; ")).otherwise(pl.lit(""))
+    return pl.concat_str([names, pl.concat_list(parts).list.drop_nulls().list.join(", ")])
+
+
+# -- Training --------------------------------------------------------------------------------------
+
+# A name's frequency is its share of the registered students, smoothed toward the prior's average
+# as if this many more students had been seen: among 40 students a name seen once is not 1 in 40.
+TF_PRIOR_STUDENTS = 1000
+# Random pairs are the evidence for u; the prior is worth this many of them (a small district's
+# few pairs do not say that a shared birthday is common).
+U_PRIOR_PAIRS = 10_000
+
+
+def _frequencies(existing: pl.DataFrame, column: str, name: str, average: float) -> pl.DataFrame:
+    counts = existing.filter(pl.col(column) != "").group_by(column).agg(pl.len().alias("n"))
+    total = existing.height + TF_PRIOR_STUDENTS
+    return counts.select(column, ((pl.col("n") + TF_PRIOR_STUDENTS * average) / total).alias(name))
+
+
+def _random_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, count: int, seed: int) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = incoming["row_no"].to_numpy()[rng.integers(0, incoming.height, count)]
+    students = existing["student_key"].to_numpy()[rng.integers(0, existing.height, count)]
+    return pl.DataFrame({"row_no": rows, "student_key": students})
+
+
+def _level_counts(levelled: pl.DataFrame, field_name: str) -> dict[str, float]:
+    counts = levelled.group_by(field_name).agg(pl.len().alias("n"))
+    return {level: float(n) for level, n in counts.iter_rows()}
+
+
+def estimate_u(incoming: pl.DataFrame, existing: pl.DataFrame, pairs: int, prior_pairs: float = U_PRIOR_PAIRS,
+               seed: int = 0) -> tuple[dict[str, dict[str, float]], int]:
+    """u per field and level from random pairs (nearly all different people), smoothed toward the
+    prior (worth ``prior_pairs`` pairs) so a level never seen among strangers stays possible."""
+    sample = pair_levels(_random_pairs(incoming, existing, pairs, seed), incoming, existing)
+    u = {}
+    for field_name, ladder in LADDERS.items():
+        counts = _level_counts(sample, field_name)
+        seen = sum(counts.get(level, 0.0) for level in ladder)
+        u[field_name] = {level: (counts.get(level, 0.0) + prior_pairs * PRIOR_U[field_name][level])
+                         / (seen + prior_pairs) for level in ladder}
+    return u, sample.height
+
+
+def _em(patterns: pl.DataFrame, fields: list[str], m: dict, u: dict, iterations: int
+        ) -> tuple[dict[str, dict[str, float]], float, float]:
+    """EM over distinct comparison patterns with their counts, u fixed: returns the expected count
+    of each level among matches, the expected number of matches, and the pairs' match share."""
+    counts = patterns["n"].to_numpy().astype(float)
+    total = counts.sum()
+    share = 0.1
+    expected: dict[str, dict[str, float]] = {}
+    matches = 0.0
+    for _ in range(iterations):
+        log_m = np.zeros(patterns.height)
+        log_u = np.zeros(patterns.height)
+        for f in fields:
+            levels = patterns[f].to_list()
+            log_m += np.array([0.0 if lv == MISSING else math.log(m[f][lv]) for lv in levels])
+            log_u += np.array([0.0 if lv == MISSING else math.log(u[f][lv]) for lv in levels])
+        a = math.log(share) + log_m
+        b = math.log(1 - share) + log_u
+        top = np.maximum(a, b)
+        posterior = np.exp(a - top) / (np.exp(a - top) + np.exp(b - top))
+        weighted = posterior * counts
+        matches = float(weighted.sum())
+        share = min(max(matches / total, 1e-9), 1 - 1e-9)
+        expected = {}
+        for f in fields:
+            per_level: dict[str, float] = {}
+            for lv, w in zip(patterns[f].to_list(), weighted):
+                if lv != MISSING:
+                    per_level[lv] = per_level.get(lv, 0.0) + float(w)
+            expected[f] = per_level
+            seen = sum(per_level.values())
+            if seen > 0:
+                m[f] = {level: max(per_level.get(level, 0.0) / seen, 1e-6) for level in LADDERS[f]}
+    return expected, matches, share
+
+
+@dataclass
+class Session:
+    """One EM training session: all pairs sharing ``on`` (from a sample of rows), learning the
+    other fields."""
+
+    on: str
+    keys: tuple[str, ...]
+    learns: tuple[str, ...]
+
+
+SESSIONS = (
+    Session("date_of_birth", ("date_of_birth",), ("first_name", "last_name", *ID_COLUMNS)),
+    Session("full name", ("first_key", "last_key"), ("date_of_birth", *ID_COLUMNS)),
+)
+
+
+def train(incoming: pl.DataFrame, existing: pl.DataFrame, *, prior_pairs: float = 200.0,
+          u_pairs: int = 40_000, sample_rows: int = 4000, max_session_pairs: int = 400_000,
+          iterations: int = 20, learn: bool = True, seed: int = 0) -> Evidence:
+    """Estimate the model on a district's data (``prepare``-d frames): u from random pairs, m and
+    the match share by EM sessions, the prior weighing ``prior_pairs`` matched pairs."""
+    students = existing.height
+    first_tf = _frequencies(existing, "first_key", "first_tf", PRIOR_U["first_name"]["exact"])
+    last_tf = _frequencies(existing, "last_key", "last_tf", PRIOR_U["last_name"]["exact"])
+    m = {f: dict(levels) for f, levels in PRIOR_M.items()}
+    training: dict = {"sessions": []}
+    if not learn or incoming.height == 0 or students == 0:
+        u = {f: dict(levels) for f, levels in PRIOR_U.items()}
+        return Evidence(m, u, 0.9, students, first_tf, last_tf, {"learned": False})
+    u, sampled = estimate_u(incoming, existing, min(u_pairs, incoming.height * students), seed=seed)
+    training["u_pairs"] = sampled
+    sample = incoming if incoming.height <= sample_rows else incoming.sample(sample_rows, seed=seed)
+    learned: dict[str, list[tuple[dict[str, float], float]]] = {}
+    shares = []
+    for session in SESSIONS:
+        left = sample.filter(pl.all_horizontal([pl.col(k).is_not_null() for k in session.keys]))
+        right = existing.filter(pl.all_horizontal([pl.col(k).is_not_null() for k in session.keys]))
+        for k in session.keys:
+            if left.schema[k] == pl.String:
+                left, right = left.filter(pl.col(k) != ""), right.filter(pl.col(k) != "")
+        pairs = left.select("row_no", *session.keys).join(right.select("student_key", *session.keys),
+                                                          on=list(session.keys))
+        if pairs.height == 0:
+            continue
+        if pairs.height > max_session_pairs:
+            pairs = pairs.sample(max_session_pairs, seed=seed)
+        levelled = pair_levels(pairs, incoming, existing)
+        patterns = levelled.group_by(list(session.learns)).agg(pl.len().alias("n"))
+        session_m = {f: dict(m[f]) for f in session.learns}
+        expected, matches, share = _em(patterns, list(session.learns), session_m, u, iterations)
+        for f in session.learns:
+            learned.setdefault(f, []).append((expected.get(f, {}), matches))
+        training["sessions"].append({"on": session.on, "pairs": pairs.height, "expected_matches": round(matches, 1)})
+        if session.on == "date_of_birth":
+            # Matches found among same-birthday pairs are the sample's matches that kept their date.
+            rows_with_date = max(left.height, 1)
+            shares.append(matches / rows_with_date / m["date_of_birth"]["exact"])
+    for f, results in learned.items():
+        pooled = {level: sum(e.get(level, 0.0) for e, _ in results) / len(results) for level in LADDERS[f]}
+        seen = sum(pooled.values())
+        m[f] = {level: (pooled[level] + prior_pairs * PRIOR_M[f][level]) / (seen + prior_pairs)
+                for level in LADDERS[f]}
+    share = float(np.clip(np.mean(shares), 0.05, 0.995)) if shares else 0.9
+    training["learned"] = True
+    return Evidence(m, u, share, students, first_tf, last_tf, training)
