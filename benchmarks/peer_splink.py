@@ -16,8 +16,9 @@ The model is the one Splink's documentation builds for a link-only job on people
 and 50k-persons examples): names standardised (lower case, accents and punctuation removed), a name
 comparison with term-frequency adjustment for each name, the date-of-birth comparison, and
 Damerau-Levenshtein levels (1, 2 edits) on each ID; blocking for prediction on each name, the swapped
-names, the birth date and each ID; the prior from deterministic rules (recall 0.8), u from 1e7 random
-pairs, m by expectation maximisation in two sessions blocked on the birth date and on the full name.
+names, the birth date and each ID; the prior from deterministic rules (recall 0.8), u from 1e6 random
+pairs (as in the febrl4 example, the same size of job; 1e7 gave the same decisions within 0.05% on a
+noisy 5,000-student district and took six times longer), m by expectation maximisation in two sessions blocked on the birth date and on the full name.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _standardised(con: duckdb.DuckDBPyConnection, path: str, key: str, table: st
 
 
 def link(incoming_path: str, existing_path: str, out_path: str, seed: int, floor: float, keep: int,
-         max_pairs_u: float = 1e7) -> dict:
+         max_pairs_u: float = 1e6) -> dict:
     """Trains and runs the Splink model; writes the ranked candidates; returns the step timings."""
     timings = {}
     start = time.perf_counter()
@@ -131,7 +132,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of the random sampling for u")
     parser.add_argument("--floor", type=float, default=0.001, help="lowest match probability written")
     parser.add_argument("--keep", type=int, default=10, help="candidates written per incoming row")
-    parser.add_argument("--max-pairs-u", type=float, default=1e7,
+    parser.add_argument("--max-pairs-u", type=float, default=1e6,
                         help="random pairs sampled to estimate u (Splink's examples use 1e6 to 1e7)")
     args = parser.parse_args()
     print(json.dumps(link(args.incoming, args.existing, args.out, args.seed, args.floor, args.keep,
