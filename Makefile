@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast demo serve bench clean
+.PHONY: install test test-fast demo serve bench bench-peer-env bench-peer clean
 
 install: $(STAMP)
 
@@ -29,5 +29,23 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
 
+# The matching benchmark's peer (Splink) lives in its own environment: its duckdb and other
+# dependencies must not move the project's pinned set. `make bench` does not need it.
+PEER_VENV := .venv-peer
+PEER_STAMP := $(PEER_VENV)/.installed
+
+bench-peer-env: $(PEER_STAMP)
+
+$(PEER_STAMP): Makefile
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'splink==5.0.0' 'pyarrow>=18'
+	touch $(PEER_STAMP)
+
+# rosterflow and Splink side by side on the same districts: default and noisy noise, with and
+# without IDs, 5,000 students, seeds 1 and 2 (JSON lines on stdout, the table on stderr).
+bench-peer: $(STAMP) $(PEER_STAMP)
+	$(PY) -m benchmarks.matching_quality --peer splink --why --sizes 5000 --seeds 1 2 \
+		--noise default noisy --ids with without
+
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) $(PEER_VENV) var .pytest_cache
