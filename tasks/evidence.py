@@ -36,7 +36,7 @@ NAME_LEVELS = ("exact", "accent or case", "nickname", "one keystroke", "similar 
                "similar 0.70", "different")
 LAST_LEVELS = ("exact", "accent or case", "part of a double surname", "one keystroke", "similar 0.92",
                "similar 0.85", "similar 0.70", "different")
-DOB_LEVELS = ("exact", "day and month swapped", "one digit", "two digits transposed", "different")
+DOB_LEVELS = ("exact", "day and month swapped", "one digit", "two digits swapped", "different")
 ID_LEVELS = ("exact", "leading zeros", "one edit", "two edits", "different")
 MISSING = "missing"
 ID_COLUMNS = ("student_id", "ssid", "other_id")
@@ -55,7 +55,7 @@ PRIOR_M: dict[str, dict[str, float]] = {
     "last_name": {"exact": 0.89, "accent or case": 0.02, "part of a double surname": 0.01, "one keystroke": 0.04,
                   "similar 0.92": 0.01, "similar 0.85": 0.01, "similar 0.70": 0.005, "different": 0.015},
     "date_of_birth": {"exact": 0.93, "day and month swapped": 0.015, "one digit": 0.035,
-                      "two digits transposed": 0.01, "different": 0.01},
+                      "two digits swapped": 0.01, "different": 0.01},
     **{column: {"exact": 0.9, "leading zeros": 0.01, "one edit": 0.04, "two edits": 0.01, "different": 0.04}
        for column in ID_COLUMNS},
 }
@@ -66,7 +66,7 @@ PRIOR_U: dict[str, dict[str, float]] = {
                   "one keystroke": 0.0005, "similar 0.92": 0.002, "similar 0.85": 0.008, "similar 0.70": 0.05,
                   "different": 0.93725},
     "date_of_birth": {"exact": 0.0002, "day and month swapped": 0.0002, "one digit": 0.004,
-                      "two digits transposed": 0.0005, "different": 0.9951},
+                      "two digits swapped": 0.0005, "different": 0.9951},
     **{column: {"exact": 0.00001, "leading zeros": 0.000001, "one edit": 0.0002, "two edits": 0.002,
                 "different": 0.997789} for column in ID_COLUMNS},
 }
@@ -139,8 +139,8 @@ def name_level(folded_a: str, folded_b: str, raw_a: str, raw_b: str, jw: pl.Expr
 def dob_levels(left: pl.Series, right: pl.Series) -> pl.Series:
     """The birth-date ladder of two date columns, on whole arrays (a polars expression of eight
     digit comparisons is hundreds of times slower): exact, day and month swapped, one digit, two
-    neighbouring digits transposed anywhere in YYYYMMDD (across the month/day boundary too:
-    1933-02-12 typed as 1933-01-22), different; missing."""
+    digits transposed anywhere in YYYYMMDD (across the month/day boundary too: 1933-02-12 typed
+    as 1933-01-22), different; missing."""
     missing = (left.is_null() | right.is_null()).to_numpy()
     a = _yyyymmdd(left)
     b = _yyyymmdd(right)
@@ -149,12 +149,12 @@ def dob_levels(left: pl.Series, right: pl.Series) -> pl.Series:
     digit_b = (b[:, None] // powers) % 10
     off = digit_a != digit_b
     digits_off = off.sum(axis=1)
-    neighbours = (off[:, :-1] & off[:, 1:] & (digit_a[:, :-1] == digit_b[:, 1:])
-                  & (digit_a[:, 1:] == digit_b[:, :-1])).any(axis=1) & (digits_off == 2)
+    # Two digits swapped anywhere: exactly two differ and the digits are the same ones.
+    transposed = (digits_off == 2) & (np.sort(digit_a, axis=1) == np.sort(digit_b, axis=1)).all(axis=1)
     year_a, month_a, day_a = a // 10000, a // 100 % 100, a % 100
     year_b, month_b, day_b = b // 10000, b // 100 % 100, b % 100
     swapped = (year_a == year_b) & (month_a == day_b) & (day_a == month_b)
-    codes = np.select([missing, a == b, swapped, digits_off == 1, neighbours],
+    codes = np.select([missing, a == b, swapped, digits_off == 1, transposed],
                       [5, 0, 1, 2, 3], default=4)
     return pl.Series(codes, dtype=pl.Int8).replace_strict(
         dict(enumerate((*DOB_LEVELS[:4], "different", MISSING))), return_dtype=pl.String)
@@ -167,7 +167,7 @@ def _yyyymmdd(dates: pl.Series) -> np.ndarray:
 
 def id_level(left: str, right: str, edits: str) -> pl.Expr:
     """The identifier ladder: exact, equal but for leading zeros (a spreadsheet dropped them), one
-    edit, two edits (insertions, deletions, substitutions, neighbours transposed), different."""
+    edit, two edits (insertions, deletions, substitutions, neighbours swapped), different."""
     a, b = pl.col(left), pl.col(right)
     return (pl.when(a.is_null() | b.is_null()).then(pl.lit(MISSING))
             .when(a == b).then(pl.lit("exact"))

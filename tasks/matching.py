@@ -433,6 +433,17 @@ DECISION_SCHEMA = {"row_no": pl.Int64, "decision": pl.String, "student_key": pl.
 CANDIDATE_SCHEMA = {"row_no": pl.Int64, "student_key": pl.Int64, "score": pl.Float64, "agreement": pl.String}
 
 
+def shared_id_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig) -> pl.DataFrame:
+    """Rows carrying an identifier value that two or more registered students share."""
+    shared = [
+        incoming.filter(pl.col(c).is_not_null()).select("row_no", c).join(
+            existing.filter(pl.col(c).is_not_null()).group_by(c).agg(pl.len().alias("holders"))
+            .filter(pl.col("holders") > 1), on=c).select("row_no")
+        for c in config.id_levels
+    ]
+    return pl.concat(shared).unique() if shared else pl.DataFrame(schema={"row_no": pl.Int64})
+
+
 def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Level 1: identifier hits decide a row, unless its name and date of birth say otherwise.
 
@@ -524,9 +535,8 @@ def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
         levelled = levelled.filter(~ruled_out)
     # A row that carries one twin's exact name is not the other twin with a typo: the typo would
     # have had to land on the sibling's very name. Such a sibling's first name counts as different.
-    # Read swapped, the given name is compared in the last-name field.
-    given = pl.when(pl.col("swapped")).then(pl.col("last_name")).otherwise(pl.col("first_name"))
-    family = pl.when(pl.col("swapped")).then(pl.col("first_name")).otherwise(pl.col("last_name"))
+    given = given_name(pl.col("first_name"), pl.col("last_name"))
+    family = given_name(pl.col("last_name"), pl.col("first_name"))
     exact_given = given.is_in(["exact", "accent or case"])
     same_family = family.is_in(["exact", "accent or case"]) & (pl.col("date_of_birth") == "exact")
     sibling = same_family & ~exact_given & (exact_given & same_family).any().over("row_no")
@@ -543,19 +553,28 @@ def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
     return with_row_probability(context, evidence).with_columns(
         exact_name=(pl.col("tokens_in") == pl.col("tokens_ex")) & (pl.col("tokens_in") != ""),
         same_school=(pl.col("school_in") == pl.col("school_ex")).fill_null(False),
-        # An identifier both carry that differs beyond two slips: a different child's, or a
-        # wrong one, and either way not for a machine to overrule.
-        id_conflict=pl.coalesce([pl.when(pl.col(c) == "different").then(pl.lit(c)) for c in ID_COLUMNS]),
+        # An identifier both carry that differs beyond two slips, with no other identifier equal:
+        # a different child's, or a wrong one, and either way not for a machine to overrule.
+        id_conflict=pl.when(~pl.any_horizontal([pl.col(c).is_in(["exact", "leading zeros"]) for c in ID_COLUMNS]))
+        .then(pl.coalesce([pl.when(pl.col(c) == "different").then(pl.lit(c)) for c in ID_COLUMNS])),
         # Another student with the very same name and a birth date a typo away: the row's date
         # may be the other's mistyped.
         namesake=((pl.col("tokens_in") == pl.col("tokens_ex")) & (pl.col("tokens_in") != "")).sum().over("row_no") > 1,
         # Same family name and birthday but another first name is what a twin or sibling looks
         # like, however rare the name: field weights assume independent fields, which siblings
         # are not, so no weight of evidence overrules this.
-        sibling_like=~pl.col("first_name").is_in(["exact", "accent or case", "nickname"])
-        & pl.col("last_name").is_in(["exact", "accent or case"]) & (pl.col("date_of_birth") == "exact"),
+        # A missing birth date cannot tell them apart either.
+        sibling_like=~given_name(pl.col("first_name"), pl.col("last_name")).is_in(["exact", "accent or case", "nickname"])
+        & given_name(pl.col("last_name"), pl.col("first_name")).is_in(["exact", "accent or case"])
+        & pl.col("date_of_birth").is_in(["exact", "missing"]),
         agreement=explain_expr(),
     )
+
+
+def given_name(first_level: pl.Expr, last_level: pl.Expr) -> pl.Expr:
+    """The given name's level (pass the levels the other way round for the family name's): read
+    swapped, the given name is compared in the last-name field."""
+    return pl.when(pl.col("swapped")).then(last_level).otherwise(first_level)
 
 
 def _fuzzy_decisions(ranked: pl.DataFrame, config: MatchConfig, unavailable_twins: pl.DataFrame | None,
@@ -594,7 +613,7 @@ def _fuzzy_decisions(ranked: pl.DataFrame, config: MatchConfig, unavailable_twin
         .when(pl.col("twin") & ~pl.col("exact_name")).then(pl.lit(
             "a twin or sibling shares the last name and date of birth, and the name is not identical"))
         .when(pl.col("sibling_like")).then(pl.lit(
-            "same last name and date of birth but another first name: this could be a twin or sibling"))
+            "same last name and birth date (or none to tell) but another first name: this could be a twin or sibling"))
     )
     return twins.with_columns(reason=reason).select(
         "row_no",
@@ -660,8 +679,18 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
     # the same candidates in the same order.
     scored = scored.sort(["row_no", "probability", "same_school", "student_key"],
                          descending=[False, True, True, False]).with_columns(score=pl.col("probability") * 100)
-    fuzzy_ranked = scored.join(id_review_rows, on="row_no", how="anti")
+    # Rows whose identifiers disagree with their names or with each other are weighed like the
+    # rest (an SSID equal outweighs a student ID mistyped); only an ID value that two registered
+    # students share stays a question whatever the evidence.
+    held = shared_id_rows(incoming, existing, config).join(id_review_rows, on="row_no")
+    fuzzy_ranked = scored.join(held, on="row_no", how="anti")
     fuzzy = _fuzzy_decisions(fuzzy_ranked, config, None)
+    # The evidence links a row its identifiers left in doubt (keeping the identifier's rule);
+    # where it does not, the identifier's own question stands, in its words.
+    upgraded = fuzzy.join(id_review_rows, on="row_no").filter(pl.col("decision") == "matched").drop("rule").join(
+        id_decisions.select("row_no", "rule"), on="row_no").select(fuzzy.columns)
+    fuzzy = pl.concat([fuzzy.join(id_review_rows, on="row_no", how="anti"), upgraded])
+    id_decisions = id_decisions.join(upgraded.select("row_no"), on="row_no", how="anti")
     person_of = incoming.select("row_no", "person_key", *ID_COLUMNS, "name_tokens", "date_of_birth")
 
     decisions = pl.concat([id_decisions, fuzzy]).with_columns(contested=pl.lit(False))

@@ -145,6 +145,14 @@ def test_a_mistyped_id_that_hits_another_child_offers_both_to_the_reviewer():
          "date_of_birth": dt.date(2010, 2, 3)},
     ])
     got = decide([{"first_name": "Lily", "last_name": "Hernandez", "student_id": "0101000"}], existing)[1]
+    # Name and birth date agree with Lily, whose ID is one transposition away: the evidence
+    # outweighs the exact hit on Omar.
+    assert (got["decision"], got["student_key"]) == ("matched", 11)
+    assert "student ID one edit" in got["explanation"]
+    # Without the birth date, and Lily's ID further off, it is a question with both children.
+    existing = existing.with_columns(student_id=pl.Series(["0777700", "0101000"]))
+    got = decide([{"first_name": "Lily", "last_name": "Hernandez", "student_id": "0101000",
+                   "date_of_birth": None}], existing)[1]
     assert got["decision"] == "review"
     assert {c["student_key"] for c in got["candidates"]} == {11, 12}
 
@@ -163,8 +171,17 @@ def test_an_ssid_with_name_and_birth_date_outweighs_a_mistyped_student_id():
     got = decide([{"first_name": "Ivy", "last_name": "Park", "student_id": "0123465", "ssid": "S1"}], existing)[1]
     assert (got["decision"], got["student_key"], got["rule"]) == ("matched", 20, "ssid")
     assert "mistyped" in got["explanation"]
-    # Without the birth date the names alone do not outweigh the differing student ID.
+    # Without the birth date, the SSID and names still outweigh a student ID one slip away...
     got = decide([{"first_name": "Ivy", "last_name": "Park", "student_id": "0123465", "ssid": "S1",
+                   "date_of_birth": None}], existing)[1]
+    assert (got["decision"], got["student_key"], got["rule"]) == ("matched", 20, "ssid")
+    assert "student ID one edit" in got["explanation"]
+    # ...and the SSID with the whole name outweighs a student ID of another shape altogether;
+    # with another first name the differing student ID leaves it a question.
+    got = decide([{"first_name": "Ivy", "last_name": "Park", "student_id": "9988776", "ssid": "S1",
+                   "date_of_birth": None}], existing)[1]
+    assert (got["decision"], got["student_key"]) == ("matched", 20) and "student ID different" in got["explanation"]
+    got = decide([{"first_name": "Ada", "last_name": "Park", "student_id": "9988776", "ssid": "S1",
                    "date_of_birth": None}], existing)[1]
     assert got["decision"] == "review" and "student_id differs" in got["explanation"]
 
