@@ -17,12 +17,16 @@ import time
 
 
 from benchmarks.districts import generate
+from benchmarks.holdout import generate_holdout
 from tasks.matching import MatchConfig, candidate_pairs, match_rows, prepare
 
 
-def evaluate(size: int, seed: int, config: MatchConfig, names: str = "census") -> dict:
+def evaluate(size: int, seed: int, config: MatchConfig, names: str = "census", generator: str = "districts") -> dict:
     """Match one generated district and score the decisions against the truth."""
-    incoming, existing, truth = generate(size, seed, names)
+    if generator == "districts":
+        incoming, existing, truth = generate(size, seed, names)
+    else:  # benchmarks/holdout.py, written apart from the matcher; "holdout-no-ids" has every ID blank
+        incoming, existing, truth = generate_holdout(size, seed, with_ids=generator == "holdout")
     start = time.perf_counter()
     decisions = match_rows(incoming, existing, config)
     seconds = time.perf_counter() - start
@@ -58,11 +62,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--names", nargs="+", default=["census"], choices=["census", "small"],
                         help="name pools: realistic Census frequencies, or a small pool where names collide a lot")
+    parser.add_argument("--generator", default="districts", choices=["districts", "holdout", "holdout-no-ids"],
+                        help="benchmarks/districts.py, or the independently written benchmarks/holdout.py")
     args = parser.parse_args()
     for names in args.names:
         for size in args.sizes:
             for seed in args.seeds:
-                print(json.dumps(evaluate(size, seed, MatchConfig(), names)), flush=True)
+                print(json.dumps(evaluate(size, seed, MatchConfig(), names, args.generator)), flush=True)
 
 
 if __name__ == "__main__":
