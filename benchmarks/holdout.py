@@ -163,7 +163,8 @@ Selam Hiwot Wanjiru Njeri Achieng Fatoumata Aminata Chinwe Temitope""".split()
 SOUTH_ASIAN_SURNAMES = "Patel Shah Singh Kumar Sharma Gupta Reddy Desai Mehta Iyer Rao Chaudhary Joshi Nair".split()
 SOUTH_ASIAN_MALE = "Aarav Arjun Rohan Vikram Ishaan Vivaan Aditya Krishna Rahul Dev Sai Arnav Kabir".split()
 SOUTH_ASIAN_FEMALE = "Priya Ananya Aditi Saanvi Diya Isha Kavya Anika Riya Meera Aanya Shreya".split()
-SLAVIC_SURNAMES = "Ivanov Petrov Smirnov Kuznetsov Popov Sokolov Volkov Kowalski Nowak Wiśniewski Novak Horvat Kovalenko Shevchenko".split()
+SLAVIC_SURNAMES = """Ivanov Petrov Smirnov Kuznetsov Popov Sokolov Volkov Kowalski Nowak Wiśniewski Novak Horvat
+Kovalenko Shevchenko""".split()
 SLAVIC_MALE = "Dmitri Aleksandr Ivan Nikolai Mikhail Sergei Maksim Artem Jakub Mateusz Luka Bogdan".split()
 SLAVIC_FEMALE = "Anastasia Ekaterina Sofiya Daria Polina Olga Zofia Natalia Ivana Milena Viktoria".split()
 US_PARTICLE_SURNAMES = """O'Brien O'Connor O'Neill O'Donnell O'Hara O'Sullivan D'Souza D'Angelo McDonald
@@ -576,6 +577,8 @@ def _surname_variant(last: str, rng: random.Random, rates: dict[str, float]) -> 
                                    last.replace("'", "`")])
             if kind == "joined":
                 return last.replace(" ", "").replace("-", "").replace(".", "").capitalize()
+            if kind == "case" and lower.startswith(("mc", "mac")):
+                return last.capitalize()
             if kind == "case":
                 return " ".join(p.capitalize() for p in last.split(" ")) if last[0].islower() else (
                     last[:1].lower() + last[1:])

@@ -68,7 +68,8 @@ def main() -> None:
     for names in args.names:
         for size in args.sizes:
             for seed in args.seeds:
-                print(json.dumps(evaluate(size, seed, MatchConfig(), names, args.generator)), flush=True)
+                result = evaluate(size, seed, MatchConfig(), names, args.generator)
+                print(json.dumps({"generator": args.generator, **result}), flush=True)
 
 
 if __name__ == "__main__":
