@@ -32,6 +32,7 @@ from pathlib import Path
 import polars as pl
 
 from benchmarks.districts import NOISE_LEVELS, District, generate_district, without_ids
+from benchmarks.holdout import generate_holdout
 from tasks.matching import MatchConfig, candidate_pairs, match_rows, prepare
 
 PEER_PYTHON = Path(__file__).resolve().parent.parent / ".venv-peer" / "bin" / "python"
@@ -135,7 +136,11 @@ def evaluate_case(size: int, seed: int, config: MatchConfig, names: str = "censu
                   ids: bool = True, peer: str | None = None) -> tuple[list[dict], dict[str, list[dict]], District]:
     """Match one generated district with rosterflow (and the peer, on the same data); returns one
     result per matcher, each matcher's decisions, and the district."""
-    district = generate_district(size, seed, names, noise)
+    if noise == "holdout":  # benchmarks/holdout.py, written apart from the matcher and its generator
+        incoming, existing, truth = generate_holdout(size, seed)
+        district = District(incoming, existing, truth, {row_no: ["holdout"] for row_no in truth})
+    else:
+        district = generate_district(size, seed, names, noise)
     incoming, existing, truth = district.incoming, district.existing, district.truth
     if not ids:
         incoming, existing = without_ids(incoming), without_ids(existing)
@@ -220,8 +225,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--names", nargs="+", default=["census"], choices=["census", "small"],
                         help="name pools: realistic Census frequencies, or a small pool where names collide a lot")
-    parser.add_argument("--noise", nargs="+", default=["default"], choices=NOISE_LEVELS,
-                        help="the generator's noise: today's, or 'noisy' with the harder errors on top")
+    parser.add_argument("--noise", nargs="+", default=["default"], choices=[*NOISE_LEVELS, "holdout"],
+                        help="the generator's noise: today's, 'noisy' with the harder errors on top, or 'holdout' (benchmarks/holdout.py, an independently written generator)")
     parser.add_argument("--ids", nargs="+", default=["with"], choices=["with", "without"],
                         help="'without': every ID column emptied on both sides")
     parser.add_argument("--no-ids", dest="ids", action="store_const", const=["without"],
