@@ -466,7 +466,17 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
     compared = compare_pairs(pairs.select("row_no", "student_key"), incoming, existing, config).join(
         pairs, on=["row_no", "student_key"])
     compared = compared.with_columns(
-        confirmed=(pl.col("name_score") >= config.id_name_floor) | (pl.col("dob") == "exact"),
+        # An ID is confirmed by names that agree and a birth date that does not rule it out, or by
+        # the same birth date and a name close enough, unless the first name is plainly another
+        # (the same last name: a brother's or a twin's; a mistyped ID lands on a sibling more often
+        # than on anyone else, their IDs being often consecutive), or the student has a twin and
+        # the name is not exactly theirs.
+        confirmed=((pl.col("names_agree") & (pl.col("dob") != "different"))
+                   | ((pl.col("dob") == "exact") & (pl.col("name_score") >= config.id_name_floor)
+                      & ~((pl.col("first_level") == "different") & (pl.col("first_jw") < 80)
+                          & pl.col("last_level").is_in(["equal", "part", "slip"]))))
+        & (pl.col("twin_group").is_null() | pl.col("exact_name"))
+        | ((pl.col("levels").list.len() >= 2) & (pl.col("dob") != "different")),
         strong=pl.col("names_agree") & (pl.col("dob") == "exact"),
         agreement=_agreement_expr(pl.format("{} equal", pl.col("levels").list.join(", "))),
     )
@@ -566,7 +576,9 @@ def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
         # A missing birth date cannot tell them apart either.
         sibling_like=~given_name(pl.col("first_name"), pl.col("last_name")).is_in(["exact", "accent or case", "nickname"])
         & given_name(pl.col("last_name"), pl.col("first_name")).is_in(["exact", "accent or case"])
-        & pl.col("date_of_birth").is_in(["exact", "missing"]),
+        & pl.col("date_of_birth").is_in(["exact", "missing"])
+        # Two identifiers that agree are no sibling's by a typo.
+        & (pl.sum_horizontal([(pl.col(c) == "exact").cast(pl.Int8) for c in ID_COLUMNS]) < 2),
         agreement=explain_expr(),
     )
 
