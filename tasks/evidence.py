@@ -32,9 +32,9 @@ import polars as pl
 from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler
 
-NAME_LEVELS = ("exact", "accent or case", "nickname", "one keystroke", "similar 0.92", "similar 0.85",
-               "similar 0.70", "different")
-LAST_LEVELS = ("exact", "accent or case", "part of a double surname", "one keystroke", "similar 0.92",
+NAME_LEVELS = ("exact", "accent or case", "nickname", "one keystroke", "part of a double name", "similar 0.92",
+               "similar 0.85", "similar 0.70", "different")
+LAST_LEVELS = ("exact", "accent or case", "one keystroke", "part of a double surname", "similar 0.92",
                "similar 0.85", "similar 0.70", "different")
 DOB_LEVELS = ("exact", "day and month swapped", "one digit", "two digits swapped", "different")
 ID_LEVELS = ("exact", "leading zeros", "one edit", "two edits", "different")
@@ -50,8 +50,8 @@ LADDERS: dict[str, tuple[str, ...]] = {
 # The prior: reasoned values for a district's sheets (typed by people, exported from a student
 # information system). m: same person; u: different people. EM moves them with the district's data.
 PRIOR_M: dict[str, dict[str, float]] = {
-    "first_name": {"exact": 0.88, "accent or case": 0.02, "nickname": 0.03, "one keystroke": 0.03,
-                   "similar 0.92": 0.01, "similar 0.85": 0.01, "similar 0.70": 0.005, "different": 0.015},
+    "first_name": {"exact": 0.87, "accent or case": 0.02, "nickname": 0.03, "one keystroke": 0.03,
+                   "part of a double name": 0.01, "similar 0.92": 0.01, "similar 0.85": 0.01, "similar 0.70": 0.005, "different": 0.015},
     "last_name": {"exact": 0.89, "accent or case": 0.02, "part of a double surname": 0.01, "one keystroke": 0.04,
                   "similar 0.92": 0.01, "similar 0.85": 0.01, "similar 0.70": 0.005, "different": 0.015},
     "date_of_birth": {"exact": 0.93, "day and month swapped": 0.015, "one digit": 0.035,
@@ -61,7 +61,7 @@ PRIOR_M: dict[str, dict[str, float]] = {
 }
 PRIOR_U: dict[str, dict[str, float]] = {
     "first_name": {"exact": 0.004, "accent or case": 0.0001, "nickname": 0.001, "one keystroke": 0.0005,
-                   "similar 0.92": 0.002, "similar 0.85": 0.01, "similar 0.70": 0.08, "different": 0.9024},
+                   "part of a double name": 0.0002, "similar 0.92": 0.002, "similar 0.85": 0.01, "similar 0.70": 0.08, "different": 0.9024},
     "last_name": {"exact": 0.002, "accent or case": 0.00005, "part of a double surname": 0.0002,
                   "one keystroke": 0.0005, "similar 0.92": 0.002, "similar 0.85": 0.008, "similar 0.70": 0.05,
                   "different": 0.93725},
@@ -118,7 +118,7 @@ def _cpdist(left: pl.Series, right: pl.Series, scorer) -> np.ndarray:
 
 
 def name_level(folded_a: str, folded_b: str, raw_a: str, raw_b: str, jw: pl.Expr, osa: pl.Expr,
-               nickname: pl.Expr | None, part: pl.Expr | None) -> pl.Expr:
+               nickname: pl.Expr | None, part: pl.Expr | None, part_level: str = "") -> pl.Expr:
     """The ladder of a name on columns: exact, accent or case, nickname / double-surname part, one
     keystroke, Jaro-Winkler bands, different; missing when either side is empty."""
     a, b = pl.col(folded_a), pl.col(folded_b)
@@ -127,9 +127,10 @@ def name_level(folded_a: str, folded_b: str, raw_a: str, raw_b: str, jw: pl.Expr
              .when(a == b).then(pl.lit("accent or case")))
     if nickname is not None:
         level = level.when(nickname).then(pl.lit("nickname"))
+    level = level.when(osa <= 1).then(pl.lit("one keystroke"))
     if part is not None:
-        level = level.when(part).then(pl.lit("part of a double surname"))
-    return (level.when(osa <= 1).then(pl.lit("one keystroke"))
+        level = level.when(part).then(pl.lit(part_level))
+    return (level
             .when(jw >= 0.92).then(pl.lit("similar 0.92"))
             .when(jw >= 0.85).then(pl.lit("similar 0.85"))
             .when(jw >= 0.70).then(pl.lit("similar 0.70"))
@@ -172,8 +173,12 @@ def id_level(left: str, right: str, edits: str) -> pl.Expr:
     return (pl.when(a.is_null() | b.is_null()).then(pl.lit(MISSING))
             .when(a == b).then(pl.lit("exact"))
             .when(a.str.strip_chars_start("0") == b.str.strip_chars_start("0")).then(pl.lit("leading zeros"))
-            .when(pl.col(edits) <= 1).then(pl.lit("one edit"))
-            .when(pl.col(edits) <= 2).then(pl.lit("two edits"))
+            # A slip needs an ID long enough for the rest to say something (A and B are not one
+            # edit apart in any useful sense).
+            .when((pl.col(edits) <= 1) & (pl.min_horizontal(a.str.len_chars(), b.str.len_chars()) >= 4))
+            .then(pl.lit("one edit"))
+            .when((pl.col(edits) <= 2) & (pl.min_horizontal(a.str.len_chars(), b.str.len_chars()) >= 6))
+            .then(pl.lit("two edits"))
             .otherwise(pl.lit("different")))
 
 
@@ -204,11 +209,13 @@ def with_levels(pairs: pl.DataFrame) -> pl.DataFrame:
     joined = pl.concat([equal, differing], how="vertical")
     nickname = pl.col("nick_in").list.set_intersection(pl.col("nick_ex")).list.len() > 0
     part = (pl.col("last_in").str.split(" ").list.set_intersection(pl.col("last_ex").str.split(" ")).list.len() > 0)
+    first_part = (pl.col("first_in").str.split(" ").list.set_intersection(pl.col("first_ex").str.split(" "))
+                  .list.len() > 0)
     joined = joined.with_columns(
         first_straight=name_level("first_in", "first_ex", "first_raw_in", "first_raw_ex", pl.col("first_jw"),
-                                  pl.col("first_osa"), nickname, None),
+                                  pl.col("first_osa"), nickname, first_part, "part of a double name"),
         last_straight=name_level("last_in", "last_ex", "last_raw_in", "last_raw_ex", pl.col("last_jw"),
-                                 pl.col("last_osa"), None, part),
+                                 pl.col("last_osa"), None, part, "part of a double surname"),
         first_swapped=name_level("first_in", "last_ex", "first_raw_in", "last_raw_ex", pl.col("swap_first_jw"),
                                  pl.col("swap_first_osa"), None, None),
         last_swapped=name_level("last_in", "first_ex", "last_raw_in", "first_raw_ex", pl.col("swap_last_jw"),
@@ -220,8 +227,9 @@ def with_levels(pairs: pl.DataFrame) -> pl.DataFrame:
     def rank(column: str, ranks: dict[str, int]) -> pl.Expr:
         return pl.col(column).replace_strict(ranks, return_dtype=pl.Int32)
 
-    good = 4  # up to "similar 0.92": a swapped reading counts only when both names nearly agree
-    swapped = ((rank("first_swapped", rank_first) <= good) & (rank("last_swapped", rank_last) <= good)
+    # A swapped reading counts only when both names nearly agree (up to "similar 0.92").
+    swapped = ((rank("first_swapped", rank_first) <= rank_first["similar 0.92"])
+               & (rank("last_swapped", rank_last) <= rank_last["similar 0.92"])
                & (rank("first_swapped", rank_first) + rank("last_swapped", rank_last)
                   < rank("first_straight", rank_first) + rank("last_straight", rank_last)))
     id_edits = {}

@@ -347,7 +347,7 @@ def compare_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.Data
     compared = pl.concat([
         _identical_names(joined.filter(same)),
         _differing_names(joined.filter(~same)),
-    ], how="vertical")
+    ], how="diagonal")
     compared = compared.with_columns(
         exact_name=(pl.col("tokens_in") == pl.col("tokens_ex")) & (pl.col("tokens_in") != ""),
         same_school=(pl.col("school_in") == pl.col("school_ex")).fill_null(False),
@@ -370,6 +370,7 @@ def _identical_names(joined: pl.DataFrame) -> pl.DataFrame:
         first_jw=pl.when(missing_first).then(0.0).otherwise(100.0),
         last_jw=pl.when(missing_last).then(0.0).otherwise(100.0),
         first_level=pl.when(missing_first).then(pl.lit("missing")).otherwise(pl.lit("equal")),
+        first_part=~missing_first,
         last_level=pl.when(missing_last).then(pl.lit("missing")).otherwise(pl.lit("equal")),
         swapped=pl.lit(False),
     ).with_columns(name_score=(pl.col("first_jw") + pl.col("last_jw")) / 2)
@@ -388,9 +389,13 @@ def _differing_names(joined: pl.DataFrame) -> pl.DataFrame:
             if joined.height else [], dtype=pl.Int32),
     )
     first_nick = pl.col("nick_in").list.set_intersection(pl.col("nick_ex")).list.len() > 0
+    # One name of a double first name ("Isaac" for "Isaac Bryan": a middle name written or not).
+    first_part = (pl.col("first_in") != "") & (pl.col("first_in").str.split(" ").list.set_intersection(
+        pl.col("first_ex").str.split(" ")).list.len() > 0)
     last_part = (pl.col("last_in") != "") & (pl.col("last_in").str.split(" ").list.set_intersection(
         pl.col("last_ex").str.split(" ")).list.len() > 0)
     compared = joined.with_columns(
+        first_part=first_part,
         first_level=pl.when((pl.col("first_in") == "") | (pl.col("first_ex") == "")).then(pl.lit("missing"))
         .when(pl.col("first_in") == pl.col("first_ex")).then(pl.lit("equal"))
         .when(first_nick).then(pl.lit("nickname"))
@@ -473,8 +478,13 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
         # the name is not exactly theirs.
         confirmed=((pl.col("names_agree") & (pl.col("dob") != "different"))
                    | ((pl.col("dob") == "exact") & (pl.col("name_score") >= config.id_name_floor)
-                      & ~((pl.col("first_level") == "different") & (pl.col("first_jw") < 80)
-                          & pl.col("last_level").is_in(["equal", "part", "slip"]))))
+                      & ~((pl.col("first_level") == "different") & (pl.col("first_jw") < 80) & ~pl.col("first_part")
+                          & pl.col("last_level").is_in(["equal", "part", "slip"])))
+                   # A missing name neither confirms nor contradicts: the other must agree.
+                   | ((pl.col("dob") == "exact") & (pl.col("first_level") == "missing")
+                      & pl.col("last_level").is_in(["equal", "part", "slip"]))
+                   | ((pl.col("dob") == "exact") & (pl.col("last_level") == "missing")
+                      & pl.col("first_level").is_in(["equal", "nickname"])))
         & (pl.col("twin_group").is_null() | pl.col("exact_name"))
         | ((pl.col("levels").list.len() >= 2) & (pl.col("dob") != "different")),
         strong=pl.col("names_agree") & (pl.col("dob") == "exact"),
@@ -577,8 +587,10 @@ def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
         sibling_like=~given_name(pl.col("first_name"), pl.col("last_name")).is_in(["exact", "accent or case", "nickname"])
         & given_name(pl.col("last_name"), pl.col("first_name")).is_in(["exact", "accent or case"])
         & pl.col("date_of_birth").is_in(["exact", "missing"])
-        # Two identifiers that agree are no sibling's by a typo.
-        & (pl.sum_horizontal([(pl.col(c) == "exact").cast(pl.Int8) for c in ID_COLUMNS]) < 2),
+        # Two identifiers that agree (one exactly, one at least to a slip) are no sibling's by a typo.
+        & ~(pl.any_horizontal([pl.col(c) == "exact" for c in ID_COLUMNS])
+            & (pl.sum_horizontal([pl.col(c).is_in(["exact", "leading zeros", "one edit"]).cast(pl.Int8)
+                                  for c in ID_COLUMNS]) >= 2)),
         agreement=explain_expr(),
     )
 
