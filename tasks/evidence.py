@@ -111,10 +111,12 @@ class Evidence:
 
 # -- Levels ---------------------------------------------------------------------------------------
 
-def _cpdist(left: pl.Series, right: pl.Series, scorer) -> np.ndarray:
-    if left.len() == 0:
+def _cpdist(left: pl.Series | list, right: pl.Series | list, scorer) -> np.ndarray:
+    if len(left) == 0:
         return np.zeros(0)
-    return process.cpdist(left.to_list(), right.to_list(), scorer=scorer, workers=-1)
+    if isinstance(left, pl.Series):
+        left, right = left.to_list(), right.to_list()
+    return process.cpdist(left, right, scorer=scorer, workers=-1)
 
 
 def name_level(folded_a: str, folded_b: str, raw_a: str, raw_b: str, jw: pl.Expr, osa: pl.Expr,
@@ -182,7 +184,7 @@ def id_level(left: str, right: str, edits: str) -> pl.Expr:
             .otherwise(pl.lit("different")))
 
 
-def with_levels(pairs: pl.DataFrame) -> pl.DataFrame:
+def with_levels(pairs: pl.DataFrame, swaps: bool = True) -> pl.DataFrame:
     """Add every field's level to joined pairs.
 
     ``pairs`` has, for each side (suffix ``_in`` and ``_ex``): ``first``/``last`` (folded),
@@ -195,11 +197,18 @@ def with_levels(pairs: pl.DataFrame) -> pl.DataFrame:
     same_last = pl.col("last_in") == pl.col("last_ex")
     # String distances are the costly part: pairs with both names equal (most of them) skip them.
     differing = pairs.filter(~(same_first & same_last))
+    # Each column goes to Python once (the conversion costs as much as the distances).
+    text = {c: differing[c].to_list() for c in ("first_in", "first_ex", "last_in", "last_ex")}
+    readings = {"first": ("first_in", "first_ex"), "last": ("last_in", "last_ex")}
+    if swaps:
+        readings |= {"swap_first": ("first_in", "last_ex"), "swap_last": ("last_in", "first_ex")}
     distances = {}
-    for name, (a, b) in {"first": ("first_in", "first_ex"), "last": ("last_in", "last_ex"),
-                         "swap_first": ("first_in", "last_ex"), "swap_last": ("last_in", "first_ex")}.items():
-        distances[f"{name}_jw"] = _cpdist(differing[a], differing[b], jw)
-        distances[f"{name}_osa"] = _cpdist(differing[a], differing[b], osa)
+    for name, (a, b) in readings.items():
+        distances[f"{name}_jw"] = _cpdist(text[a], text[b], jw)
+        distances[f"{name}_osa"] = _cpdist(text[a], text[b], osa)
+    if not swaps:
+        distances |= {"swap_first_jw": np.zeros(differing.height), "swap_first_osa": np.full(differing.height, 99),
+                      "swap_last_jw": np.zeros(differing.height), "swap_last_osa": np.full(differing.height, 99)}
     differing = differing.with_columns(
         [pl.Series(k, v, dtype=pl.Float64 if k.endswith("jw") else pl.Int32) for k, v in distances.items()])
     equal = pairs.filter(same_first & same_last).with_columns(
@@ -263,11 +272,12 @@ def side(frame: pl.DataFrame, key: str, suffix: str) -> pl.DataFrame:
     )
 
 
-def pair_levels(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
-    """``pairs`` (row_no, student_key) with every field's level."""
+def pair_levels(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, swaps: bool = True
+                ) -> pl.DataFrame:
+    """``pairs`` (row_no, student_key) with every field's level (``swaps``: try swapped names)."""
     joined = (pairs.select("row_no", "student_key").join(side(incoming, "row_no", "_in"), on="row_no")
               .join(side(existing, "student_key", "_ex"), on="student_key"))
-    return with_levels(joined)
+    return with_levels(joined, swaps)
 
 
 # -- Weights on pairs ------------------------------------------------------------------------------
@@ -352,7 +362,8 @@ def estimate_u(incoming: pl.DataFrame, existing: pl.DataFrame, pairs: int, prior
                seed: int = 0) -> tuple[dict[str, dict[str, float]], int]:
     """u per field and level from random pairs (nearly all different people), smoothed toward the
     prior (worth ``prior_pairs`` pairs) so a level never seen among strangers stays possible."""
-    sample = pair_levels(_random_pairs(incoming, existing, pairs, seed), incoming, existing)
+    # Swapped readings are left out: among strangers they are vanishingly rare.
+    sample = pair_levels(_random_pairs(incoming, existing, pairs, seed), incoming, existing, swaps=False)
     u = {}
     for field_name, ladder in LADDERS.items():
         counts = _level_counts(sample, field_name)
@@ -415,7 +426,7 @@ SESSIONS = (
 
 
 def train(incoming: pl.DataFrame, existing: pl.DataFrame, *, prior_pairs: float = 200.0,
-          u_pairs: int = 40_000, sample_rows: int = 4000, max_session_pairs: int = 400_000,
+          u_pairs: int = 30_000, sample_rows: int = 2000, max_session_pairs: int = 100_000,
           iterations: int = 20, learn: bool = True, seed: int = 0) -> Evidence:
     """Estimate the model on a district's data (``prepare``-d frames): u from random pairs, m and
     the match share by EM sessions, the prior weighing ``prior_pairs`` matched pairs."""
@@ -444,7 +455,7 @@ def train(incoming: pl.DataFrame, existing: pl.DataFrame, *, prior_pairs: float 
             continue
         if pairs.height > max_session_pairs:
             pairs = pairs.sample(max_session_pairs, seed=seed)
-        levelled = pair_levels(pairs, incoming, existing)
+        levelled = pair_levels(pairs, incoming, existing, swaps=False)
         patterns = levelled.group_by(list(session.learns)).agg(pl.len().alias("n"))
         session_m = {f: dict(m[f]) for f in session.learns}
         expected, matches, share = _em(patterns, list(session.learns), session_m, u, iterations)

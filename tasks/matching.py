@@ -69,9 +69,23 @@ class MatchConfig(BaseModel):
                  "initials_birth_date", "first_last_ends", "last_first_ends", "first_last_prefix",
                  "last_first_prefix", "last_first_initial", "birth_date_last_initial", "birth_date_first_initial",
                  "swapped_first_birth_date", "swapped_last_birth_date", "swapped_first_last_initial",
-                 "missing_first_last", "missing_last_first"],
+                 "missing_first_last", "missing_last_first", "missing_first_birth_date", "missing_last_birth_date",
+                 "last_first_deletes", "first_last_deletes", "swapped_last_first_deletes",
+                 "swapped_first_last_deletes"],
         description="Blocking rules, each a way two records may meet for fuzzy scoring (see BLOCKING_RULES).",
     )
+    small_district: int = Field(
+        default=20_000, ge=0,
+        description="Up to this many registered students, rows also meet every student sharing one of their names "
+        "(see small_district_passes): in a small district such a pair can be probable enough to ask about, and "
+        "the passes cost little; in a large one it cannot.",
+    )
+    small_district_passes: list[str] = Field(default=["last_name", "first_name", "birth_date"])
+
+    def passes_for(self, students: int) -> list[str]:
+        """The blocking passes for a district of ``students`` registered students."""
+        extra = self.small_district_passes if students <= self.small_district else []
+        return [*self.blocking_passes, *[p for p in extra if p not in self.blocking_passes]]
 
 
 _NICKNAMES = NickNamer()
@@ -160,6 +174,8 @@ def prepare(frame: pl.DataFrame) -> pl.DataFrame:
         schema={"first_key": pl.String, "nick_keys": pl.List(pl.String)},
     )
     folded = folded.join(nick, on="first_key", how="left")
+    folded = folded.join(_deletion_keys(folded["first_key"], "first_deletes"), on="first_key", how="left").join(
+        _deletion_keys(folded["last_key"], "last_deletes").rename({"first_key": "last_key"}), on="last_key", how="left")
     return folded.with_columns(
         # The name's words in order, so swapped first and last names meet in one block.
         name_tokens=pl.concat_str(["first_key", "last_key"], separator=" ").str.split(" ").list.sort().list.join(" "),
@@ -175,8 +191,24 @@ def prepare(frame: pl.DataFrame) -> pl.DataFrame:
         last_ends=pl.concat_str([pl.col("last_key").str.slice(0, 1), pl.col("last_key").str.slice(-1, 1)]),
         last_if_no_first=pl.when(pl.col("first_key") == "").then(pl.col("last_key")),
         first_if_no_last=pl.when(pl.col("last_key") == "").then(pl.col("first_key")),
+        dob_if_no_first=pl.when(pl.col("first_key") == "").then(pl.col("date_of_birth")),
+        dob_if_no_last=pl.when(pl.col("last_key") == "").then(pl.col("date_of_birth")),
         person_key=person_key_expr(),
     )
+
+
+def deletions(word: str) -> list[str]:
+    """The word and every form of it with one letter deleted: two words one keystroke apart (a
+    letter replaced, added, dropped, or two neighbours swapped) always share one of these."""
+    if not word:
+        return []
+    return sorted({word} | {word[:i] + word[i + 1:] for i in range(len(word))})
+
+
+def _deletion_keys(names: pl.Series, column: str) -> pl.DataFrame:
+    unique = names.unique().to_list()
+    return pl.DataFrame({"first_key": unique, column: [deletions(n) for n in unique]},
+                        schema={"first_key": pl.String, column: pl.List(pl.String)})
 
 
 def person_key_expr() -> pl.Expr:
@@ -223,6 +255,19 @@ BLOCKING_RULES: dict[str, list[str] | tuple[list[str], list[str]]] = {
     # typo keys, or all of them when the date is missing too).
     "missing_first_last": (["last_if_no_first"], ["last_key"]),
     "missing_last_first": (["first_if_no_last"], ["first_key"]),
+    # A typo anywhere in one name, the other equal (the first letter too, which the passes on
+    # initials, prefixes and ends cannot survive), with any birth date a typo away or missing.
+    # One name alone (small districts only, see ``MatchConfig.small_district``).
+    "last_name": ["last_key"],
+    "first_name": ["first_key"],
+    "last_first_deletes": ["last_key", "first_deletes"],
+    "first_last_deletes": ["first_key", "last_deletes"],
+    "swapped_last_first_deletes": (["last_key", "first_deletes"], ["first_key", "last_deletes"]),
+    "swapped_first_last_deletes": (["first_key", "last_deletes"], ["last_key", "first_deletes"]),
+    # ...and, with a typo in the name it has, every student born that day (rows missing a name
+    # are few, so these passes stay small).
+    "missing_first_birth_date": (["dob_if_no_first"], ["date_of_birth"]),
+    "missing_last_birth_date": (["dob_if_no_last"], ["date_of_birth"]),
 }
 
 
@@ -240,6 +285,9 @@ def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str]) -> pl.Lazy
                                *(["nick_keys"] if "nick_key" in columns else []))
     if "nick_key" in columns:
         side = side.explode("nick_keys").rename({"nick_keys": "nick_key"})
+    for column in columns:
+        if column.endswith("_deletes"):  # one row per form of the name (see ``deletions``)
+            side = side.explode(column)
     side = side.drop_nulls(columns)
     text_columns = [c for c in columns if frame.schema.get(c, pl.String) == pl.String]
     if text_columns:
@@ -285,7 +333,8 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
         right = (_blocking_side(existing, "student_key", right_keys).rename({"date_of_birth": "dob_ex"})
                  .join(left.select("block").unique(), on="block", how="semi"))
         left, right = _with_typo_keys(left, "dob_in"), _with_typo_keys(right, "dob_ex")
-        if not drop_definite_no or any(k in keys for k in ("date_of_birth", "birth_year")):
+        if not drop_definite_no or any(k in keys for k in ("date_of_birth", "birth_year", "dob_if_no_first",
+                                                          "dob_if_no_last")):
             pairs.append(_block_join(left, right, ["block"]))
             continue
         dated_in, dated_ex = left.filter(pl.col("dob_in").is_not_null()), right.filter(pl.col("dob_ex").is_not_null())
@@ -693,7 +742,7 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
     remaining = incoming.join(id_matched.select("row_no"), on="row_no", how="anti")
     id_review_rows = id_decisions.filter(pl.col("decision") == "review").select("row_no")
     id_hits = id_candidates.join(id_review_rows, on="row_no").select("row_no", "student_key")
-    pairs = pl.concat([candidate_pairs(remaining, existing, config.blocking_passes, drop_definite_no=True),
+    pairs = pl.concat([candidate_pairs(remaining, existing, config.passes_for(existing.height), drop_definite_no=True),
                        id_hits]).unique()
     scored = score_pairs(pairs, remaining, existing, evidence, keep=id_hits)
     scored = scored.join(id_hits.with_columns(id_hit=pl.lit(True)), on=["row_no", "student_key"], how="left").filter(
