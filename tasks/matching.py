@@ -71,7 +71,8 @@ class MatchConfig(BaseModel):
                  "swapped_first_birth_date", "swapped_last_birth_date", "swapped_first_last_initial",
                  "missing_first_last", "missing_last_first", "missing_first_birth_date", "missing_last_birth_date",
                  "last_first_deletes", "first_last_deletes", "swapped_last_first_deletes",
-                 "swapped_first_last_deletes"],
+                 "swapped_first_last_deletes", "birth_date_first_deletes", "birth_date_last_deletes",
+                 "swapped_birth_date_first_deletes", "swapped_birth_date_last_deletes"],
         description="Blocking rules, each a way two records may meet for fuzzy scoring (see BLOCKING_RULES).",
     )
     small_district: int = Field(
@@ -262,6 +263,11 @@ BLOCKING_RULES: dict[str, list[str] | tuple[list[str], list[str]]] = {
     "first_name": ["first_key"],
     "last_first_deletes": ["last_key", "first_deletes"],
     "first_last_deletes": ["first_key", "last_deletes"],
+    # A typo in each name (either at its first letter), the birth date equal.
+    "birth_date_first_deletes": ["date_of_birth", "first_deletes"],
+    "birth_date_last_deletes": ["date_of_birth", "last_deletes"],
+    "swapped_birth_date_first_deletes": (["date_of_birth", "first_deletes"], ["date_of_birth", "last_deletes"]),
+    "swapped_birth_date_last_deletes": (["date_of_birth", "last_deletes"], ["date_of_birth", "first_deletes"]),
     "swapped_last_first_deletes": (["last_key", "first_deletes"], ["first_key", "last_deletes"]),
     "swapped_first_last_deletes": (["first_key", "last_deletes"], ["last_key", "first_deletes"]),
     # ...and, with a typo in the name it has, every student born that day (rows missing a name
