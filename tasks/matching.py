@@ -722,14 +722,17 @@ def batch_id_conflicts(incoming: pl.DataFrame, existing: pl.DataFrame, id_decisi
     found = []
     for column in config.id_levels:
         rows = incoming.filter(pl.col(column).is_not_null()).select(
-            "row_no", "first_key", "last_key", "nick_keys", "date_of_birth", value=pl.col(column),
+            "row_no", value=pl.col(column),
             person=pl.concat_str([pl.col("first_key"), pl.col("last_key"),
-                                  pl.col("date_of_birth").cast(pl.String).fill_null("")], separator="|"),
-            where=label, who=pl.format("{} {} ({})", pl.col("first_name"), pl.col("last_name"), label))
+                                  pl.col("date_of_birth").cast(pl.String).fill_null("")], separator="|"))
         shared = rows.join(rows.group_by("value").agg(pl.col("person").n_unique().alias("people"))
                            .filter(pl.col("people") > 1), on="value", how="semi")
         if shared.is_empty():
             continue
+        # Only the (few) rows sharing an ID are labelled for the explanations.
+        shared = shared.join(incoming, on="row_no").select(
+            "row_no", "value", "person", "first_key", "last_key", "nick_keys", "date_of_birth",
+            where=label, who=pl.format("{} {} ({})", pl.col("first_name"), pl.col("last_name"), label))
         holders = existing.filter(pl.col(column).is_not_null()).group_by(pl.col(column).alias("value")).agg(
             pl.len().alias("holders"), pl.col("student_key").first(), pl.col("first_key").first().alias("owner_first"),
             pl.col("last_key").first().alias("owner_last"), pl.col("nick_keys").first().alias("owner_nicks"),
