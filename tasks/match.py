@@ -42,9 +42,12 @@ class MatchOutcome:
 
 def load_match_inputs(con: duckdb.DuckDBPyConnection, batch_id: int) -> MatchInputs:
     """The batch's valid rows and the students they are matched against (any status but 'linked')."""
+    # The file and Excel row name a row in the matcher's explanations (the row that keeps a shared ID).
     incoming = con.sql(
-        "SELECT row_no, first_name, last_name, date_of_birth, student_id, ssid, other_id, school_id, grade"
-        " FROM valid_rows WHERE batch_id = $b ORDER BY row_no",
+        "SELECT v.row_no, v.first_name, v.last_name, v.date_of_birth, v.student_id, v.ssid, v.other_id, v.school_id,"
+        " v.grade, s.file_name, s.excel_row FROM valid_rows v"
+        " JOIN staged_rows s ON s.batch_id = v.batch_id AND s.row_no = v.row_no"
+        " WHERE v.batch_id = $b ORDER BY v.row_no",
         params={"b": batch_id},
     ).pl()
     # A temporary record linked by hand (status 'linked') is no person of its own any more: its

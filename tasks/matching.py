@@ -577,8 +577,9 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
                 pl.col("strong_agreement")))
             .otherwise(pl.format("{} point to {} different existing students",
                                  pl.col("all_levels").list.join(" and "), pl.col("students"))))
-        .when(~pl.col("confirmed")).then(
-            pl.format("{} equal but the name and date of birth do not confirm it ({})", pl.col("rule"), pl.col("agreement")))
+        .when(~pl.col("confirmed")).then(pl.format(
+            "ID probably mistyped: {} equal but the name and date of birth do not confirm it ({})", pl.col("rule"),
+            pl.col("agreement")))
         .when(pl.col("decision") == "review").then(
             pl.format("{} equal but {} differs ({})", pl.col("rule"), pl.col("id_conflict"), pl.col("agreement")))
         .when(pl.col("id_conflict").is_not_null()).then(
@@ -736,6 +737,8 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
 
     # Level 1: identifiers.
     id_decisions, id_candidates = _id_level(incoming, existing, config)
+    # One ID on two different people of the batch: the registered student's row keeps it.
+    id_decisions, id_conflict_rows = batch_id_conflicts(incoming, existing, id_decisions, config)
     id_matched = id_decisions.filter(pl.col("decision") == "matched")
 
     # The district's own evidence: u from random pairs, m and the share of known students by EM.
@@ -761,7 +764,9 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
     # Rows whose identifiers disagree with their names or with each other are weighed like the
     # rest (an SSID equal outweighs a student ID mistyped); only an ID value that two registered
     # students share stays a question whatever the evidence.
-    held = shared_id_rows(incoming, existing, config).join(id_review_rows, on="row_no")
+    # Nor does a row whose ID another child of the batch carries (``batch_id_conflicts``).
+    held = pl.concat([shared_id_rows(incoming, existing, config).join(id_review_rows, on="row_no"),
+                      id_conflict_rows.to_frame("row_no")]).unique()
     fuzzy_ranked = scored.join(held, on="row_no", how="anti")
     fuzzy = _fuzzy_decisions(fuzzy_ranked, config, None)
     # The evidence links a row its identifiers left in doubt (keeping the identifier's rule);
@@ -772,7 +777,8 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
     id_decisions = id_decisions.join(upgraded.select("row_no"), on="row_no", how="anti")
     person_of = incoming.select("row_no", "person_key", *ID_COLUMNS, "name_tokens", "date_of_birth")
 
-    decisions = pl.concat([id_decisions, fuzzy]).with_columns(contested=pl.lit(False))
+    decisions = pl.concat([id_decisions, fuzzy]).with_columns(
+        contested=pl.col("row_no").is_in(id_conflict_rows.implode()))
     # Rows linked by an ID keep its hits as candidates: if another person's row claims the same
     # student, the row goes to review with them.
     candidates = pl.concat([
@@ -908,3 +914,92 @@ def _taken_by_others(pairs: pl.DataFrame, linked: pl.DataFrame, person_of: pl.Da
     ]) | (_dob_level("dob_mine", "dob_taker") == "different")
     return (pairs.select("row_no", "student_key").join(takers, on="student_key").join(mine, on="row_no")
             .filter(other_person).select("row_no", "student_key").unique())
+
+
+def batch_id_conflicts(incoming: pl.DataFrame, existing: pl.DataFrame, id_decisions: pl.DataFrame,
+                       config: MatchConfig) -> tuple[pl.DataFrame, pl.Series]:
+    """One identifier on two different people of this batch (folded names or date of birth differ),
+    usually a typo that landed on another child's ID: decide who keeps it.
+
+    When the ID belongs to one registered student, the rows whose names (equal or a nickname) and
+    date of birth agree with that student keep their identifier decision; failing that, the rows
+    of the one person the identifier level linked. Every other person's rows go to review, "ID
+    probably mistyped", naming the ID, its student and the row that keeps it; the matcher scores
+    them on name and birth date like any row an ID sent to review, so their own students are
+    offered. When no registered student holds the ID, or no row clearly is its student, all its
+    rows go to review: two different children with one new ID would otherwise become one student.
+
+    ``incoming`` and ``existing`` come from ``prepare``; ``incoming`` may carry ``file_name`` and
+    ``excel_row`` to name rows as a person sees them. Returns the identifier decisions with these
+    rows decided, and the rows that must stay questions (never turned into new students).
+    """
+    label = (pl.format("{} row {}", pl.col("file_name"), pl.col("excel_row"))
+             if {"file_name", "excel_row"} <= set(incoming.columns) else pl.format("row {}", pl.col("row_no")))
+    found = []
+    for column in config.id_levels:
+        rows = incoming.filter(pl.col(column).is_not_null()).select(
+            "row_no", value=pl.col(column),
+            person=pl.concat_str([pl.col("first_key"), pl.col("last_key"),
+                                  pl.col("date_of_birth").cast(pl.String).fill_null("")], separator="|"))
+        shared = rows.join(rows.group_by("value").agg(pl.col("person").n_unique().alias("people"))
+                           .filter(pl.col("people") > 1), on="value", how="semi")
+        if shared.is_empty():
+            continue
+        # Only the (few) rows sharing an ID are labelled for the explanations.
+        shared = shared.join(incoming, on="row_no").select(
+            "row_no", "value", "person", "first_key", "last_key", "nick_keys", "date_of_birth",
+            where=label, who=pl.format("{} {} ({})", pl.col("first_name"), pl.col("last_name"), label))
+        holders = existing.filter(pl.col(column).is_not_null()).group_by(pl.col(column).alias("value")).agg(
+            pl.len().alias("holders"), pl.col("student_key").first(), pl.col("first_key").first().alias("owner_first"),
+            pl.col("last_key").first().alias("owner_last"), pl.col("nick_keys").first().alias("owner_nicks"),
+            pl.col("date_of_birth").first().alias("owner_dob"),
+            pl.format("{} {} (student {})", pl.col("first_name"), pl.col("last_name"), pl.col("student_key"))
+            .first().alias("owner"))
+        # An ID two registered students hold is already a question of its own (see ``_id_level``).
+        rows = shared.join(holders, on="value", how="left").filter(pl.col("holders").fill_null(1) == 1).join(
+            id_decisions.select("row_no", "decision", matched_key="student_key"), on="row_no", how="left")
+        # A row another identifier linked to another student (its name and birth date agreeing) is
+        # decided; this ID is a question only among the rest.
+        rows = rows.filter(~((pl.col("decision") == "matched") & (pl.col("matched_key") != pl.col("student_key")))
+                           .fill_null(False))
+        rows = rows.join(rows.group_by("value").agg(pl.col("person").n_unique().alias("people_left"))
+                         .filter(pl.col("people_left") > 1), on="value", how="semi")
+        rows = rows.with_columns(
+            agrees=((pl.col("first_key") == pl.col("owner_first"))
+                    | (pl.col("nick_keys").list.set_intersection(pl.col("owner_nicks")).list.len() > 0))
+            & (pl.col("last_key") == pl.col("owner_last")) & (pl.col("date_of_birth") == pl.col("owner_dob")),
+            linked=(pl.col("decision") == "matched") & (pl.col("matched_key") == pl.col("student_key")),
+        ).with_columns(pl.col("agrees").fill_null(False), pl.col("linked").fill_null(False))
+        per_value = rows.group_by("value").agg(
+            pl.col("person").filter("agrees").n_unique().alias("agreeing"),
+            pl.col("person").filter("linked").n_unique().alias("linked_people"))
+        rows = rows.join(per_value, on="value").with_columns(
+            keeps=pl.col("student_key").is_not_null() & pl.when(pl.col("agreeing") > 0).then(pl.col("agrees"))
+            .otherwise(pl.col("linked") & (pl.col("linked_people") == 1)))
+        keepers = rows.filter("keeps").sort("row_no").unique("value", keep="first").select("value", keeper="where")
+        firsts = rows.sort("row_no").unique(["value", "person"], keep="first").select(
+            "value", other_person="person", other="who")
+        others = (rows.filter(~pl.col("keeps")).select("row_no", "value", "person")
+                  .join(firsts, on="value").filter(pl.col("other_person") != pl.col("person"))
+                  .sort("row_no", "other").group_by("row_no").agg(pl.col("other").first()))
+        quoted = pl.format("{} '{}'", pl.lit(column), pl.col("value"))
+        found.append(rows.filter(~pl.col("keeps")).join(keepers, on="value", how="left").join(others, on="row_no")
+                     .select("row_no", rule=pl.lit(column), explanation=pl.when(pl.col("keeper").is_not_null()).then(
+                         pl.format("ID probably mistyped: {} belongs to {}, who is on {} of this batch with the "
+                                   "same name and date of birth; this row's name and date of birth are another "
+                                   "child's (see the candidates)", quoted, pl.col("owner"), pl.col("keeper")))
+                         .when(pl.col("owner").is_not_null()).then(pl.format(
+                             "ID probably mistyped: {} belongs to {} and is on different children in this batch "
+                             "(this row and {}), none of them clearly that student: decide who each row is",
+                             quoted, pl.col("owner"), pl.col("other")))
+                         .otherwise(pl.format(
+                             "ID probably mistyped: two different children carry the same new {} in this batch "
+                             "(this row and {}); nobody is created with it until one row is corrected or excluded",
+                             quoted, pl.col("other")))))
+    if not found:
+        return id_decisions, pl.Series("row_no", [], dtype=pl.Int64)
+    conflicts = pl.concat(found).unique("row_no", keep="first", maintain_order=True).with_columns(
+        decision=pl.lit("review"), student_key=pl.lit(None, pl.Int64), score=pl.lit(None, pl.Float64),
+    ).select(*DECISION_SCHEMA)
+    decisions = pl.concat([id_decisions.join(conflicts, on="row_no", how="anti"), conflicts.cast(DECISION_SCHEMA)])
+    return decisions.select(*DECISION_SCHEMA).cast(DECISION_SCHEMA), conflicts["row_no"]

@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 from prefect import task
 
+from tasks.matching import fold_name_expr
 from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse.connection import insert_frame
@@ -29,8 +30,9 @@ class PlanError(RuntimeError):
 def _resolved_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> pl.DataFrame:
     return con.sql(
         "SELECT v.*, m.decision, m.student_key AS matched_key, r.action, r.student_key AS reviewed_key,"
-        " s.status AS student_status"
+        " s.status AS student_status, st.file_name, st.excel_row"
         " FROM valid_rows v JOIN match_results m USING (batch_id, row_no)"
+        " JOIN staged_rows st ON st.batch_id = v.batch_id AND st.row_no = v.row_no"
         " LEFT JOIN review_items r USING (batch_id, row_no)"
         " LEFT JOIN students s ON s.student_key = coalesce(m.student_key, r.student_key)"
         " WHERE v.batch_id = $b ORDER BY v.row_no",
@@ -115,6 +117,7 @@ class PlanInputs:
     temporary: pl.DataFrame
     school_names: dict[int, str]
     pools: pl.DataFrame
+    id_holders: pl.DataFrame = field(default_factory=pl.DataFrame)
     # A migration's only:
     named_school_ids: set[int] = field(default_factory=set)
     students: pl.DataFrame = field(default_factory=pl.DataFrame)
@@ -162,14 +165,64 @@ def load_plan_inputs(con: duckdb.DuckDBPyConnection, batch_id: int) -> PlanInput
         pools=con.sql("SELECT school_id, available FROM subscriptions WHERE subscription_type = $t",
                       params={"t": batch["subscription_type"]}).pl(),
     )
+    inputs.id_holders = identifier_holders(con, batch_id)
     if mode == "migration":
         named = [s.lower() for s in config.get("schools") or []]
         inputs.named_school_ids = {r[0] for r in con.execute(
             "SELECT school_id FROM schools WHERE list_contains(?, lower(name))", [named]).fetchall()}
-        inputs.students = con.sql("SELECT student_key, school_id, status FROM students").pl()
+        inputs.students = con.sql("SELECT student_key, school_id, status, grade FROM students").pl()
         inputs.protected = _protected_students(con, batch_id)
         inputs.shrunken = shrunken_sheets(con, batch_id, float(config.get("max_sheet_shrink", 0.25)))
     return inputs
+
+
+ID_COLUMNS = ("student_id", "ssid", "other_id")
+
+
+def identifier_holders(con: duckdb.DuckDBPyConnection, batch_id: int) -> pl.DataFrame:
+    """Students already holding an identifier that a row of the batch, made a new student by the
+    matcher or a reviewer, carries: ``row_no, id_column, value, holder`` (name and key)."""
+    joins = " UNION ALL ".join(
+        f"SELECT n.row_no, '{c}' AS id_column, n.{c} AS value,"
+        f" s.first_name || ' ' || s.last_name || ' (student ' || s.student_key || ')' AS holder"
+        f" FROM new_rows n JOIN students s ON s.{c} = n.{c} WHERE s.status <> 'linked'"
+        for c in ID_COLUMNS)
+    return con.sql(
+        "WITH new_rows AS (SELECT v.* FROM valid_rows v JOIN match_results m USING (batch_id, row_no)"
+        "   LEFT JOIN review_items r USING (batch_id, row_no)"
+        "   WHERE v.batch_id = $b AND (m.decision = 'new' OR r.action = 'new')) " + joins + " ORDER BY row_no, id_column",
+        params={"b": batch_id},
+    ).pl()
+
+
+def identifier_blockers(planned: pl.DataFrame, id_holders: pl.DataFrame) -> list[str]:
+    """New students the plan would create with an identifier that is not theirs alone: two
+    different children (folded names or birth date differ) with one new ID would become one student
+    (the commit makes one student per new identifier), and a new student with a registered
+    student's ID would give two students one ID. Either blocks approval until the sheet is
+    corrected or the row excluded in review."""
+    new_rows = planned.filter(pl.col("student_action") == "new").with_columns(
+        where=pl.format("{} {} ({} row {})", pl.col("first_name"), pl.col("last_name"), pl.col("file_name"),
+                        pl.col("excel_row")),
+        person=pl.concat_str([fold_name_expr("first_name"), fold_name_expr("last_name"),
+                              pl.col("date_of_birth").cast(pl.String).fill_null("")], separator="|"))
+    blockers = []
+    fix = "correct the ID in the sheet and upload it again, or exclude the row that is not the ID's student in review"
+    for column in ID_COLUMNS:
+        people = (new_rows.filter(pl.col(column).is_not_null()).sort("row_no").unique([column, "person"], keep="first",
+                                                                                     maintain_order=True)
+                  .group_by(column, maintain_order=True).agg("where").filter(pl.col("where").list.len() > 1))
+        for value, rows in people.iter_rows():
+            blockers.append(f"{' and '.join(rows)} would become one new student with {column} '{value}', "
+                            f"though they are different children: {fix}")
+    if id_holders.height:
+        held = id_holders.join(planned.filter(pl.col("student_action") == "new").select(
+            "row_no", where=pl.format("{} {} ({} row {})", pl.col("first_name"), pl.col("last_name"),
+                                      pl.col("file_name"), pl.col("excel_row"))), on="row_no")
+        for row in held.unique(["row_no", "id_column"], keep="first", maintain_order=True).to_dicts():
+            blockers.append(f"{row['where']} would be a new student with {row['id_column']} '{row['value']}', "
+                            f"which is {row['holder']}'s: {fix}")
+    return blockers
 
 
 def temporary_links(planned: pl.DataFrame, temporary: pl.DataFrame, batch_id: int, mode: str) -> pl.DataFrame:
@@ -254,11 +307,48 @@ PLAN_ENROLLMENT_COLUMNS = (
 )
 
 
+# Grades as the template allows them (validation refuses others), youngest first.
+GRADE_ORDER = ("PK", "K", *[str(g) for g in range(1, 13)])
+
+
+def highest_grades(students: pl.DataFrame) -> pl.DataFrame:
+    """Each school's highest grade: the highest grade (PK < K < 1 < ... < 12) among its active
+    students, as registered before this migration, i.e. last year's grades. Its students are
+    expected to leave in a yearly migration: they graduate or move up to the next school.
+
+    A school whose active students are all in one grade (or have no known grade) has none: one
+    grade gives no evidence that it is the school's last, and counting every student as a leaver
+    would switch the mass-removal guard off. Returns ``school_id, highest_grade``."""
+    ranked = students.filter((pl.col("status") == "active") & pl.col("grade").is_in(GRADE_ORDER)).with_columns(
+        grade_rank=pl.col("grade").replace_strict({g: i for i, g in enumerate(GRADE_ORDER)}, return_dtype=pl.Int32))
+    per_school = ranked.group_by("school_id").agg(pl.col("grade_rank").max().alias("top"),
+                                                 pl.col("grade_rank").n_unique().alias("grades"))
+    return per_school.filter(pl.col("grades") > 1).select(
+        "school_id", highest_grade=pl.col("top").replace_strict(dict(enumerate(GRADE_ORDER)), return_dtype=pl.String))
+
+
+def percent(share: float, limit: float | None = None) -> str:
+    """A share as a person reads it, never rounded onto its limit: 0.105 -> '10.5%', 0.05 -> '5%',
+    and 0.1004 against a 10% limit -> '10.04%' (not '10.0%')."""
+    value = share * 100
+    if value == round(value):
+        return f"{value:.0f}%"
+    for decimals in range(1, 5):
+        text = f"{value:.{decimals}f}"
+        if limit is None or float(text) != limit * 100:
+            return f"{text}%"
+    return f"{value}%"
+
+
 def migration_removals(inputs: PlanInputs, rows: pl.DataFrame, links: pl.DataFrame,
                        batch_id: int) -> tuple[pl.DataFrame, pl.DataFrame, list[dict[str, Any]]]:
     """A migration's removals (active students of the covered schools no row links), the unlinked
     temporary students it keeps, and the guard: schools losing too many students, schools with no
-    rows, sheets much shorter than last time."""
+    rows, sheets much shorter than last time.
+
+    Removals in a school's highest grade (``highest_grades``) are expected leavers (column
+    ``expected_leaver``): still removed, restorably, and listed apart, but not counted toward the
+    share of the school's active students the guard allows (``max_removal_share``)."""
     config = inputs.batch["config"]
     covered = set(inputs.named_school_ids) if config.get("schools") else set(rows["school_id"].unique().to_list())
     in_scope = set(covered)
@@ -269,7 +359,9 @@ def migration_removals(inputs: PlanInputs, rows: pl.DataFrame, links: pl.DataFra
     students = inputs.students.filter(pl.col("school_id").is_in(sorted(covered)))
     removals = students.filter(
         (pl.col("status") == "active") & ~pl.col("student_key").is_in(sorted(linked | inputs.protected))
-    ).select(pl.lit(batch_id, pl.Int64).alias("batch_id"), "student_key", "school_id")
+    ).join(highest_grades(students), on="school_id", how="left").select(
+        pl.lit(batch_id, pl.Int64).alias("batch_id"), "student_key", "school_id",
+        expected_leaver=(pl.col("grade") == pl.col("highest_grade")).fill_null(False), highest_grade="highest_grade")
     # A migration never removes a temporary student (the removals above take active ones only):
     # those of its schools, or of no school, that no row links are kept and listed.
     temporary_kept = inputs.temporary.filter(
@@ -280,33 +372,47 @@ def migration_removals(inputs: PlanInputs, rows: pl.DataFrame, links: pl.DataFra
              pl.lit("no row of the migration links it").alias("reason"))
     active = students.filter(pl.col("status") == "active").group_by("school_id").agg(pl.len().alias("active"))
     per_school = (
-        active.join(removals.group_by("school_id").agg(pl.len().alias("removals")), on="school_id", how="left")
+        active.join(removals.group_by("school_id").agg(pl.len().alias("removals"),
+                                                      pl.col("expected_leaver").sum().alias("leavers"),
+                                                      pl.col("highest_grade").first()), on="school_id", how="left")
         .join(rows.group_by("school_id").agg(pl.len().alias("rows")), on="school_id", how="left")
-        .fill_null(0)
+        .with_columns(pl.col("removals", "leavers", "rows").fill_null(0))
         .sort("school_id")
     )
     max_share = float(config.get("max_removal_share", 0.10))
     names = inputs.school_names
     guard = []
     for school in per_school.to_dicts():
-        share = school["removals"] / school["active"] if school["active"] else 0.0
+        counted = school["removals"] - school["leavers"]
+        share = counted / school["active"] if school["active"] else 0.0
+        entry = {"school": names[school["school_id"]], "removals": school["removals"],
+                 "expected_leavers": school["leavers"], "active": school["active"], "share": share}
         if school["rows"] == 0 and school["active"] > 0:
-            guard.append({"school": names[school["school_id"]], "removals": school["removals"],
-                          "active": school["active"], "share": round(share, 4),
-                          "reason": "the school has active students and no rows in this migration"})
+            guard.append({**entry, "reason": f"the school has active students and no rows in this migration "
+                                             f"({school['active']} active students)"})
         elif share > max_share:
-            guard.append({"school": names[school["school_id"]], "removals": school["removals"],
-                          "active": school["active"], "share": round(share, 4),
-                          "reason": f"removes {share:.0%} of the school's active students (limit {max_share:.0%})"})
+            leavers = (f", not counting {school['leavers']} expected leavers of its highest grade "
+                       f"{school['highest_grade']}" if school["leavers"] else "")
+            guard.append({**entry, "reason": f"removes {counted} of {school['active']} ({percent(share, max_share)}) "
+                                             f"of the school's active students{leavers} (limit {percent(max_share)})"})
     max_shrink = float(config.get("max_sheet_shrink", 0.25))
     for sheet in inputs.shrunken:
         drop = 1 - sheet["rows_now"] / sheet["rows_before"]
         guard.append({"school": f"{sheet['file_name']} (sheet {sheet['sheet']})", "removals": int(removals.height),
-                      "active": None, "share": round(drop, 4),
+                      "active": None, "share": drop,
                       "reason": f"has {sheet['rows_now']} rows where batch {sheet['last_batch']} had "
-                                f"{sheet['rows_before']} ({drop:.0%} fewer, limit {max_shrink:.0%}): "
+                                f"{sheet['rows_before']} ({percent(drop, max_shrink)} fewer, limit {percent(max_shrink)}): "
                                 "a truncated or filtered sheet would remove real students"})
     return removals, temporary_kept, guard
+
+
+def expected_leavers_by_school(names: dict[int, str], removals: pl.DataFrame) -> list[dict[str, Any]]:
+    """Per school, its highest grade and how many of its removals are that grade's expected leavers."""
+    if "expected_leaver" not in removals.columns:
+        return []
+    leavers = removals.filter("expected_leaver").group_by("school_id", "highest_grade").agg(pl.len().alias("students"))
+    return sorted(({"school": names.get(r["school_id"], "(no school)"), "highest_grade": r["highest_grade"],
+                    "students": int(r["students"])} for r in leavers.to_dicts()), key=lambda r: r["school"])
 
 
 def subscription_needs(enrollments: pl.DataFrame, pools: pl.DataFrame) -> tuple[int, int, int, int]:
@@ -347,6 +453,7 @@ def compute_plan(inputs: PlanInputs, batch_id: int) -> Plan:
         )
     if inputs.hold_all:
         blockers.append("the whole migration is held: " + "; ".join(inputs.hold_reasons))
+    blockers.extend(identifier_blockers(planned, inputs.id_holders))
     if enrollments.is_empty() and removals.is_empty():
         blockers.append("there is nothing to commit")
 
@@ -370,6 +477,8 @@ def compute_plan(inputs: PlanInputs, batch_id: int) -> Plan:
         "classes_new": enrollments.filter(pl.col("class_id").is_null())
         .select("school_id", "teacher_email", "class_period", "course_code").unique().height,
         "removals": removals.height,
+        "expected_leavers": int(removals["expected_leaver"].sum()) if "expected_leaver" in removals.columns else 0,
+        "expected_leavers_by_school": expected_leavers_by_school(inputs.school_names, removals),
         "temporary_kept": temporary_kept.height,
         "temporary_kept_by_school": _count_by_school(inputs.school_names, temporary_kept),
         "temporary_links": links.height,
@@ -547,14 +656,18 @@ def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> s
         by_school = ", ".join(f"{school} {n}" for school, n in summary.get("temporary_kept_by_school", {}).items())
         lines.append(f"- **students to remove: {summary['removals']}** (restorable); unlinked temporary students kept: "
                      f"{summary['temporary_kept']}" + (f" ({by_school})" if by_school else ""))
+        leavers = summary.get("expected_leavers_by_school") or []
+        if leavers:
+            lines.append(f"- expected leavers (of the removals; not counted by the mass-removal guard): "
+                         f"{summary.get('expected_leavers', 0)}: " + "; ".join(
+                             f"{r['school']}, highest grade {r['highest_grade']}: {r['students']}" for r in leavers))
     if summary.get("temporary_links"):
         lines.append(f"- temporary students made permanent: {summary['temporary_links']}")
     if summary["held_schools"] or summary["hold_all"]:
         lines.append(f"- **held** (invalid rows; fix and upload again): "
                      f"{'all schools' if summary['hold_all'] else ', '.join(summary['held_schools'])}")
     for guard in summary["guard"]:
-        counts = f" ({guard['removals']} of {guard['active']})" if guard.get("active") is not None else ""
-        lines.append(f"- **guard**: {guard['school']} {guard['reason']}{counts}; approving needs the override")
+        lines.append(f"- **guard**: {guard['school']} {guard['reason']}; approving needs the override")
     for blocker in summary["blockers"]:
         lines.append(f"- **cannot approve**: {blocker}")
     lines += ["", "| School | Teacher | Term - Period | Course | Students to register |", "|---|---|---|---|---|"]

@@ -16,6 +16,7 @@ import polars as pl
 
 from schemas.roster import FORMULA_PREFIXES, ValidRosterRow
 from tasks.exports import write_xlsx
+from tasks.matching import fold_name_expr
 from warehouse import batches
 from warehouse.connection import insert_frame
 from warehouse.handle import Warehouse
@@ -248,7 +249,8 @@ _ISSUE_SCHEMA = {"row_no": pl.Int64, "column_name": pl.String, "value": pl.Strin
 
 def relational_issues(frame: pl.DataFrame, schools: pl.DataFrame, courses: pl.DataFrame) -> pl.DataFrame:
     """Rules across rows and against the warehouse: known schools and courses, one name per teacher
-    email, the same student twice in a class, one student ID used by two different people."""
+    email, the same whole student twice in a class or in two schools (errors), one identifier on two
+    different people (a warning: matching decides whose it is)."""
     known_schools = ", ".join(sorted(schools["name"].to_list())) or "(none yet)"
     issues = [
         _issue(frame, pl.col("school").is_not_null() & pl.col("school_id").is_null(), "school",
@@ -264,33 +266,80 @@ def relational_issues(frame: pl.DataFrame, schools: pl.DataFrame, courses: pl.Da
         )
     issues.append(teacher_name_conflicts(frame))
     class_key = ["school_id", "teacher_email", "class_period", "course_code"]
-    person = pl.coalesce(pl.col("student_id"),
-                         pl.concat_str([pl.col("student_first").str.to_lowercase(), pl.col("student_last").str.to_lowercase(),
-                                        pl.col("birth_date").cast(pl.String)], separator="|", ignore_nulls=True))
-    frame = frame.with_columns(person_key=person)
+    frame = frame.with_columns(person_key=whole_person_expr())
     issues.append(_duplicate_issues(frame, class_key))
-    schools_per_id = frame.filter(pl.col("student_id").is_not_null()).group_by("student_id").agg(
-        pl.col("school").str.to_lowercase().n_unique().alias("schools"))
-    in_two_schools = schools_per_id.filter(pl.col("schools") > 1)["student_id"].implode()
-    issues.append(
-        _issue(frame, pl.col("student_id").is_in(in_two_schools), "student_id",
-               "appears in two different schools in this batch",
-               "A student belongs to one school: correct the school on one of the rows (or remove the stale row).")
-    )
-    for id_column in ("student_id", "ssid", "other_id"):
-        with_id = frame.filter(pl.col(id_column).is_not_null())
-        people_per_id = with_id.group_by(id_column).agg(
-            pl.max_horizontal(pl.col("student_first").str.to_lowercase().n_unique(),
-                              pl.col("student_last").str.to_lowercase().n_unique(),
-                              pl.col("birth_date").n_unique()).alias("people")
-        )
-        shared = people_per_id.filter(pl.col("people") > 1)[id_column].implode()
-        issues.append(
-            _issue(frame, pl.col(id_column).is_in(shared), id_column,
-                   "is given to two different students (different name or date of birth) in this batch",
-                   "Check which student the ID belongs to and correct the other row.")
-        )
+    issues.append(one_student_in_two_schools(frame))
+    for id_column in ID_COLUMNS:
+        issues.append(shared_id_warnings(frame, id_column))
     return pl.concat(issues, how="vertical")
+
+
+def whole_person_expr() -> pl.Expr:
+    """Who a row's student is, all of it: folded first and last names, date of birth and every
+    identifier. Two rows are the same student only when all of these are equal; an identifier
+    alone may be a typo that landed on another child's."""
+    return pl.concat_str(
+        [fold_name_expr("student_first"), fold_name_expr("student_last"),
+         pl.col("birth_date").cast(pl.String).fill_null(""), *[pl.col(c).fill_null("") for c in ID_COLUMNS]],
+        separator="|")
+
+
+def _row_label(with_school: bool = False) -> pl.Expr:
+    label = pl.format("{} row {}", pl.col("file_name"), pl.col("excel_row"))
+    return pl.format("{} ({})", pl.col("school"), label) if with_school else label
+
+
+def one_student_in_two_schools(frame: pl.DataFrame) -> pl.DataFrame:
+    """The same whole student (same folded names, date of birth and IDs) in two schools: an error
+    on each of those rows naming the rows in the other schools. One ID on two different people in
+    two schools is not this: it is a question for matching (see ``shared_id_warnings``)."""
+    rows = frame.filter(pl.col("student_id").is_not_null() & pl.col("school").is_not_null()).with_columns(
+        school_key=pl.col("school").str.to_lowercase(), label=_row_label(with_school=True))
+    per_person = rows.group_by("person_key").agg(pl.col("school_key").n_unique().alias("schools"))
+    repeated = rows.join(per_person.filter(pl.col("schools") > 1), on="person_key", how="semi")
+    if repeated.is_empty():
+        return pl.DataFrame(schema=_ISSUE_SCHEMA)
+    firsts = repeated.sort("row_no").unique(["person_key", "school_key"], keep="first", maintain_order=True)
+    others = (repeated.select("row_no", "person_key", "school_key", "raw_student_id")
+              .join(firsts.select("person_key", pl.col("school_key").alias("other_school"), "label"), on="person_key")
+              .filter(pl.col("other_school") != pl.col("school_key"))
+              .group_by("row_no", "raw_student_id", maintain_order=True).agg(pl.col("label").unique(maintain_order=True)))
+    return others.select(
+        "row_no", pl.lit("student_id").alias("column_name"), pl.col("raw_student_id").alias("value"),
+        pl.lit("error").alias("severity"),
+        pl.format("is the same student (same name, date of birth and IDs) as on {}: one student in two schools",
+                  pl.col("label").list.join(" and ")).alias("problem"),
+        pl.lit("A student belongs to one school: keep the row of the school the student attends and remove the "
+               "stale one.").alias("fix"),
+    ).sort("row_no")
+
+
+def shared_id_warnings(frame: pl.DataFrame, id_column: str) -> pl.DataFrame:
+    """One identifier on two different people in this batch (the folded names or the date of birth
+    differ), in one school or several: usually a typo that landed on another child's ID. A warning
+    naming the other person's row, not an error: both rows stay valid and matching decides, linking
+    the row whose name and date of birth agree with the ID's registered student and sending the
+    other to review with its own candidates."""
+    rows = frame.filter(pl.col(id_column).is_not_null()).with_columns(
+        person=pl.concat_str([fold_name_expr("student_first"), fold_name_expr("student_last"),
+                              pl.col("birth_date").cast(pl.String).fill_null("")], separator="|"))
+    per_id = rows.group_by(id_column).agg(pl.col("person").n_unique().alias("people"))
+    shared = rows.join(per_id.filter(pl.col("people") > 1), on=id_column, how="semi")
+    if shared.is_empty():
+        return pl.DataFrame(schema=_ISSUE_SCHEMA)
+    people = shared.sort("row_no").unique([id_column, "person"], keep="first", maintain_order=True).select(
+        id_column, pl.col("person").alias("other_person"),
+        other=pl.format("{} {} ({})", pl.col("student_first"), pl.col("student_last"), _row_label()))
+    others = (shared.select("row_no", id_column, "person", pl.col(f"raw_{id_column}").alias("value"))
+              .join(people, on=id_column).filter(pl.col("other_person") != pl.col("person"))
+              .group_by("row_no", "value", maintain_order=True).agg(pl.col("other").first()))
+    return others.select(
+        "row_no", pl.lit(id_column).alias("column_name"), "value", pl.lit("warning").alias("severity"),
+        pl.format("is also given to another student, {}, in this batch (different name or date of birth): "
+                  "matching links the ID to the student it is registered to and sends the other row to review",
+                  pl.col("other")).alias("problem"),
+        pl.lit("Check which student the ID belongs to and correct the other row's ID in the sheet.").alias("fix"),
+    ).sort("row_no")
 
 
 def row_spans(rows: list[int]) -> str:
@@ -358,6 +407,8 @@ def _located(group: dict[str, list], with_files: bool) -> str:
 
 
 def _duplicate_issues(frame: pl.DataFrame, class_key: list[str]) -> pl.DataFrame:
+    """A row repeating an earlier row's whole student (``whole_person_expr``: names, date of birth
+    and IDs) in the same class. Rows sharing only an ID may be two children: they are not this."""
     keys = [*class_key, "person_key"]
     # Rows are in row order, so the first of each key is the one read first; only the (few)
     # repeats are joined back to it for the message.
@@ -370,8 +421,9 @@ def _duplicate_issues(frame: pl.DataFrame, class_key: list[str]) -> pl.DataFrame
         pl.lit("student_last").alias("column_name"),
         pl.col("raw_student_last").alias("value"),
         pl.lit("error").alias("severity"),
-        pl.format("repeats the same student in the same class as Excel row {}", pl.col("first_excel_row")).alias("problem"),
-        pl.lit("Delete one of the two rows.").alias("fix"),
+        pl.format("repeats the same student (same name, date of birth and IDs) in the same class as Excel row {}",
+                  pl.col("first_excel_row")).alias("problem"),
+        pl.lit("The two rows are the same student in the same class: delete one of them.").alias("fix"),
     )
 
 

@@ -195,7 +195,10 @@ def test_two_ids_pointing_to_two_children_link_only_where_name_and_birth_date_ag
     got = decide([{"first_name": "Ivy", "last_name": "Park", "student_id": "B", "ssid": "S1"},
                   {"first_name": "Zed", "last_name": "Park", "student_id": "B", "ssid": "S1"}], existing)
     assert (got[1]["decision"], got[1]["student_key"]) == ("matched", 21)
-    assert got[2]["decision"] == "review" and "2 different existing students" in got[2]["explanation"]
+    # Row 1 is Ivy by her SSID, name and birth date, and keeps it; row 2 carries her SSID too.
+    assert got[2]["decision"] == "review"
+    assert got[2]["explanation"].startswith("ID probably mistyped: ssid 'S1' belongs to Ivy Park (student 21), "
+                                            "who is on row 1 of this batch")
     assert {c["student_key"] for c in got[2]["candidates"]} == {21, 22}
 
 
@@ -295,3 +298,52 @@ def test_birth_date_levels_on_columns_agree_with_dob_agreement():
                             a + dt.timedelta(days=rng.randrange(-40, 40)), None])) for a in days]
     frame = pl.DataFrame(pairs, schema={"a": pl.Date, "b": pl.Date}, orient="row")
     assert frame.select(_dob_level("a", "b").alias("level"))["level"].to_list() == [dob_agreement(a, b) for a, b in pairs]
+
+
+AMY_AND_OLIVIA = people("student_key", [
+    {"student_key": 31, "first_name": "Amy", "last_name": "Jackson", "student_id": "0005463"},
+    {"student_key": 32, "first_name": "Olivia", "last_name": "Schneider", "student_id": "0005999",
+     "date_of_birth": dt.date(2011, 9, 17)},
+])
+
+
+def test_a_mistyped_id_landing_on_another_child_in_the_batch_links_its_owner_and_reviews_the_other():
+    got = decide([{"first_name": "Amy", "last_name": "Jackson", "student_id": "0005463"},
+                  {"first_name": "Olivia", "last_name": "Schneider", "student_id": "0005463",
+                   "date_of_birth": dt.date(2011, 9, 17)}], AMY_AND_OLIVIA)
+    assert (got[1]["decision"], got[1]["student_key"]) == ("matched", 31)
+    assert got[2]["decision"] == "review" and got[2]["student_key"] is None
+    assert got[2]["explanation"].startswith(
+        "ID probably mistyped: student_id '0005463' belongs to Amy Jackson (student 31), who is on row 1 of this batch")
+    assert got[2]["candidates"][0]["student_key"] == 32  # her own name-and-date student, first
+
+
+def test_a_mistyped_id_is_not_linked_to_its_owner_when_only_the_birth_date_agrees():
+    # Olivia shares Amy's birth date: the ID level alone would link her row to Amy too.
+    got = decide([{"first_name": "Olivia", "last_name": "Schneider", "student_id": "0005463"},
+                  {"first_name": "Amy", "last_name": "Jackson", "student_id": "0005463"}], AMY_AND_OLIVIA)
+    assert (got[2]["decision"], got[2]["student_key"]) == ("matched", 31)
+    assert got[1]["decision"] == "review" and got[1]["explanation"].startswith("ID probably mistyped")
+    assert "who is on row 2 of this batch" in got[1]["explanation"]
+
+
+def test_two_children_with_one_new_id_both_go_to_review_and_neither_is_new():
+    got = decide([{"first_name": "Noah", "last_name": "Berg", "student_id": "N-77"},
+                  {"first_name": "Liam", "last_name": "Cole", "student_id": "N-77", "date_of_birth": dt.date(2013, 2, 2)},
+                  {"first_name": "Liam", "last_name": "Cole", "student_id": "N-77", "date_of_birth": dt.date(2013, 2, 2)}],
+                 AMY_AND_OLIVIA)
+    assert [got[i]["decision"] for i in (1, 2, 3)] == ["review"] * 3
+    assert got[1]["explanation"] == (
+        "ID probably mistyped: two different children carry the same new student_id 'N-77' in this batch (this row "
+        "and Liam Cole (row 2)); nobody is created with it until one row is corrected or excluded")
+    assert "this row and Noah Berg (row 1)" in got[3]["explanation"]
+
+
+def test_one_child_on_several_rows_with_one_id_is_not_a_conflict():
+    got = decide([{"first_name": "Bob", "last_name": "Nguyen", "student_id": "A1"},
+                  {"first_name": "Robert", "last_name": "Nguyen", "student_id": "A1"},
+                  {"first_name": "Robert", "last_name": "Nguyen", "student_id": "A1"},
+                  {"first_name": "Noah", "last_name": "Berg", "student_id": "N-1"},
+                  {"first_name": "Noah", "last_name": "Berg", "student_id": "N-1"}])
+    assert [(got[i]["decision"], got[i]["student_key"]) for i in (1, 2, 3)] == [("matched", 1)] * 3
+    assert got[4]["decision"] == got[5]["decision"] == "new"

@@ -218,3 +218,99 @@ def test_a_registration_over_the_row_limit_is_refused_before_anything_is_staged(
               district.subscription_type, max_rows=50)
     with opened(district_warehouse) as con:
         assert con.execute("SELECT count(*) FROM staged_rows").fetchall() == [(0,)]
+
+
+AMY = {"first": "Amy", "last": "Jackson", "student_id": "0005463", "dob": "2012-05-04"}
+OLIVIA = {"first": "Olivia", "last": "Schneider", "student_id": "0005999", "dob": "2011-09-17"}
+CLASSMATES = [{"first": f"Kid{i}", "last": f"Family{i}", "student_id": f"00051{i:02d}", "dob": f"2012-0{1 + i % 9}-1{i % 10}"}
+              for i in range(8)]
+
+
+@pytest.fixture
+def amy_and_olivia(warehouse_path: Path, tmp_path: Path) -> Path:
+    """A school whose registered students include Amy Jackson (ID 0005463) and Olivia Schneider (0005999)."""
+    from tests.sheets import roster_row, write_roster
+    from warehouse import catalog
+
+    with opened(warehouse_path) as con:
+        catalog.add_schools(con, ["ABC High School", "Summerwind High School"], "test")
+        catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "test")
+        catalog.set_subscriptions(con, "K12", 1000, "test")
+    rows = [roster_row(**person) for person in [AMY, OLIVIA, *CLASSMATES]]
+    progress = start(warehouse_path, "registration", [write_roster(tmp_path / "year1.xlsx", rows)], "Fall 2025", "K12")
+    approve_and_commit(warehouse_path, progress["batch_id"])
+    return warehouse_path
+
+
+def _keys(warehouse: Path) -> dict[str, int]:
+    return dict(_students(warehouse).select("student_id", "student_key").rows())
+
+
+def test_a_mistyped_id_landing_on_a_classmates_id_holds_nothing_and_links_the_right_child(amy_and_olivia: Path,
+                                                                                          tmp_path: Path):
+    from tasks.review import review_items
+    from tests.sheets import roster_row, write_roster
+
+    keys = _keys(amy_and_olivia)
+    # Olivia's ID was typed as Amy's, in the same class.
+    rows = [roster_row(**AMY), roster_row(**{**OLIVIA, "student_id": AMY["student_id"]}),
+            *[roster_row(**person) for person in CLASSMATES]]
+    progress = start(amy_and_olivia, "migration", [write_roster(tmp_path / "year2.xlsx", rows)], "Fall 2026", "K12")
+    assert progress["validate"]["rows_invalid"] == 0 and progress["validate"]["errors"] == 0
+    assert progress["match"] == {"matched": 9, "review": 1, "new": 0}
+    with opened(amy_and_olivia) as con:
+        amy_row = con.execute("SELECT decision, student_key FROM match_results WHERE batch_id = ? AND row_no = 1",
+                              [progress["batch_id"]]).fetchall()
+        items = review_items(con, progress["batch_id"])
+    assert amy_row == [("matched", keys[AMY["student_id"]])]
+    assert [item["first_name"] for item in items] == ["Olivia"]
+    assert items[0]["reason"].startswith(
+        f"ID probably mistyped: student_id '0005463' belongs to Amy Jackson (student {keys[AMY['student_id']]}), "
+        "who is on year2.xlsx row 2 of this batch")
+    assert items[0]["candidates"][0]["student_key"] == keys[OLIVIA["student_id"]]
+    plan = link_all_reviews(amy_and_olivia, progress["batch_id"])["plan"]
+    assert plan["held_schools"] == [] and not plan["hold_all"] and plan["blockers"] == []
+    assert plan["removals"] == 0 and plan["students_new"] == 0
+
+
+def test_a_mistyped_row_made_new_by_a_reviewer_never_takes_the_registered_childs_id(amy_and_olivia: Path,
+                                                                                    tmp_path: Path):
+    from tasks.review import decide_review, review_items
+    from tests.sheets import roster_row, write_roster
+
+    rows = [roster_row(**AMY), roster_row(**{**OLIVIA, "student_id": AMY["student_id"]}),
+            *[roster_row(**person) for person in CLASSMATES]]
+    progress = start(amy_and_olivia, "migration", [write_roster(tmp_path / "year2.xlsx", rows)], "Fall 2026", "K12")
+    with (wh := Warehouse(amy_and_olivia)).write() as con:
+        item = review_items(con, progress["batch_id"])[0]
+        decide_review(con, progress["batch_id"], item["review_id"], "new", "Rita Reviewer")
+    progress = advance_batch(wh, progress["batch_id"])
+    assert progress["status"] == "held"
+    assert any("Olivia Schneider (year2.xlsx row 3) would be a new student with student_id '0005463', which is "
+               "Amy Jackson" in b for b in progress["plan"]["blockers"]), progress["plan"]["blockers"]
+
+
+def test_two_new_children_with_one_new_id_are_never_made_one_student(amy_and_olivia: Path, tmp_path: Path):
+    from tasks.review import decide_review, review_items
+    from tests.sheets import roster_row, write_roster
+
+    twins_of_id = [roster_row(first="Noah", last="Berg", student_id="0007777", dob="2013-02-02"),
+                   roster_row(first="Liam", last="Cole", student_id="0007777", dob="2013-06-07")]
+    progress = start(amy_and_olivia, "registration", [write_roster(tmp_path / "new.xlsx", twins_of_id)], "Fall 2026",
+                     "K12")
+    assert progress["validate"]["rows_invalid"] == 0 and progress["match"] == {"matched": 0, "review": 2, "new": 0}
+    wh = Warehouse(amy_and_olivia)
+    with wh.write() as con:
+        items = review_items(con, progress["batch_id"])
+        assert all("two different children carry the same new student_id '0007777'" in i["reason"] for i in items)
+        for item in items:
+            decide_review(con, progress["batch_id"], item["review_id"], "new", "Rita Reviewer")
+    plan = advance_batch(wh, progress["batch_id"])["plan"]
+    assert plan["blockers"] == [
+        "Noah Berg (new.xlsx row 2) and Liam Cole (new.xlsx row 3) would become one new student with student_id "
+        "'0007777', though they are different children: correct the ID in the sheet and upload it again, or exclude "
+        "the row that is not the ID's student in review"]
+    with wh.write() as con:
+        decide_review(con, progress["batch_id"], items[1]["review_id"], "exclude", "Rita Reviewer")
+    plan = advance_batch(wh, progress["batch_id"])["plan"]
+    assert plan["blockers"] == [] and plan["students_new"] == 1

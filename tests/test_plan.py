@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from tasks.approve import ApprovalError, decide_batch
 from tasks.pipeline import advance_batch
-from tasks.plan import plan_markdown, plan_tables
+from tasks.plan import PlanInputs, migration_removals, percent, plan_markdown, plan_tables
 from tasks.review import review_items
 from tests.batch_helpers import approval, approve_and_commit, start
 from tests.sheets import TEMPLATE_HEADER, roster_row, write_roster, write_sheets
@@ -116,7 +117,7 @@ def test_a_sheet_that_shrank_since_last_time_is_held_for_an_override(town: Path,
     progress = start(town, "migration", [sheet], "Fall 2026", SUB, max_removal_share=0.5)
     guard = progress["plan"]["guard"]
     assert [g["school"] for g in guard] == ["year1.xlsx (sheet Roster)"]
-    assert "28 rows where batch 1 had 40 (30% fewer" in guard[0]["reason"]
+    assert "28 rows where batch 1 had 40 (30% fewer, limit 25%)" in guard[0]["reason"]
     with opened(town) as con:
         with pytest.raises(ApprovalError, match="guard"):
             decide_batch(con, progress["batch_id"], "Pat Admin", True, 12, override_guard=False,
@@ -162,3 +163,74 @@ def test_a_cut_off_workbook_fails_the_whole_migration_and_removes_nobody(town: P
     with opened(town) as con:
         assert con.execute("SELECT count(*) FROM plan_removals").fetchall() == [(0,)]
         assert con.execute("SELECT count(*) FROM students WHERE status = 'deleted'").fetchall() == [(0,)]
+
+
+def _guard_inputs(grades: list[str]) -> PlanInputs:
+    """One school's active students with the given grades, for the guard's arithmetic alone."""
+    empty = pl.DataFrame()
+    students = pl.DataFrame({"student_key": list(range(len(grades))), "school_id": [1] * len(grades),
+                             "status": ["active"] * len(grades), "grade": grades})
+    return PlanInputs(batch={"config": {"max_removal_share": 0.10}}, rows=empty, hold_all=False, held_schools=[],
+                      hold_reasons=[], teachers=empty, classes=empty, enrolled=empty,
+                      temporary=pl.DataFrame(schema={"student_key": pl.Int64, "school_id": pl.Int64}),
+                      school_names={1: "ABC High School"}, pools=empty, students=students)
+
+
+def _removing(inputs: PlanInputs, removed: set[int]) -> tuple[pl.DataFrame, list[dict]]:
+    kept = inputs.students.filter(~pl.col("student_key").is_in(sorted(removed)))
+    rows = kept.select("school_id", "student_key")
+    removals, _, guard = migration_removals(inputs, rows, pl.DataFrame({"student_key": []}, schema={"student_key": pl.Int64}), 7)
+    return removals, guard
+
+
+def test_the_guard_refuses_a_share_just_over_its_limit_and_says_it_unrounded():
+    inputs = _guard_inputs(["7"] * 500 + ["8"] * 100)
+    removals, guard = _removing(inputs, set(range(63)))  # 63 seventh-graders, none of the highest grade
+    assert removals.height == 63 and [g["school"] for g in guard] == ["ABC High School"]
+    assert guard[0]["reason"] == "removes 63 of 600 (10.5%) of the school's active students (limit 10%)"
+    assert percent(0.1004, 0.10) == "10.04%" and percent(0.05) == "5%"
+
+
+def test_leavers_of_a_schools_highest_grade_are_removed_but_not_counted_by_the_guard():
+    inputs = _guard_inputs(["7"] * 500 + ["8"] * 100)
+    leavers = set(range(500, 600))
+    removals, guard = _removing(inputs, leavers | set(range(20)))
+    assert removals.height == 120 and guard == []  # 20 of 600 counted, not 120
+    assert set(removals.filter("expected_leaver")["student_key"]) == leavers
+    # Over the limit without them, the reason counts the others and names the leavers apart.
+    _, guard = _removing(inputs, leavers | set(range(61)))
+    assert guard[0]["reason"] == ("removes 61 of 600 (10.2%) of the school's active students, not counting 100 "
+                                  "expected leavers of its highest grade 8 (limit 10%)")
+
+
+def test_a_school_with_one_grade_has_no_expected_leavers():
+    removals, guard = _removing(_guard_inputs(["7"] * 20), set(range(5)))
+    assert not removals["expected_leaver"].any() and "5 of 20 (25%)" in guard[0]["reason"]
+
+
+def test_the_plan_reports_highest_grade_leavers_apart_and_the_guard_lets_them_go(warehouse_path: Path,
+                                                                                tmp_path: Path):
+    with opened(warehouse_path) as con:
+        catalog.add_schools(con, SCHOOLS, "test")
+        catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "test")
+        catalog.set_subscriptions(con, SUB, 1000, "test")
+    # Ten students: six in grade 7, four in grade 8 (the school's highest).
+    grades = {i: "8" if i > 6 else "7" for i in range(1, 11)}
+    year1 = [roster_row(first=f"Kid{i}", last=f"Family{i}", student_id=str(i), grade=grades[i],
+                        dob=dt.date(2012, i, 1 + i)) for i in range(1, 11)]
+    progress = start(warehouse_path, "registration", [write_roster(tmp_path / "y1.xlsx", year1)], "Fall 2025", SUB)
+    approve_and_commit(warehouse_path, progress["batch_id"])
+    # Next year the eighth-graders have left (40% of the school): a normal year, not a mass removal.
+    year2 = [roster_row(first=f"Kid{i}", last=f"Family{i}", student_id=str(i), grade="8",
+                        dob=dt.date(2012, i, 1 + i)) for i in range(1, 7)]
+    progress = start(warehouse_path, "migration", [write_roster(tmp_path / "y2.xlsx", year2)], TERM, SUB)
+    plan = progress["plan"]
+    assert plan["guard"] == [] and plan["removals"] == 4 and plan["expected_leavers"] == 4
+    assert plan["expected_leavers_by_school"] == [{"school": SCHOOLS[0], "highest_grade": "8", "students": 4}]
+    with opened(warehouse_path) as con:
+        markdown = plan_markdown(plan, plan_tables(con, progress["batch_id"]))
+    assert "expected leavers (of the removals; not counted by the mass-removal guard): 4: " \
+        "ABC High School, highest grade 8: 4" in markdown
+    approve_and_commit(warehouse_path, progress["batch_id"])
+    with opened(warehouse_path) as con:
+        assert con.execute("SELECT count(*) FROM students WHERE status = 'deleted'").fetchall() == [(4,)]

@@ -48,7 +48,7 @@ def test_collect_replace_and_compile(tmp_path: Path, warehouse_path: Path):
     # Compiled from the corrected sheet and Cooper's: 3 + 2 rows; Ana is in two schools.
     assert progress["ingest"]["rows_staged"] == 5
     assert {f["file_name"] for f in progress["ingest"]["files"]} == {"morgan.xlsx", "cooper.xlsx"}
-    two_schools = issues.filter(issues["problem"].str.contains("two different schools"))
+    two_schools = issues.filter(issues["problem"].str.contains("one student in two schools"))
     assert set(two_schools["file_name"]) == {"morgan.xlsx", "cooper.xlsx"}
 
 

@@ -74,12 +74,65 @@ def test_cross_row_rules(validated):
         roster_row(first="Dee", last="One", student_id="9", period="Period 2"),
         roster_row(first="Eve", last="Two", student_id="9", period="Period 3"),  # one ID, two people
     ])
-    assert "repeats the same student in the same class as Excel row 2" in _problem(issues, 3, "student_last")
+    assert "repeats the same student (same name, date of birth and IDs) in the same class as Excel row 2" in \
+        _problem(issues, 3, "student_last")
     assert "'Tom Hill' (row 4) and for 'Thomas Hill' (row 5)" in _problem(issues, 5, "teacher_email")
     assert "two teacher names" in _problem(issues, 4, "teacher_email")
-    assert "two different students" in _problem(issues, 6, "student_id")
-    assert "two different students" in _problem(issues, 7, "student_id")
-    assert valid["first_name"].to_list() == ["Ana"]
+    # One ID on two people is a question for matching: a warning naming the other row, both rows valid.
+    assert "is also given to another student, Eve Two (roster.xlsx row 7)" in _problem(issues, 6, "student_id")
+    assert "is also given to another student, Dee One (roster.xlsx row 6)" in _problem(issues, 7, "student_id")
+    assert valid["first_name"].to_list() == ["Ana", "Dee", "Eve"]
+
+
+def test_a_mistyped_id_on_another_child_in_the_same_class_keeps_both_rows_valid(validated):
+    # Olivia's ID was mistyped as Amy's: two children sharing only an ID are not "the same student
+    # twice", and nothing advises deleting either row.
+    result, issues, valid = validated([
+        roster_row(first="Amy", last="Jackson", student_id="0005463", dob="2012-05-04"),
+        roster_row(first="Olivia", last="Schneider", student_id="0005463", dob="2012-09-17"),
+    ])
+    assert result["rows_valid"] == 2 and result["errors"] == 0
+    assert set(issues["severity"]) == {"warning"}
+    assert not issues["fix"].str.contains("(?i)delete").any(), issues.to_dicts()
+    assert "Olivia Schneider (roster.xlsx row 3)" in _problem(issues, 2, "student_id")
+
+
+def test_one_id_on_two_children_in_two_schools_is_not_an_error(validated):
+    result, issues, _ = validated([
+        roster_row(first="Amy", last="Jackson", student_id="0005463", school="ABC High School"),
+        roster_row(first="Olivia", last="Schneider", student_id="0005463", dob="2011-02-03",
+                   school="Summerwind High School"),
+    ])
+    assert result["rows_valid"] == 2 and result["errors"] == 0
+    assert not issues["problem"].str.contains("two schools|different schools").any(), issues.to_dicts()
+
+
+def test_the_same_whole_student_in_two_schools_is_an_error_naming_both_rows(validated):
+    # Accents and case are folded: José and JOSE with one ID and birth date are one child.
+    result, issues, _ = validated([
+        roster_row(first="José", last="Peña", student_id="77", school="ABC High School"),
+        roster_row(first="JOSE", last="Pena", student_id="77", school="Summerwind High School", period="Period 2"),
+    ])
+    assert result["rows_valid"] == 0
+    assert _problem(issues, 2, "student_id") == (
+        "is the same student (same name, date of birth and IDs) as on Summerwind High School (roster.xlsx row 3): "
+        "one student in two schools")
+    assert "ABC High School (roster.xlsx row 2)" in _problem(issues, 3, "student_id")
+
+
+def test_the_same_student_twice_in_a_class_compares_the_whole_person(validated):
+    result, issues, valid = validated([
+        roster_row(first="Amy", last="Jackson", student_id="5"),
+        roster_row(first="Olivia", last="Schneider", student_id="5"),  # shares only the ID
+        roster_row(first="Ann", last="Lee", student_id="6", dob="2012-01-01"),
+        roster_row(first="Ann", last="Lee", student_id="6", dob="2013-01-01"),  # another birth date
+        roster_row(first="Zoë", last="Ray", student_id="8"),
+        roster_row(first="ZOE", last="Ray", student_id="8"),  # the same child, spelled without the accent
+    ])
+    duplicates = issues.filter(pl.col("problem").str.contains("repeats the same student"))
+    assert duplicates["row"].to_list() == [7]
+    assert duplicates["fix"][0] == "The two rows are the same student in the same class: delete one of them."
+    assert result["rows_valid"] == 5 and valid["first_name"].to_list() == ["Amy", "Olivia", "Ann", "Ann", "Zoë"]
 
 
 def test_cleaning_normalizes_and_warns_but_keeps_the_row(validated):
