@@ -183,7 +183,8 @@ def why(decided: dict[str, list[dict]], district: District, ids: bool = True) ->
     for matcher, rows in decided.items():
         for r in rows:
             kinds = [k for k in district.noise[r["row_no"]] if ids or k not in ID_NOISE]
-            labels = (kinds or ["clean"]) + (["(two or more)"] if len([k for k in kinds if k != "returning"]) > 1 else [])
+            several = len([k for k in kinds if k != "returning"]) > 1
+            labels = (kinds or ["clean"]) + (["(two or more)"] if several else [])
             result = outcome(r, district.truth[r["row_no"]])
             for label in labels:
                 table.setdefault(label, {}).setdefault(matcher, Counter())[result] += 1
