@@ -44,7 +44,7 @@ $(PEER_STAMP): Makefile
 # rosterflow and Splink side by side on the same districts: default and noisy noise, with and
 # without IDs, 5,000 students, seeds 1 and 2 (JSON lines on stdout, the table on stderr).
 bench-peer: $(STAMP) $(PEER_STAMP)
-	$(PY) -m benchmarks.matching_quality --peer splink --why --sizes 5000 --seeds 1 2 \
+	$(PY) -m benchmarks.matching_quality --peer splink splink-fullname --why --sizes 5000 --seeds 1 2 \
 		--noise default noisy --ids with without
 
 clean:

@@ -1,7 +1,7 @@
 """Matching quality on generated districts with ground truth.
 
     python -m benchmarks.matching_quality [--sizes 5000 50000] [--seeds 1 2 3] [--names census small]
-        [--noise default noisy] [--ids with without | --no-ids] [--peer splink] [--why]
+        [--noise default noisy] [--ids with without | --no-ids] [--peer splink splink-fullname] [--why]
 
 Districts come from benchmarks/districts.py (Census name frequencies, twins, siblings, nicknames,
 typos, swapped names, stripped accents, typo-like birth dates, leavers, newcomers, returning
@@ -12,9 +12,12 @@ automatically, and linked or in review with the right candidate), review rate, b
 students that would be wrongly removed, and the matching time: one JSON line per case and matcher on
 stdout, and a side-by-side table on stderr.
 
-``--peer splink`` also links the same district with Splink (benchmarks/peer_splink.py, run as a
-subprocess in the separate environment ``.venv-peer`` that ``make bench-peer-env`` creates) and
-turns its match probabilities into decisions with the thresholds below (``peer_decisions``).
+``--peer splink splink-fullname`` also links the same district with Splink (benchmarks/peer_splink.py,
+run as a subprocess in the separate environment ``.venv-peer`` that ``make bench-peer-env`` creates),
+with the model of its febrl4 example (a comparison per name) and of its 50k-persons example (one
+forename-surname comparison), and turns its match probabilities into decisions with the thresholds
+below (``peer_decisions``). A peer's seconds are its load, training and prediction, not the start of
+its Python (``timings.wall`` in the JSON has that too); rosterflow's are ``match_rows``.
 ``--why`` breaks the misses and review questions down by the noise each row got.
 """
 
@@ -39,20 +42,26 @@ PEER_PYTHON = Path(__file__).resolve().parent.parent / ".venv-peer" / "bin" / "p
 PEER_SCRIPT = Path(__file__).resolve().parent / "peer_splink.py"
 
 # Splink's probabilities to decisions. A row is linked automatically when its best candidate is
-# near-certain (p >= 0.99, Splink's own examples cluster at 0.95-0.99) and the second is not even
-# likely (p < 0.5): the same shape as rosterflow's score and margin. Otherwise it goes to review when
-# its best candidate has p >= 0.2, and the reviewer is shown every candidate with p >= 0.05, at most
-# as many as rosterflow shows (MatchConfig.max_candidates). Below that the row is new. As rosterflow
-# does, two rows automatically linked to one student both go to review (one-to-one).
+# near-certain (p >= 0.99; Splink's own examples cluster at 0.95-0.99) and clearly above the second:
+# its match weight at least 5 higher (32 times as likely), the same shape as rosterflow's score and
+# margin. (A rule on the second's probability alone, p2 < 0.5, sent every twin to review: a twin has
+# the surname, the birth date and an ID one digit off, p about 0.9 beside the true student's 1.0.)
+# Otherwise the row goes to review when its best candidate has p >= 0.2, and the reviewer is shown
+# every candidate with p >= 0.05, at most as many as rosterflow shows (MatchConfig.max_candidates).
+# Below that the row is new. As in rosterflow, two rows linked automatically to one student both go
+# to review (one-to-one).
 PEER_AUTO = 0.99
-PEER_SECOND_BELOW = 0.5
+PEER_MARGIN_WEIGHT = 5.0
 PEER_REVIEW = 0.2
 PEER_CANDIDATE = 0.05
+# The peers: Splink with the model of its febrl4 example (a comparison per name) or of its 50k-persons
+# example (one forename-surname comparison, where swapped names are a level of their own).
+PEERS = {"splink": "separate", "splink-fullname": "combined"}
 
 
 def peer_decisions(candidates: pl.DataFrame, row_nos: list[int], max_candidates: int) -> list[dict]:
     """Decisions in match_rows' shape (``row_no, decision, student_key, candidates``) from a peer's
-    ranked ``row_no, student_key, match_probability`` candidates."""
+    ranked ``row_no, student_key, match_probability, match_weight`` candidates."""
     by_row: dict[int, list[dict]] = {}
     for c in candidates.sort(["row_no", "match_probability"], descending=[False, True]).iter_rows(named=True):
         by_row.setdefault(c["row_no"], []).append(c)
@@ -60,10 +69,10 @@ def peer_decisions(candidates: pl.DataFrame, row_nos: list[int], max_candidates:
     for row_no in row_nos:
         ranked = by_row.get(row_no, [])
         best = ranked[0]["match_probability"] if ranked else 0.0
-        second = ranked[1]["match_probability"] if len(ranked) > 1 else 0.0
+        clear = len(ranked) < 2 or ranked[0]["match_weight"] - ranked[1]["match_weight"] >= PEER_MARGIN_WEIGHT
         shown = [{"student_key": c["student_key"], "score": c["match_probability"]}
                  for c in ranked if c["match_probability"] >= PEER_CANDIDATE][:max_candidates]
-        if best >= PEER_AUTO and second < PEER_SECOND_BELOW:
+        if best >= PEER_AUTO and clear:
             rows.append({"row_no": row_no, "decision": "matched", "student_key": ranked[0]["student_key"],
                          "candidates": shown})
         elif best >= PEER_REVIEW:
@@ -111,7 +120,8 @@ def score(rows: list[dict], truth: dict[int, int | None]) -> dict:
     }
 
 
-def run_peer(incoming: pl.DataFrame, existing: pl.DataFrame, seed: int, ids: bool) -> tuple[pl.DataFrame, dict]:
+def run_peer(incoming: pl.DataFrame, existing: pl.DataFrame, seed: int, ids: bool,
+             names_model: str = "separate") -> tuple[pl.DataFrame, dict]:
     """Splink's ranked candidates for the district, from the subprocess in the peer environment, and
     its timings (``wall`` includes starting Python and importing Splink)."""
     if not PEER_PYTHON.exists():
@@ -123,7 +133,8 @@ def run_peer(incoming: pl.DataFrame, existing: pl.DataFrame, seed: int, ids: boo
         incoming.select("row_no", *person).write_parquet(paths[0])
         existing.select("student_key", *person).write_parquet(paths[1])
         start = time.perf_counter()
-        done = subprocess.run([str(PEER_PYTHON), str(PEER_SCRIPT), *map(str, paths), "--seed", str(seed)],
+        done = subprocess.run([str(PEER_PYTHON), str(PEER_SCRIPT), *map(str, paths), "--seed", str(seed),
+                               "--names-model", names_model],
                               capture_output=True, text=True)
         wall = time.perf_counter() - start
         if done.returncode != 0:
@@ -133,8 +144,8 @@ def run_peer(incoming: pl.DataFrame, existing: pl.DataFrame, seed: int, ids: boo
 
 
 def evaluate_case(size: int, seed: int, config: MatchConfig, names: str = "census", noise: str = "default",
-                  ids: bool = True, peer: str | None = None) -> tuple[list[dict], dict[str, list[dict]], District]:
-    """Match one generated district with rosterflow (and the peer, on the same data); returns one
+                  ids: bool = True, peers: list[str] = ()) -> tuple[list[dict], dict[str, list[dict]], District]:
+    """Match one generated district with rosterflow (and each peer, on the same data); returns one
     result per matcher, each matcher's decisions, and the district."""
     if noise == "holdout":  # benchmarks/holdout.py, written apart from the matcher and its generator
         incoming, existing, truth = generate_holdout(size, seed)
@@ -155,15 +166,15 @@ def evaluate_case(size: int, seed: int, config: MatchConfig, names: str = "censu
     results = [{"matcher": "rosterflow", **case, "rows": len(rows), "seconds": round(seconds, 2),
                 **score(rows, truth), "blocking_recall": round(len(blocked) / len(true_pairs), 4)}]
     decided = {"rosterflow": rows}
-    if peer == "splink":
-        candidates, timings = run_peer(incoming, existing, seed, ids)
+    for peer in peers:
+        candidates, timings = run_peer(incoming, existing, seed, ids, PEERS[peer])
         peer_rows = peer_decisions(candidates, incoming["row_no"].to_list(), config.max_candidates)
         # Blocking recall of the peer: true pairs among the candidates it wrote (p >= its floor).
         written = set(candidates.select("row_no", "student_key").iter_rows()) & true_pairs
-        results.append({"matcher": "splink", **case, "rows": len(peer_rows), "seconds": timings["total"],
+        results.append({"matcher": peer, **case, "rows": len(peer_rows), "seconds": timings["total"],
                         **score(peer_rows, truth), "blocking_recall": round(len(written) / len(true_pairs), 4),
                         "timings": timings})
-        decided["splink"] = peer_rows
+        decided[peer] = peer_rows
     return results, decided, district
 
 
@@ -177,7 +188,8 @@ def why(decided: dict[str, list[dict]], district: District, ids: bool = True) ->
     for matcher, rows in decided.items():
         for r in rows:
             kinds = [k for k in district.noise[r["row_no"]] if ids or k not in ID_NOISE]
-            labels = (kinds or ["clean"]) + (["(two or more)"] if len([k for k in kinds if k != "returning"]) > 1 else [])
+            several = len([k for k in kinds if k != "returning"]) > 1
+            labels = (kinds or ["clean"]) + (["(two or more)"] if several else [])
             result = outcome(r, district.truth[r["row_no"]])
             for label in labels:
                 table.setdefault(label, {}).setdefault(matcher, Counter())[result] += 1
@@ -201,18 +213,18 @@ def table(results: list[dict]) -> str:
 
 
 def why_table(totals: dict[str, dict[str, Counter]], matchers: list[str]) -> str:
-    """Per noise kind: rows, then per matcher the rows missed (taken as new, asked without the right
-    student, or linked to someone else), asked in review, and linked to someone else."""
-    head = ["noise", "rows"] + [f"{m} {what}" for m in matchers for what in ("missed", "review", "wrong")]
+    """Per noise kind: rows, then per matcher 'missed / review / wrong': rows missed (taken as new,
+    asked without the right student, or linked to someone else; for newcomers: linked to someone),
+    asked in review, and linked to someone else."""
+    head = ["noise", "rows"] + [f"{m} missed/review/wrong" for m in matchers]
     lines = []
     for label in sorted(totals, key=lambda k: (k.startswith("newcomer"), k)):
         per = totals[label]
-        n = sum(per[matchers[0]].values())
-        line = [label, str(n)]
+        line = [label, str(sum(per[matchers[0]].values()))]
         for m in matchers:
             c = per.get(m, Counter())
-            missed = c["new"] + c["review_missed"] + c["wrong"] if not label.startswith("newcomer") else c["wrong"]
-            line += [str(missed), str(c["review"]), str(c["wrong"])]
+            missed = c["wrong"] if label.startswith("newcomer") else c["new"] + c["review_missed"] + c["wrong"]
+            line.append(f"{missed} / {c['review']} / {c['wrong']}")
         lines.append(line)
     widths = [max(len(x) for x in column) for column in zip(head, *lines)]
     return "\n".join(" | ".join(x.ljust(w) for x, w in zip(line, widths)) for line in [head, *lines])
@@ -231,7 +243,9 @@ def main() -> None:
                         help="'without': every ID column emptied on both sides")
     parser.add_argument("--no-ids", dest="ids", action="store_const", const=["without"],
                         help="same as --ids without")
-    parser.add_argument("--peer", choices=["splink"], help="also link each district with this peer, side by side")
+    parser.add_argument("--peer", nargs="+", default=[], choices=sorted(PEERS),
+                        help="also link each district with these peers, side by side: Splink with a comparison "
+                             "per name, or with one forename-surname comparison (swapped names a level)")
     parser.add_argument("--why", action="store_true",
                         help="break misses and review questions down by the noise each row got")
     args = parser.parse_args()
@@ -252,7 +266,7 @@ def main() -> None:
                                     totals.setdefault((noise, ids), {}).setdefault(label, {}).setdefault(
                                         matcher, Counter()).update(counts)
     print("\n" + table(results), file=sys.stderr)
-    matchers = ["rosterflow"] + ([args.peer] if args.peer else [])
+    matchers = ["rosterflow", *args.peer]
     for (noise, ids), per_kind in totals.items():
         print(f"\nWhy, {noise} noise, {ids} IDs (all sizes and seeds summed):\n{why_table(per_kind, matchers)}",
               file=sys.stderr)

@@ -12,13 +12,15 @@ Writes OUT with ``row_no, student_key, match_probability, match_weight, rank`` (
 at most ``--keep`` candidates per row, each with probability >= ``--floor``) and prints one JSON line
 with the seconds each step took.
 
-The model is the one Splink's documentation builds for a link-only job on people (its febrl4
-and 50k-persons examples): names standardised (lower case, accents and punctuation removed), a name
-comparison with term-frequency adjustment for each name, the date-of-birth comparison, and
-Damerau-Levenshtein levels (1, 2 edits) on each ID; blocking for prediction on each name, the swapped
-names, the birth date and each ID; the prior from deterministic rules (recall 0.8), u from 1e6 random
-pairs (as in the febrl4 example, the same size of job; 1e7 gave the same decisions within 0.05% on a
-noisy 5,000-student district and took six times longer), m by expectation maximisation in two sessions blocked on the birth date and on the full name.
+The model is the one Splink's documentation builds for a link-only job on people: names standardised
+(lower case, accents and punctuation removed); ``--names-model separate`` (its febrl4 example, two
+5,000-person files) compares each name with term-frequency adjustment, ``combined`` (its 50k-persons
+example) has one forename-surname comparison whose levels include swapped names, with term frequencies
+of the full name; then the date-of-birth comparison and Damerau-Levenshtein levels (1, 2 edits) on each
+ID. Blocking for prediction on each name, the swapped names, the birth date and each ID; the prior from
+deterministic rules (recall 0.8); u from 1e6 random pairs (as in the febrl4 example; 1e7 gave the same
+decisions within 0.05% on a noisy 5,000-student district and took six times longer); m by expectation
+maximisation in two sessions, blocked on the birth date and on the full name.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def _standardised(con: duckdb.DuckDBPyConnection, path: str, key: str, table: st
 
 
 def link(incoming_path: str, existing_path: str, out_path: str, seed: int, floor: float, keep: int,
-         max_pairs_u: float = 1e6) -> dict:
+         max_pairs_u: float = 1e6, names_model: str = "separate") -> dict:
     """Trains and runs the Splink model; writes the ranked candidates; returns the step timings."""
     timings = {}
     start = time.perf_counter()
@@ -62,9 +64,17 @@ def link(incoming_path: str, existing_path: str, out_path: str, seed: int, floor
     existing_ids = _standardised(con, existing_path, "student_key", "existing")
     ids = [c for c in incoming_ids if c in existing_ids]
 
+    if names_model == "combined":
+        con.execute("alter table incoming add column full_name varchar").fetchall()
+        con.execute("alter table existing add column full_name varchar").fetchall()
+        for table in ("incoming", "existing"):
+            con.execute(f"update {table} set full_name = first_name || ' ' || last_name").fetchall()
+        names = [cl.ForenameSurnameComparison("first_name", "last_name", forename_surname_concat_col_name="full_name")]
+    else:
+        names = [cl.NameComparison("first_name").configure(term_frequency_adjustments=True),
+                 cl.NameComparison("last_name").configure(term_frequency_adjustments=True)]
     comparisons = [
-        cl.NameComparison("first_name").configure(term_frequency_adjustments=True),
-        cl.NameComparison("last_name").configure(term_frequency_adjustments=True),
+        *names,
         cl.DateOfBirthComparison("date_of_birth", input_is_string=False),
         *[cl.DamerauLevenshteinAtThresholds(c, [1, 2]) for c in ids],
     ]
@@ -134,9 +144,10 @@ def main() -> None:
     parser.add_argument("--keep", type=int, default=10, help="candidates written per incoming row")
     parser.add_argument("--max-pairs-u", type=float, default=1e6,
                         help="random pairs sampled to estimate u (Splink's examples use 1e6 to 1e7)")
+    parser.add_argument("--names-model", choices=["separate", "combined"], default="separate")
     args = parser.parse_args()
     print(json.dumps(link(args.incoming, args.existing, args.out, args.seed, args.floor, args.keep,
-                          args.max_pairs_u)), flush=True)
+                          args.max_pairs_u, args.names_model)), flush=True)
 
 
 if __name__ == "__main__":
