@@ -47,7 +47,7 @@ def typo(draw, text: str) -> str:
 
 
 def swap_digits(day: dt.date, i: int, j: int) -> dt.date | None:
-    digits = list(day.strftime("%Y%m%d"))
+    digits = list(f"{day.year:04d}{day.month:02d}{day.day:02d}")
     digits[i], digits[j] = digits[j], digits[i]
     try:
         return dt.date(int("".join(digits[:4])), int("".join(digits[4:6])), int("".join(digits[6:])))
@@ -56,7 +56,7 @@ def swap_digits(day: dt.date, i: int, j: int) -> dt.date | None:
 
 
 def one_digit(day: dt.date, position: int, digit: int) -> dt.date | None:
-    digits = list(day.strftime("%Y%m%d"))
+    digits = list(f"{day.year:04d}{day.month:02d}{day.day:02d}")
     digits[position] = str(digit)
     try:
         return dt.date(int("".join(digits[:4])), int("".join(digits[4:6])), int("".join(digits[6:])))
