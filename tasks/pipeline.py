@@ -13,7 +13,6 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from prefect import task
 
 from tasks.ingest import BatchTooLarge, FilesRead, expand_paths, read_files, store_staged
 from tasks.match import match_batch
@@ -22,7 +21,6 @@ from tasks.plan import PlanError, build_plan
 from tasks.review import close_review
 from tasks.spreadsheets import file_sha256
 from tasks.validate import Validation, check_rows, reference_data, store_validation, validate_batch
-from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse.connection import transaction
 from warehouse.handle import Warehouse
@@ -185,41 +183,9 @@ def advance_batch(wh: Warehouse, batch_id: int) -> dict[str, Any]:
         return {"batch_id": batch_id, "status": batches.get_batch(con, batch_id)["status"], **results}
 
 
-@task(name="open-batch", **WAREHOUSE_TASK)
-def open_batch_task(warehouse: Warehouse, run_key: str, mode: str, config: dict[str, Any], actor: str,
-                    collecting: bool = False) -> int:
-    """Prefect task: open (or find again) the batch of this flow run."""
-    with warehouse.write() as con:
-        return open_batch(con, run_key, mode, config, actor, collecting=collecting)
-
-
-@task(name="uploads-confirmed", **WAREHOUSE_TASK)
-def uploads_confirmed_task(warehouse: Warehouse, batch_id: int, actor: str) -> None:
-    """Prefect task: the sheets in the run's folders are all in; the batch may be read now."""
-    with warehouse.write() as con:
-        if batches.get_batch(con, batch_id)["status"] == "collecting":
-            with transaction(con):
-                batches.set_status(con, batch_id, batches.STATUS_OPEN)
-                batches.audit(con, actor, "upload.all_confirmed", "batch", batch_id, batch_id, {})
-
-
-@task(name="fail-if-unreadable", **WAREHOUSE_TASK)
-def fail_if_unreadable_task(warehouse: Warehouse, batch_id: int, ingest: dict[str, Any]) -> str | None:
-    """Prefect task: mark the batch failed when a file could not be read; return why."""
-    with warehouse.write() as con:
-        return fail_if_unreadable(con, batch_id, ingest, actor="prefect")
-
-
-@task(name="finished-stages", **WAREHOUSE_TASK)
-def finished_stages_task(warehouse: Warehouse, batch_id: int) -> list[str]:
-    """Prefect task: the stages the batch has finished (a re-run skips the gates already passed)."""
-    with warehouse.read() as con:
-        return batches.get_batch(con, batch_id)["stages"]
-
-
-@task(name="ingest-and-validate", **WAREHOUSE_TASK)
-def ingest_validate_task(warehouse: Warehouse, batch_id: int, paths: list[str], sheet: str | None,
-                         max_rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Prefect task: read the batch's files and validate their rows."""
-    return ingest_and_validate(warehouse, batch_id, paths, sheet,
-                               max_rows)
+def uploads_confirmed(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str) -> None:
+    """The sheets in the run's folders are all in: a collecting batch may be read now."""
+    if batches.get_batch(con, batch_id)["status"] == "collecting":
+        with transaction(con):
+            batches.set_status(con, batch_id, batches.STATUS_OPEN)
+            batches.audit(con, actor, "upload.all_confirmed", "batch", batch_id, batch_id, {})

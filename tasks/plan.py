@@ -14,9 +14,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from prefect import task
 
-from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse.connection import insert_frame
 from warehouse.handle import Warehouse
@@ -594,9 +592,3 @@ def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> s
             lines.append(f"| {row['school']} | {row['sheet_first']} {row['sheet_last']} | "
                          f"{row['registered_first']} {row['registered_last']} |")
     return "\n".join(lines)
-
-
-@task(name="plan", **WAREHOUSE_TASK)
-def plan_task(warehouse: Warehouse, batch_id: int) -> dict[str, Any]:
-    """Prefect task: build the plan and return its summary."""
-    return build_plan(warehouse, batch_id)
