@@ -9,7 +9,6 @@ import json
 import duckdb
 import polars as pl
 
-from tasks.matching import fold_name
 from warehouse import batches
 from warehouse import requests
 from warehouse.connection import first_row, transaction
@@ -267,6 +266,9 @@ def field_differs(field: str, row_value: Any, candidate_value: Any) -> bool:
     if row_value is None or candidate_value is None:
         return False
     if field in ("first_name", "last_name"):
+        # The matcher loads its nickname table when imported; listing or deciding items does not need it.
+        from tasks.matching import fold_name
+
         return fold_name(str(row_value)) != fold_name(str(candidate_value))
     return str(row_value).strip().lower() != str(candidate_value).strip().lower()
 
