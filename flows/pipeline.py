@@ -25,16 +25,15 @@ from prefect.states import Failed, State
 from flows.config import BatchRunConfig
 from flows.forms import AllUploadedForm, ApprovalForm, ReviewChoice, ReviewForm
 from rosterflow.settings import load_settings
-from tasks.approve import approval_context_task, decide_batch_task, forget_changed_plan_task
-from tasks.commit import PlanStale, commit_task
+from flows.prefect_tasks import (apply_review_decisions_task, approval_context_task, close_review_task,
+                                 commit_task, decide_batch_task, fail_if_unreadable_task, finished_stages_task,
+                                 forget_changed_plan_task, ingest_validate_task, match_task, messages_task,
+                                 open_batch_task, pending_review_task, plan_task, publish_issues_task,
+                                 publish_plan_task, uploads_confirmed_task, write_plan_workbook_task)
+from tasks.commit import PlanStale
 from tasks.ingest import expand_paths
-from tasks.match import match_task
-from tasks.messages import messages_task
-from tasks.pipeline import (fail_if_unreadable_task, finished_stages_task, ingest_validate_task, open_batch_task,
-                            resolve_term, uploads_confirmed_task)
-from tasks.plan import plan_task
-from tasks.report import publish_issues_task, publish_plan_task, write_plan_workbook_task
-from tasks.review import apply_review_decisions_task, close_review_task, pending_review_task, review_markdown
+from tasks.pipeline import resolve_term
+from tasks.review import review_markdown
 from warehouse.handle import Warehouse
 from warehouse.locks import HeldLock
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.messages import MailSettings
+from tasks.mail import MailSettings
 from warehouse.handle import DEFAULT_BUSY_TIMEOUT
 
 

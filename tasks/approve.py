@@ -6,13 +6,10 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
 from tasks.approvers import ApproverError, verify_approver
 from tasks.plan import plan_version as current_plan_version
-from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse.connection import transaction
 from warehouse.handle import Warehouse
@@ -125,17 +122,24 @@ def decide_batch(
     return result
 
 
-@task(name="record-decision", cache_policy=NO_CACHE, **WAREHOUSE_TASK)
-def decide_batch_task(warehouse: Warehouse, batch_id: int, decision: dict[str, Any],
-                      secret: SecretStr | None) -> dict[str, Any]:
-    """Prefect task: record the approval form's decision, made by the approver whose secret it carries.
+def forget_changed_plan(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str) -> None:
+    """Forget the batch's plan (and its match, when students changed since) so it is made again."""
+    stale = batches.changes_since(con, batch_id, "match")
+    with transaction(con):
+        batches.clear_stages(con, batch_id, ("match", "review", "plan", "approve") if stale else ("plan", "approve"))
+        batches.audit(con, actor, "batch.plan_changed", "batch", batch_id, batch_id, {"changed_since": stale})
+
+
+def decide_from_form(wh: Warehouse, batch_id: int, decision: dict[str, Any],
+                     secret: SecretStr | None) -> dict[str, Any]:
+    """Record the approval form's decision, made by the approver whose secret it carries.
 
     Returns ``{"decision": ..., "problems": [], "plan_changed": None}``; invalid input is returned as
     problems (the run asks again), not raised, so the task itself does not fail; ``plan_changed`` says
     why when the plan is no longer the version the form showed (the run plans again and asks again).
     The secret stays a ``SecretStr`` until it is checked (never shown in a log, never cached).
     """
-    with warehouse.write() as con:
+    with wh.write() as con:
         try:
             return {"decision": decide_batch(con, batch_id, secret=secret.get_secret_value() if secret else None,
                                              **decision),
@@ -146,29 +150,11 @@ def decide_batch_task(warehouse: Warehouse, batch_id: int, decision: dict[str, A
             return {"decision": None, "problems": [str(error)], "plan_changed": None}
 
 
-@task(name="forget-changed-plan", **WAREHOUSE_TASK)
-def forget_changed_plan_task(warehouse: Warehouse, batch_id: int) -> None:
-    """Prefect task: the plan changed since it was shown: forget it so it is made again (and, when
-    students changed since the batch was matched, match it again first; review decisions are kept
-    where they still apply)."""
-    with warehouse.write() as con:
-        forget_changed_plan(con, batch_id, "prefect")
-
-
-def forget_changed_plan(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str) -> None:
-    """Forget the batch's plan (and its match, when students changed since) so it is made again."""
-    stale = batches.changes_since(con, batch_id, "match")
-    with transaction(con):
-        batches.clear_stages(con, batch_id, ("match", "review", "plan", "approve") if stale else ("plan", "approve"))
-        batches.audit(con, actor, "batch.plan_changed", "batch", batch_id, batch_id, {"changed_since": stale})
-
-
-@task(name="plan-summary", **WAREHOUSE_TASK)
-def approval_context_task(warehouse: Warehouse, batch_id: int) -> dict[str, Any]:
-    """Prefect task: the plan summary and tables for the approval form, then close the warehouse."""
+def approval_context(wh: Warehouse, batch_id: int) -> dict[str, Any]:
+    """The plan summary and tables for the approval form (read, then the warehouse is let go)."""
     from tasks.plan import plan_markdown, plan_tables
 
-    with warehouse.read() as con:
+    with wh.read() as con:
         summary = batches.stage_result(con, batch_id, "plan")
         summary = {**summary, "version": current_plan_version(con, batch_id)}
         tables = plan_tables(con, batch_id)

@@ -16,11 +16,9 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from prefect import task
 
 from tasks import credentials
 from tasks.plan import plan_version
-from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse.connection import first_row, insert_frame, transaction
 from warehouse.handle import Warehouse
@@ -367,9 +365,3 @@ def _use_subscriptions(con: duckdb.DuckDBPyConnection, subscription_type: str, p
                 "UPDATE subscriptions SET available = available - ? WHERE subscription_type = ? AND school_id IS NULL",
                 [needed - from_school, subscription_type],
             )
-
-
-@task(name="commit", **WAREHOUSE_TASK)
-def commit_task(warehouse: Warehouse, batch_id: int, actor: str) -> dict[str, Any]:
-    """Prefect task: commit the approved batch (exactly once)."""
-    return commit_batch(warehouse, batch_id, actor)

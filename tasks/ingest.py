@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from schemas.roster import CANONICAL_COLUMNS, StagedRosterRow
+from schemas.columns import CANONICAL_COLUMNS
 from tasks.isolated_read import read_roster_files
 from tasks.spreadsheets import (
     HEADER_SEARCH_ROWS, ReadLimits, SpreadsheetError, check_sheet_size, declared_data_rows, declared_sheet_facts,
@@ -179,6 +179,9 @@ def read_files(batch_id: int, paths: list[str], sheet: str | None, max_rows: int
         for problem, fix in sheet_read.warnings:
             file_issues.append({"file_name": sheet_read.file_name, "sheet": sheet_read.sheet, "problem": problem,
                                 "fix": fix, "severity": "warning"})
+
+    # The contract needs pandera: imported here, so finding and uploading files (`rosterflow upload`) does not.
+    from schemas.roster import StagedRosterRow
 
     staged = (
         pl.concat(frames, how="vertical")

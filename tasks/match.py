@@ -7,11 +7,9 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from prefect import task
 
 from schemas.roster import MatchDecisionRow
 from tasks.matching import MatchConfig, match_rows
-from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse.handle import Warehouse
 
@@ -150,9 +148,3 @@ def store_matches(con: duckdb.DuckDBPyConnection, batch_id: int, outcome: MatchO
     batches.set_status(con, batch_id, batches.STATUS_IN_REVIEW if result["review"] else batches.STATUS_OPEN)
     batches.record_stage(con, batch_id, "match", result)
     return result
-
-
-@task(name="match", **WAREHOUSE_TASK)
-def match_task(warehouse: Warehouse, batch_id: int, config: MatchConfig) -> dict[str, Any]:
-    """Prefect task: match the batch's valid rows."""
-    return match_batch(warehouse, batch_id, config)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import unicodedata
 
 import polars as pl
 from nicknames import NickNamer
@@ -26,6 +25,7 @@ from pydantic import BaseModel, Field
 from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler
 
+from tasks.names import fold_name_expr
 from tasks.evidence import (
     ID_COLUMNS,
     Evidence,
@@ -89,24 +89,6 @@ class MatchConfig(BaseModel):
 
 
 _NICKNAMES = NickNamer()
-
-
-def fold_name(text: str | None) -> str:
-    """Accent-folded, lower-case, letters-only form of a name, for comparison only."""
-    if not text:
-        return ""
-    decomposed = unicodedata.normalize("NFKD", text)
-    letters = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    cleaned = "".join(ch if ch.isalpha() else " " for ch in letters.lower())
-    return " ".join(cleaned.split())
-
-
-def fold_name_expr(column: str) -> pl.Expr:
-    """``fold_name`` on a whole column (NFKD, marks dropped, lower case, non-letters to spaces)."""
-    return (
-        pl.col(column).str.normalize("NFKD").str.replace_all(r"\p{M}", "").str.to_lowercase()
-        .str.replace_all(r"[^\p{L}]+", " ").str.strip_chars().fill_null("")
-    )
 
 
 @functools.lru_cache(maxsize=65536)

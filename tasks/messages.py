@@ -26,10 +26,10 @@ from typing import Any
 import duckdb
 import fastexcel
 import polars as pl
-from prefect import task
 
 from tasks.commit import committed_summary
 from tasks.exports import private_dir, write_private_bytes, write_xlsx
+from tasks.mail import MailSettings
 from warehouse import batches
 from warehouse.connection import transaction
 from warehouse.handle import Warehouse
@@ -40,19 +40,6 @@ ROSTER_COLUMNS = ["Class Code", "Term", "Class Period", "Student First Name", "S
 LOGIN_HEADER, PASSWORD_HEADER = "Login Name", "Student Password"
 MESSAGE_SCHEMA = {"kind": pl.String, "recipient": pl.String, "about": pl.String, "subject": pl.String,
                   "body": pl.String, "attachment": pl.String, "eml_path": pl.String, "error": pl.String}
-
-
-@dataclass(frozen=True)
-class MailSettings:
-    """How messages leave: always written to the outbox; sent by SMTP when ``smtp_host`` is set."""
-
-    smtp_host: str | None = None
-    smtp_port: int = 25
-    smtp_user: str | None = None
-    smtp_password: str | None = None
-    starttls: bool = False
-    sender: str = "rosterflow@localhost"
-    admin_email: str = "administrator@localhost"
 
 
 class MessageError(RuntimeError):
@@ -570,14 +557,3 @@ def reconcile_plain_passwords(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             reason = "no message was ever written for it"
         waiting.append({"batch_id": batch_id, "passwords": count, "reason": reason})
     return {"purged": purged, "waiting": waiting}
-
-
-@task(name="messages", retries=2, retry_delay_seconds=30)
-def messages_task(warehouse: Warehouse, batch_id: int, outbox_dir: str, mail: MailSettings) -> dict:
-    """Prefect task: write, read back, record and send the batch's messages. A build that fails is
-    recorded and returned as ``error`` (the commit stands; the flow reports it); building again
-    cannot help until its cause is fixed, so it is not retried."""
-    try:
-        return deliver(warehouse, batch_id, Path(outbox_dir), mail)
-    except MessageBuildFailed as failure:
-        return {"messages": 0, "sent": 0, "failed": 0, "outbox": [], "error": failure.advice}

@@ -2,6 +2,10 @@
 
 The command line uses ``advance_batch``; the Prefect flows call the same stage functions one task
 at a time and pause at the gates.
+
+Each stage's module is imported when the stage runs, not with this one: reading files, validating
+(pandera) and matching import much that a command deciding one review item or showing a plan never
+needs, and every command pays its imports before it does anything.
 """
 
 from __future__ import annotations
@@ -9,24 +13,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import polars as pl
-from prefect import task
 
-from tasks.ingest import BatchTooLarge, FilesRead, expand_paths, read_files, store_staged
-from tasks.match import match_batch
-from tasks.matching import MatchConfig
-from tasks.plan import PlanError, build_plan
 from tasks.review import close_review
-from tasks.spreadsheets import file_sha256
-from tasks.validate import Validation, check_rows, reference_data, store_validation, validate_batch
-from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse.connection import transaction
 from warehouse.handle import Warehouse
 from warehouse.locks import lock_holder
+
+if TYPE_CHECKING:
+    from tasks.ingest import FilesRead
+    from tasks.validate import Validation
+
+# The stages advance_batch runs, in order; each is recorded on the batch when it finishes.
+STAGES = ("ingest", "validate", "match", "review", "plan")
 
 
 def resolve_term(term: str) -> str:
@@ -63,6 +66,9 @@ def interrupted_batch_of(con: duckdb.DuckDBPyConnection, warehouse_path: str | P
                          paths: list[str]) -> int | None:
     """The newest interrupted batch of ``mode`` over the same files (the same resolved paths, or
     the same file contents as far as its ingest recorded them), or None."""
+    from tasks.ingest import expand_paths
+    from tasks.spreadsheets import file_sha256
+
     wanted = {str(Path(p).resolve()) for p in expand_paths(paths)}
     hashes: set[str] | None = None
     for batch_id in reversed(interrupted_batches(con, warehouse_path)):
@@ -92,6 +98,9 @@ def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: s
     from it) and that no school or course was added since the catalog was read (else it validates
     again, without reading the files again).
     """
+    from tasks.ingest import BatchTooLarge, read_files, store_staged
+    from tasks.validate import check_rows, reference_data, store_validation, validate_batch
+
     files: list[FilesRead] = []
 
     def compute(catalog: tuple[pl.DataFrame, pl.DataFrame]) -> tuple[FilesRead, Validation]:
@@ -158,6 +167,7 @@ def advance_batch(wh: Warehouse, batch_id: int) -> dict[str, Any]:
                     "validate": batches.stage_result(con, batch_id, "validate")}
         stale = batches.changes_since(con, batch_id, "match") if batch["status"] not in (
             batches.STATUS_COMMITTED, batches.STATUS_REJECTED) else []
+        recorded = {stage: batches.stage_result(con, batch_id, stage) for stage in STAGES}
     if stale:
         # Students changed since this batch was matched: match again (review decisions are kept
         # where they still apply) and plan again. Re-checked in the write: another process may
@@ -165,61 +175,51 @@ def advance_batch(wh: Warehouse, batch_id: int) -> dict[str, Any]:
         with wh.write(batch=batch_id, stage="match") as con, transaction(con):
             if batches.changes_since(con, batch_id, "match"):
                 batches.clear_stages(con, batch_id, ("match", "review", "plan", "approve"))
+        recorded.update(match=None, review=None, plan=None)
+    # The stages finished when the batch was read are taken as recorded then (one read); the first
+    # unfinished one and those after it run, each importing its module only then.
+    done: dict[str, dict[str, Any]] = {}
+    for stage in STAGES:
+        if recorded[stage] is None:
+            break
+        done[stage] = recorded[stage]
     config = batch["config"]
     results: dict[str, Any] = {}
-    results["ingest"], results["validate"] = ingest_and_validate(
-        wh, batch_id, config["files"], config.get("sheet"), config.get("max_rows", 1_048_576))
+    if "validate" in done:
+        results["ingest"], results["validate"] = done["ingest"], done["validate"]
+    else:
+        results["ingest"], results["validate"] = ingest_and_validate(
+            wh, batch_id, config["files"], config.get("sheet"), config.get("max_rows", 1_048_576))
     if results["ingest"]["file_errors"]:
         with wh.write(batch=batch_id, stage="ingest") as con:
             fail_if_unreadable(con, batch_id, results["ingest"])
         return {"batch_id": batch_id, "status": batches.STATUS_FAILED, **results}
-    results["match"] = match_batch(wh, batch_id, MatchConfig(**config.get("match", {})))
-    results["review"] = close_review(wh, batch_id)
+    if "match" in done:
+        results["match"] = done["match"]
+    else:
+        from tasks.match import match_batch
+        from tasks.matching import MatchConfig
+
+        results["match"] = match_batch(wh, batch_id, MatchConfig(**config.get("match", {})))
+    results["review"] = done["review"] if "review" in done else close_review(wh, batch_id)
     if not results["review"]["pending"]:
-        try:
-            results["plan"] = build_plan(wh, batch_id)
-        except PlanError:
-            # A review decision reopened the review after it was closed: it waits for it again.
-            results["review"] = close_review(wh, batch_id)
+        if "plan" in done:
+            results["plan"] = done["plan"]
+        else:
+            from tasks.plan import PlanError, build_plan
+
+            try:
+                results["plan"] = build_plan(wh, batch_id)
+            except PlanError:
+                # A review decision reopened the review after it was closed: it waits for it again.
+                results["review"] = close_review(wh, batch_id)
     with wh.read(batch=batch_id, stage="advance") as con:
         return {"batch_id": batch_id, "status": batches.get_batch(con, batch_id)["status"], **results}
 
 
-@task(name="open-batch", **WAREHOUSE_TASK)
-def open_batch_task(warehouse: Warehouse, run_key: str, mode: str, config: dict[str, Any], actor: str,
-                    collecting: bool = False) -> int:
-    """Prefect task: open (or find again) the batch of this flow run."""
-    with warehouse.write() as con:
-        return open_batch(con, run_key, mode, config, actor, collecting=collecting)
-
-
-@task(name="uploads-confirmed", **WAREHOUSE_TASK)
-def uploads_confirmed_task(warehouse: Warehouse, batch_id: int, actor: str) -> None:
-    """Prefect task: the sheets in the run's folders are all in; the batch may be read now."""
-    with warehouse.write() as con:
-        if batches.get_batch(con, batch_id)["status"] == "collecting":
-            with transaction(con):
-                batches.set_status(con, batch_id, batches.STATUS_OPEN)
-                batches.audit(con, actor, "upload.all_confirmed", "batch", batch_id, batch_id, {})
-
-
-@task(name="fail-if-unreadable", **WAREHOUSE_TASK)
-def fail_if_unreadable_task(warehouse: Warehouse, batch_id: int, ingest: dict[str, Any]) -> str | None:
-    """Prefect task: mark the batch failed when a file could not be read; return why."""
-    with warehouse.write() as con:
-        return fail_if_unreadable(con, batch_id, ingest, actor="prefect")
-
-
-@task(name="finished-stages", **WAREHOUSE_TASK)
-def finished_stages_task(warehouse: Warehouse, batch_id: int) -> list[str]:
-    """Prefect task: the stages the batch has finished (a re-run skips the gates already passed)."""
-    with warehouse.read() as con:
-        return batches.get_batch(con, batch_id)["stages"]
-
-
-@task(name="ingest-and-validate", **WAREHOUSE_TASK)
-def ingest_validate_task(warehouse: Warehouse, batch_id: int, paths: list[str], sheet: str | None,
-                         max_rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Prefect task: read the batch's files and validate their rows."""
-    return ingest_and_validate(warehouse, batch_id, paths, sheet,
-                               max_rows)
+def uploads_confirmed(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str) -> None:
+    """The sheets in the run's folders are all in: a collecting batch may be read now."""
+    if batches.get_batch(con, batch_id)["status"] == "collecting":
+        with transaction(con):
+            batches.set_status(con, batch_id, batches.STATUS_OPEN)
+            batches.audit(con, actor, "upload.all_confirmed", "batch", batch_id, batch_id, {})

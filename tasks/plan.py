@@ -14,10 +14,8 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from prefect import task
 
-from tasks.matching import fold_name_expr
-from tasks.retries import WAREHOUSE_TASK
+from tasks.names import fold_name_expr
 from warehouse import batches
 from warehouse.connection import insert_frame
 from warehouse.handle import Warehouse
@@ -707,9 +705,3 @@ def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> s
             lines.append(f"| {row['school']} | {row['sheet_first']} {row['sheet_last']} | "
                          f"{row['registered_first']} {row['registered_last']} |")
     return "\n".join(lines)
-
-
-@task(name="plan", **WAREHOUSE_TASK)
-def plan_task(warehouse: Warehouse, batch_id: int) -> dict[str, Any]:
-    """Prefect task: build the plan and return its summary."""
-    return build_plan(warehouse, batch_id)

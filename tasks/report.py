@@ -1,4 +1,5 @@
-"""Reports a person reads: the validation report and the plan, as Prefect artifacts and workbooks."""
+"""Reports a person reads: the validation report and the plan, as workbooks (the flows publish them as
+Prefect artifacts too, in ``flows.prefect_tasks``)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,8 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.exports import write_xlsx
-from tasks.validate import batch_issues, write_issue_report
-from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse.handle import Warehouse
 
@@ -22,33 +19,18 @@ def artifact_key(prefix: str, batch_id: int) -> str:
     return f"{prefix}-batch-{batch_id}"
 
 
-@task(name="publish-validation-report", **WAREHOUSE_TASK)
-def publish_issues_task(warehouse: Warehouse, batch_id: int, report_dir: str) -> int:
-    """Publish every validation issue of the batch as a table artifact and an .xlsx; return how many."""
-    with warehouse.read() as con:
+def write_validation_report(wh: Warehouse, batch_id: int, report_dir: Path) -> pl.DataFrame:
+    """Write the batch's validation issues to ``validation-report.xlsx`` in its report folder, when
+    there are any; return them."""
+    # Validation's module imports pandera: only a batch's report needs it, not `rosterflow plan`.
+    from tasks.validate import batch_issues, write_issue_report
+
+    with wh.read() as con:
         issues = batch_issues(con, batch_id)
         if issues.height:
-            write_issue_report(con, batch_id, Path(report_dir) / f"batch-{batch_id}" / "validation-report.xlsx",
+            write_issue_report(con, batch_id, report_dir / f"batch-{batch_id}" / "validation-report.xlsx",
                                private=True)
-    if issues.height:
-        create_table_artifact(
-            key=artifact_key("validation", batch_id),
-            table=issues.to_dicts(),
-            description=f"Batch {batch_id}: rows with errors are not imported; fix them and upload again.",
-        )
-    return issues.height
-
-
-@task(name="publish-plan")
-def publish_plan_task(batch_id: int, context: dict[str, Any]) -> None:
-    """Publish the plan summary (markdown) and each of its tables (classes, students per class,
-    removals, removals per school, new teachers, name differences) as a table artifact."""
-    create_markdown_artifact(key=artifact_key("plan", batch_id), markdown=context["markdown"],
-                             description=f"What batch {batch_id} will do if approved")
-    for name, rows in context["tables"].items():
-        if rows:
-            create_table_artifact(key=artifact_key(f"plan-{name.replace('_', '-')}", batch_id), table=rows,
-                                  description=f"Batch {batch_id}: {name.replace('_', ' ')}")
+    return issues
 
 
 def summary_rows(summary: dict[str, Any]) -> pl.DataFrame:
@@ -89,11 +71,3 @@ def write_plan_xlsx(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path, p
             frame = frame.drop("some_already_enrolled")
         sheets[name.replace("_", " ").title()] = frame
     return write_xlsx(path, sheets, private=private)
-
-
-@task(name="write-plan-workbook", **WAREHOUSE_TASK)
-def write_plan_workbook_task(warehouse: Warehouse, batch_id: int, report_dir: str) -> str:
-    """Prefect task: write the plan workbook next to the batch's other reports; return its path."""
-    with warehouse.read() as con:
-        return str(write_plan_xlsx(con, batch_id, Path(report_dir) / f"batch-{batch_id}" / "plan.xlsx",
-                                   private=True))

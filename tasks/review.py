@@ -8,10 +8,7 @@ import json
 
 import duckdb
 import polars as pl
-from prefect import task
 
-from tasks.matching import fold_name
-from tasks.retries import WAREHOUSE_TASK
 from warehouse import batches
 from warehouse import requests
 from warehouse.connection import first_row, transaction
@@ -269,6 +266,9 @@ def field_differs(field: str, row_value: Any, candidate_value: Any) -> bool:
     if row_value is None or candidate_value is None:
         return False
     if field in ("first_name", "last_name"):
+        # The matcher loads its nickname table when imported; listing or deciding items does not need it.
+        from tasks.names import fold_name
+
         return fold_name(str(row_value)) != fold_name(str(candidate_value))
     return str(row_value).strip().lower() != str(candidate_value).strip().lower()
 
@@ -309,26 +309,12 @@ def review_markdown(items: list[dict[str, Any]], limit: int = 25) -> str:
     return "\n".join(lines)
 
 
-@task(name="close-review", **WAREHOUSE_TASK)
-def close_review_task(warehouse: Warehouse, batch_id: int) -> dict[str, Any]:
-    """Prefect task: close the review stage if nothing is pending."""
-    return close_review(warehouse, batch_id)
-
-
-@task(name="review-items", **WAREHOUSE_TASK)
-def pending_review_task(warehouse: Warehouse, batch_id: int) -> list[dict[str, Any]]:
-    """Prefect task: the pending review items, read with a short-lived connection."""
-    with warehouse.read() as con:
-        return review_items(con, batch_id, pending_only=True)
-
-
-@task(name="apply-review-decisions", **WAREHOUSE_TASK)
-def apply_review_decisions_task(warehouse: Warehouse, batch_id: int, decisions: list[dict[str, Any]], reviewer: str,
-                                request_id: str) -> list[str]:
-    """Prefect task: apply the review form's decisions once (by the form's run-input key, so a
-    re-run after a suspension does not apply them again); return the problems, if any. Only
-    items still pending are decided: a decision made meanwhile elsewhere is kept."""
+def apply_form_decisions(wh: Warehouse, batch_id: int, decisions: list[dict[str, Any]], reviewer: str,
+                         request_id: str) -> list[str]:
+    """Apply the review form's decisions once (by the form's run-input key, so a re-run after a
+    suspension does not apply them again); return the problems, if any. Only items still pending
+    are decided: a decision made meanwhile elsewhere is kept."""
     request = Request(request_id=request_id, kind="review.decide", batch_id=batch_id, submitted_by=reviewer,
                       payload={"reviewer": reviewer, "source": "form", "pending_only": True, "decisions": decisions})
-    with warehouse.write() as con:
+    with wh.write() as con:
         return apply_review_request(con, request)["problems"]

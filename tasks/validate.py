@@ -16,7 +16,7 @@ import polars as pl
 
 from schemas.roster import FORMULA_PREFIXES, ValidRosterRow
 from tasks.exports import write_xlsx
-from tasks.matching import fold_name_expr
+from tasks.names import fold_name_expr
 from warehouse import batches
 from warehouse.connection import insert_frame
 from warehouse.handle import Warehouse

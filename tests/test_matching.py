@@ -6,12 +6,11 @@ import datetime as dt
 
 import polars as pl
 
+from tasks.names import fold_name, fold_name_expr
 from tasks.matching import (
     MatchConfig,
     _dob_level,
     dob_agreement,
-    fold_name,
-    fold_name_expr,
     match_rows,
     nickname_equivalent,
 )

@@ -8,6 +8,7 @@ import email.policy
 import io
 import json
 import os
+import shutil
 import socket
 import stat
 from pathlib import Path
@@ -87,9 +88,12 @@ def register(warehouse: Path, tmp_path: Path, name: str, rows: list[list]) -> in
     return progress["batch_id"]
 
 
-@pytest.fixture
-def committed(warehouse_path: Path, tmp_path: Path) -> tuple[Path, int]:
-    with opened(warehouse_path) as con:
+@pytest.fixture(scope="module")
+def committed_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """A registration committed (its messages not yet built), made once for the module."""
+    folder = tmp_path_factory.mktemp("committed")
+    warehouse = folder / "warehouse.duckdb"
+    with opened(warehouse) as con:
         catalog.add_schools(con, [SCHOOL], "test")
         catalog.add_courses(con, {"ALGE1": "Algebra 1", "LV3": "Level 3"}, "test")
         catalog.set_subscriptions(con, SUB, 50, "test")
@@ -97,7 +101,16 @@ def committed(warehouse_path: Path, tmp_path: Path) -> tuple[Path, int]:
             for i, f in enumerate(["Jose", "Ana", "=1+1"], start=1)]
     rows += [roster_row(first="Sheila", last="Thompson", student_id="9", school=SCHOOL, course="LV3",
                         period="Period 2", **COOPER)]
-    return warehouse_path, register(warehouse_path, tmp_path, "Batch Fall 2012.xlsx", rows)
+    return warehouse, register(warehouse, folder, "Batch Fall 2012.xlsx", rows)
+
+
+@pytest.fixture
+def committed(committed_template: tuple[Path, int], tmp_path: Path) -> tuple[Path, int]:
+    """The committed registration's warehouse, copied for one test (each builds and sends its own way)."""
+    template, batch_id = committed_template
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(template, warehouse)
+    return warehouse, batch_id
 
 
 def attachment_frame(message) -> pl.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -24,16 +25,19 @@ PEOPLE = [("Ana", "Silva", "1", "2013-01-02"), ("Ava", "Silva", "2", "2013-01-02
           ("=HYPERLINK(\"http://x\")", "Evil", "5", "2012-02-02")]
 
 
-@pytest.fixture
-def queue(warehouse_path: Path, tmp_path: Path) -> tuple[Path, int]:
-    """A migration whose four rows without IDs wait for review; returns (warehouse, batch id)."""
-    with opened(warehouse_path) as con:
+@pytest.fixture(scope="module")
+def queue_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """A migration whose four rows without IDs wait for review, built once for the module (a
+    registration committed, then the migration matched); returns (warehouse, batch id)."""
+    folder = tmp_path_factory.mktemp("queue")
+    warehouse = folder / "warehouse.duckdb"
+    with opened(warehouse) as con:
         catalog.add_schools(con, [SCHOOL], "test")
         catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "test")
         catalog.set_subscriptions(con, SUB, 100, "test")
     year1 = [roster_row(first=f, last=l, student_id=i, dob=d, school=SCHOOL) for f, l, i, d in PEOPLE]
-    approve_and_commit(warehouse_path, start(warehouse_path, "registration", [write_roster(tmp_path / "y1.xlsx", year1)],
-                                             "Fall 2025", SUB)["batch_id"])
+    approve_and_commit(warehouse, start(warehouse, "registration", [write_roster(folder / "y1.xlsx", year1)],
+                                        "Fall 2025", SUB)["batch_id"])
     year2 = [
         roster_row(first="Aya", last="Silva", student_id=None, dob="2013-01-02"),   # one of the twins?
         roster_row(first="Ada", last="Silva", student_id=None, dob="2013-01-02"),   # the other twin?
@@ -41,9 +45,19 @@ def queue(warehouse_path: Path, tmp_path: Path) -> tuple[Path, int]:
         roster_row(first="Owen", last="Price", student_id=None, dob="2012-07-12"),  # birth date typo
         roster_row(first=PEOPLE[4][0], last="Evil", student_id="5", dob="2012-02-02"),
     ]
-    progress = start(warehouse_path, "migration", [write_roster(tmp_path / "y2.xlsx", year2)], TERM, SUB)
+    progress = start(warehouse, "migration", [write_roster(folder / "y2.xlsx", year2)], TERM, SUB)
     assert progress["match"]["review"] == 4
-    return warehouse_path, progress["batch_id"]
+    return warehouse, progress["batch_id"]
+
+
+@pytest.fixture
+def queue(queue_template: tuple[Path, int], tmp_path: Path) -> tuple[Path, int]:
+    """The review queue's warehouse, copied for one test (each decides its own way); returns
+    (warehouse, batch id)."""
+    template, batch_id = queue_template
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(template, warehouse)
+    return warehouse, batch_id
 
 
 def fill(exported: Path, decisions: dict[int, str], out: Path) -> Path:

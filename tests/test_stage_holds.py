@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import tasks.pipeline
+import tasks.ingest
 from tasks.pipeline import ingest_and_validate, open_batch
 from tests.sheets import rewrite_sheet_xml, roster_row, write_roster
 from warehouse import batches, catalog
@@ -87,14 +87,14 @@ def test_a_school_added_while_the_files_are_read_is_known_to_validation(warehous
                                                                             school="Late School")])
     wh = Warehouse(warehouse_path, who="test")
     batch = _setup(wh, sheet)
-    read_files = tasks.pipeline.read_files
+    read_files = tasks.ingest.read_files
 
     def read_while_a_school_is_added(*args):
         with Warehouse(warehouse_path, who="other").write() as con:
             catalog.add_schools(con, ["Late School"], "other")
         return read_files(*args)
 
-    monkeypatch.setattr(tasks.pipeline, "read_files", read_while_a_school_is_added)
+    monkeypatch.setattr(tasks.ingest, "read_files", read_while_a_school_is_added)
     ingest, validated = ingest_and_validate(wh, batch, [str(sheet)], None, 1000)
     assert ingest["rows_staged"] == 2 and validated["rows_valid"] == 2, validated
     # The files were read once, the catalog twice; each hold was short and none wrote while reading.

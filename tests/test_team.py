@@ -133,13 +133,32 @@ def _counts(warehouse: Path) -> dict:
     return counts
 
 
-@pytest.mark.slow
-def test_a_team_working_at_once_ends_as_the_same_work_done_one_after_another(district, tmp_path, monkeypatch):
-    lincoln = _lincoln_sheet(tmp_path / "lincoln.xlsx")
+@pytest.fixture(scope="module")
+def prepared_start(district, tmp_path_factory) -> tuple[Path, dict, str]:
+    """The state the team starts from (see ``_prepare``), made once for the module; returns the
+    warehouse, what was prepared and the approver's secret. Each test works on a copy."""
+    folder = tmp_path_factory.mktemp("team")
+    with pytest.MonkeyPatch.context() as env:
+        prepared = _prepare(folder / "w.duckdb", district, _lincoln_sheet(folder / "lincoln.xlsx"), env)
+        secret = os.environ["ROSTERFLOW_APPROVER_SECRET"]
+    return folder / "w.duckdb", prepared, secret
 
+
+def _copy_of_start(prepared_start: tuple[Path, dict, str], warehouse: Path, monkeypatch) -> dict:
+    """Copy the prepared warehouse to ``warehouse``, give commands the approver's secret, and return
+    what was prepared."""
+    template, prepared, secret = prepared_start
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(template, warehouse)
+    monkeypatch.setenv("ROSTERFLOW_APPROVER_SECRET", secret)
+    return prepared
+
+
+@pytest.mark.slow
+def test_a_team_working_at_once_ends_as_the_same_work_done_one_after_another(district, prepared_start, tmp_path,
+                                                                             monkeypatch):
     together = tmp_path / "together" / "w.duckdb"
-    together.parent.mkdir()
-    prepared = _prepare(together, district, lincoln, monkeypatch)
+    prepared = _copy_of_start(prepared_start, together, monkeypatch)
     assert prepared["items"], "the migration should have rows to review"
     start = tmp_path / "start.duckdb"
     shutil.copy(together, start)
@@ -169,9 +188,10 @@ def test_a_team_working_at_once_ends_as_the_same_work_done_one_after_another(dis
 
 
 @pytest.mark.slow
-def test_a_decision_made_while_the_warehouse_stays_busy_is_kept_and_applied_once(district, tmp_path, monkeypatch):
+def test_a_decision_made_while_the_warehouse_stays_busy_is_kept_and_applied_once(prepared_start, tmp_path,
+                                                                                monkeypatch):
     warehouse = tmp_path / "w.duckdb"
-    prepared = _prepare(warehouse, district, _lincoln_sheet(tmp_path / "lincoln.xlsx"), monkeypatch)
+    prepared = _copy_of_start(prepared_start, warehouse, monkeypatch)
     item = prepared["items"][0]
     holder = subprocess.Popen([sys.executable, "-c", (
         "import time, sys\nfrom pathlib import Path\nfrom warehouse.handle import Warehouse\n"
@@ -203,12 +223,12 @@ def test_a_decision_made_while_the_warehouse_stays_busy_is_kept_and_applied_once
     assert decided == [("decided", "new", "Rita")] and audited == [(1,)]
 
 
-def test_review_items_keep_their_numbers_when_another_commit_makes_the_batch_match_again(district, tmp_path,
+def test_review_items_keep_their_numbers_when_another_commit_makes_the_batch_match_again(prepared_start, tmp_path,
                                                                                         monkeypatch):
     """A reviewer lists the items, another batch commits (so this one is matched again before its
     next step), and the reviewer decides by the numbers listed: they still name the same rows."""
     warehouse = tmp_path / "w.duckdb"
-    prepared = _prepare(warehouse, district, _lincoln_sheet(tmp_path / "lincoln.xlsx"), monkeypatch)
+    prepared = _copy_of_start(prepared_start, warehouse, monkeypatch)
     listed = {item["review_id"]: (item["file_name"], item["excel_row"])
               for item in json.loads(_ok(warehouse, "review", "list", "2", "--json"))}
     _ok(warehouse, *approve_args(3, prepared["lincoln_plan"]))  # batch 3 commits: batch 2 is out of date

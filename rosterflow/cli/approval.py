@@ -13,13 +13,8 @@ from rosterflow.cli.intake import failure_text
 from rosterflow.cli.output import REQUEST_APPLIERS, AddCommand, apply_recorded, count_arg, print_result, working_on
 from rosterflow.settings import load_settings
 from rosterflow.cli.approvers import approver_secret, refused
-from tasks.approve import ApprovalError, decide_batch
-from tasks.approvers import ApproverError
-from tasks.commit import CommitError, commit_batch
-from tasks.messages import MessageBuildFailed, deliver
 from tasks.pipeline import advance_batch
 from tasks.plan import plan_markdown, plan_tables, plan_version
-from tasks.report import write_plan_xlsx
 from warehouse import batches, requests
 from warehouse.requests import Request
 
@@ -40,6 +35,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         tables = plan_tables(con, args.batch)
         summary = {**progress["plan"], "version": plan_version(con, args.batch)}
         if args.xlsx:
+            from tasks.report import write_plan_xlsx
+
             print(f"Plan workbook: {write_plan_xlsx(con, args.batch, Path(args.xlsx))}", file=sys.stderr)
     data = {"summary": summary, **{name: frame.to_dicts() for name, frame in tables.items()}}
     print_result(data, args.json, plan_markdown(summary, tables) + (
@@ -70,6 +67,9 @@ def apply_decision(args: argparse.Namespace, request: Request) -> int:
     """Apply a recorded approval or rejection (now, or later from the inbox): the approver gives
     their secret again (it is never recorded); an approval commits and delivers the messages. A
     batch already decided answers with its recorded decision, and one already committed says so."""
+    from tasks.approve import ApprovalError, decide_batch
+    from tasks.approvers import ApproverError
+
     decided = request.payload
     approve = request.kind == APPROVE
     secret = approver_secret(decided["approver"])
@@ -100,6 +100,9 @@ def apply_decision(args: argparse.Namespace, request: Request) -> int:
 
 
 def _commit_and_deliver(args: argparse.Namespace, batch_id: int, decision: dict) -> int:
+    from tasks.commit import CommitError, commit_batch
+    from tasks.messages import MessageBuildFailed, deliver
+
     # The commit and the messages hold the warehouse only to read and to write, never while they hash or build.
     try:
         summary = commit_batch(args.wh, batch_id, decision["approver"],

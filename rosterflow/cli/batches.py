@@ -12,7 +12,6 @@ import polars as pl
 from rosterflow.cli.intake import report_progress
 from rosterflow.cli.output import AddCommand, issue_lines, print_result, table_text, working_on
 from tasks.pipeline import advance_batch, interrupted_batches
-from tasks.validate import batch_issues, write_issue_report
 from warehouse import batches
 from warehouse.locks import lock_holder
 
@@ -39,6 +38,8 @@ def cmd_batch_list(args: argparse.Namespace) -> int:
 
 
 def cmd_batch_resume(args: argparse.Namespace) -> int:
+    from tasks.validate import batch_issues
+
     with args.wh.read() as con:
         batch = batches.get_batch(con, args.batch)
         if batch["status"] == batches.STATUS_FAILED:
@@ -59,6 +60,8 @@ def cmd_batch_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_batch_show(args: argparse.Namespace) -> int:
+    from tasks.validate import batch_issues
+
     with args.wh.read() as con:
         batch = batches.get_batch(con, args.batch)
         batch["status"] = batches.shown_status(batch["status"], lock_holder(args.warehouse, args.batch) is not None)
@@ -73,6 +76,8 @@ def cmd_batch_show(args: argparse.Namespace) -> int:
 
 
 def cmd_issues(args: argparse.Namespace) -> int:
+    from tasks.validate import batch_issues, write_issue_report
+
     with args.wh.read() as con:
         issues = batch_issues(con, args.batch)
         if args.xlsx:

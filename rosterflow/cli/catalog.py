@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 
 from rosterflow.cli.output import AddCommand, count_arg, print_result, show_query
-from tasks.messages import reconcile_plain_passwords
 from warehouse import catalog
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from tasks.messages import reconcile_plain_passwords
+
     with args.wh.write() as con:
         # Batches committed before messages were read back may still hold plain passwords.
         passwords = reconcile_plain_passwords(con)

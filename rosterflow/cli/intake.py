@@ -13,16 +13,16 @@ from typing import Any
 
 import polars as pl
 
-from flows.config import MigrationConfig, RegistrationConfig
 from rosterflow.cli.output import ACTOR_CLI, AddCommand, issue_lines, print_result, working_on
-from tasks.ingest import BatchTooLarge
 from tasks.pipeline import advance_batch, interrupted_batch_of, open_batch
-from tasks.uploads import add_upload, confirm_all_uploaded, list_uploads
-from tasks.validate import batch_issues
 from warehouse import batches
 
 
 def _run(args: argparse.Namespace, mode: str) -> int:
+    from flows.config import MigrationConfig, RegistrationConfig
+    from tasks.ingest import BatchTooLarge
+    from tasks.validate import batch_issues
+
     collecting = getattr(args, "collect", False)
     if not args.files and not collecting:
         print("error: name the roster files (or folders), or use --collect to gather uploads first.",
@@ -130,6 +130,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
+    from tasks.ingest import BatchTooLarge
+    from tasks.uploads import add_upload
+    from tasks.validate import batch_issues
+
     results = []
     with args.wh.write() as con:
         for file in args.files:
@@ -164,6 +168,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_uploads(args: argparse.Namespace) -> int:
+    from tasks.uploads import list_uploads
+
     with args.wh.read() as con:
         frame = list_uploads(con, args.batch)
     lines = [
@@ -178,6 +184,9 @@ def cmd_uploads(args: argparse.Namespace) -> int:
 
 
 def cmd_all_uploaded(args: argparse.Namespace) -> int:
+    from tasks.uploads import confirm_all_uploaded
+    from tasks.validate import batch_issues
+
     with working_on(args, args.batch):
         with args.wh.write() as con:
             confirm_all_uploaded(con, args.batch, args.by)

@@ -11,11 +11,11 @@ import polars as pl
 
 from rosterflow.cli.output import AddCommand, print_result
 from rosterflow.settings import load_settings
-from tasks.messages import (MessageBuildFailed, MessageError, build_messages, failed_builds, message_center,
-                            purge_sent_files, send_messages)
 
 
 def cmd_messages_list(args: argparse.Namespace) -> int:
+    from tasks.messages import failed_builds, message_center
+
     with args.wh.read() as con:
         messages = message_center(con, args.batch)
         builds = failed_builds(con, args.batch)
@@ -40,6 +40,8 @@ def cmd_messages_list(args: argparse.Namespace) -> int:
 
 
 def cmd_messages_build(args: argparse.Namespace) -> int:
+    from tasks.messages import MessageBuildFailed, MessageError, build_messages
+
     mail = load_settings().mail
     try:
         messages = build_messages(args.wh, args.batch, Path(args.outbox), mail)
@@ -59,6 +61,8 @@ def cmd_messages_build(args: argparse.Namespace) -> int:
 
 
 def cmd_messages_purge(args: argparse.Namespace) -> int:
+    from tasks.messages import purge_sent_files
+
     before = dt.datetime.combine(args.sent_before, dt.time())
     with args.wh.write() as con:
         result = purge_sent_files(con, before, args.actor)
@@ -77,6 +81,8 @@ def cmd_messages_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_messages_send(args: argparse.Namespace) -> int:
+    from tasks.messages import failed_builds, send_messages
+
     mail = load_settings().mail
     if not mail.smtp_host:
         print("error: no SMTP server is configured (set ROSTERFLOW_SMTP_HOST); messages stay in the outbox.",

@@ -9,7 +9,6 @@ from pathlib import Path
 from rosterflow.cli.output import REQUEST_APPLIERS, AddCommand, apply_recorded, print_result, working_on
 from tasks.pipeline import advance_batch
 from tasks.review import ReviewError, apply_review_request, review_items
-from tasks.review_sheet import export_review_xlsx, import_review_xlsx
 from warehouse import requests
 from warehouse.requests import Request
 
@@ -69,6 +68,8 @@ def apply_review_decide(args: argparse.Namespace, request: Request) -> int:
 
 
 def cmd_review_export(args: argparse.Namespace) -> int:
+    from tasks.review_sheet import export_review_xlsx
+
     with args.wh.read() as con:
         path = export_review_xlsx(con, args.batch, Path(args.xlsx), pending_only=args.pending)
     print_result({"path": str(path)}, args.json, f"Review sheet: {path} (fill the decision column, then "
@@ -77,6 +78,8 @@ def cmd_review_export(args: argparse.Namespace) -> int:
 
 
 def cmd_review_import(args: argparse.Namespace) -> int:
+    from tasks.review_sheet import import_review_xlsx
+
     with working_on(args, args.batch):
         try:
             with args.wh.write() as con:

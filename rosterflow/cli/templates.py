@@ -9,10 +9,11 @@ import re
 from pathlib import Path
 
 from rosterflow.cli.output import AddCommand
-from tasks.template import export_roster, write_template
 
 
 def cmd_template(args: argparse.Namespace) -> int:
+    from tasks.template import write_template
+
     with args.wh.read() as con:
         path = write_template(con, args.out)
     print(f"Template written to {path}")
@@ -26,6 +27,8 @@ def roster_file_name(school: str) -> str:
 
 
 def cmd_export_roster(args: argparse.Namespace) -> int:
+    from tasks.template import export_roster
+
     out = args.out or Path(roster_file_name(args.school))
     with args.wh.read() as con:
         path, count = export_roster(con, args.school, out)
