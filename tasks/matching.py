@@ -187,7 +187,9 @@ def deletion_keys_expr(column: str) -> pl.Expr:
     forms = pl.concat_list([
         name, name.str.slice(1), name.str.slice(0, 1) + name.str.slice(2),
         name.str.slice(0, pl.max_horizontal(name.str.len_chars().cast(pl.Int64) - 1, pl.lit(0))),
-    ]).list.unique().list.eval(pl.element().filter(pl.element() != ""))
+    ])
+    # Repeated and empty forms are dropped after the blocking pass explodes the list, where it is
+    # cheaper than on every name here.
     return pl.when(name != "").then(forms).otherwise(pl.lit([], dtype=pl.List(pl.String)))
 
 
@@ -275,8 +277,8 @@ def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str]) -> pl.Lazy
     if "nick_key" in columns:
         side = side.explode("nick_keys").rename({"nick_keys": "nick_key"})
     for column in columns:
-        if column.endswith("_deletes"):  # one row per form of the name (see ``deletions``)
-            side = side.explode(column)
+        if column.endswith("_deletes"):  # one row per form of the name (see ``deletion_keys_expr``)
+            side = side.explode(column).filter(pl.col(column) != "").unique()
     side = side.drop_nulls(columns)
     text_columns = [c for c in columns if frame.schema.get(c, pl.String) == pl.String]
     if text_columns:
@@ -630,6 +632,10 @@ def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
         & ~(pl.any_horizontal([pl.col(c) == "exact" for c in ID_COLUMNS])
             & (pl.sum_horizontal([pl.col(c).is_in(["exact", "leading zeros", "one edit"]).cast(pl.Int8)
                                   for c in ID_COLUMNS]) >= 2)),
+        # Names alone, with no birth date and no identifier to compare, never link: two children
+        # with one name are common, and nothing here tells them apart.
+        names_only=(pl.col("date_of_birth") == "missing") & ~pl.any_horizontal(
+            [pl.col(c).is_in(["exact", "leading zeros", "one edit"]) for c in ID_COLUMNS]),
         agreement=explain_expr(),
     )
 
@@ -652,6 +658,7 @@ def _fuzzy_decisions(ranked: pl.DataFrame, config: MatchConfig, unavailable_twin
         pl.col("student_key").first(), pl.col("probability").first(),
         pl.col("probability").get(1, null_on_oob=True).alias("second"), pl.col("namesake").first(),
         pl.col("id_conflict").first(), pl.col("exact_name").first(), pl.col("sibling_like").first(),
+        pl.col("names_only").first(),
         pl.col("twin_group").first(), pl.col("agreement").first(),
     )
     twins = best.with_columns(twin=pl.col("twin_group").is_not_null())
@@ -675,6 +682,8 @@ def _fuzzy_decisions(ranked: pl.DataFrame, config: MatchConfig, unavailable_twin
             "the names and birth date point here but the {} differs beyond a typing slip", pl.col("id_conflict")))
         .when(pl.col("twin") & ~pl.col("exact_name")).then(pl.lit(
             "a twin or sibling shares the last name and date of birth, and the name is not identical"))
+        .when(pl.col("names_only")).then(pl.lit(
+            "only the names can be compared (no birth date, no ID): a person decides"))
         .when(pl.col("sibling_like")).then(pl.lit(
             "same last name and birth date (or none to tell) but another first name: this could be a twin or sibling"))
     )

@@ -41,8 +41,8 @@ def queue_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]
     year2 = [
         roster_row(first="Aya", last="Silva", student_id=None, dob="2013-01-02"),   # one of the twins?
         roster_row(first="Ada", last="Silva", student_id=None, dob="2013-01-02"),   # the other twin?
-        roster_row(first="Mia", last="Clark", student_id=None, dob="2014-09-03"),   # birth date typo
-        roster_row(first="Owen", last="Price", student_id=None, dob="2012-07-12"),  # birth date typo
+        roster_row(first="Mia", last="Clark", student_id=None, dob=None),   # no birth date: names alone
+        roster_row(first="Owen", last="Price", student_id=None, dob=None),  # no birth date: names alone
         roster_row(first=PEOPLE[4][0], last="Evil", student_id="5", dob="2012-02-02"),
     ]
     progress = start(warehouse, "migration", [write_roster(folder / "y2.xlsx", year2)], TERM, SUB)
@@ -83,7 +83,7 @@ def test_a_filled_sheet_applies_every_decision_and_audits_it(queue, tmp_path: Pa
     # Each item with its provenance, the reason and the candidates side by side.
     assert sheet.height == 4 and sheet["file"].to_list() == ["y2.xlsx"] * 4
     assert sheet["excel_row"].to_list() == ["2", "3", "4", "5"]
-    assert "below the automatic" in sheet["reason"][0] and "typo" in sheet["reason"][2]
+    assert "two candidates are close" in sheet["reason"][0] and "only the names" in sheet["reason"][2]
     assert {sheet["candidate 1 first name"][0], sheet["candidate 2 first name"][0]} == {"Ana", "Ava"}
     assert sheet["candidate 1 date of birth"][2].startswith("2014-03-09")
 
@@ -170,8 +170,9 @@ def test_exported_cells_never_run_as_formulas_and_differences_are_bold_in_the_fo
     # neighbours' names are plain; no cell of the export is a formula.
     text = pl.read_excel(exported, sheet_name="Review", infer_schema_length=0)
     assert not any(str(v).startswith("=") for col in text.columns for v in text[col].drop_nulls())
-    # In the Prefect form, a candidate's differing fields are bold: Mia's birth date, not her name.
-    assert "| Mia | Clark | **2014-03-09** |" in markdown
+    # In the Prefect form, a candidate's differing fields are bold: Ana's first name (the row says
+    # Aya), not her last name or birth date.
+    assert "| **Ana** | Silva | 2013-01-02 |" in markdown, markdown
 
 
 def test_the_command_line_exports_and_imports(queue, tmp_path: Path, run_cli):

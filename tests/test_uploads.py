@@ -68,7 +68,7 @@ def test_a_held_migration_takes_the_corrected_sheet_and_keeps_the_review_decisio
              roster_row(first="Owen", last="Price", student_id="4", dob="2012-07-21")]
     approve_and_commit(warehouse_path, start(warehouse_path, "registration", [write_roster(tmp_path / "y1.xlsx", year1)],
                                              "Fall 2025", "K12")["batch_id"])
-    mia = roster_row(first="Mia", last="Clark", student_id=None, dob="2014-09-03")  # a birth-date typo: review
+    mia = roster_row(first="Mia", last="Clark", student_id=None, dob=None)  # no birth date: names alone, a question
     bad = roster_row(first="Zed", last="Stone", student_id="9", dob="03/04/2015")  # invalid: holds the school
     owen = roster_row(first="Owen", last="Price", student_id="4", dob="2012-07-21")
     (tmp_path / "fixed").mkdir()
