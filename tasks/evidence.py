@@ -426,7 +426,7 @@ SESSIONS = (
 
 
 def train(incoming: pl.DataFrame, existing: pl.DataFrame, *, prior_pairs: float = 200.0,
-          u_pairs: int = 30_000, sample_rows: int = 2000, max_session_pairs: int = 100_000,
+          u_pairs: int = 20_000, sample_rows: int = 1000, max_session_pairs: int = 50_000,
           iterations: int = 20, learn: bool = True, seed: int = 0) -> Evidence:
     """Estimate the model on a district's data (``prepare``-d frames): u from random pairs, m and
     the match share by EM sessions, the prior weighing ``prior_pairs`` matched pairs."""

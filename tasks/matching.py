@@ -156,7 +156,6 @@ def prepare(frame: pl.DataFrame) -> pl.DataFrame:
         schema={"first_key": pl.String, "nick_keys": pl.List(pl.String)},
     )
     folded = folded.join(nick, on="first_key", how="left")
-    folded = folded.with_columns(first_deletes=deletion_keys_expr("first_key"), last_deletes=deletion_keys_expr("last_key"))
     return folded.with_columns(
         # The name's words in order, so swapped first and last names meet in one block.
         name_tokens=pl.concat_str(["first_key", "last_key"], separator=" ").str.split(" ").list.sort().list.join(" "),
@@ -269,11 +268,25 @@ BLOCKING_RULES: dict[str, list[str] | tuple[list[str], list[str]]] = {
 TYPO_KEYS = ("year_month", "year_day", "month_day", "year_month_day_set", "digit_counts")
 
 
-def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str]) -> pl.LazyFrame:
-    """One side of a blocking pass: the record key, a hash of the blocking keys, the birth date."""
-    side = frame.lazy().select(key, "date_of_birth",
-                               *[c for c in columns if c not in ("nick_key", "date_of_birth")],
-                               *(["nick_keys"] if "nick_key" in columns else []))
+# Passes whose blocks are a name and a form of the other name (a few records each): joined on the
+# block alone, the definite-no rule filtering after, which is cheaper than the typo-key joins.
+NARROW_PASSES = frozenset({
+    "name_tokens", "nickname_last", "last_first_deletes", "first_last_deletes", "swapped_last_first_deletes",
+    "swapped_first_last_deletes", "first_last_ends", "swapped_first_last_initial", "swapped_last_first_initial",
+})
+
+
+def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str], keep: pl.Expr | None = None) -> pl.LazyFrame:
+    """One side of a blocking pass: the record key, a hash of the blocking keys, the birth date
+    (of the records ``keep`` selects, if given)."""
+    lazy = frame.lazy()
+    if keep is not None:
+        lazy = lazy.filter(keep)
+    # A name's deletion forms are made here, for the records a pass keeps, not for every record.
+    lazy = lazy.with_columns([deletion_keys_expr(c.removesuffix("_deletes") + "_key").alias(c)
+                              for c in columns if c.endswith("_deletes")])
+    side = lazy.select(key, "date_of_birth", *[c for c in columns if c not in ("nick_key", "date_of_birth")],
+                       *(["nick_keys"] if "nick_key" in columns else []))
     if "nick_key" in columns:
         side = side.explode("nick_keys").rename({"nick_keys": "nick_key"})
     for column in columns:
@@ -319,15 +332,21 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
         left_keys, right_keys = rule if isinstance(rule, tuple) else (rule, rule)
         keys = left_keys
         left = _blocking_side(incoming, "row_no", left_keys).rename({"date_of_birth": "dob_in"})
-        # Only existing records sharing a block with some incoming row can pair: one semi-join
-        # shrinks the large side before the narrower joins below.
-        right = (_blocking_side(existing, "student_key", right_keys).rename({"date_of_birth": "dob_ex"})
+        # Only existing records sharing a block with some incoming row can pair: they are first cut
+        # down to those sharing one plain key with some row (before any list of name forms is
+        # exploded and hashed), then one semi-join on the block shrinks them before the joins below.
+        plain = [(lk, rk) for lk, rk in zip(left_keys, right_keys) if not lk.endswith(("_deletes", "nick_key"))]
+        shared = None
+        if plain:
+            lk, rk = plain[0]
+            shared = pl.col(rk).is_in(incoming[lk].drop_nulls().unique().implode())
+        right = (_blocking_side(existing, "student_key", right_keys, shared).rename({"date_of_birth": "dob_ex"})
                  .join(left.select("block").unique(), on="block", how="semi"))
-        left, right = _with_typo_keys(left, "dob_in"), _with_typo_keys(right, "dob_ex")
-        if not drop_definite_no or any(k in keys for k in ("date_of_birth", "birth_year", "dob_if_no_first",
-                                                          "dob_if_no_last")):
+        if (not drop_definite_no or name in NARROW_PASSES
+                or any(k in keys for k in ("date_of_birth", "birth_year", "dob_if_no_first", "dob_if_no_last"))):
             pairs.append(_block_join(left, right, ["block"]))
             continue
+        left, right = _with_typo_keys(left, "dob_in"), _with_typo_keys(right, "dob_ex")
         dated_in, dated_ex = left.filter(pl.col("dob_in").is_not_null()), right.filter(pl.col("dob_ex").is_not_null())
         for typo_key in TYPO_KEYS:
             pairs.append(_block_join(dated_in, dated_ex, ["block", typo_key]))
