@@ -140,14 +140,10 @@ def generate_district(out_dir: Path, seed: int = 2026, students_per_school: int 
                 row.update(student_first=person["student_last"], student_last=person["student_first"],
                            student_id=None, ssid=None)
             elif fate == "review":
-                birth = person["date_of_birth"]
-                # A typo-like date: day and month swapped, or the day's last digit one off.
-                if birth.day <= 12 and birth.day != birth.month:
-                    swapped = dt.date(birth.year, birth.day, birth.month)
-                else:
-                    swapped = birth.replace(day=birth.day + 1 if birth.day % 10 != 9 else birth.day - 1)
-                row.update(student_first=person["student_first"][:-1] + "e", date_of_birth=swapped,
-                           student_id=None, ssid=None)
+                # Another first name one letter off, the same birth date and no ID: what a twin would
+                # look like, so a person decides.
+                first = person["student_first"]
+                row.update(student_first=first[:-1] + ("a" if first.endswith("e") else "e"), student_id=None, ssid=None)
             # Migration sheets are typed by teachers: dates arrive as text, one of them ambiguous.
             if fate == "invalid":
                 row["date_of_birth"] = person["date_of_birth"].strftime("%m/%d/%Y")
