@@ -597,6 +597,9 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
     return decisions, candidates
 
 
+PAIRS_PER_SLICE = 500_000
+
+
 def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, evidence: Evidence,
                 keep: pl.DataFrame | None = None) -> pl.DataFrame:
     """Weigh candidate pairs by Fellegi-Sunter evidence: each field's level and weight, the pair's
@@ -605,7 +608,10 @@ def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
     Pairs whose birth dates differ beyond a typo are ruled out (a hard guard, whatever the names
     say), except the pairs in ``keep`` (a row's identifier hits, which a reviewer must see).
     """
-    levelled = pair_levels(pairs, incoming, existing)
+    # In slices: the string distances need each slice's names as Python strings, and a million-row
+    # district's candidate pairs all at once would hold gigabytes of them.
+    levelled = pl.concat([pair_levels(chunk, incoming, existing) for chunk in pairs.iter_slices(PAIRS_PER_SLICE)]
+                         or [pair_levels(pairs, incoming, existing)])
     ruled_out = pl.col("date_of_birth") == "different"
     if keep is not None and keep.height:
         kept = keep.select("row_no", "student_key", keep_pair=pl.lit(True))
