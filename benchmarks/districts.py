@@ -211,20 +211,21 @@ def _noise_swap_typo(rng: random.Random, row: dict, draw: NameDrawer) -> bool:
     return True
 
 
-def _noise_dob_boundary_digits(rng: random.Random, row: dict, draw: NameDrawer) -> bool:
-    swapped = _swap_dob_digits(rng, row["date_of_birth"], BOUNDARY_SWAPS) if row["date_of_birth"] else None
-    if swapped is None:
-        return False
-    row["date_of_birth"] = swapped
-    return True
+def _dob_digit_swap(positions: tuple[tuple[int, int], ...]):
+    """A noise that swaps two of the birth date's digits at one of ``positions``."""
+
+    def apply(rng: random.Random, row: dict, draw: NameDrawer) -> bool:
+        swapped = _swap_dob_digits(rng, row["date_of_birth"], positions) if row["date_of_birth"] else None
+        if swapped is None:
+            return False
+        row["date_of_birth"] = swapped
+        return True
+
+    return apply
 
 
-def _noise_dob_across_fields(rng: random.Random, row: dict, draw: NameDrawer) -> bool:
-    swapped = _swap_dob_digits(rng, row["date_of_birth"], ACROSS_FIELD_SWAPS) if row["date_of_birth"] else None
-    if swapped is None:
-        return False
-    row["date_of_birth"] = swapped
-    return True
+_noise_dob_boundary_digits = _dob_digit_swap(BOUNDARY_SWAPS)
+_noise_dob_across_fields = _dob_digit_swap(ACROSS_FIELD_SWAPS)
 
 
 def _noise_last_typo(rng: random.Random, row: dict, draw: NameDrawer) -> bool:

@@ -99,3 +99,14 @@ def add_district_catalog(warehouse: Path, district) -> Path:
         catalog.add_courses(con, district.courses, "test")
         catalog.set_subscriptions(con, district.subscription_type, district.subscriptions_available, "test")
     return warehouse
+
+
+def add_catalog(warehouse: Path, schools: list[str], courses: dict[str, str], subscription: str, seats: int) -> Path:
+    """Give a new warehouse its schools, courses and one subscription with ``seats`` seats."""
+    from warehouse import catalog
+
+    with opened(warehouse) as con:
+        catalog.add_schools(con, schools, "test")
+        catalog.add_courses(con, courses, "test")
+        catalog.set_subscriptions(con, subscription, seats, "test")
+    return warehouse

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.batch_helpers import approve_and_commit, start
+from tests.batch_helpers import add_catalog, approve_and_commit, start
 from tests.sheets import roster_row, write_roster
-from warehouse import catalog
 from warehouse.handle import opened
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,10 +45,7 @@ def review_queue(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
     """A committed registration, then a migration whose two rows without IDs wait for review."""
     folder = tmp_path_factory.mktemp("imports")
     warehouse = folder / "warehouse.duckdb"
-    with opened(warehouse) as con:
-        catalog.add_schools(con, [SCHOOL], "test")
-        catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "test")
-        catalog.set_subscriptions(con, SUB, 100, "test")
+    add_catalog(warehouse, [SCHOOL], {"ALGE1": "Algebra 1"}, SUB, 100)
     year1 = [roster_row(first="Mia", last="Clark", student_id="3", dob="2014-03-09"),
              roster_row(first="Owen", last="Price", student_id="4", dob="2012-07-21")]
     approve_and_commit(warehouse, start(warehouse, "registration", [write_roster(folder / "y1.xlsx", year1)],

@@ -22,9 +22,8 @@ from tasks.credentials import verify_password
 from tasks import messages as messages_module
 from tasks.messages import (ROSTER_COLUMNS, MailSettings, MessageBuildFailed, build_messages, deliver, message_center,
                             purge_sent_files, read_back_credentials, send_messages)
-from tests.batch_helpers import approve_and_commit, approve_args, start
+from tests.batch_helpers import add_catalog, approve_and_commit, approve_args, start
 from tests.sheets import roster_row, write_roster
-from warehouse import catalog
 from warehouse.handle import Warehouse, opened
 
 SCHOOL, SUB = "ABC High School", "K12 - One Month"
@@ -93,10 +92,7 @@ def committed_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
     """A registration committed (its messages not yet built), made once for the module."""
     folder = tmp_path_factory.mktemp("committed")
     warehouse = folder / "warehouse.duckdb"
-    with opened(warehouse) as con:
-        catalog.add_schools(con, [SCHOOL], "test")
-        catalog.add_courses(con, {"ALGE1": "Algebra 1", "LV3": "Level 3"}, "test")
-        catalog.set_subscriptions(con, SUB, 50, "test")
+    add_catalog(warehouse, [SCHOOL], {"ALGE1": "Algebra 1", "LV3": "Level 3"}, SUB, 50)
     rows = [roster_row(first=f, last="Dias", student_id=str(i), school=SCHOOL, **MORGAN)
             for i, f in enumerate(["Jose", "Ana", "=1+1"], start=1)]
     rows += [roster_row(first="Sheila", last="Thompson", student_id="9", school=SCHOOL, course="LV3",

@@ -13,9 +13,8 @@ from tasks.exports import write_xlsx
 from tasks.plan import PlanError, build_plan
 from tasks.review import close_review, decide_review, review_items, review_markdown
 from tasks.review_sheet import ReviewImportError, export_review_xlsx, import_review_xlsx
-from tests.batch_helpers import approve_and_commit, start
+from tests.batch_helpers import add_catalog, approve_and_commit, start
 from tests.sheets import roster_row, write_roster
-from warehouse import catalog
 from warehouse.handle import Warehouse, opened
 
 SCHOOL, TERM, SUB = "ABC High School", "Fall 2026", "K12"
@@ -31,10 +30,7 @@ def queue_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]
     registration committed, then the migration matched); returns (warehouse, batch id)."""
     folder = tmp_path_factory.mktemp("queue")
     warehouse = folder / "warehouse.duckdb"
-    with opened(warehouse) as con:
-        catalog.add_schools(con, [SCHOOL], "test")
-        catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "test")
-        catalog.set_subscriptions(con, SUB, 100, "test")
+    add_catalog(warehouse, [SCHOOL], {"ALGE1": "Algebra 1"}, SUB, 100)
     year1 = [roster_row(first=f, last=l, student_id=i, dob=d, school=SCHOOL) for f, l, i, d in PEOPLE]
     approve_and_commit(warehouse, start(warehouse, "registration", [write_roster(folder / "y1.xlsx", year1)],
                                         "Fall 2025", SUB)["batch_id"])
