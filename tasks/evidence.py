@@ -119,24 +119,51 @@ def _cpdist(left: pl.Series | list, right: pl.Series | list, scorer) -> np.ndarr
     return process.cpdist(left, right, scorer=scorer, workers=-1)
 
 
+def jaro_winkler(a: str, b: str) -> pl.Expr:
+    """Jaro-Winkler similarity (0-1, prefix weight 0.1) of two string columns, computed on the
+    Arrow columns (the same values as rapidfuzz's ``JaroWinkler.normalized_similarity``)."""
+    import polars_ds  # imported here: commands that never match names do not pay for it
+
+    return polars_ds.str_jw(a, b)
+
+
+def osa_distance(a: str, b: str) -> pl.Expr:
+    """Optimal string alignment distance (insertions, deletions, substitutions, neighbours
+    swapped) of two string columns."""
+    import polars_ds
+
+    return polars_ds.str_osa(a, b).cast(pl.Int32)
+
+
+def _code(ladder: tuple[str, ...], level: str) -> pl.Expr:
+    return pl.lit(len(ladder) if level == MISSING else ladder.index(level), dtype=pl.Int8)
+
+
 def name_level(folded_a: str, folded_b: str, raw_a: str, raw_b: str, jw: pl.Expr, osa: pl.Expr,
-               nickname: pl.Expr | None, part: pl.Expr | None, part_level: str = "") -> pl.Expr:
-    """The ladder of a name on columns: exact, accent or case, nickname / double-surname part, one
-    keystroke, Jaro-Winkler bands, different; missing when either side is empty."""
+               nickname: pl.Expr | None, part: pl.Expr | None, ladder: tuple[str, ...] = NAME_LEVELS) -> pl.Expr:
+    """The ladder of a name on columns, as the level's position in ``ladder`` (its length for
+    missing): exact, accent or case, nickname / double-name part, one keystroke, Jaro-Winkler
+    bands, different; missing when either side is empty."""
     a, b = pl.col(folded_a), pl.col(folded_b)
-    level = (pl.when((a == "") | (b == "")).then(pl.lit(MISSING))
-             .when((a == b) & (pl.col(raw_a) == pl.col(raw_b))).then(pl.lit("exact"))
-             .when(a == b).then(pl.lit("accent or case")))
+    level = (pl.when((a == "") | (b == "")).then(_code(ladder, MISSING))
+             .when((a == b) & (pl.col(raw_a) == pl.col(raw_b))).then(_code(ladder, "exact"))
+             .when(a == b).then(_code(ladder, "accent or case")))
     if nickname is not None:
-        level = level.when(nickname).then(pl.lit("nickname"))
-    level = level.when(osa <= 1).then(pl.lit("one keystroke"))
+        level = level.when(nickname).then(_code(ladder, "nickname"))
+    level = level.when(osa <= 1).then(_code(ladder, "one keystroke"))
     if part is not None:
-        level = level.when(part).then(pl.lit(part_level))
+        level = level.when(part).then(_code(ladder, "part of a double surname" if ladder is LAST_LEVELS
+                                            else "part of a double name"))
     return (level
-            .when(jw >= 0.92).then(pl.lit("similar 0.92"))
-            .when(jw >= 0.85).then(pl.lit("similar 0.85"))
-            .when(jw >= 0.70).then(pl.lit("similar 0.70"))
-            .otherwise(pl.lit("different")))
+            .when(jw >= 0.92).then(_code(ladder, "similar 0.92"))
+            .when(jw >= 0.85).then(_code(ladder, "similar 0.85"))
+            .when(jw >= 0.70).then(_code(ladder, "similar 0.70"))
+            .otherwise(_code(ladder, "different")))
+
+
+def level_names(code: pl.Expr, ladder: tuple[str, ...]) -> pl.Expr:
+    """A level code (``name_level``, ``dob_levels``) as its name."""
+    return code.replace_strict(dict(enumerate((*ladder, MISSING))), return_dtype=pl.String)
 
 
 def dob_levels(left: pl.Series, right: pl.Series) -> pl.Series:
@@ -144,44 +171,63 @@ def dob_levels(left: pl.Series, right: pl.Series) -> pl.Series:
     digit comparisons is hundreds of times slower): exact, day and month swapped, one digit, two
     digits transposed anywhere in YYYYMMDD (across the month/day boundary too: 1933-02-12 typed
     as 1933-01-22), different; missing."""
+    return pl.Series(dob_codes(left, right)).replace_strict(
+        dict(enumerate((*DOB_LEVELS, MISSING))), return_dtype=pl.String)
+
+
+def dob_codes(left: pl.Series, right: pl.Series) -> np.ndarray:
+    """``dob_levels`` as positions in ``DOB_LEVELS`` (its length for missing)."""
     missing = (left.is_null() | right.is_null()).to_numpy()
     a = _yyyymmdd(left)
     b = _yyyymmdd(right)
+    codes = np.where(missing, len(DOB_LEVELS), np.where(a == b, 0, DOB_LEVELS.index("different"))).astype(np.int8)
+    # Only the dates that differ need their digits (most candidate pairs share the date).
+    todo = np.flatnonzero(~missing & (a != b))
+    a, b = a[todo], b[todo]
     powers = 10 ** np.arange(8, dtype=np.int64)
     digit_a = (a[:, None] // powers) % 10
     digit_b = (b[:, None] // powers) % 10
-    off = digit_a != digit_b
-    digits_off = off.sum(axis=1)
-    # Two digits swapped anywhere: exactly two differ and the digits are the same ones.
-    transposed = (digits_off == 2) & (np.sort(digit_a, axis=1) == np.sort(digit_b, axis=1)).all(axis=1)
+    digits_off = (digit_a != digit_b).sum(axis=1)
+    # Two digits swapped anywhere: exactly two differ and the digits are the same ones (how
+    # often each digit occurs, four bits per digit, is equal).
+    histogram_a = (np.int64(1) << (4 * digit_a)).sum(axis=1)
+    histogram_b = (np.int64(1) << (4 * digit_b)).sum(axis=1)
+    transposed = (digits_off == 2) & (histogram_a == histogram_b)
     year_a, month_a, day_a = a // 10000, a // 100 % 100, a % 100
     year_b, month_b, day_b = b // 10000, b // 100 % 100, b % 100
     swapped = (year_a == year_b) & (month_a == day_b) & (day_a == month_b)
-    codes = np.select([missing, a == b, swapped, digits_off == 1, transposed],
-                      [5, 0, 1, 2, 3], default=4)
-    return pl.Series(codes, dtype=pl.Int8).replace_strict(
-        dict(enumerate((*DOB_LEVELS[:4], "different", MISSING))), return_dtype=pl.String)
+    codes[todo] = np.select([swapped, digits_off == 1, transposed], [1, 2, 3], default=4)
+    return codes
 
 
 def _yyyymmdd(dates: pl.Series) -> np.ndarray:
-    number = dates.dt.year().cast(pl.Int64) * 10000 + dates.dt.month().cast(pl.Int64) * 100 + dates.dt.day().cast(pl.Int64)
-    return number.fill_null(0).to_numpy()
+    return (dates.dt.year().cast(pl.Int64) * 10000 + dates.dt.month().cast(pl.Int64) * 100
+            + dates.dt.day().cast(pl.Int64)).fill_null(0).to_numpy()
 
 
-def id_level(left: str, right: str, edits: str) -> pl.Expr:
-    """The identifier ladder: exact, equal but for leading zeros (a spreadsheet dropped them), one
-    edit, two edits (insertions, deletions, substitutions, neighbours swapped), different."""
+def id_levels(frame: pl.DataFrame, left: str, right: str) -> pl.Series:
+    """The identifier ladder of two ID columns: exact, equal but for leading zeros (a spreadsheet
+    dropped them), one edit, two edits (insertions, deletions, substitutions, neighbours
+    swapped), different; missing. Only IDs that differ are compared further (few pairs)."""
     a, b = pl.col(left), pl.col(right)
-    return (pl.when(a.is_null() | b.is_null()).then(pl.lit(MISSING))
-            .when(a == b).then(pl.lit("exact"))
-            .when(a.str.strip_chars_start("0") == b.str.strip_chars_start("0")).then(pl.lit("leading zeros"))
+    codes = frame.select(pl.when(a.is_null() | b.is_null()).then(pl.lit(5, pl.Int8))
+                         .when(a == b).then(pl.lit(0, pl.Int8)).otherwise(pl.lit(4, pl.Int8))).to_series().to_numpy().copy()
+    differ = np.flatnonzero(codes == 4)
+    if len(differ):
+        ids = frame.select(a.str.strip_chars_start("0").alias("a"), b.str.strip_chars_start("0").alias("b"),
+                           shortest=pl.min_horizontal(a.str.len_chars(), b.str.len_chars()))[differ]
+        # The distance is a column of its own before any branch reads it: inside a when/then
+        # branch the plugin may be handed rows the branch masks out.
+        ids = ids.with_columns(edits=osa_distance("a", "b"))
+        shortest, edits = pl.col("shortest"), pl.col("edits")
+        codes[differ] = ids.select(
+            pl.when(pl.col("a") == pl.col("b")).then(pl.lit(1, pl.Int8))
             # A slip needs an ID long enough for the rest to say something (A and B are not one
             # edit apart in any useful sense).
-            .when((pl.col(edits) <= 1) & (pl.min_horizontal(a.str.len_chars(), b.str.len_chars()) >= 4))
-            .then(pl.lit("one edit"))
-            .when((pl.col(edits) <= 2) & (pl.min_horizontal(a.str.len_chars(), b.str.len_chars()) >= 6))
-            .then(pl.lit("two edits"))
-            .otherwise(pl.lit("different")))
+            .when((edits <= 1) & (shortest >= 4)).then(pl.lit(2, pl.Int8))
+            .when((edits <= 2) & (shortest >= 6)).then(pl.lit(3, pl.Int8))
+            .otherwise(pl.lit(4, pl.Int8))).to_series().to_numpy()
+    return pl.Series(codes).replace_strict(dict(enumerate((*ID_LEVELS, MISSING))), return_dtype=pl.String)
 
 
 def with_levels(pairs: pl.DataFrame, swaps: bool = True) -> pl.DataFrame:
@@ -192,73 +238,103 @@ def with_levels(pairs: pl.DataFrame, swaps: bool = True) -> pl.DataFrame:
     columns. Names are compared straight and swapped; the swapped reading is taken when it is
     clearly the better one (``swapped`` is then true).
     """
-    jw, osa = JaroWinkler.normalized_similarity, OSA.distance
-    same_first = pl.col("first_in") == pl.col("first_ex")
-    same_last = pl.col("last_in") == pl.col("last_ex")
+    same_names = (pl.col("first_in") == pl.col("first_ex")) & (pl.col("last_in") == pl.col("last_ex"))
     # String distances are the costly part: pairs with both names equal (most of them) skip them.
-    differing = pairs.filter(~(same_first & same_last))
-    # Each column goes to Python once (the conversion costs as much as the distances).
-    text = {c: differing[c].to_list() for c in ("first_in", "first_ex", "last_in", "last_ex")}
+    differing = _differing_levels(pairs.filter(~same_names), swaps)
+    missing_first, missing_last = len(NAME_LEVELS), len(LAST_LEVELS)
+    equal = pairs.filter(same_names).with_columns(
+        first_name=pl.when(pl.col("first_in") == "").then(pl.lit(missing_first, pl.Int8))
+        .when(pl.col("first_raw_in") == pl.col("first_raw_ex")).then(pl.lit(0, pl.Int8)).otherwise(pl.lit(1, pl.Int8)),
+        last_name=pl.when(pl.col("last_in") == "").then(pl.lit(missing_last, pl.Int8))
+        .when(pl.col("last_raw_in") == pl.col("last_raw_ex")).then(pl.lit(0, pl.Int8)).otherwise(pl.lit(1, pl.Int8)),
+        swapped=pl.lit(False))
+    joined = pl.concat([equal, differing], how="vertical")
+    return joined.with_columns(
+        first_name=level_names(pl.col("first_name"), NAME_LEVELS),
+        last_name=level_names(pl.col("last_name"), LAST_LEVELS),
+        date_of_birth=pl.Series(dob_codes(joined["dob_in"], joined["dob_ex"])).replace_strict(
+            dict(enumerate((*DOB_LEVELS, MISSING))), return_dtype=pl.String),
+        **{column: id_levels(joined, f"{column}_in", f"{column}_ex") for column in ID_COLUMNS},
+    )
+
+
+def _on_some(frame: pl.DataFrame, where: pl.Expr, flag: pl.Expr) -> pl.Series:
+    """``flag`` for the pairs ``where`` selects, false elsewhere: what costs a string distance or a
+    list intersection is computed only where it can be true."""
+    out = np.zeros(frame.height, dtype=bool)
+    picked = np.flatnonzero(frame.select(where.fill_null(False)).to_series().to_numpy())
+    if len(picked):
+        # Only the columns the flag reads are gathered (the frame is wide).
+        columns = frame.select(flag.meta.root_names())[picked]
+        out[picked] = columns.select(flag.fill_null(False)).to_series().to_numpy()
+    return pl.Series(out)
+
+
+def _one_keystroke(frame: pl.DataFrame, a: str, b: str, jw: str) -> pl.Series:
+    """OSA distance at most 1. One keystroke keeps the lengths within one, and keeps Jaro-Winkler
+    at 0.55 or more once both names have three letters (the worst case, two neighbours swapped
+    at the start of a three-letter name, scores 0.56; four letters or more score 0.8 or more):
+    only such pairs are measured."""
+    length_a, length_b = pl.col(a).str.len_chars().cast(pl.Int32), pl.col(b).str.len_chars().cast(pl.Int32)
+    possible = ((length_a - length_b).abs() <= 1) & ((pl.col(jw) >= 0.55) | (pl.min_horizontal(length_a, length_b) <= 3))
+    return _on_some(frame, possible, osa_distance(a, b) <= 1)
+
+
+def _shares_word(frame: pl.DataFrame, a: str, b: str) -> pl.Series:
+    """The two names share a word (one part of a double name); only names with a space can
+    share a word without being equal."""
+    spaced = pl.col(a).str.contains(" ", literal=True) | pl.col(b).str.contains(" ", literal=True)
+    words = pl.col(a).str.split(" ").list.set_intersection(pl.col(b).str.split(" ")).list.len() > 0
+    return _on_some(frame, spaced & (pl.col(a) != "") & (pl.col(b) != ""), words)
+
+
+def _differing_levels(differing: pl.DataFrame, swaps: bool) -> pl.DataFrame:
+    """Name levels (codes) of pairs whose names are not both equal, straight and, where it may
+    be the better reading, swapped."""
     readings = {"first": ("first_in", "first_ex"), "last": ("last_in", "last_ex")}
     if swaps:
-        readings |= {"swap_first": ("first_in", "last_ex"), "swap_last": ("last_in", "first_ex")}
-    distances = {}
-    for name, (a, b) in readings.items():
-        distances[f"{name}_jw"] = _cpdist(text[a], text[b], jw)
-        distances[f"{name}_osa"] = _cpdist(text[a], text[b], osa)
-    if not swaps:
-        distances |= {"swap_first_jw": np.zeros(differing.height), "swap_first_osa": np.full(differing.height, 99),
-                      "swap_last_jw": np.zeros(differing.height), "swap_last_osa": np.full(differing.height, 99)}
-    differing = differing.with_columns(
-        [pl.Series(k, v, dtype=pl.Float64 if k.endswith("jw") else pl.Int32) for k, v in distances.items()])
-    equal = pairs.filter(same_first & same_last).with_columns(
-        first_jw=pl.lit(1.0), first_osa=pl.lit(0, pl.Int32), last_jw=pl.lit(1.0), last_osa=pl.lit(0, pl.Int32),
-        swap_first_jw=pl.lit(0.0), swap_first_osa=pl.lit(99, pl.Int32), swap_last_jw=pl.lit(0.0),
-        swap_last_osa=pl.lit(99, pl.Int32))
-    joined = pl.concat([equal, differing], how="vertical")
-    nickname = pl.col("nick_in").list.set_intersection(pl.col("nick_ex")).list.len() > 0
-    part = (pl.col("last_in").str.split(" ").list.set_intersection(pl.col("last_ex").str.split(" ")).list.len() > 0)
-    first_part = (pl.col("first_in").str.split(" ").list.set_intersection(pl.col("first_ex").str.split(" "))
-                  .list.len() > 0)
-    joined = joined.with_columns(
-        first_straight=name_level("first_in", "first_ex", "first_raw_in", "first_raw_ex", pl.col("first_jw"),
-                                  pl.col("first_osa"), nickname, first_part, "part of a double name"),
-        last_straight=name_level("last_in", "last_ex", "last_raw_in", "last_raw_ex", pl.col("last_jw"),
-                                 pl.col("last_osa"), None, part, "part of a double surname"),
-        first_swapped=name_level("first_in", "last_ex", "first_raw_in", "last_raw_ex", pl.col("swap_first_jw"),
-                                 pl.col("swap_first_osa"), None, None),
-        last_swapped=name_level("last_in", "first_ex", "last_raw_in", "first_raw_ex", pl.col("swap_last_jw"),
-                                pl.col("swap_last_osa"), None, None),
+        readings["swap_first"] = ("first_in", "last_ex")
+    frame = differing.with_columns([jaro_winkler(a, b).alias(f"{name}_jw") for name, (a, b) in readings.items()])
+    # Two different names share a nickname only if one of them has one.
+    nicknamed = ((pl.col("first_in") != pl.col("first_ex"))
+                 & ((pl.col("nick_in").list.len() > 1) | (pl.col("nick_ex").list.len() > 1)))
+    frame = frame.with_columns(
+        _nickname=_on_some(frame, nicknamed, pl.col("nick_in").list.set_intersection(pl.col("nick_ex")).list.len() > 0),
+        _first_part=_shares_word(frame, "first_in", "first_ex"),
+        _last_part=_shares_word(frame, "last_in", "last_ex"),
+        **{f"_{name}_key": _one_keystroke(frame, a, b, f"{name}_jw") for name, (a, b) in readings.items()},
     )
-    rank_first = {level: i for i, level in enumerate(NAME_LEVELS)} | {MISSING: len(NAME_LEVELS)}
-    rank_last = {level: i for i, level in enumerate(LAST_LEVELS)} | {MISSING: len(LAST_LEVELS)}
-
-    def rank(column: str, ranks: dict[str, int]) -> pl.Expr:
-        return pl.col(column).replace_strict(ranks, return_dtype=pl.Int32)
-
-    # A swapped reading counts only when both names nearly agree (up to "similar 0.92").
-    swapped = ((rank("first_swapped", rank_first) <= rank_first["similar 0.92"])
-               & (rank("last_swapped", rank_last) <= rank_last["similar 0.92"])
-               & (rank("first_swapped", rank_first) + rank("last_swapped", rank_last)
-                  < rank("first_straight", rank_first) + rank("last_straight", rank_last)))
-    id_edits = {}
-    for column in ID_COLUMNS:
-        a, b = joined[f"{column}_in"], joined[f"{column}_ex"]
-        both = a.is_not_null() & b.is_not_null() & (a != b)
-        edits = np.full(joined.height, 99, dtype=np.int32)
-        if both.any():
-            index = np.flatnonzero(both.to_numpy())
-            edits[index] = _cpdist(a.filter(both).str.strip_chars_start("0"),
-                                   b.filter(both).str.strip_chars_start("0"), osa)
-        id_edits[f"{column}_edits"] = pl.Series(edits)
-    joined = joined.with_columns(**id_edits).with_columns(swapped=swapped)
-    return joined.with_columns(
-        first_name=pl.when(pl.col("swapped")).then(pl.col("first_swapped")).otherwise(pl.col("first_straight")),
-        last_name=pl.when(pl.col("swapped")).then(pl.col("last_swapped")).otherwise(pl.col("last_straight")),
-        date_of_birth=dob_levels(joined["dob_in"], joined["dob_ex"]),
-        **{column: id_level(f"{column}_in", f"{column}_ex", f"{column}_edits") for column in ID_COLUMNS},
-    ).drop("first_straight", "last_straight", "first_swapped", "last_swapped",
-           *[f"{column}_edits" for column in ID_COLUMNS], *distances)
+    one_edit = {name: pl.when(pl.col(f"_{name}_key")).then(0).otherwise(2) for name in readings}
+    levelled = frame.with_columns(
+        first_name=name_level("first_in", "first_ex", "first_raw_in", "first_raw_ex", pl.col("first_jw"),
+                              one_edit["first"], pl.col("_nickname"), pl.col("_first_part")),
+        last_name=name_level("last_in", "last_ex", "last_raw_in", "last_raw_ex", pl.col("last_jw"),
+                             one_edit["last"], None, pl.col("_last_part"), LAST_LEVELS),
+    )
+    if not swaps:
+        return levelled.with_columns(swapped=pl.lit(False)).drop(
+            *[f"{name}_jw" for name in readings], *[f"_{name}_key" for name in readings],
+            "_nickname", "_first_part", "_last_part")
+    levelled = levelled.with_columns(first_swapped=name_level(
+        "first_in", "last_ex", "first_raw_in", "last_raw_ex", pl.col("swap_first_jw"), one_edit["swap_first"], None, None))
+    # A swapped reading counts only when both names nearly agree (up to "similar 0.92"): the
+    # other swapped name is compared only where the first already does.
+    near_first, near_last = NAME_LEVELS.index("similar 0.92"), LAST_LEVELS.index("similar 0.92")
+    maybe = (levelled.with_row_index("_pair").filter(pl.col("first_swapped") <= near_first)
+             .select("_pair", "last_in", "first_ex", "last_raw_in", "first_raw_ex",
+                     _jw=jaro_winkler("last_in", "first_ex"), _osa=osa_distance("last_in", "first_ex")))
+    maybe = maybe.select("_pair", last_swapped=name_level(
+        "last_in", "first_ex", "last_raw_in", "first_raw_ex", pl.col("_jw"), pl.col("_osa"), None, None, LAST_LEVELS))
+    levelled = levelled.with_row_index("_pair").join(maybe, on="_pair", how="left", maintain_order="left")
+    # Missing ranks after every level, as the straight reading's missing does.
+    swapped = ((pl.col("first_swapped") <= near_first) & (pl.col("last_swapped") <= near_last)
+               & (pl.col("first_swapped").cast(pl.Int32) + pl.col("last_swapped")
+                  < pl.col("first_name").cast(pl.Int32) + pl.col("last_name"))).fill_null(False)
+    return levelled.with_columns(swapped=swapped).with_columns(
+        first_name=pl.when(pl.col("swapped")).then(pl.col("first_swapped")).otherwise(pl.col("first_name")),
+        last_name=pl.when(pl.col("swapped")).then(pl.col("last_swapped")).otherwise(pl.col("last_name")),
+    ).drop("_pair", "first_swapped", "last_swapped", *[f"{name}_jw" for name in readings],
+           *[f"_{name}_key" for name in readings], "_nickname", "_first_part", "_last_part")
 
 
 def side(frame: pl.DataFrame, key: str, suffix: str) -> pl.DataFrame:
@@ -308,11 +384,12 @@ def with_weights(levelled: pl.DataFrame, evidence: Evidence) -> pl.DataFrame:
 def with_row_probability(weighted: pl.DataFrame, evidence: Evidence) -> pl.DataFrame:
     """The probability that the row is each of its candidates, the candidates competing with each
     other and with the row being somebody new (``1 - match_share``)."""
-    top = pl.col("match_bits").max().over("row_no")
-    scaled = (pl.lit(2.0) ** (pl.col("match_bits") - top))
-    none_scaled = (1.0 - evidence.match_share) * (pl.lit(2.0) ** (-top))
-    return weighted.with_columns(
-        probability=scaled / (scaled.sum().over("row_no") + none_scaled))
+    # One window at a time: a window inside another's expression is evaluated group by group.
+    with_top = weighted.with_columns(_top=pl.col("match_bits").max().over("row_no"))
+    scaled = with_top.with_columns(_scaled=pl.lit(2.0) ** (pl.col("match_bits") - pl.col("_top")))
+    none_scaled = (1.0 - evidence.match_share) * (pl.lit(2.0) ** (-pl.col("_top")))
+    return scaled.with_columns(_sum=pl.col("_scaled").sum().over("row_no")).with_columns(
+        probability=pl.col("_scaled") / (pl.col("_sum") + none_scaled)).drop("_top", "_scaled", "_sum")
 
 
 def explain_expr() -> pl.Expr:

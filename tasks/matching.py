@@ -65,13 +65,12 @@ class MatchConfig(BaseModel):
     )
     max_candidates: int = Field(default=5, ge=1, le=10, description="Candidates kept for a reviewer.")
     blocking_passes: list[str] = Field(
-        default=["name_tokens", "nickname_last", "birth_date_first_initial", "birth_date_last_initial",
-                 "birth_date_first_deletes", "birth_date_last_deletes", "last_first_initial", "last_first_deletes",
-                 "first_last_ends", "first_last_prefix", "first_last_deletes", "swapped_last_first_deletes",
+        default=["name_tokens", "nickname_last", "birth_date_first_deletes",
+                 "birth_date_last_deletes", "last_first_initial", "last_first_deletes", "first_last_ends",
+                 "first_last_prefix", "first_last_deletes", "swapped_last_first_deletes",
                  "swapped_first_last_deletes", "swapped_first_last_initial", "swapped_last_first_initial",
-                 "swapped_birth_date_initial", "swapped_birth_date_first_deletes",
-                 "swapped_birth_date_last_deletes", "missing_first_last", "missing_last_first",
-                 "missing_first_birth_date", "missing_last_birth_date"],
+                 "swapped_birth_date_first_deletes", "swapped_birth_date_last_deletes", "missing_first_last",
+                 "missing_last_first", "missing_first_birth_date", "missing_last_birth_date"],
         description="Blocking rules, each a way two records may meet for fuzzy scoring (see BLOCKING_RULES).",
     )
     small_district: int = Field(
@@ -177,19 +176,19 @@ def prepare(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def deletion_keys_expr(column: str) -> pl.Expr:
-    """The name and its forms without the first, the second or the last letter. Two names one
-    keystroke apart at their start (a letter replaced, added, dropped, or the first two swapped),
-    or at the end of a short name, share one of these; the passes on first and last letters and
-    on prefixes catch the slips elsewhere. Empty for an empty name."""
-    name = pl.col(column)
-    forms = pl.concat_list([
-        name, name.str.slice(1), name.str.slice(0, 1) + name.str.slice(2),
-        name.str.slice(0, pl.max_horizontal(name.str.len_chars().cast(pl.Int64) - 1, pl.lit(0))),
-    ])
-    # Repeated and empty forms are dropped after the blocking pass explodes the list, where it is
-    # cheaper than on every name here.
-    return pl.when(name != "").then(forms).otherwise(pl.lit([], dtype=pl.List(pl.String)))
+def deletion_forms(names: pl.Series) -> pl.DataFrame:
+    """``name, form``: each distinct non-empty name with itself and every form with one letter
+    dropped (its symmetric deletion neighbourhood). Two names one keystroke apart (a letter
+    replaced, added or dropped, or two neighbours swapped) share a form: a replaced or swapped
+    letter dropped from both, an added one from the longer. Made once per distinct name, which
+    repeat far more than they vary."""
+    distinct = names.drop_nulls().unique()
+    distinct = distinct.filter(distinct != "")
+    longest = int(distinct.str.len_chars().max() or 0)
+    name = pl.col("name")
+    forms = pl.concat_list([name, *[name.str.slice(0, i) + name.str.slice(i + 1) for i in range(longest)]])
+    return (pl.DataFrame({"name": distinct}, schema={"name": pl.String}).select("name", form=forms)
+            .explode("form").filter(pl.col("form") != "").unique())
 
 
 def person_key_expr() -> pl.Expr:
@@ -216,6 +215,7 @@ BLOCKING_RULES: dict[str, list[str] | tuple[list[str], list[str]]] = {
     "last_birth_date": ["last_key", "date_of_birth"],
     "first_birth_date": ["first_key", "date_of_birth"],
     "nickname_last": ["nick_key", "last_key"],
+    "nickname_birth_date": ["nick_key", "date_of_birth"],
     "initials_birth_date": ["initials", "date_of_birth"],
     "first_last_ends": ["first_key", "last_ends"],
     "last_first_ends": ["last_key", "first_ends"],
@@ -276,24 +276,36 @@ NARROW_PASSES = frozenset({
 })
 
 
-def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str], keep: pl.Expr | None = None) -> pl.LazyFrame:
+def _base_column(column: str) -> str:
+    """The name column a derived blocking key stands for: ``first_deletes`` and ``nick_key`` are
+    a first name on the registered side (the rows' side is turned into the registered names it
+    is close to, see ``_close_names``)."""
+    if column == "nick_key":
+        return "first_key"
+    return column.removesuffix("_deletes") + "_key" if column.endswith("_deletes") else column
+
+
+def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str], keep: pl.Expr | None = None,
+                   close: dict[str, pl.DataFrame] | None = None) -> pl.LazyFrame:
     """One side of a blocking pass: the record key, a hash of the blocking keys, the birth date
-    (of the records ``keep`` selects, if given)."""
+    (of the records ``keep`` selects, if given).
+
+    ``close`` (the rows' side only) maps a key column to a table ``name, close`` of the registered
+    names that name is close to (one keystroke, a nickname): the row then carries each close
+    registered name in that key, and meets the students holding it as they are; the registered
+    side is never multiplied by its names' forms."""
     lazy = frame.lazy()
     if keep is not None:
         lazy = lazy.filter(keep)
-    # A name's deletion forms are made here, for the records a pass keeps, not for every record.
-    lazy = lazy.with_columns([deletion_keys_expr(c.removesuffix("_deletes") + "_key").alias(c)
-                              for c in columns if c.endswith("_deletes")])
-    side = lazy.select(key, "date_of_birth", *[c for c in columns if c not in ("nick_key", "date_of_birth")],
-                       *(["nick_keys"] if "nick_key" in columns else []))
-    if "nick_key" in columns:
-        side = side.explode("nick_keys").rename({"nick_keys": "nick_key"})
-    for column in columns:
-        if column.endswith("_deletes"):  # one row per form of the name (see ``deletion_keys_expr``)
-            side = side.explode(column).filter(pl.col(column) != "").unique()
+    bases = {c: _base_column(c) for c in columns}
+    side = lazy.select(key, "date_of_birth", *{b for b in bases.values() if b != "date_of_birth"})
+    for column, base in bases.items():
+        if close is not None and column in close:
+            side = side.join(close[column].lazy().rename({"name": base, "close": column}), on=base)
+        elif column != base:
+            side = side.with_columns(pl.col(base).alias(column))
     side = side.drop_nulls(columns)
-    text_columns = [c for c in columns if frame.schema.get(c, pl.String) == pl.String]
+    text_columns = [c for c in columns if frame.schema.get(bases[c], pl.String) == pl.String]
     if text_columns:
         side = side.filter(pl.all_horizontal([pl.col(c) != "" for c in text_columns]))
     # Joining on one 64-bit hash instead of several strings keeps the pass fast and small; a
@@ -301,6 +313,24 @@ def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str], keep: pl.E
     # position, so a pass may compare one side's first name with the other's last.
     return side.select(key, "date_of_birth",
                        block=pl.struct([pl.col(c).alias(f"key{i}") for i, c in enumerate(columns)]).hash())
+
+
+def _close_names(incoming: pl.DataFrame, existing: pl.DataFrame, row_column: str, student_column: str,
+                 nicknames: bool = False) -> pl.DataFrame:
+    """``name, close``: each distinct name of the rows' ``row_column`` with every distinct name of
+    the students' ``student_column`` one keystroke from it (sharing a deletion form), or, with
+    ``nicknames``, sharing a nickname key. Made on distinct names, which repeat far more than
+    they vary."""
+    if nicknames:
+        def keys(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+            return (frame.select(name=pl.col(column), form=pl.col("nick_keys")).unique("name")
+                    .explode("form").drop_nulls())
+        mine, theirs = keys(incoming, row_column), keys(existing, student_column)
+    else:
+        mine = deletion_forms(incoming[row_column])
+        theirs = deletion_forms(existing[student_column])
+    theirs = theirs.join(mine.select("form").unique(), on="form", how="semi")
+    return mine.join(theirs.rename({"name": "close"}), on="form").select("name", "close").unique()
 
 
 def _with_typo_keys(side: pl.LazyFrame, dob: str) -> pl.LazyFrame:
@@ -327,20 +357,29 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
     typo-like date (see ``TYPO_KEYS``) or a missing one.
     """
     pairs = []
+    close_tables: dict[tuple[str, str, bool], pl.DataFrame] = {}
+
+    def close(left_column: str, right_column: str) -> pl.DataFrame:
+        spec = (_base_column(left_column), _base_column(right_column), left_column == "nick_key")
+        if spec not in close_tables:
+            close_tables[spec] = _close_names(incoming, existing, spec[0], spec[1], nicknames=spec[2])
+        return close_tables[spec]
+
     for name in passes:
         rule = BLOCKING_RULES[name]
         left_keys, right_keys = rule if isinstance(rule, tuple) else (rule, rule)
         keys = left_keys
-        left = _blocking_side(incoming, "row_no", left_keys).rename({"date_of_birth": "dob_in"})
+        expand = {lk: close(lk, rk) for lk, rk in zip(left_keys, right_keys) if lk.endswith("_deletes") or lk == "nick_key"}
+        left = _blocking_side(incoming, "row_no", left_keys, close=expand).rename({"date_of_birth": "dob_in"})
         # Only existing records sharing a block with some incoming row can pair: they are first cut
-        # down to those sharing one plain key with some row (before any list of name forms is
-        # exploded and hashed), then one semi-join on the block shrinks them before the joins below.
-        plain = [(lk, rk) for lk, rk in zip(left_keys, right_keys) if not lk.endswith(("_deletes", "nick_key"))]
-        shared = None
-        if plain:
-            lk, rk = plain[0]
-            shared = pl.col(rk).is_in(incoming[lk].drop_nulls().unique().implode())
-        right = (_blocking_side(existing, "student_key", right_keys, shared).rename({"date_of_birth": "dob_ex"})
+        # down to those sharing each key with some row (the close names, for a close-name key),
+        # then one semi-join on the block shrinks them before the joins below.
+        wanted = [pl.col(_base_column(rk)).is_in(
+            (expand[lk]["close"] if lk in expand else incoming[lk]).drop_nulls().unique().implode())
+            for lk, rk in zip(left_keys, right_keys)]
+        shared = pl.all_horizontal(wanted)
+        right = (_blocking_side(existing, "student_key", right_keys, shared)
+                 .rename({"date_of_birth": "dob_ex"})
                  .join(left.select("block").unique(), on="block", how="semi"))
         if (not drop_definite_no or name in NARROW_PASSES
                 or any(k in keys for k in ("date_of_birth", "birth_year", "dob_if_no_first", "dob_if_no_last"))):
@@ -661,7 +700,6 @@ def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
         # with one name are common, and nothing here tells them apart.
         names_only=(pl.col("date_of_birth") == "missing") & ~pl.any_horizontal(
             [pl.col(c).is_in(["exact", "leading zeros", "one edit"]) for c in ID_COLUMNS]),
-        agreement=explain_expr(),
     )
 
 
@@ -773,7 +811,9 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
     scored = score_pairs(pairs, remaining, existing, evidence, keep=id_hits)
     scored = scored.join(id_hits.with_columns(id_hit=pl.lit(True)), on=["row_no", "student_key"], how="left").filter(
         (pl.col("probability") >= config.review_probability) | pl.col("id_hit").fill_null(False)
-        | (pl.col("namesake") & pl.col("exact_name"))).drop("id_hit")
+        | (pl.col("namesake") & pl.col("exact_name"))).drop("id_hit").with_columns(
+        # In words, for the candidates a person may read (most pairs are dropped above).
+        agreement=explain_expr())
     # Ties go to the row's own school, then the lower student key: the same input always offers
     # the same candidates in the same order.
     scored = scored.sort(["row_no", "probability", "same_school", "student_key"],
