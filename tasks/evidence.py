@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-from rapidfuzz import process
-from rapidfuzz.distance import OSA, JaroWinkler
 
 NAME_LEVELS = ("exact", "accent or case", "nickname", "one keystroke", "part of a double name", "similar 0.92",
                "similar 0.85", "similar 0.70", "different")
@@ -110,14 +108,6 @@ class Evidence:
 
 
 # -- Levels ---------------------------------------------------------------------------------------
-
-def _cpdist(left: pl.Series | list, right: pl.Series | list, scorer) -> np.ndarray:
-    if len(left) == 0:
-        return np.zeros(0)
-    if isinstance(left, pl.Series):
-        left, right = left.to_list(), right.to_list()
-    return process.cpdist(left, right, scorer=scorer, workers=-1)
-
 
 def jaro_winkler(a: str, b: str) -> pl.Expr:
     """Jaro-Winkler similarity (0-1, prefix weight 0.1) of two string columns, computed on the

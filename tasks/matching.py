@@ -10,27 +10,29 @@ Automatic links are refused when two candidates are close, when a twin or siblin
 last name and date of birth, or when one student is claimed by two rows: those rows go to review.
 
 Everything runs on whole columns: identifier levels and blocking passes are polars joins, and
-the name comparisons of all candidate pairs are one rapidfuzz ``cpdist`` call per field, so a
-million rows against a million students is a matter of seconds.
+the string distances of all candidate pairs are polars expressions (polars-ds, on the Arrow
+columns), so a million rows against a million students is a matter of seconds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import polars as pl
 from nicknames import NickNamer
 from pydantic import BaseModel, Field
-from rapidfuzz import process
-from rapidfuzz.distance import OSA, JaroWinkler
 
 from tasks.names import fold_name_expr
 from tasks.evidence import (
     ID_COLUMNS,
     Evidence,
+    dob_codes,
     dob_levels,
     explain_expr,
+    jaro_winkler,
+    osa_distance,
     pair_levels,
     train,
     with_row_probability,
@@ -106,74 +108,73 @@ def nickname_equivalent(first_a: str, first_b: str) -> bool:
 
 
 def dob_agreement(incoming: dt.date | None, existing: dt.date | None) -> str:
-    """'exact', 'typo' (day/month swapped, one digit off, or two neighbouring digits swapped),
-    'missing' or 'different'."""
-    if incoming is None or existing is None:
-        return "missing"
-    if incoming == existing:
-        return "exact"
-    if (incoming.year, incoming.month, incoming.day) == (existing.year, existing.day, existing.month):
-        return "typo"
-    a, b = incoming.strftime("%Y%m%d"), existing.strftime("%Y%m%d")
-    off = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
-    if len(off) == 1:
-        return "typo"
-    if len(off) == 2 and off[1] == off[0] + 1 and a[off[0]] == b[off[1]] and a[off[1]] == b[off[0]]:
-        return "typo"  # two neighbouring digits swapped, as in 21 typed for 12
-    return "different"
+    """'exact', 'typo' (day and month swapped, one digit off, or two digits swapped), 'missing' or
+    'different': the birth-date ladder (``evidence.DOB_LEVELS``) in three words."""
+    series = [pl.Series([value], dtype=pl.Date) for value in (incoming, existing)]
+    return dob_agreements(*series)[0]
 
 
-def _dob_level(left: str, right: str) -> pl.Expr:
-    """``dob_agreement`` on two date columns."""
-    a, b = pl.col(left), pl.col(right)
-    number_a = a.dt.year() * 10000 + a.dt.month().cast(pl.Int32) * 100 + a.dt.day().cast(pl.Int32)
-    number_b = b.dt.year() * 10000 + b.dt.month().cast(pl.Int32) * 100 + b.dt.day().cast(pl.Int32)
-    digit_a = [(number_a // 10**i) % 10 for i in range(8)]
-    digit_b = [(number_b // 10**i) % 10 for i in range(8)]
-    off = [da != db for da, db in zip(digit_a, digit_b)]
-    digits_off = pl.sum_horizontal([o.cast(pl.Int8) for o in off])
-    neighbours_swapped = pl.any_horizontal([
-        off[i] & off[i + 1] & (digit_a[i] == digit_b[i + 1]) & (digit_a[i + 1] == digit_b[i]) for i in range(7)
-    ]) & (digits_off == 2)
-    swapped = (a.dt.year() == b.dt.year()) & (a.dt.month() == b.dt.day()) & (a.dt.day() == b.dt.month())
-    return (
-        pl.when(a.is_null() | b.is_null()).then(pl.lit("missing"))
-        .when(a == b).then(pl.lit("exact"))
-        .when(swapped | (digits_off == 1) | neighbours_swapped).then(pl.lit("typo"))
-        .otherwise(pl.lit("different"))
-    )
+def dob_agreements(left: pl.Series, right: pl.Series) -> pl.Series:
+    """``dob_agreement`` on two date columns (whole arrays, see ``evidence.dob_codes``)."""
+    words = {0: "exact", 1: "typo", 2: "typo", 3: "typo", 4: "different", 5: "missing"}
+    return pl.Series(dob_codes(left, right)).replace_strict(words, return_dtype=pl.String)
+
+
+def _folded(frame: pl.DataFrame, column: str, alias: str) -> pl.DataFrame:
+    """``frame`` with ``column`` folded (``fold_name_expr``) as ``alias``: folded once per distinct
+    name (a district's names repeat far more than they vary)."""
+    distinct = frame.select(pl.col(column).unique()).with_columns(fold_name_expr(column).alias(alias))
+    return frame.join(distinct, on=column, how="left", nulls_equal=True, maintain_order="left")
 
 
 def prepare(frame: pl.DataFrame) -> pl.DataFrame:
     """Comparison keys of a people frame: folded names, nickname keys, blocking keys."""
     if "school_id" not in frame.columns:
         frame = frame.with_columns(school_id=pl.lit(None, dtype=pl.Int64))
-    folded = frame.with_columns(first_key=fold_name_expr("first_name"), last_key=fold_name_expr("last_name"))
+    folded = _folded(_folded(frame, "first_name", "first_key"), "last_name", "last_key")
     firsts = folded["first_key"].unique().to_list()
     nick = pl.DataFrame(
         {"first_key": firsts, "nick_keys": [list(nickname_keys(f)) for f in firsts]},
         schema={"first_key": pl.String, "nick_keys": pl.List(pl.String)},
     )
-    folded = folded.join(nick, on="first_key", how="left")
-    return folded.with_columns(
-        # The name's words in order, so swapped first and last names meet in one block.
-        name_tokens=pl.concat_str(["first_key", "last_key"], separator=" ").str.split(" ").list.sort().list.join(" "),
-        initials=pl.concat_str([pl.col("first_key").str.slice(0, 1), pl.col("last_key").str.slice(0, 1)]),
-        # A typed word's first and last letters survive most slips inside it.
-        first_ends=pl.concat_str([pl.col("first_key").str.slice(0, 1), pl.col("first_key").str.slice(-1, 1)]),
-        first_initial=pl.col("first_key").str.slice(0, 1),
-        last_initial=pl.col("last_key").str.slice(0, 1),
-        first_prefix=pl.col("first_key").str.slice(0, 3),
-        last_prefix=pl.col("last_key").str.slice(0, 3),
-        birth_year=pl.col("date_of_birth").dt.year(),
-        month_day=pl.col("date_of_birth").dt.month().cast(pl.Int32) * 100 + pl.col("date_of_birth").dt.day().cast(pl.Int32),
-        last_ends=pl.concat_str([pl.col("last_key").str.slice(0, 1), pl.col("last_key").str.slice(-1, 1)]),
-        last_if_no_first=pl.when(pl.col("first_key") == "").then(pl.col("last_key")),
-        first_if_no_last=pl.when(pl.col("last_key") == "").then(pl.col("first_key")),
-        dob_if_no_first=pl.when(pl.col("first_key") == "").then(pl.col("date_of_birth")),
-        dob_if_no_last=pl.when(pl.col("last_key") == "").then(pl.col("date_of_birth")),
-        person_key=person_key_expr(),
-    )
+    folded = folded.join(nick, on="first_key", how="left", maintain_order="left")
+    first, last = pl.col("first_key"), pl.col("last_key")
+    # The name's words in order, so swapped first and last names meet in one block: two single
+    # words are ordered directly, only double names need their words sorted.
+    spaced = first.str.contains(" ", literal=True) | last.str.contains(" ", literal=True)
+    in_order = pl.when(first <= last).then(pl.concat_str([first, last], separator=" ")).otherwise(
+        pl.concat_str([last, first], separator=" "))
+    folded = folded.with_columns(name_tokens=in_order)
+    if folded.select(spaced.any()).item():
+        folded = folded.with_columns(name_tokens=pl.when(spaced).then(
+            pl.concat_str([first, last], separator=" ").str.split(" ").list.sort().list.join(" "))
+            .otherwise(pl.col("name_tokens")))
+    return folded.with_columns(person_key=person_key_expr())
+
+
+# Blocking keys made from the names and the birth date when a pass needs them, for the records it
+# keeps (see ``_blocking_side``), rather than for every record of a large district.
+DERIVED_KEYS: dict[str, pl.Expr] = {
+    "initials": pl.concat_str([pl.col("first_key").str.slice(0, 1), pl.col("last_key").str.slice(0, 1)]),
+    # A typed word's first and last letters survive most slips inside it.
+    "first_ends": pl.concat_str([pl.col("first_key").str.slice(0, 1), pl.col("first_key").str.slice(-1, 1)]),
+    "last_ends": pl.concat_str([pl.col("last_key").str.slice(0, 1), pl.col("last_key").str.slice(-1, 1)]),
+    "first_initial": pl.col("first_key").str.slice(0, 1),
+    "last_initial": pl.col("last_key").str.slice(0, 1),
+    "first_prefix": pl.col("first_key").str.slice(0, 3),
+    "last_prefix": pl.col("last_key").str.slice(0, 3),
+    "birth_year": pl.col("date_of_birth").dt.year(),
+    "last_if_no_first": pl.when(pl.col("first_key") == "").then(pl.col("last_key")),
+    "first_if_no_last": pl.when(pl.col("last_key") == "").then(pl.col("first_key")),
+    "dob_if_no_first": pl.when(pl.col("first_key") == "").then(pl.col("date_of_birth")),
+    "dob_if_no_last": pl.when(pl.col("last_key") == "").then(pl.col("date_of_birth")),
+}
+
+
+def with_keys(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """``frame`` with the derived blocking keys among ``columns`` it does not have yet."""
+    missing = {c: DERIVED_KEYS[c] for c in columns if c in DERIVED_KEYS and c not in frame.columns}
+    return frame.with_columns(**missing) if missing else frame
 
 
 def deletion_forms(names: pl.Series) -> pl.DataFrame:
@@ -182,13 +183,12 @@ def deletion_forms(names: pl.Series) -> pl.DataFrame:
     replaced, added or dropped, or two neighbours swapped) share a form: a replaced or swapped
     letter dropped from both, an added one from the longer. Made once per distinct name, which
     repeat far more than they vary."""
-    distinct = names.drop_nulls().unique()
-    distinct = distinct.filter(distinct != "")
-    longest = int(distinct.str.len_chars().max() or 0)
-    name = pl.col("name")
-    forms = pl.concat_list([name, *[name.str.slice(0, i) + name.str.slice(i + 1) for i in range(longest)]])
-    return (pl.DataFrame({"name": distinct}, schema={"name": pl.String}).select("name", form=forms)
-            .explode("form").filter(pl.col("form") != "").unique())
+    distinct = pl.DataFrame({"name": names.drop_nulls().unique()}, schema={"name": pl.String}).filter(
+        pl.col("name") != "")
+    # One row per letter of each name, that letter dropped.
+    dropped = (distinct.with_columns(at=pl.int_ranges(0, pl.col("name").str.len_chars())).explode("at")
+               .select("name", form=pl.col("name").str.slice(0, pl.col("at")) + pl.col("name").str.slice(pl.col("at") + 1)))
+    return pl.concat([distinct.with_columns(form=pl.col("name")), dropped]).filter(pl.col("form") != "").unique()
 
 
 def person_key_expr() -> pl.Expr:
@@ -298,6 +298,9 @@ def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str], keep: pl.E
     if keep is not None:
         lazy = lazy.filter(keep)
     bases = {c: _base_column(c) for c in columns}
+    derived = {b: DERIVED_KEYS[b] for b in bases.values() if b in DERIVED_KEYS and b not in frame.columns}
+    if derived:
+        lazy = lazy.with_columns(**derived)
     side = lazy.select(key, "date_of_birth", *{b for b in bases.values() if b != "date_of_birth"})
     for column, base in bases.items():
         if close is not None and column in close:
@@ -305,7 +308,8 @@ def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str], keep: pl.E
         elif column != base:
             side = side.with_columns(pl.col(base).alias(column))
     side = side.drop_nulls(columns)
-    text_columns = [c for c in columns if frame.schema.get(bases[c], pl.String) == pl.String]
+    text_columns = [c for c in columns if bases[c] not in ("date_of_birth", "birth_year", "dob_if_no_first",
+                                                           "dob_if_no_last")]
     if text_columns:
         side = side.filter(pl.all_horizontal([pl.col(c) != "" for c in text_columns]))
     # Joining on one 64-bit hash instead of several strings keeps the pass fast and small; a
@@ -315,22 +319,20 @@ def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str], keep: pl.E
                        block=pl.struct([pl.col(c).alias(f"key{i}") for i, c in enumerate(columns)]).hash())
 
 
-def _close_names(incoming: pl.DataFrame, existing: pl.DataFrame, row_column: str, student_column: str,
-                 nicknames: bool = False) -> pl.DataFrame:
-    """``name, close``: each distinct name of the rows' ``row_column`` with every distinct name of
-    the students' ``student_column`` one keystroke from it (sharing a deletion form), or, with
-    ``nicknames``, sharing a nickname key. Made on distinct names, which repeat far more than
-    they vary."""
-    if nicknames:
-        def keys(frame: pl.DataFrame, column: str) -> pl.DataFrame:
-            return (frame.select(name=pl.col(column), form=pl.col("nick_keys")).unique("name")
-                    .explode("form").drop_nulls())
-        mine, theirs = keys(incoming, row_column), keys(existing, student_column)
-    else:
-        mine = deletion_forms(incoming[row_column])
-        theirs = deletion_forms(existing[student_column])
+def _close_forms(mine: pl.DataFrame, theirs: pl.DataFrame) -> pl.DataFrame:
+    """``name, close``: the rows' distinct names with the students' distinct names one keystroke
+    from them (sharing a deletion form, see ``deletion_forms``)."""
     theirs = theirs.join(mine.select("form").unique(), on="form", how="semi")
     return mine.join(theirs.rename({"name": "close"}), on="form").select("name", "close").unique()
+
+
+def _close_nicknames(incoming: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
+    """``name, close``: the rows' distinct first names with the students' first names that share a
+    nickname key with them (Bob and Robert)."""
+    def keys(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.select(name="first_key", form="nick_keys").unique("name").explode("form").drop_nulls()
+
+    return _close_forms(keys(incoming), keys(existing))
 
 
 def _with_typo_keys(side: pl.LazyFrame, dob: str) -> pl.LazyFrame:
@@ -358,11 +360,18 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
     """
     pairs = []
     close_tables: dict[tuple[str, str, bool], pl.DataFrame] = {}
+    forms: dict[tuple[str, str], pl.DataFrame] = {}
+
+    def forms_of(side: str, column: str) -> pl.DataFrame:
+        if (side, column) not in forms:
+            forms[side, column] = deletion_forms((incoming if side == "in" else existing)[column])
+        return forms[side, column]
 
     def close(left_column: str, right_column: str) -> pl.DataFrame:
         spec = (_base_column(left_column), _base_column(right_column), left_column == "nick_key")
         if spec not in close_tables:
-            close_tables[spec] = _close_names(incoming, existing, spec[0], spec[1], nicknames=spec[2])
+            close_tables[spec] = (_close_nicknames(incoming, existing) if spec[2] else
+                                  _close_forms(forms_of("in", spec[0]), forms_of("ex", spec[1])))
         return close_tables[spec]
 
     for name in passes:
@@ -374,8 +383,9 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
         # Only existing records sharing a block with some incoming row can pair: they are first cut
         # down to those sharing each key with some row (the close names, for a close-name key),
         # then one semi-join on the block shrinks them before the joins below.
-        wanted = [pl.col(_base_column(rk)).is_in(
-            (expand[lk]["close"] if lk in expand else incoming[lk]).drop_nulls().unique().implode())
+        keyed = with_keys(incoming, left_keys)
+        wanted = [DERIVED_KEYS.get(_base_column(rk), pl.col(_base_column(rk))).is_in(
+            (expand[lk]["close"] if lk in expand else keyed[lk]).drop_nulls().unique().implode())
             for lk, rk in zip(left_keys, right_keys)]
         shared = pl.all_horizontal(wanted)
         right = (_blocking_side(existing, "student_key", right_keys, shared)
@@ -406,12 +416,6 @@ def _block_join(left: pl.LazyFrame, right: pl.LazyFrame, on: list[str]) -> pl.La
         "row_no", "student_key", "dob_in", "dob_ex")
 
 
-def _similarity(left: pl.Series, right: pl.Series, scorer) -> pl.Series:
-    if left.len() == 0:
-        return pl.Series([], dtype=pl.Float64)
-    return pl.Series(process.cpdist(left.to_list(), right.to_list(), scorer=scorer, workers=-1)).cast(pl.Float64)
-
-
 def compare_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig,
                   drop_definite_no: bool = False) -> pl.DataFrame:
     """Field-by-field comparison of candidate pairs: levels per field, a score and whether an
@@ -424,8 +428,8 @@ def compare_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.Data
     The identifier level decides on these; fuzzy candidates are weighed by ``score_pairs``.
     """
     dated = (pairs.join(incoming.select("row_no", pl.col("date_of_birth").alias("dob_in")), on="row_no")
-             .join(existing.select("student_key", pl.col("date_of_birth").alias("dob_ex")), on="student_key")
-             .with_columns(dob=_dob_level("dob_in", "dob_ex")))
+             .join(existing.select("student_key", pl.col("date_of_birth").alias("dob_ex")), on="student_key"))
+    dated = dated.with_columns(dob=dob_agreements(dated["dob_in"], dated["dob_ex"]))
     if drop_definite_no:
         dated = dated.filter(pl.col("dob") != "different")
     inc = incoming.select(
@@ -476,15 +480,12 @@ def _identical_names(joined: pl.DataFrame) -> pl.DataFrame:
 
 def _differing_names(joined: pl.DataFrame) -> pl.DataFrame:
     # Jaro-Winkler forgives the transpositions and dropped letters typical of typed names.
-    jw = JaroWinkler.normalized_similarity
     joined = joined.with_columns(
-        first_jw=_similarity(joined["first_in"], joined["first_ex"], jw) * 100,
-        last_jw=_similarity(joined["last_in"], joined["last_ex"], jw) * 100,
-        swap_first_jw=_similarity(joined["first_in"], joined["last_ex"], jw) * 100,
-        swap_last_jw=_similarity(joined["last_in"], joined["first_ex"], jw) * 100,
-        last_slips=pl.Series(
-            process.cpdist(joined["last_in"].to_list(), joined["last_ex"].to_list(), scorer=OSA.distance, workers=-1)
-            if joined.height else [], dtype=pl.Int32),
+        first_jw=jaro_winkler("first_in", "first_ex") * 100,
+        last_jw=jaro_winkler("last_in", "last_ex") * 100,
+        swap_first_jw=jaro_winkler("first_in", "last_ex") * 100,
+        swap_last_jw=jaro_winkler("last_in", "first_ex") * 100,
+        last_slips=osa_distance("last_in", "last_ex"),
     )
     first_nick = pl.col("nick_in").list.set_intersection(pl.col("nick_ex")).list.len() > 0
     # One name of a double first name ("Isaac" for "Isaac Bryan": a middle name written or not).
@@ -782,8 +783,20 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
         for column in ID_COLUMNS:
             if column not in frame.columns:
                 raise ValueError(f"the matcher needs a {column!r} column (it may be all null)")
-    incoming = prepare(incoming.with_columns([pl.col(c).cast(pl.String) for c in ID_COLUMNS]))
-    existing = prepare(existing.with_columns([pl.col(c).cast(pl.String) for c in ID_COLUMNS]))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # The two sides are prepared side by side, and the evidence is trained while the
+        # identifier level and the blocking run: polars releases the interpreter while it works,
+        # and each of these is many small steps that one core alone would run one after another.
+        prepared = [pool.submit(prepare, frame.with_columns([pl.col(c).cast(pl.String) for c in ID_COLUMNS]))
+                    for frame in (incoming, existing)]
+        incoming, existing = (future.result() for future in prepared)
+        trained = pool.submit(train, incoming, existing, prior_pairs=config.prior_pairs, learn=config.learn_weights)
+        return _match_prepared(incoming, existing, config, trained)
+
+
+def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig,
+                    trained: Future[Evidence]) -> pl.DataFrame:
+    """``match_rows`` on prepared frames, the evidence being trained in ``trained``."""
     twin_groups = (existing.filter(pl.col("date_of_birth").is_not_null() & (pl.col("last_key") != ""))
                    .group_by("last_key", "date_of_birth").agg(pl.len().alias("twin_size"))
                    .filter(pl.col("twin_size") > 1).with_row_index("twin_group"))
@@ -796,9 +809,6 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
     id_decisions, id_conflict_rows = batch_id_conflicts(incoming, existing, id_decisions, config)
     id_matched = id_decisions.filter(pl.col("decision") == "matched")
 
-    # The district's own evidence: u from random pairs, m and the share of known students by EM.
-    evidence = train(incoming, existing, prior_pairs=config.prior_pairs, learn=config.learn_weights)
-
     # Levels 2-3: blocked candidates weighed by that evidence, with the definite-no rule on date of
     # birth. Rows an ID sent to review are weighed too, with the students their IDs hit: a mistyped
     # ID often hits another child, and the reviewer needs the student the name and birth date point
@@ -808,6 +818,8 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
     id_hits = id_candidates.join(id_review_rows, on="row_no").select("row_no", "student_key")
     pairs = pl.concat([candidate_pairs(remaining, existing, config.passes_for(existing.height), drop_definite_no=True),
                        id_hits]).unique()
+    # The district's own evidence: u from random pairs, m and the share of known students by EM.
+    evidence = trained.result()
     scored = score_pairs(pairs, remaining, existing, evidence, keep=id_hits)
     scored = scored.join(id_hits.with_columns(id_hit=pl.lit(True)), on=["row_no", "student_key"], how="left").filter(
         (pl.col("probability") >= config.review_probability) | pl.col("id_hit").fill_null(False)
@@ -966,11 +978,11 @@ def _taken_by_others(pairs: pl.DataFrame, linked: pl.DataFrame, person_of: pl.Da
     takers = linked.select("student_key", *[pl.col(c).alias(f"{c}_taker") for c in ID_COLUMNS],
                            pl.col("date_of_birth").alias("dob_taker"))
     mine = person_of.select("row_no", *ID_COLUMNS, pl.col("date_of_birth").alias("dob_mine"))
+    both = pairs.select("row_no", "student_key").join(takers, on="student_key").join(mine, on="row_no")
     other_person = pl.any_horizontal([
         (pl.col(c) != pl.col(f"{c}_taker")).fill_null(False) for c in ID_COLUMNS
-    ]) | (_dob_level("dob_mine", "dob_taker") == "different")
-    return (pairs.select("row_no", "student_key").join(takers, on="student_key").join(mine, on="row_no")
-            .filter(other_person).select("row_no", "student_key").unique())
+    ]) | (dob_agreements(both["dob_mine"], both["dob_taker"]) == "different")
+    return both.filter(other_person).select("row_no", "student_key").unique()
 
 
 def batch_id_conflicts(incoming: pl.DataFrame, existing: pl.DataFrame, id_decisions: pl.DataFrame,
@@ -1006,7 +1018,8 @@ def batch_id_conflicts(incoming: pl.DataFrame, existing: pl.DataFrame, id_decisi
         shared = shared.join(incoming, on="row_no").select(
             "row_no", "value", "person", "first_key", "last_key", "nick_keys", "date_of_birth",
             where=label, who=pl.format("{} {} ({})", pl.col("first_name"), pl.col("last_name"), label))
-        holders = existing.filter(pl.col(column).is_not_null()).group_by(pl.col(column).alias("value")).agg(
+        holders = existing.filter(pl.col(column).is_in(shared["value"].unique().implode())).group_by(
+            pl.col(column).alias("value")).agg(
             pl.len().alias("holders"), pl.col("student_key").first(), pl.col("first_key").first().alias("owner_first"),
             pl.col("last_key").first().alias("owner_last"), pl.col("nick_keys").first().alias("owner_nicks"),
             pl.col("date_of_birth").first().alias("owner_dob"),

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+import pytest
 
 from tasks.names import fold_name, fold_name_expr
 from tasks.matching import (
     MatchConfig,
-    _dob_level,
+    dob_agreements,
     dob_agreement,
     match_rows,
     nickname_equivalent,
@@ -135,6 +136,8 @@ def test_helpers():
     assert dob_agreement(dt.date(2012, 7, 21), dt.date(2012, 7, 13)) == "different"
     assert dob_agreement(dt.date(2012, 5, 4), dt.date(2010, 1, 1)) == "different"
     assert dob_agreement(None, dt.date(2010, 1, 1)) == "missing"
+    # Two digits swapped across the month and the day (02-12 typed as 01-22) is a typo too.
+    assert dob_agreement(dt.date(1933, 2, 12), dt.date(1933, 1, 22)) == "typo"
 
 
 def test_a_mistyped_id_that_hits_another_child_offers_both_to_the_reviewer():
@@ -296,7 +299,7 @@ def test_birth_date_levels_on_columns_agree_with_dob_agreement():
     pairs = [(a, rng.choice([a, a.replace(day=min(28, a.day + 1)), dt.date(a.year, a.day, a.month) if a.day <= 12 else a,
                             a + dt.timedelta(days=rng.randrange(-40, 40)), None])) for a in days]
     frame = pl.DataFrame(pairs, schema={"a": pl.Date, "b": pl.Date}, orient="row")
-    assert frame.select(_dob_level("a", "b").alias("level"))["level"].to_list() == [dob_agreement(a, b) for a, b in pairs]
+    assert dob_agreements(frame["a"], frame["b"]).to_list() == [dob_agreement(a, b) for a, b in pairs]
 
 
 AMY_AND_OLIVIA = people("student_key", [
@@ -346,3 +349,20 @@ def test_one_child_on_several_rows_with_one_id_is_not_a_conflict():
                   {"first_name": "Noah", "last_name": "Berg", "student_id": "N-1"}])
     assert [(got[i]["decision"], got[i]["student_key"]) for i in (1, 2, 3)] == [("matched", 1)] * 3
     assert got[4]["decision"] == got[5]["decision"] == "new"
+
+
+def test_string_distances_are_rapidfuzz_s():
+    """The matcher's Jaro-Winkler and OSA (polars-ds, on whole columns) give rapidfuzz's values on
+    names of every kind: accents folded or not, double names, empty, one letter, swaps."""
+    from rapidfuzz.distance import OSA, JaroWinkler
+
+    from tasks.evidence import jaro_winkler, osa_distance
+
+    names = ["olivia", "olivai", "oliva", "liam", "lima", "", "a", "ab", "ba", "abc", "acb", "mary ann", "maryann",
+             "nguyễn", "nguyen", "o brien", "obrien", "jean luc", "zoë", "zoe", "katherine", "catherine",
+             "van der berg", "vanderberg", "li", "lee", "smith", "smyth", "hernandez", "hrnandez", "0101000", "0100100"]
+    pairs = pl.DataFrame([(a, b) for a in names for b in names], schema={"a": pl.String, "b": pl.String}, orient="row")
+    got = pairs.select(jw=jaro_winkler("a", "b"), osa=osa_distance("a", "b"))
+    for (a, b), jw, osa in zip(pairs.iter_rows(), got["jw"], got["osa"]):
+        assert jw == pytest.approx(JaroWinkler.normalized_similarity(a, b), abs=1e-9), (a, b)
+        assert osa == OSA.distance(a, b), (a, b)
