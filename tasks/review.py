@@ -364,9 +364,13 @@ def review_item_help(item: dict[str, Any]) -> str:
     ids = ", ".join(f"{label} {row[k]}" for k, label in (("student_id", "ID"), ("ssid", "SSID"),
                                                         ("other_id", "other ID")) if row[k]) or "no ID"
     text = [f"The row: {ids}, {item.get('school') or 'no school'}, grade {item.get('grade') or '?'}."]
+    labels = {"first_name": "first name", "last_name": "last name", "date_of_birth": "birth date",
+              "student_id": "ID", "ssid": "SSID", "school": "school", "grade": "grade"}
     for candidate in item["candidates"]:
+        differs = [label for field, label in labels.items() if field_differs(field, item.get(field), candidate.get(field))]
         text.append(f"Candidate {candidate['rank']}, {candidate['first_name']} {candidate['last_name']}, grade "
-                    f"{candidate.get('grade') or '?'}: {candidate['agreement']}.")
+                    f"{candidate.get('grade') or '?'}: {candidate['agreement']}"
+                    + (f"; differs from the row in {', '.join(differs)}." if differs else "."))
     if item["status"] == "escalated":
         text.append(f"Escalated by {item['reviewer']} (unsure): it needs a decision.")
     return " ".join(text)
