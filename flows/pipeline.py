@@ -23,17 +23,17 @@ from prefect.runtime import deployment, flow_run
 from prefect.states import Failed, State
 
 from flows.config import BatchRunConfig
-from flows.forms import AllUploadedForm, ApprovalForm, ReviewChoice, ReviewForm
+from flows.forms import AllUploadedForm, ApprovalForm, approval_form_for, prefilled, review_form
 from rosterflow.settings import load_settings
-from flows.prefect_tasks import (apply_review_decisions_task, approval_context_task, close_review_task,
+from flows.prefect_tasks import (apply_review_choices_task, approval_context_task, close_review_task,
                                  commit_task, decide_batch_task, fail_if_unreadable_task, finished_stages_task,
                                  forget_changed_plan_task, ingest_validate_task, match_task, messages_task,
                                  open_batch_task, pending_review_task, plan_task, publish_issues_task,
-                                 publish_plan_task, uploads_confirmed_task, write_plan_workbook_task)
+                                 publish_plan_preview_task, publish_plan_task, uploads_confirmed_task,
+                                 write_plan_workbook_task)
 from tasks.commit import PlanStale
 from tasks.ingest import expand_paths
 from tasks.pipeline import resolve_term
-from tasks.review import review_markdown
 from warehouse.handle import Warehouse
 from warehouse.locks import HeldLock
 
@@ -167,30 +167,44 @@ def _ingest_validate_match(config: BatchRunConfig, batch_id: int) -> State | Non
 
 def _review_until_decided(config: BatchRunConfig, batch_id: int, lock: HeldLock, plan_round: int = 0) -> None:
     """Ask for decisions on the rows that need review, a page at a time, until none is pending
-    (``plan_round``: how many times the plan changed before; each round's forms have their own keys)."""
+    (``plan_round``: how many times the plan changed before; each round's forms have their own keys).
+
+    Before each page the plan so far is published, so what the batch would do (or that it is held)
+    shows before anyone reviews. A refused page comes back with the reason at the top of its
+    description and what was filled in kept."""
     warehouse = _warehouse(config)
+    notice, reviewer, chosen = "", "", {}
     for attempt in range(MAX_FORM_ATTEMPTS * 10):
         if close_review_task(warehouse, batch_id)["pending"] == 0:
             break
+        publish_plan_preview_task(warehouse, batch_id)
         pending = pending_review_task(warehouse, batch_id)
         page = pending[: config.review_page_size]
+        key = f"review-{plan_round}-{attempt}" if plan_round else f"review-{attempt}"
         form = wait_for(
-            ReviewForm.with_initial_data(
-                description=f"# Review batch {batch_id}: {len(pending)} rows need a decision\n\n"
-                + review_markdown(page, limit=config.review_page_size),
-                decisions=[ReviewChoice(review_id=item["review_id"]) for item in page],
-            ),
-            key=f"review-{plan_round}-{attempt}" if plan_round else f"review-{attempt}",
-            timeout=int(config.review_timeout_hours * 3600),
+            review_form(notice + review_description(batch_id, len(pending), len(page)), page, reviewer, chosen),
+            key=key, timeout=int(config.review_timeout_hours * 3600),
             poll_interval=config.wait_poll_seconds, lock=lock,
         )
-        # Applied once, by the form's key: after a suspension this input comes back once more.
-        # Only items still pending are decided: a decision made since (on the command line, in a
-        # spreadsheet) is not overwritten.
-        problems = apply_review_decisions_task(warehouse, batch_id, [d.model_dump() for d in form.decisions],
-                                               form.reviewer, f"{flow_run.get_id()}:review-{attempt}")
-        for problem in problems:
-            get_run_logger().warning("Review decision not applied: %s", problem)
+        # Applied once, by the form's key: after a suspension this input comes back once more, and
+        # gets its first outcome (not logged again). Only items still pending are decided: a
+        # decision made since (on the command line, in a spreadsheet) is not overwritten.
+        outcome = apply_review_choices_task(warehouse, batch_id, form.choices(), form.reviewer,
+                                            f"{flow_run.get_id()}:{key}")
+        if not outcome.get("already_applied"):
+            for problem in outcome["problems"]:
+                get_run_logger().warning("Review decision not applied: %s", problem)
+        notice = f"**Not accepted:** {' '.join(outcome['problems'])}\n\n" if outcome["problems"] else ""
+        reviewer, chosen = form.reviewer, form.choices()
+
+
+def review_description(batch_id: int, pending: int, shown: int) -> str:
+    """The review form's description: short (the items and their candidates are the form's fields)."""
+    more = f" This page shows {shown}; the others follow." if pending > shown else ""
+    return (f"# Review batch {batch_id}: {pending} rows need a decision\n\n"
+            "For each row, choose who it is: one of its candidates (link), a new student, exclude (the row is "
+            "left out), or unsure (escalated: someone else decides). A row left at \"decide later\" is asked "
+            f"again.{more} The plan so far is in the run's artifacts (plan-preview-batch-{batch_id}).")
 
 
 def _publish_plan(config: BatchRunConfig, batch_id: int) -> dict | None:
@@ -223,7 +237,11 @@ def _wait_for_approval(config: BatchRunConfig, batch_id: int, context: dict, loc
     batch would do changed), it stands; it is never carried to another version."""
     decision = context["decision"]
     version = context["summary"]["version"]
+    form_class = approval_form_for(context["summary"]["mode"])
     problems: list[str] = []
+    # What the approver filled in, kept when the form is asked again (never the secret); for a
+    # plan that changed, only who they are and their comment: the rest answered another plan.
+    kept: dict[str, Any] = {}
     if decision is None and carried is not None and carried[0].get("plan_version") == version:
         get_run_logger().info("Batch %s was planned again (%s) and is still version %s: the approval given for "
                               "that version stands", batch_id, changed, version)
@@ -232,32 +250,35 @@ def _wait_for_approval(config: BatchRunConfig, batch_id: int, context: dict, loc
             return None, outcome["plan_changed"], asked, carried
         decision, problems = outcome["decision"], outcome["problems"]
     elif changed:
-        problems = [f"The plan changed since it was shown ({changed}); nothing was committed. Above is the new "
+        problems = [f"The plan changed since it was shown ({changed}); nothing was committed. Below is the new "
                     f"plan, version {version}."]
+    if carried is not None:
+        kept = {k: carried[0][k] for k in ("approver", "comment") if carried[0].get(k)}
     for _ in range(MAX_FORM_ATTEMPTS):
         if decision is not None:
             break
-        notice = ("\n\n**Not accepted:** " + " ".join(problems)) if problems else ""
+        notice = f"**Not accepted:** {' '.join(problems)}\n\n" if problems else ""
         form = wait_for(
-            ApprovalForm.with_initial_data(
-                description=f"# Approve batch {batch_id}, plan version {version}?\n\n{context['markdown']}{notice}",
-                plan_version=version,
-            ),
+            prefilled(form_class, f"{notice}# Approve batch {batch_id}, plan version {version}?\n\n"
+                      f"{context['markdown']}", **{**kept, "plan_version": version}),
             key=f"approval-{asked}", timeout=int(config.approval_timeout_hours * 3600),
             poll_interval=config.wait_poll_seconds, lock=lock,
         )
+        key = f"approval-{asked}"
         asked += 1
         secret = form.approver_secret
         forget_secret(form)
-        answers = form.model_dump(include=set(ApprovalForm.model_fields) - {"approver_secret"})
-        outcome = decide_batch_task(_warehouse(config), batch_id, answers, secret)
+        answers = form.model_dump(include=set(form_class.model_fields) - {"approver_secret"})
+        outcome = decide_batch_task(_warehouse(config), batch_id, answers, secret, f"{flow_run.get_id()}:{key}")
         decision, problems = outcome["decision"], outcome["problems"]
-        for problem in problems:
-            get_run_logger().warning("Approval not accepted: %s", problem)
+        if not outcome.get("already_applied"):
+            for problem in problems:
+                get_run_logger().warning("Approval not accepted: %s", problem)
         if outcome["plan_changed"]:
             return None, outcome["plan_changed"], asked, (answers, secret)
         if decision is not None:
             return decision, None, asked, (answers, secret)
+        kept = {k: v for k, v in answers.items() if k != "plan_version"}
     return decision, None, asked, carried
 
 

@@ -21,10 +21,10 @@ from tasks.match import match_batch
 from tasks.matching import MatchConfig
 from tasks.messages import MailSettings, MessageBuildFailed, deliver
 from tasks.pipeline import fail_if_unreadable, ingest_and_validate, open_batch, uploads_confirmed
-from tasks.plan import build_plan
+from tasks.plan import build_plan, preview_plan
 from tasks.report import artifact_key, write_plan_xlsx, write_validation_report
 from tasks.retries import WAREHOUSE_TASK
-from tasks.review import apply_form_decisions, close_review, review_items
+from tasks.review import apply_form_choices, close_review, review_items
 from warehouse import batches
 from warehouse.handle import Warehouse
 
@@ -98,10 +98,21 @@ def pending_review_task(warehouse: Warehouse, batch_id: int) -> list[dict[str, A
 
 
 @task(name="apply-review-decisions", **WAREHOUSE_TASK)
-def apply_review_decisions_task(warehouse: Warehouse, batch_id: int, decisions: list[dict[str, Any]], reviewer: str,
-                                request_id: str) -> list[str]:
-    """Prefect task: apply the review form's decisions once; return the problems, if any."""
-    return apply_form_decisions(warehouse, batch_id, decisions, reviewer, request_id)
+def apply_review_choices_task(warehouse: Warehouse, batch_id: int, choices: dict[int, str], reviewer: str,
+                              request_id: str) -> dict[str, Any]:
+    """Prefect task: apply the review form's choices once; return the outcome (its problems, and
+    ``already_applied`` when a re-run read the same form again)."""
+    return apply_form_choices(warehouse, batch_id, choices, reviewer, request_id)
+
+
+@task(name="publish-plan-preview", **WAREHOUSE_TASK)
+def publish_plan_preview_task(warehouse: Warehouse, batch_id: int) -> dict[str, Any]:
+    """Publish the plan so far while rows wait for review (holds, removals, subscriptions), so what
+    the batch would do, or that it is held, shows before anyone reviews; return its summary."""
+    preview = preview_plan(warehouse, batch_id)
+    create_markdown_artifact(key=artifact_key("plan-preview", batch_id), markdown=preview["markdown"],
+                             description=f"Batch {batch_id}: the plan so far, rows in review left out")
+    return preview["summary"]
 
 
 @task(name="plan", **WAREHOUSE_TASK)
@@ -138,10 +149,11 @@ def write_plan_workbook_task(warehouse: Warehouse, batch_id: int, report_dir: st
 
 @task(name="record-decision", cache_policy=NO_CACHE, **WAREHOUSE_TASK)
 def decide_batch_task(warehouse: Warehouse, batch_id: int, decision: dict[str, Any],
-                      secret: SecretStr | None) -> dict[str, Any]:
+                      secret: SecretStr | None, request_id: str | None = None) -> dict[str, Any]:
     """Prefect task: record the approval form's decision (never cached: it carries the approver's
-    secret); invalid input comes back as problems, so the task does not fail."""
-    return decide_from_form(warehouse, batch_id, decision, secret)
+    secret); invalid input comes back as problems, so the task does not fail. ``request_id``: the
+    form's key, so a refused form read again after a suspension gets its first verdict."""
+    return decide_from_form(warehouse, batch_id, decision, secret, request_id)
 
 
 @task(name="forget-changed-plan", **WAREHOUSE_TASK)

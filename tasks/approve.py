@@ -10,9 +10,10 @@ from pydantic import SecretStr
 
 from tasks.approvers import ApproverError, verify_approver
 from tasks.plan import plan_version as current_plan_version
-from warehouse import batches
+from warehouse import batches, requests
 from warehouse.connection import transaction
 from warehouse.handle import Warehouse
+from warehouse.requests import Request
 
 
 class ApprovalError(ValueError):
@@ -131,23 +132,37 @@ def forget_changed_plan(con: duckdb.DuckDBPyConnection, batch_id: int, actor: st
 
 
 def decide_from_form(wh: Warehouse, batch_id: int, decision: dict[str, Any],
-                     secret: SecretStr | None) -> dict[str, Any]:
+                     secret: SecretStr | None, request_id: str | None = None) -> dict[str, Any]:
     """Record the approval form's decision, made by the approver whose secret it carries.
 
     Returns ``{"decision": ..., "problems": [], "plan_changed": None}``; invalid input is returned as
     problems (the run asks again), not raised, so the task itself does not fail; ``plan_changed`` says
     why when the plan is no longer the version the form showed (the run plans again and asks again).
     The secret stays a ``SecretStr`` until it is checked (never shown in a log, never cached).
+
+    ``request_id`` (the form's run-input key): a refused form is judged once. A re-run after a
+    suspension reads the same form back without its secret, and gets the first verdict again (with
+    ``already_applied``) instead of another one ("no secret given"), audited and logged again.
     """
     with wh.write() as con:
+        if request_id:
+            done = requests.applied_outcome(con, request_id)
+            if done is not None:
+                return {**done, "already_applied": True}
         try:
-            return {"decision": decide_batch(con, batch_id, secret=secret.get_secret_value() if secret else None,
-                                             **decision),
-                    "problems": [], "plan_changed": None}
+            outcome = {"decision": decide_batch(con, batch_id, secret=secret.get_secret_value() if secret else None,
+                                                **decision),
+                       "problems": [], "plan_changed": None}
         except PlanChanged as changed:
-            return {"decision": None, "problems": [str(changed)], "plan_changed": changed.why}
+            outcome = {"decision": None, "problems": [str(changed)], "plan_changed": changed.why}
         except (ApprovalError, ApproverError) as error:
-            return {"decision": None, "problems": [str(error)], "plan_changed": None}
+            outcome = {"decision": None, "problems": [str(error)], "plan_changed": None}
+        if request_id and outcome["decision"] is None:
+            request = Request(request_id=request_id, kind="approval.form", batch_id=batch_id, payload=decision,
+                              submitted_by=str(decision.get("approver") or ""))
+            with transaction(con):
+                requests.mark_applied(con, request, outcome)
+        return outcome
 
 
 def approval_context(wh: Warehouse, batch_id: int) -> dict[str, Any]:

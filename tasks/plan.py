@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from tasks.holds import held_schools
 from tasks.names import fold_name_expr
 from warehouse import batches
 from warehouse.connection import insert_frame
@@ -38,37 +39,10 @@ def _resolved_rows(con: duckdb.DuckDBPyConnection, batch_id: int) -> pl.DataFram
     ).pl()
 
 
-def _held_schools(con: duckdb.DuckDBPyConnection, batch_id: int) -> tuple[bool, list[int], list[str]]:
-    """In a migration, an invalid row could be a real student the plan would remove: hold its school.
-
-    Returns (hold everything, held school ids, reasons).
-    """
-    # A file-level error (an unreadable file, a hidden roster sheet) may hide real students.
-    file_errors = con.execute(
-        "SELECT file_name, problem FROM validation_issues WHERE batch_id = ? AND row_no IS NULL AND severity = 'error'",
-        [batch_id],
-    ).fetchall()
-    reasons = [f"{name}: {problem}" for name, problem in file_errors]
-    bad_rows = con.sql(
-        "SELECT DISTINCT st.row_no, sc.school_id, st.school FROM validation_issues i"
-        " JOIN staged_rows st ON st.batch_id = i.batch_id AND st.row_no = i.row_no"
-        " LEFT JOIN schools sc ON lower(sc.name) = lower(trim(st.school))"
-        " WHERE i.batch_id = $b AND i.severity = 'error'",
-        params={"b": batch_id},
-    ).pl()
-    unknown = bad_rows.filter(pl.col("school_id").is_null())
-    if unknown.height:
-        reasons.append(f"{unknown.height} invalid row(s) name no known school, so they could belong to any school")
-    held = sorted(set(bad_rows["school_id"].drop_nulls().to_list()))
-    if held:
-        reasons.append(f"{bad_rows.filter(pl.col('school_id').is_not_null()).height} invalid row(s) in the held schools")
-    return bool(file_errors) or unknown.height > 0, held, reasons
-
-
 def _protected_students(con: duckdb.DuckDBPyConnection, batch_id: int) -> set[int]:
     """Existing students a migration must not remove although no valid row links them: those an
-    invalid row may be (same identifier, or same first and last name, in any school) and the
-    candidates of rows a reviewer excluded."""
+    invalid row may be (same identifier, or same first and last name, in any school), the
+    candidates of rows a reviewer excluded, and those of rows not asked yet (a held school's)."""
     rows = con.sql(
         "WITH bad AS (SELECT DISTINCT st.* FROM validation_issues i JOIN staged_rows st"
         "   ON st.batch_id = i.batch_id AND st.row_no = i.row_no WHERE i.batch_id = $b AND i.severity = 'error')"
@@ -76,7 +50,7 @@ def _protected_students(con: duckdb.DuckDBPyConnection, batch_id: int) -> set[in
         "   OR trim(bad.ssid) = s.ssid OR trim(bad.other_id) = s.other_id"
         "   OR (lower(trim(bad.student_first)) = lower(s.first_name) AND lower(trim(bad.student_last)) = lower(s.last_name))"
         " UNION SELECT c.student_key FROM review_items r JOIN review_candidates c USING (review_id)"
-        "   WHERE r.batch_id = $b AND r.action = 'exclude'",
+        "   WHERE r.batch_id = $b AND (r.action = 'exclude' OR r.status <> 'decided')",
         params={"b": batch_id},
     ).pl()
     return set(rows["student_key"].to_list())
@@ -133,22 +107,23 @@ class Plan:
     temporaries: pl.DataFrame
 
 
-def load_plan_inputs(con: duckdb.DuckDBPyConnection, batch_id: int) -> PlanInputs:
-    """Read what the plan needs; raise ``PlanError`` while review items are pending."""
-    if batches.stage_result(con, batch_id, "review") is None:
+def load_plan_inputs(con: duckdb.DuckDBPyConnection, batch_id: int, preview: bool = False) -> PlanInputs:
+    """Read what the plan needs; raise ``PlanError`` while review items are pending (unless
+    ``preview``: the plan so far, rows still in review left out)."""
+    if not preview and batches.stage_result(con, batch_id, "review") is None:
         raise PlanError(f"Batch {batch_id} still has review items pending: decide them first.")
     batch = batches.get_batch(con, batch_id)
     config, mode = batch["config"], batch["mode"]
-    hold_all, held_schools, hold_reasons = (False, [], [])
+    hold_all, held, hold_reasons = (False, [], [])
     if mode == "migration":
-        hold_all, held_schools, hold_reasons = _held_schools(con, batch_id)
+        hold_all, held, hold_reasons = held_schools(con, batch_id)
     classes = con.sql(
         "SELECT c.class_id, c.school_id, t.email AS teacher_email, c.period AS class_period, c.course_code"
         " FROM classes c JOIN teachers t USING (teacher_id) WHERE c.term = $term",
         params={"term": batch["term"]},
     ).pl()
     inputs = PlanInputs(
-        batch=batch, rows=_resolved_rows(con, batch_id), hold_all=hold_all, held_schools=held_schools,
+        batch=batch, rows=_resolved_rows(con, batch_id), hold_all=hold_all, held_schools=held,
         hold_reasons=hold_reasons,
         teachers=con.sql("SELECT teacher_id, email AS teacher_email FROM teachers").pl(),
         classes=classes,
@@ -260,13 +235,15 @@ def resolve_rows(inputs: PlanInputs) -> pl.DataFrame:
         .when(pl.col("action") == "link").then(pl.col("reviewed_key")),
         excluded=(pl.col("action") == "exclude").fill_null(False),
         held=pl.lit(inputs.hold_all) | pl.col("school_id").is_in(inputs.held_schools),
+        # Not decided yet (only in a preview, or in a held school): neither new nor linked.
+        pending_review=(pl.col("decision") == "review") & (pl.col("action").is_null() | (pl.col("action") == "unsure")),
     )
 
 
 def plan_rows(rows: pl.DataFrame, inputs: PlanInputs, batch_id: int) -> pl.DataFrame:
     """The rows to commit, joined to their teacher, class and enrollment, with what happens to
     each student (new, existing, restored) and which new rows are one person."""
-    planned = rows.filter(~pl.col("excluded") & ~pl.col("held"))
+    planned = rows.filter(~pl.col("excluded") & ~pl.col("held") & ~pl.col("pending_review"))
     return (
         planned.join(inputs.teachers, on="teacher_email", how="left")
         .join(inputs.classes, on=["school_id", "teacher_email", "class_period", "course_code"], how="left",
@@ -427,9 +404,10 @@ def subscription_needs(enrollments: pl.DataFrame, pools: pl.DataFrame) -> tuple[
     return to_enroll.height, available, int(from_district), district_pool
 
 
-def compute_plan(inputs: PlanInputs, batch_id: int) -> Plan:
+def compute_plan(inputs: PlanInputs, batch_id: int, preview: bool = False) -> Plan:
     """The plan from what was read (no warehouse access): enrollments, removals, temporaries and
-    the summary an approver reads, with what blocks approval."""
+    the summary an approver reads, with what blocks approval. ``preview``: the plan so far while
+    rows are in review (they are left out and counted in ``rows_pending_review``)."""
     batch = inputs.batch
     mode = batch["mode"]
     rows = resolve_rows(inputs)
@@ -485,6 +463,8 @@ def compute_plan(inputs: PlanInputs, batch_id: int) -> Plan:
         "guard": guard,
         "blockers": blockers,
     }
+    if preview:
+        result["rows_pending_review"] = int((rows["pending_review"] & ~rows["held"]).sum())
     return Plan(result, enrollments, removals, pl.concat([links, temporary_kept]))
 
 
@@ -520,6 +500,16 @@ def build_plan(wh: Warehouse, batch_id: int) -> dict[str, Any]:
         wh, batch_id, "plan", lambda con: load_plan_inputs(con, batch_id),
         lambda inputs: compute_plan(inputs, batch_id), lambda con, plan: store_plan(con, batch_id, plan),
         actions=(*batches.STUDENT_CHANGES, *batches.CATALOG_CHANGES))
+
+
+def preview_plan(wh: Warehouse, batch_id: int) -> dict[str, Any]:
+    """The plan so far while rows wait for review (holds, removals, subscriptions, blockers), rows
+    still in review left out and counted: nothing is stored, and it is never approved. Returns
+    the summary and its markdown."""
+    with wh.read(batch=batch_id, stage="plan-preview") as con:
+        inputs = load_plan_inputs(con, batch_id, preview=True)
+    summary = compute_plan(inputs, batch_id, preview=True).result
+    return {"summary": summary, "markdown": preview_markdown(summary)}
 
 
 # What a plan will do, as stored: its three tables (every row, every column) and its summary.
@@ -635,13 +625,17 @@ def plan_tables(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, pl.D
             "temporary_links": temporary_links, "temporary_kept": temporary_kept}
 
 
-def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> str:
-    """The summary an approver reads before deciding, as markdown."""
+def preview_markdown(summary: dict[str, Any]) -> str:
+    """The plan so far, while rows are in review, as markdown: what it would do without them."""
+    lines = [f"## {summary['mode'].title()} for {summary['term']}: the plan so far (a preview, not for approval)", "",
+             f"**{summary.get('rows_pending_review', 0)} row(s) wait for review** and are left out below; the plan "
+             "to approve is made when they are decided.", ""]
+    return "\n".join(lines + plan_summary_lines(summary))
+
+
+def plan_summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The plan's counts, holds, guard and blockers, as markdown lines."""
     lines = [
-        f"## {summary['mode'].title()} for {summary['term']}",
-        "",
-        f"Plan version **{summary.get('version')}**: an approval names this version, and only it is committed.",
-        "",
         f"You are about to use **{summary['subscriptions_needed']} {summary['subscription_type']} subscriptions** "
         f"({summary['subscriptions_available']} available). This is **not reversible** for subscriptions.",
         "",
@@ -668,6 +662,18 @@ def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> s
         lines.append(f"- **guard**: {guard['school']} {guard['reason']}; approving needs the override")
     for blocker in summary["blockers"]:
         lines.append(f"- **cannot approve**: {blocker}")
+    return lines
+
+
+def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> str:
+    """The summary an approver reads before deciding, as markdown."""
+    lines = [
+        f"## {summary['mode'].title()} for {summary['term']}",
+        "",
+        f"Plan version **{summary.get('version')}**: an approval names this version, and only it is committed.",
+        "",
+        *plan_summary_lines(summary),
+    ]
     lines += ["", "| School | Teacher | Term - Period | Course | Students to register |", "|---|---|---|---|---|"]
     for row in tables["classes"].to_dicts():
         lines.append(f"| {row['school']} | {row['teacher']} | {row['term_period']} | {row['course']} | {row['students']} |")

@@ -9,6 +9,7 @@ import json
 import duckdb
 import polars as pl
 
+from tasks.holds import held_review_ids
 from warehouse import batches
 from warehouse import requests
 from warehouse.connection import first_row, transaction
@@ -30,8 +31,10 @@ def review_items(con: duckdb.DuckDBPyConnection, batch_id: int, pending_only: bo
     """Review items of a batch: the row with its provenance, the reason, the decision and the
     candidates side by side with the fields that agree and differ.
 
-    ``pending_only``: items still needing a decision (pending or escalated); ``escalated_only``:
+    ``pending_only``: items still needing a decision (pending or escalated) now: not those of a
+    school the migration holds, which are asked once its corrected sheet is in; ``escalated_only``:
     items a reviewer was unsure of."""
+    held = held_review_ids(con, batch_id) if pending_only else []
     items = con.sql(
         "SELECT r.review_id, r.row_no, r.reason, r.status, r.action, r.student_key, r.reviewer, r.decided_at,"
         " s.file_name, s.sheet, s.excel_row, v.first_name, v.last_name, v.date_of_birth, v.student_id, v.ssid,"
@@ -40,8 +43,10 @@ def review_items(con: duckdb.DuckDBPyConnection, batch_id: int, pending_only: bo
         " JOIN valid_rows v ON v.batch_id = r.batch_id AND v.row_no = r.row_no"
         " LEFT JOIN schools sc ON sc.school_id = v.school_id"
         " WHERE r.batch_id = $b AND (NOT $pending OR list_contains($open, r.status))"
-        " AND (NOT $escalated OR r.status = 'escalated') ORDER BY r.review_id",
-        params={"b": batch_id, "pending": pending_only, "open": list(OPEN_STATUSES), "escalated": escalated_only},
+        " AND (NOT $escalated OR r.status = 'escalated') AND NOT list_contains($held, r.review_id)"
+        " ORDER BY r.review_id",
+        params={"b": batch_id, "pending": pending_only, "open": list(OPEN_STATUSES), "escalated": escalated_only,
+                "held": held},
     ).pl()
     candidates = con.sql(
         "SELECT c.review_id, c.rank, c.student_key, c.score, c.agreement, st.first_name, st.last_name,"
@@ -175,15 +180,24 @@ def apply_review_request(con: duckdb.DuckDBPyConnection, request: Request) -> di
     reviewer = str(request.payload.get("reviewer") or "").strip()
     source = request.payload.get("source", "decide")
     pending_only = bool(request.payload.get("pending_only"))
-    outcome: dict[str, Any] = {"applied": [], "unchanged": [], "kept": [], "problems": []}
+    outcome: dict[str, Any] = {"applied": [], "unchanged": [], "kept": [],
+                               "problems": list(request.payload.get("problems", []))}
+    decided = [d for d in request.payload.get("decisions", []) if d.get("action") not in (None, "", "skip")]
     with transaction(con):
+        if decided and not reviewer:
+            # One reason, not one per item: nothing is decided without a name.
+            outcome["problems"].insert(0, "Name the reviewer in \"Your name\": every decision records who made it; "
+                                          "nothing was decided.")
+            requests.mark_applied(con, request, outcome)
+            return outcome
         for decision in request.payload.get("decisions", []):
             if decision.get("action") in (None, "", "skip"):
                 continue
             review_id = int(decision["review_id"])
             try:
+                # An escalated item is still open: the form that shows it may decide it.
                 if pending_only and first_row(con.execute(
-                        "SELECT 1 FROM review_items WHERE review_id = ? AND batch_id = ? AND status <> 'pending'",
+                        "SELECT 1 FROM review_items WHERE review_id = ? AND batch_id = ? AND status = 'decided'",
                         [review_id, request.batch_id])):
                     outcome["kept"].append(review_id)
                     continue
@@ -226,11 +240,13 @@ def other_people_claiming(con: duckdb.DuckDBPyConnection, batch_id: int, row_no:
 
 
 def review_counts(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
-    """The batch's review items by decision; escalated items count as pending."""
+    """The batch's review items by decision; escalated items count as pending. Undecided items of
+    a school the migration holds are not pending: they are asked once its corrected sheet is in."""
     counts = dict(
         con.execute(
-            "SELECT coalesce(action, 'pending'), count(*) FROM review_items WHERE batch_id = ? GROUP BY ALL",
-            [batch_id],
+            "SELECT coalesce(action, 'pending'), count(*) FROM review_items WHERE batch_id = ?"
+            " AND (status = 'decided' OR NOT list_contains(?, review_id)) GROUP BY ALL",
+            [batch_id, held_review_ids(con, batch_id)],
         ).fetchall()
     )
     # Escalated items count as pending: the batch waits until someone decides them.
@@ -273,48 +289,120 @@ def field_differs(field: str, row_value: Any, candidate_value: Any) -> bool:
     return str(row_value).strip().lower() != str(candidate_value).strip().lower()
 
 
-def review_markdown(items: list[dict[str, Any]], limit: int = 25) -> str:
-    """The pending items as markdown: the row and its candidates side by side, each candidate
-    field that differs from the row in bold, with the reason and the agreement."""
-    def cell(field: str, item: dict[str, Any], candidate: dict[str, Any]) -> str:
-        value = candidate.get(field)
-        text = "" if value is None else str(value)
-        return f"**{text}**" if text and field_differs(field, item.get(field), value) else text
-
-    lines = []
-    for item in items[:limit]:
-        lines.append(
-            f"### Item {item['review_id']}: {item['first_name']} {item['last_name']} "
-            f"({item['file_name']}, sheet {item['sheet']}, row {item['excel_row']})"
-        )
-        lines.append(f"Why not automatic: {item['reason']}")
-        if item["status"] == "escalated":
-            lines.append(f"Escalated by {item['reviewer']} (unsure): it needs a decision.")
-        lines.append("")
-        lines.append("| | first | last | date of birth | student ID | SSID | school | grade | score | agreement |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|")
-        lines.append(
-            f"| **row** | {item['first_name']} | {item['last_name']} | {item['date_of_birth'] or ''} | "
-            f"{item['student_id'] or ''} | {item['ssid'] or ''} | {item['school'] or ''} | {item['grade'] or ''} | | |"
-        )
-        for c in item["candidates"]:
-            fields = " | ".join(cell(f, item, c) for f in ("first_name", "last_name", "date_of_birth", "student_id",
-                                                          "ssid", "school", "grade"))
-            lines.append(f"| candidate {c['rank']} | {fields} | {c['score']:.0f} | {c['agreement']} ({c['status']}) |")
-        lines.append("")
-    if len(items) > limit:
-        lines.append(f"... and {len(items) - limit} more items: they are shown after these are decided.")
-    if items:
-        lines.append("Bold: differs from the row.")
-    return "\n".join(lines)
+# The review form's choices for one item (the Prefect UI shows them in a drop-down): one "link: ..."
+# per candidate, naming the candidate, and these. An item left at NO_DECISION is not decided (never
+# linked); "unsure" escalates it (recorded, still needs a decision).
+NO_DECISION = "decide later"
+CHOICE_NEW = "new student"
+CHOICE_EXCLUDE = "exclude"
+CHOICE_UNSURE = "unsure"
 
 
-def apply_form_decisions(wh: Warehouse, batch_id: int, decisions: list[dict[str, Any]], reviewer: str,
-                         request_id: str) -> list[str]:
-    """Apply the review form's decisions once (by the form's run-input key, so a re-run after a
-    suspension does not apply them again); return the problems, if any. Only items still pending
-    are decided: a decision made meanwhile elsewhere is kept."""
-    request = Request(request_id=request_id, kind="review.decide", batch_id=batch_id, submitted_by=reviewer,
-                      payload={"reviewer": reviewer, "source": "form", "pending_only": True, "decisions": decisions})
+def person_text(person: dict[str, Any]) -> str:
+    """A person as a reviewer tells them apart: name, birth date, an ID and school, e.g.
+    "Caleb Allen, born 2012-12-19, ID 30000006, Summerwind HS"."""
+    parts = [f"{person.get('first_name') or ''} {person.get('last_name') or ''}".strip() or "(no name)",
+             f"born {person['date_of_birth']}" if person.get("date_of_birth") else "birth date unknown"]
+    for field, label in (("student_id", "ID"), ("ssid", "SSID"), ("other_id", "other ID")):
+        if person.get(field):
+            parts.append(f"{label} {person[field]}")
+            break
+    else:
+        parts.append("no ID")
+    if person.get("school"):
+        parts.append(str(person["school"]))
+    return ", ".join(parts)
+
+
+def candidate_choice(candidate: dict[str, Any]) -> str:
+    """The choice that links a row to ``candidate``, e.g. "link: Caleb Allen, born 2012-12-19,
+    ID 30000006, Summerwind HS (score 88)"; a removed or temporary student says so."""
+    status = {"deleted": ", removed (linking restores)", "temporary": ", temporary record"}.get(
+        candidate.get("status") or "", "")
+    return f"link: {person_text(candidate)}{status} (score {candidate['score']:.0f})"
+
+
+def review_choices(item: dict[str, Any]) -> dict[str, tuple[str, int | None]]:
+    """The item's choices, in the order shown, each with the decision it stands for
+    (``(action, candidate rank)``; NO_DECISION is ``("skip", None)``)."""
+    choices: dict[str, tuple[str, int | None]] = {NO_DECISION: ("skip", None)}
+    for candidate in item["candidates"]:
+        text = candidate_choice(candidate)
+        if text in choices:  # two candidates that read the same: their keys tell them apart
+            text = f"{text[:-1]}, student {candidate['student_key']})"
+        choices[text] = ("link", candidate["rank"])
+    choices.update({CHOICE_NEW: ("new", None), CHOICE_EXCLUDE: ("exclude", None), CHOICE_UNSURE: ("unsure", None)})
+    return choices
+
+
+def choice_decision(item: dict[str, Any], choice: str | None) -> dict[str, Any] | None:
+    """The decision a form's choice stands for (``review_id``, ``action``, ``candidate``), None for
+    no decision; raise ``ReviewError`` when the choice is not one of the item's (its candidates
+    changed since the form was shown)."""
+    if choice in (None, "", NO_DECISION):
+        return None
+    choices = review_choices(item)
+    if choice not in choices:
+        raise ReviewError(f"{choice!r} is not one of this item's choices any more (its candidates changed since "
+                          "the form was shown); choose again.")
+    action, rank = choices[choice]
+    return {"review_id": item["review_id"], "action": action, "candidate": rank}
+
+
+def review_item_title(item: dict[str, Any]) -> str:
+    """The item as its form field's title: the row (name, birth date, file, sheet, row) and why it
+    is asked."""
+    born = f"born {item['date_of_birth']}" if item.get("date_of_birth") else "no birth date"
+    return (f"Item {item['review_id']}: {item['first_name']} {item['last_name']}, {born} ({item['file_name']}, "
+            f"sheet {item['sheet']}, row {item['excel_row']}). Why asked: {item['reason']}")
+
+
+def review_item_help(item: dict[str, Any]) -> str:
+    """What else the reviewer needs beside the choices: the row's IDs, school and grade, what
+    agrees and differs for each candidate, and who was unsure of it."""
+    row = {k: item.get(k) for k in ("student_id", "ssid", "other_id")}
+    ids = ", ".join(f"{label} {row[k]}" for k, label in (("student_id", "ID"), ("ssid", "SSID"),
+                                                        ("other_id", "other ID")) if row[k]) or "no ID"
+    text = [f"The row: {ids}, {item.get('school') or 'no school'}, grade {item.get('grade') or '?'}."]
+    labels = {"first_name": "first name", "last_name": "last name", "date_of_birth": "birth date",
+              "student_id": "ID", "ssid": "SSID", "school": "school", "grade": "grade"}
+    for candidate in item["candidates"]:
+        differs = [label for field, label in labels.items() if field_differs(field, item.get(field), candidate.get(field))]
+        text.append(f"Candidate {candidate['rank']}, {candidate['first_name']} {candidate['last_name']}, grade "
+                    f"{candidate.get('grade') or '?'}: {candidate['agreement']}"
+                    + (f"; differs from the row in {', '.join(differs)}." if differs else "."))
+    if item["status"] == "escalated":
+        text.append(f"Escalated by {item['reviewer']} (unsure): it needs a decision.")
+    return " ".join(text)
+
+
+def apply_form_choices(wh: Warehouse, batch_id: int, choices: dict[int, str], reviewer: str,
+                       request_id: str) -> dict[str, Any]:
+    """Apply the review form's choices (item -> the choice's text, see ``review_choices``) once, by
+    the form's run-input key: a re-run after a suspension gets the first outcome back, with
+    ``already_applied``. Only items still pending are decided: a decision made meanwhile elsewhere
+    is kept. A choice that no longer names one of the item's candidates is refused, never guessed.
+    Returns ``applied``, ``unchanged``, ``kept`` and ``problems``."""
     with wh.write() as con:
-        return apply_review_request(con, request)["problems"]
+        done = requests.applied_outcome(con, request_id)
+        if done is not None:
+            return {**done, "already_applied": True}
+        items = {item["review_id"]: item for item in review_items(con, batch_id)}
+        decisions, problems = [], []
+        for review_id, choice in choices.items():
+            item = items.get(review_id)
+            try:
+                if item is None:
+                    if choice not in (None, "", NO_DECISION):
+                        raise ReviewError(f"batch {batch_id} has no review item {review_id} any more.")
+                    continue
+                decision = choice_decision(item, choice)
+            except ReviewError as error:
+                problems.append(f"item {review_id}: {error}")
+                continue
+            if decision is not None:
+                decisions.append(decision)
+        request = Request(request_id=request_id, kind="review.decide", batch_id=batch_id, submitted_by=reviewer,
+                          payload={"reviewer": reviewer, "source": "form", "pending_only": True,
+                                   "decisions": decisions, "problems": problems})
+        return apply_review_request(con, request)

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
-from tasks.approve import PlanChanged, decide_batch
+from tasks.approve import PlanChanged, decide_batch, decide_from_form
 from tasks.plan import build_plan, plan_version
 from tests.batch_helpers import (add_district_catalog, approval, approve_and_commit, approver_env, link_all_reviews,
                                  start)
@@ -178,3 +179,22 @@ def test_approve_reject_and_restore_need_a_registered_approver_who_gives_their_s
     assert refused.count("no approver registered") == 3 and refused.count("not a registered approver") == 2
     assert "no vouching approver" in refused
     assert ("Pat Admin", "batch.approve") in [(actor, action) for actor, action, _ in audit]
+
+
+def test_a_refused_approval_form_read_again_without_its_secret_keeps_its_first_verdict(district,
+                                                                                       district_warehouse: Path):
+    """A suspended run reads its earlier forms back (the secret forgotten): a refusal is judged, audited
+    and logged once, and the form that follows shows the first reason, not "no secret given"."""
+    batch = start(district_warehouse, "registration", district.registration_files, district.registration_term,
+                  district.subscription_type)["batch_id"]
+    with opened(district_warehouse) as con:
+        version = approval(con, batch)["plan_version"]
+    answers = {"approver": "Pat Admin", "approve": True, "plan_version": version, "comment": ""}
+    wh = Warehouse(district_warehouse)
+    first = decide_from_form(wh, batch, answers, SecretStr("guessed"), "run:approval-0")
+    assert first["decision"] is None and "is not theirs" in first["problems"][0]
+    again = decide_from_form(wh, batch, answers, None, "run:approval-0")
+    assert again["already_applied"] and again["problems"] == first["problems"]
+    with opened(district_warehouse) as con:
+        refused = con.execute("SELECT count(*) FROM audit_log WHERE action = 'approver.refused'").fetchall()
+        assert refused == [(1,)] and batches.stage_result(con, batch, "approve") is None

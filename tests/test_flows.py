@@ -33,6 +33,23 @@ def _approval(warehouse: Path, **answers) -> dict:
     return {"approver": APPROVER, "approver_secret": secret, "approve": True, **answers}
 
 
+def _schema(flow_run_id: str) -> dict:
+    """The JSON schema of the form the run waits for."""
+    state = _run_state(flow_run_id)
+    with get_client(sync_client=True) as client:
+        return json.loads(client.read_flow_run_input(flow_run_id, state.state_details.run_input_keyset["schema"]))
+
+
+def _as_the_ui_sends(flow_run_id: str, answers: dict) -> dict:
+    """``answers`` with every other field of the form at its prefilled value, as the UI sends a form."""
+    properties = _schema(flow_run_id)["properties"]
+    return {**{name: p["default"] for name, p in properties.items() if "default" in p}, **answers}
+
+
+def _resume(flow_run_id: str, answers: dict) -> None:
+    resume_flow_run(flow_run_id, run_input=_as_the_ui_sends(flow_run_id, answers))
+
+
 def _response(flow_run_id: str, description_key: str):
     """The submitted form Prefect keeps for a wait (beside its description)."""
     with get_client(sync_client=True) as client:
@@ -69,8 +86,9 @@ def _wait_for_pause(flow_name: str, known: set, timeout: float = 90) -> tuple[st
 
 
 def _description(flow_run_id: str, key: str) -> str:
+    """The markdown shown above the form the run waits for (kept by Prefect as a JSON string)."""
     with get_client(sync_client=True) as client:
-        return client.read_flow_run_input(flow_run_id, key)
+        return json.loads(client.read_flow_run_input(flow_run_id, key))
 
 
 def _run_state(flow_run_id: str):
@@ -100,18 +118,28 @@ def test_migration_flow_waits_for_review_and_approval_then_commits(prefect_serve
                                         " ORDER BY row_no LIMIT 1").fetchall()[0]
         create_temporary_student(con, first, last, ssid=ssid, school=district.schools[0], actor="Office")
     assert f"plan version {shown}" in _description(run_id, key)
-    resume_flow_run(run_id, run_input=_approval(district_warehouse, plan_version=shown))
+    # A registration removes nobody: its approval form has no removal count (nor guard override), and
+    # what the run needs is required (no "(Optional)" label), prefilled with the version shown.
+    schema = _schema(run_id)
+    assert "removals_acknowledged" not in schema["properties"] and "override_guard" not in schema["properties"]
+    assert {"approver", "approver_secret", "plan_version"} <= set(schema["required"])
+    assert schema["properties"]["plan_version"]["default"] == shown
+    _resume(run_id, _approval(district_warehouse, plan_version=shown))
     run_id, key = _wait_for_pause("batch-registration", seen)
     # Nothing was committed: the run matched and planned again and shows why with the new plan.
     assert "The plan changed since it was shown (students changed since it was matched: 1 × temporary.create)" \
         in _description(run_id, key)
     with opened(district_warehouse) as con:
         assert con.execute("SELECT count(*) FROM commit_markers").fetchall() == [(0,)]
-    # A wrong secret is not accepted, and the run asks again.
-    resume_flow_run(run_id, run_input={**_approval(district_warehouse), "approver_secret": "guessed"})
+    # A wrong secret is not accepted, and the run asks again: the reason on top, what was filled kept
+    # (never the secret).
+    _resume(run_id, {**_approval(district_warehouse), "approver_secret": "guessed", "comment": "checked the plan"})
     run_id, key = _wait_for_pause("batch-registration", seen)
-    assert "is not theirs" in _description(run_id, key)
-    resume_flow_run(run_id, run_input=_approval(district_warehouse))
+    assert _description(run_id, key).startswith("**Not accepted:** The approver secret given for Pat Admin is not theirs")
+    kept = {name: p.get("default") for name, p in _schema(run_id)["properties"].items()}
+    assert (kept["approver"], kept["comment"], kept["approve"], kept["approver_secret"]) == (
+        "Pat Admin", "checked the plan", True, "")
+    _resume(run_id, _approval(district_warehouse))
     thread.join(120)
     assert outcome == {"status": "committed"}
 
@@ -120,15 +148,46 @@ def test_migration_flow_waits_for_review_and_approval_then_commits(prefect_serve
                                 outbox_dir=str(tmp_path / "outbox"), wait_poll_seconds=1)
     thread, outcome = _run_in_thread(yearly_migration, migration)
     run_id, key = _wait_for_pause("yearly-migration", seen)
+    # Before anyone reviews, the plan so far is published (the rows in review left out).
+    with get_client(sync_client=True) as client:
+        preview = [a for a in client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+                   if a.key == "plan-preview-batch-2"]
+    assert preview and "row(s) wait for review" in preview[-1].data and "students to remove" in preview[-1].data
     description = _description(run_id, key)
-    assert "rows need a decision" in description and "candidate 1" in description
+    assert description.startswith("# Review batch 2:") and "|" not in description  # short: no wide table
+    # Each item is a drop-down whose title names the row and why it is asked, and whose options are
+    # its candidates themselves (name, birth date, ID, school, score), never preselected.
+    schema = _schema(run_id)
+    assert schema["required"] == ["reviewer"]
+    fields = {name: p for name, p in schema["properties"].items() if name.startswith("item_")}
     with opened(district_warehouse) as con:
-        items = [r[0] for r in con.execute("SELECT review_id FROM review_items WHERE status = 'pending'").fetchall()]
-    assert items
-    resume_flow_run(run_id, run_input={
-        "reviewer": "Rita Reviewer",
-        "decisions": [{"review_id": item, "action": "link", "candidate": 1} for item in items],
-    })
+        rows = {r[0]: r[1:] for r in con.execute(
+            "SELECT r.review_id, v.first_name, v.last_name, v.date_of_birth, s.file_name, s.sheet, s.excel_row,"
+            " st.first_name, st.last_name, st.date_of_birth, st.student_id, sc.name FROM review_items r"
+            " JOIN valid_rows v USING (batch_id, row_no) JOIN staged_rows s USING (batch_id, row_no)"
+            " JOIN review_candidates c ON c.review_id = r.review_id AND c.rank = 1"
+            " JOIN students st ON st.student_key = c.student_key JOIN schools sc ON sc.school_id = st.school_id"
+            " WHERE r.batch_id = 2").fetchall()}
+    assert fields and {int(name.removeprefix("item_")) for name in fields} <= set(rows)
+    links = {}
+    for name, field in fields.items():
+        first, last, born, file_name, sheet, excel_row, c_first, c_last, c_born, c_id, c_school = rows[
+            int(name.removeprefix("item_"))]
+        assert f"{first} {last}, born {born} ({file_name}, sheet {sheet}, row {excel_row}). Why asked: " in field["title"]
+        assert field["default"] == "decide later"
+        assert field["enum"][0] == "decide later" and field["enum"][-3:] == ["new student", "exclude", "unsure"]
+        assert field["enum"][1].startswith(f"link: {c_first} {c_last}, born {c_born}, ")
+        assert f"{c_school} (score " in field["enum"][1] and (c_id is None or f"ID {c_id}, " in field["enum"][1])
+        links[name] = field["enum"][1]
+    items = [int(name.removeprefix("item_")) for name in links]
+    # Without a name nothing is decided: the same form comes back, the reason on top, the choices kept.
+    _resume(run_id, {"reviewer": "  ", **links})
+    run_id, key = _wait_for_pause("yearly-migration", seen)
+    assert _description(run_id, key).startswith("**Not accepted:** Name the reviewer")
+    assert {name: p["default"] for name, p in _schema(run_id)["properties"].items() if name in links} == links
+    with opened(district_warehouse) as con:
+        assert con.execute("SELECT count(*) FROM review_items WHERE status <> 'pending'").fetchall() == [(0,)]
+    _resume(run_id, {"reviewer": "Rita Reviewer"})  # the choices kept are sent as the UI sends them
 
     run_id, key = _wait_for_pause("yearly-migration", seen)
     assert "students to remove" in _description(run_id, key)
@@ -138,13 +197,14 @@ def test_migration_flow_waits_for_review_and_approval_then_commits(prefect_serve
     assert {"plan-batch-2", "plan-classes-batch-2", "plan-students-batch-2", "plan-removals-batch-2",
             "plan-removals-by-school-batch-2", "plan-name-differences-batch-2"} <= keys
     # A wrong acknowledgement is refused and the run asks again.
-    resume_flow_run(run_id, run_input=_approval(district_warehouse, removals_acknowledged=999))
+    _resume(run_id, _approval(district_warehouse, removals_acknowledged=999))
     run_id, key = _wait_for_pause("yearly-migration", seen)
-    assert "Not accepted" in _description(run_id, key)
+    assert _description(run_id, key).startswith("**Not accepted:** This batch removes")
+    assert "removals_acknowledged" in _schema(run_id)["required"]
     with opened(district_warehouse) as con:
         removals = con.execute("SELECT count(*) FROM plan_removals WHERE batch_id = 2").fetchall()[0][0]
         assert con.execute("SELECT count(*) FROM students WHERE status = 'deleted'").fetchall()[0][0] == 0
-    resume_flow_run(run_id, run_input=_approval(district_warehouse, removals_acknowledged=removals))
+    _resume(run_id, _approval(district_warehouse, removals_acknowledged=removals))
     thread.join(120)
     # Prefect keeps the submitted form without the secret.
     kept = json.loads(_response(run_id, key))
@@ -172,17 +232,17 @@ def test_a_migration_waits_until_all_sheets_are_uploaded(prefect_server, distric
     assert "0 file(s) so far" in _description(run_id, key)
     # A sheet arrives; an unticked confirmation asks again, now listing it.
     (inbox / district.migration_files[0].name).write_bytes(district.migration_files[0].read_bytes())
-    resume_flow_run(run_id, run_input={"confirmed_by": "Pat Admin", "all_uploaded": False})
+    _resume(run_id, {"confirmed_by": "Pat Admin", "all_uploaded": False})
     run_id, key = _wait_for_pause("yearly-migration", seen)
     assert district.migration_files[0].name in _description(run_id, key)
     with opened(district_warehouse) as con:
         assert con.execute("SELECT count(*) FROM staged_rows").fetchall() == [(0,)]
-    resume_flow_run(run_id, run_input={"confirmed_by": "Pat Admin", "all_uploaded": True})
+    _resume(run_id, {"confirmed_by": "Pat Admin", "all_uploaded": True})
     run_id, key = _wait_for_pause("yearly-migration", seen)  # now the batch is read and waits for approval
     assert "Approve batch" in _description(run_id, key)
     with opened(district_warehouse) as con:
         assert con.execute("SELECT count(*) FROM staged_rows").fetchall()[0][0] > 0
-    resume_flow_run(run_id, run_input=_approval(district_warehouse, approve=False))
+    _resume(run_id, _approval(district_warehouse, approve=False))
     thread.join(120)
     assert outcome == {"status": "rejected"}
     with opened(district_warehouse) as con:
@@ -238,7 +298,7 @@ def test_a_deployed_run_waits_suspended_and_survives_a_worker_restart(prefect_se
         worker.kill()
         worker.wait(30)
         worker = _start_worker("suspension-test", log)
-        resume_flow_run(run.id, run_input=_approval(district_warehouse))
+        _resume(run.id, _approval(district_warehouse))
         final = _wait_for_state(run.id, lambda s: s.is_final(), timeout=180)
         assert final.is_completed(), log.read_text()[-3000:]
         with opened(district_warehouse) as con:
@@ -282,7 +342,7 @@ def test_two_deployed_runs_approved_at_the_same_moment_both_commit_exactly_once(
                                        parameters={"config": config.model_dump(mode="json")}, timeout=0).id)
         for run_id in runs:
             assert _wait_for_state(run_id, lambda s: s.is_paused(), timeout=240).name == "Suspended", log.read_text()[-3000:]
-        answers = _approval(district_warehouse)
+        answers = {run_id: _as_the_ui_sends(run_id, _approval(district_warehouse)) for run_id in runs}
         both_ready = threading.Barrier(2)
 
         refused: list = []
@@ -294,7 +354,7 @@ def test_two_deployed_runs_approved_at_the_same_moment_both_commit_exactly_once(
             # submits again. Such a refused submission is not lost input: it was never accepted.
             for attempt in range(5):
                 try:
-                    resume_flow_run(run_id, run_input=answers)
+                    resume_flow_run(run_id, run_input=answers[run_id])
                     return
                 except Exception as error:  # noqa: BLE001 - recorded, asserted below
                     refused.append(repr(error))
@@ -336,7 +396,7 @@ def test_messages_that_cannot_be_written_after_the_commit_fail_the_run_with_the_
                                 outbox_dir=str(tmp_path / "outbox"), wait_poll_seconds=1)
     thread, outcome = _run_in_thread(batch_registration, config)
     run_id, _ = _wait_for_pause("batch-registration", set())
-    resume_flow_run(run_id, run_input=_approval(district_warehouse))
+    _resume(run_id, _approval(district_warehouse))
     thread.join(120)
     state = _run_state(run_id)
     assert state.is_failed() and outcome.get("status") != "committed"

@@ -11,7 +11,8 @@ import pytest
 
 from tasks.exports import write_xlsx
 from tasks.plan import PlanError, build_plan
-from tasks.review import close_review, decide_review, review_items, review_markdown
+from tasks.review import (NO_DECISION, apply_form_choices, close_review, decide_review, review_choices,
+                          review_item_help, review_item_title, review_items)
 from tasks.review_sheet import ReviewImportError, export_review_xlsx, import_review_xlsx
 from tests.batch_helpers import add_catalog, approve_and_commit, start
 from tests.sheets import roster_row, write_roster
@@ -148,7 +149,7 @@ def test_unsure_escalates_blocks_the_plan_and_can_be_changed(queue):
         assert not decide_review(con, batch_id, items[3]["review_id"], "unsure", "Rita")["changed"]
         escalated = review_items(con, batch_id, escalated_only=True)
         assert [i["review_id"] for i in escalated] == [items[3]["review_id"]]
-        assert "Escalated by Rita" in review_markdown(escalated)
+        assert "Escalated by Rita" in review_item_help(escalated[0])
         assert close_review(wh, batch_id)["pending"] == 1
         with pytest.raises(PlanError):
             build_plan(wh, batch_id)
@@ -157,18 +158,19 @@ def test_unsure_escalates_blocks_the_plan_and_can_be_changed(queue):
         assert build_plan(wh, batch_id)["students_new"] == 3
 
 
-def test_exported_cells_never_run_as_formulas_and_differences_are_bold_in_the_form(queue, tmp_path: Path):
+def test_exported_cells_never_run_as_formulas_and_the_form_names_the_differences(queue, tmp_path: Path):
     warehouse, batch_id = queue
     with opened(warehouse) as con:
         exported = export_review_xlsx(con, batch_id, tmp_path / "queue.xlsx", pending_only=True)
-        markdown = review_markdown(review_items(con, batch_id, pending_only=True))
+        helps = [review_item_help(item) for item in review_items(con, batch_id, pending_only=True)]
     # The formula-like name is registered and linked by its ID, so it is not in the queue; its
     # neighbours' names are plain; no cell of the export is a formula.
     text = pl.read_excel(exported, sheet_name="Review", infer_schema_length=0)
     assert not any(str(v).startswith("=") for col in text.columns for v in text[col].drop_nulls())
-    # In the Prefect form, a candidate's differing fields are bold: Ana's first name (the row says
-    # Aya), not her last name or birth date.
-    assert "| **Ana** | Silva | 2013-01-02 |" in markdown, markdown
+    # In the Prefect form, each item names where a candidate differs from the row: Ana's first name
+    # (the row says Aya), not her last name or birth date.
+    assert any("Candidate 1, Ana Silva" in text and "differs from the row in first name." in text
+               for text in helps), helps
 
 
 def test_the_command_line_exports_and_imports(queue, tmp_path: Path, run_cli):
@@ -186,3 +188,31 @@ def test_the_command_line_exports_and_imports(queue, tmp_path: Path, run_cli):
     code, out, _ = run("review", "import", str(batch_id), str(good), "--reviewer", "Rita", "--json")
     assert code == 0 and json.loads(out)["applied"] == 4 and json.loads(out)["pending"] == 0
     assert json.loads(out)["status"] == "awaiting_approval"
+
+
+def test_the_forms_choices_name_the_candidates_and_map_back_exactly(queue):
+    warehouse, batch_id = queue
+    wh = Warehouse(warehouse)
+    with wh.read() as con:
+        items = review_items(con, batch_id, pending_only=True)
+    first, second, third = items[:3]
+    options = list(review_choices(first))
+    candidate = first["candidates"][1] if len(first["candidates"]) > 1 else first["candidates"][0]
+    link = next(o for o in options if review_choices(first)[o] == ("link", candidate["rank"]))
+    assert options[0] == NO_DECISION and options[-3:] == ["new student", "exclude", "unsure"]
+    assert link.startswith(f"link: {candidate['first_name']} {candidate['last_name']}, born {candidate['date_of_birth']}")
+    title = review_item_title(first)
+    assert f"{first['first_name']} {first['last_name']}" in title and f"row {first['excel_row']}" in title
+    choices = {first["review_id"]: link, second["review_id"]: NO_DECISION, third["review_id"]: "link: Nobody"}
+    # Without a reviewer's name nothing is decided, and the reason is given once.
+    refused = apply_form_choices(wh, batch_id, choices, " ", "run:review-0")
+    assert refused["problems"][0].startswith("Name the reviewer") and refused["applied"] == []
+    assert apply_form_choices(wh, batch_id, choices, " ", "run:review-0")["already_applied"]
+    outcome = apply_form_choices(wh, batch_id, choices, "Rita", "run:review-1")
+    assert outcome["applied"] == [first["review_id"]]
+    assert outcome["problems"] == [f"item {third['review_id']}: 'link: Nobody' is not one of this item's choices any "
+                                   "more (its candidates changed since the form was shown); choose again."]
+    with wh.read() as con:
+        decided = {i["review_id"]: (i["status"], i["action"], i["student_key"]) for i in review_items(con, batch_id)}
+    assert decided[first["review_id"]] == ("decided", "link", candidate["student_key"])
+    assert decided[second["review_id"]][0] == "pending" and decided[third["review_id"]][0] == "pending"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tasks.pipeline import advance_batch, open_batch
+from tasks.plan import preview_plan
 from tasks.review import decide_review, review_items
 from tasks.uploads import UploadError, add_upload, confirm_all_uploaded, list_uploads
 from tests.batch_helpers import approve_and_commit, start
@@ -76,7 +77,9 @@ def test_a_held_migration_takes_the_corrected_sheet_and_keeps_the_review_decisio
     progress = start(warehouse_path, "migration", [sheet], "Fall 2026", "K12")
     batch = progress["batch_id"]
     with (wh := Warehouse(warehouse_path)).write() as con:
-        (item,) = review_items(con, batch, pending_only=True)
+        # The school is held: Mia's row is not asked, though a reviewer may still decide it.
+        assert review_items(con, batch, pending_only=True) == []
+        (item,) = review_items(con, batch)
         decide_review(con, batch, item["review_id"], "link", "Rita Reviewer", 1)
         linked = review_items(con, batch)[0]["student_key"]
         assert advance_batch(wh, batch)["status"] == "held"
@@ -103,6 +106,49 @@ def test_a_held_migration_takes_the_corrected_sheet_and_keeps_the_review_decisio
         assert staged == [("abc.xlsx",)]
     summary = approve_and_commit(warehouse_path, batch)
     assert summary["students_created"] == 1
+
+
+def test_a_held_schools_rows_are_asked_only_once_its_corrected_sheet_is_in(tmp_path: Path, warehouse_path: Path):
+    with opened(warehouse_path) as con:
+        _setup(con)
+        catalog.add_schools(con, ["Summerwind High School"], "test")
+    summerwind = dict(school="Summerwind High School", email="acooper@example.org", teacher=("Allison", "Cooper"))
+    year1 = [roster_row(first="Mia", last="Clark", student_id="3", dob="2014-03-09"),
+             roster_row(first="Owen", last="Price", student_id="4", dob="2012-07-21"),
+             roster_row(first="Lia", last="Moss", student_id="7", dob="2013-01-05", **summerwind)]
+    approve_and_commit(warehouse_path, start(warehouse_path, "registration", [write_roster(tmp_path / "y1.xlsx", year1)],
+                                             "Fall 2025", "K12")["batch_id"])
+    mia = roster_row(first="Mia", last="Clark", student_id=None, dob=None)  # names alone: a question
+    owen = roster_row(first="Owen", last="Price", student_id="4", dob="2012-07-21")
+    bad = roster_row(first="Zed", last="Stone", student_id="9", dob="03/04/2015")  # invalid: holds ABC
+    lia = roster_row(first="Lia", last="Moss", student_id=None, dob=None, **summerwind)  # a question, not held
+    progress = start(warehouse_path, "migration", [write_roster(tmp_path / "abc.xlsx", [mia, owen, bad]),
+                                                   write_roster(tmp_path / "summerwind.xlsx", [lia])],
+                     "Fall 2026", "K12")
+    batch = progress["batch_id"]
+    assert progress["review"]["pending"] == 1
+    with (wh := Warehouse(warehouse_path)).write() as con:
+        # Only the school that is not held is asked; the plan so far already shows ABC held.
+        (asked,) = review_items(con, batch, pending_only=True)
+        assert asked["first_name"] == "Lia"
+        preview = preview_plan(wh, batch)
+        assert preview["summary"]["held_schools"] == [SCHOOL] and preview["summary"]["rows_pending_review"] == 1
+        assert "1 row(s) wait for review" in preview["markdown"] and f"**held** (invalid rows" in preview["markdown"]
+        decide_review(con, batch, asked["review_id"], "link", "Rita Reviewer", 1)
+        held = advance_batch(wh, batch)
+        assert held["status"] == "awaiting_approval" and held["plan"]["held_schools"] == [SCHOOL]
+        assert review_items(con, batch, pending_only=True) == []
+        fixed = write_roster(tmp_path / "fixed.xlsx", [mia, owen, roster_row(first="Zed", last="Stone", student_id="9",
+                                                                             dob="2015-04-03")])
+        add_upload(con, batch, fixed, tmp_path / "store", "Pat Admin")
+        again = advance_batch(wh, batch)
+        # Now Mia's row is asked, once; Lia's decision stands.
+        assert again["status"] == "in_review" and again["review"]["pending"] == 1
+        (asked_now,) = review_items(con, batch, pending_only=True)
+        assert asked_now["first_name"] == "Mia"
+        decide_review(con, batch, asked_now["review_id"], "link", "Rita Reviewer", 1)
+        assert advance_batch(wh, batch)["status"] == "awaiting_approval"
+        assert review_items(con, batch, pending_only=True) == []
 
 
 def test_a_held_collected_migration_takes_the_same_teachers_corrected_sheet(tmp_path: Path, warehouse_path: Path):
