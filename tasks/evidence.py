@@ -327,22 +327,30 @@ def _differing_levels(differing: pl.DataFrame, swaps: bool) -> pl.DataFrame:
            *[f"_{name}_key" for name in readings], "_nickname", "_first_part", "_last_part")
 
 
-def side(frame: pl.DataFrame, key: str, suffix: str) -> pl.DataFrame:
-    """One side of a pair frame (see ``with_levels``) from a ``matching.prepare``-d frame."""
+def side(frame: pl.DataFrame, key: str, suffix: str, context: bool = False) -> pl.DataFrame:
+    """One side of a pair frame (see ``with_levels``) from a ``matching.prepare``-d frame; with
+    ``context``, also its name tokens, school (and twin group, if it has one) for the guards."""
+    extra = []
+    if context:
+        extra = [pl.col("name_tokens").alias(f"tokens{suffix}"), pl.col("school_id").alias(f"school{suffix}"),
+                 *(["twin_group"] if "twin_group" in frame.columns else [])]
     return frame.select(
         key, pl.col("first_key").alias(f"first{suffix}"), pl.col("last_key").alias(f"last{suffix}"),
         pl.col("first_name").str.strip_chars().fill_null("").alias(f"first_raw{suffix}"),
         pl.col("last_name").str.strip_chars().fill_null("").alias(f"last_raw{suffix}"),
         pl.col("nick_keys").alias(f"nick{suffix}"), pl.col("date_of_birth").alias(f"dob{suffix}"),
-        *[pl.col(c).alias(f"{c}{suffix}") for c in ID_COLUMNS],
+        *[pl.col(c).alias(f"{c}{suffix}") for c in ID_COLUMNS], *extra,
     )
 
 
-def pair_levels(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, swaps: bool = True
-                ) -> pl.DataFrame:
-    """``pairs`` (row_no, student_key) with every field's level (``swaps``: try swapped names)."""
-    joined = (pairs.select("row_no", "student_key").join(side(incoming, "row_no", "_in"), on="row_no")
-              .join(side(existing, "student_key", "_ex"), on="student_key"))
+def pair_levels(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, swaps: bool = True,
+                context: bool = False) -> pl.DataFrame:
+    """``pairs`` (row_no, student_key) with every field's level (``swaps``: try swapped names).
+    Only the rows and students in ``pairs`` are turned into pair sides (see ``side``)."""
+    rows = incoming.join(pairs.select("row_no").unique(), on="row_no", how="semi")
+    students = existing.join(pairs.select("student_key").unique(), on="student_key", how="semi")
+    joined = (pairs.select("row_no", "student_key").join(side(rows, "row_no", "_in", context), on="row_no")
+              .join(side(students, "student_key", "_ex", context), on="student_key"))
     return with_levels(joined, swaps)
 
 
@@ -449,13 +457,15 @@ def _em(patterns: pl.DataFrame, fields: list[str], m: dict, u: dict, iterations:
     share = 0.1
     expected: dict[str, dict[str, float]] = {}
     matches = 0.0
+    # Each field's levels as positions in its ladder (its length for missing, which weighs 0).
+    codes = {f: patterns[f].replace_strict({lv: i for i, lv in enumerate((*LADDERS[f], MISSING))},
+                                           return_dtype=pl.Int64).to_numpy() for f in fields}
     for _ in range(iterations):
         log_m = np.zeros(patterns.height)
         log_u = np.zeros(patterns.height)
         for f in fields:
-            levels = patterns[f].to_list()
-            log_m += np.array([0.0 if lv == MISSING else math.log(m[f][lv]) for lv in levels])
-            log_u += np.array([0.0 if lv == MISSING else math.log(u[f][lv]) for lv in levels])
+            log_m += np.log(np.array([m[f][lv] for lv in LADDERS[f]] + [1.0]))[codes[f]]
+            log_u += np.log(np.array([u[f][lv] for lv in LADDERS[f]] + [1.0]))[codes[f]]
         a = math.log(share) + log_m
         b = math.log(1 - share) + log_u
         top = np.maximum(a, b)
@@ -465,10 +475,9 @@ def _em(patterns: pl.DataFrame, fields: list[str], m: dict, u: dict, iterations:
         share = min(max(matches / total, 1e-9), 1 - 1e-9)
         expected = {}
         for f in fields:
-            per_level: dict[str, float] = {}
-            for lv, w in zip(patterns[f].to_list(), weighted):
-                if lv != MISSING:
-                    per_level[lv] = per_level.get(lv, 0.0) + float(w)
+            sums = np.bincount(codes[f], weights=weighted, minlength=len(LADDERS[f]) + 1)
+            present = np.bincount(codes[f], minlength=len(LADDERS[f]) + 1) > 0
+            per_level = {lv: float(sums[i]) for i, lv in enumerate(LADDERS[f]) if present[i]}
             expected[f] = per_level
             seen = sum(per_level.values())
             if seen > 0:

@@ -20,6 +20,7 @@ import datetime as dt
 import functools
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
 import polars as pl
 from nicknames import NickNamer
 from pydantic import BaseModel, Field
@@ -272,7 +273,7 @@ TYPO_KEYS = ("year_month", "year_day", "month_day", "year_month_day_set", "digit
 # block alone, the definite-no rule filtering after, which is cheaper than the typo-key joins.
 NARROW_PASSES = frozenset({
     "name_tokens", "nickname_last", "last_first_deletes", "first_last_deletes", "swapped_last_first_deletes",
-    "swapped_first_last_deletes", "first_last_ends", "swapped_first_last_initial", "swapped_last_first_initial",
+    "swapped_first_last_deletes",
 })
 
 
@@ -286,7 +287,7 @@ def _base_column(column: str) -> str:
 
 
 def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str], keep: pl.Expr | None = None,
-                   close: dict[str, pl.DataFrame] | None = None) -> pl.LazyFrame:
+                   close: dict[str, pl.DataFrame] | None = None, carry: tuple[str, ...] = ()) -> pl.LazyFrame:
     """One side of a blocking pass: the record key, a hash of the blocking keys, the birth date
     (of the records ``keep`` selects, if given).
 
@@ -301,7 +302,7 @@ def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str], keep: pl.E
     derived = {b: DERIVED_KEYS[b] for b in bases.values() if b in DERIVED_KEYS and b not in frame.columns}
     if derived:
         lazy = lazy.with_columns(**derived)
-    side = lazy.select(key, "date_of_birth", *{b for b in bases.values() if b != "date_of_birth"})
+    side = lazy.select(key, "date_of_birth", *carry, *{b for b in bases.values() if b != "date_of_birth"})
     for column, base in bases.items():
         if close is not None and column in close:
             side = side.join(close[column].lazy().rename({"name": base, "close": column}), on=base)
@@ -315,7 +316,7 @@ def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str], keep: pl.E
     # Joining on one 64-bit hash instead of several strings keeps the pass fast and small; a
     # collision only brings one more pair to be scored, never a link. The keys are hashed by
     # position, so a pass may compare one side's first name with the other's last.
-    return side.select(key, "date_of_birth",
+    return side.select(key, "date_of_birth", *carry,
                        block=pl.struct([pl.col(c).alias(f"key{i}") for i, c in enumerate(columns)]).hash())
 
 
@@ -335,18 +336,27 @@ def _close_nicknames(incoming: pl.DataFrame, existing: pl.DataFrame) -> pl.DataF
     return _close_forms(keys(incoming), keys(existing))
 
 
-def _with_typo_keys(side: pl.LazyFrame, dob: str) -> pl.LazyFrame:
-    year = pl.col(dob).dt.year()
-    month, day = pl.col(dob).dt.month().cast(pl.Int32), pl.col(dob).dt.day().cast(pl.Int32)
-    # Cached: each side feeds several joins of one plan, computed once.
-    return side.with_columns(
-        year_month=year * 100 + month, year_day=year * 100 + day, month_day=month * 100 + day,
-        year_month_day_set=year * 10000 + pl.min_horizontal(month, day) * 100 + pl.max_horizontal(month, day),
-        # How often each digit occurs in YYYYMMDD (four bits per digit): two neighbouring digits
-        # swapped anywhere, across the month/day boundary too, keep it.
-        digit_counts=pl.sum_horizontal([
-            (pl.lit(16.0) ** ((year * 10000 + month * 100 + day) // 10**i % 10)).cast(pl.Int64) for i in range(8)]),
-    ).cache()
+def with_typo_keys(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with the birth-date typo keys (``TYPO_KEYS``), made once for every pass."""
+    dob = frame["date_of_birth"]
+    year, month, day = (part.cast(pl.Int64).fill_null(0).to_numpy()
+                        for part in (dob.dt.year(), dob.dt.month(), dob.dt.day()))
+    number = year * 10000 + month * 100 + day
+    # How often each digit occurs in YYYYMMDD (four bits per digit): two digits swapped anywhere,
+    # across the month/day boundary too, keep it.
+    digit_counts = np.zeros(len(number), dtype=np.int64)
+    for i in range(8):
+        digit_counts += np.left_shift(np.int64(1), 4 * ((number // 10**i) % 10))
+    dated = pl.lit(dob.is_not_null())
+    keys = pl.DataFrame({"year": year, "month": month, "day": day, "digit_counts": digit_counts}).select(
+        [pl.when(dated).then(expr).alias(name) for name, expr in {
+            "year_month": pl.col("year") * 100 + pl.col("month"),
+            "year_day": pl.col("year") * 100 + pl.col("day"),
+            "month_day": pl.col("month") * 100 + pl.col("day"),
+            "year_month_day_set": pl.col("year") * 10000 + pl.min_horizontal("month", "day") * 100
+            + pl.max_horizontal("month", "day"),
+            "digit_counts": pl.col("digit_counts")}.items()])
+    return frame.with_columns(keys)
 
 
 def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list[str],
@@ -361,6 +371,15 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
     pairs = []
     close_tables: dict[tuple[str, str, bool], pl.DataFrame] = {}
     forms: dict[tuple[str, str], pl.DataFrame] = {}
+    dated_keys = ("date_of_birth", "birth_year", "dob_if_no_first", "dob_if_no_last")
+
+    def by_typo_keys(name: str) -> bool:
+        keys = BLOCKING_RULES[name]
+        keys = keys[0] if isinstance(keys, tuple) else keys
+        return drop_definite_no and name not in NARROW_PASSES and not any(k in keys for k in dated_keys)
+
+    if any(by_typo_keys(name) for name in passes):
+        incoming, existing = with_typo_keys(incoming), with_typo_keys(existing)
 
     def forms_of(side: str, column: str) -> pl.DataFrame:
         if (side, column) not in forms:
@@ -377,25 +396,29 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
     for name in passes:
         rule = BLOCKING_RULES[name]
         left_keys, right_keys = rule if isinstance(rule, tuple) else (rule, rule)
-        keys = left_keys
         expand = {lk: close(lk, rk) for lk, rk in zip(left_keys, right_keys) if lk.endswith("_deletes") or lk == "nick_key"}
-        left = _blocking_side(incoming, "row_no", left_keys, close=expand).rename({"date_of_birth": "dob_in"})
+        carry = TYPO_KEYS if by_typo_keys(name) else ()
+        left = (_blocking_side(incoming, "row_no", left_keys, close=expand, carry=carry)
+                .rename({"date_of_birth": "dob_in"}))
         # Only existing records sharing a block with some incoming row can pair: they are first cut
         # down to those sharing each key with some row (the close names, for a close-name key),
         # then one semi-join on the block shrinks them before the joins below.
         keyed = with_keys(incoming, left_keys)
-        wanted = [DERIVED_KEYS.get(_base_column(rk), pl.col(_base_column(rk))).is_in(
-            (expand[lk]["close"] if lk in expand else keyed[lk]).drop_nulls().unique().implode())
-            for lk, rk in zip(left_keys, right_keys)]
+        wanted = []
+        for lk, rk in zip(left_keys, right_keys):
+            values = (expand[lk]["close"] if lk in expand else keyed[lk]).drop_nulls().unique()
+            column = DERIVED_KEYS.get(_base_column(rk), pl.col(_base_column(rk)))
+            # Strings are compared by their 64-bit hashes, ten times cheaper over a large district;
+            # a collision only keeps a record the block join then drops.
+            wanted.append(column.hash().is_in(values.hash().implode()) if values.dtype == pl.String
+                          else column.is_in(values.implode()))
         shared = pl.all_horizontal(wanted)
-        right = (_blocking_side(existing, "student_key", right_keys, shared)
+        right = (_blocking_side(existing, "student_key", right_keys, shared, carry=carry)
                  .rename({"date_of_birth": "dob_ex"})
                  .join(left.select("block").unique(), on="block", how="semi"))
-        if (not drop_definite_no or name in NARROW_PASSES
-                or any(k in keys for k in ("date_of_birth", "birth_year", "dob_if_no_first", "dob_if_no_last"))):
+        if not carry:
             pairs.append(_block_join(left, right, ["block"]))
             continue
-        left, right = _with_typo_keys(left, "dob_in"), _with_typo_keys(right, "dob_ex")
         dated_in, dated_ex = left.filter(pl.col("dob_in").is_not_null()), right.filter(pl.col("dob_ex").is_not_null())
         for typo_key in TYPO_KEYS:
             pairs.append(_block_join(dated_in, dated_ex, ["block", typo_key]))
@@ -434,21 +457,23 @@ def compare_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.Data
         dated = dated.filter(pl.col("dob") != "different")
     inc = incoming.select(
         "row_no", pl.col("first_key").alias("first_in"), pl.col("last_key").alias("last_in"),
-        pl.col("nick_keys").alias("nick_in"), pl.col("name_tokens").alias("tokens_in"),
+        pl.col("name_tokens").alias("tokens_in"),
         pl.col("school_id").alias("school_in"), *[pl.col(c).alias(f"{c}_in") for c in ID_COLUMNS],
     )
     ex = existing.select(
         "student_key", pl.col("first_key").alias("first_ex"), pl.col("last_key").alias("last_ex"),
-        pl.col("nick_keys").alias("nick_ex"), pl.col("name_tokens").alias("tokens_ex"),
+        pl.col("name_tokens").alias("tokens_ex"),
         pl.col("school_id").alias("school_ex"), pl.col("twin_group"), *[pl.col(c).alias(f"{c}_ex") for c in ID_COLUMNS],
     )
     joined = dated.join(inc, on="row_no").join(ex, on="student_key")
     same = (pl.col("first_in") == pl.col("first_ex")) & (pl.col("last_in") == pl.col("last_ex"))
     # Most pairs (every identifier hit, nearly) carry the very same name: only the others need
-    # string distances, which are the costly part.
+    # string distances and nickname keys, which are the costly part.
+    differing = (joined.filter(~same).join(incoming.select("row_no", nick_in="nick_keys"), on="row_no")
+                 .join(existing.select("student_key", nick_ex="nick_keys"), on="student_key"))
     compared = pl.concat([
         _identical_names(joined.filter(same)),
-        _differing_names(joined.filter(~same)),
+        _differing_names(differing),
     ], how="diagonal")
     compared = compared.with_columns(
         exact_name=(pl.col("tokens_in") == pl.col("tokens_ex")) & (pl.col("tokens_in") != ""),
@@ -557,16 +582,20 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
     hits = [
         incoming.filter(pl.col(c).is_not_null()).select("row_no", c)
         .join(existing.filter(pl.col(c).is_not_null()).select("student_key", c), on=c)
-        .select("row_no", "student_key", level=pl.lit(c), level_rank=pl.lit(order[c]))
+        .select("row_no", "student_key", level_rank=pl.lit(order[c], dtype=pl.Int8))
         for c in config.id_levels
     ]
     hits = pl.concat(hits)
     if hits.height == 0:
         return pl.DataFrame(schema=DECISION_SCHEMA), pl.DataFrame(schema=CANDIDATE_SCHEMA)
+    names = {i: c for c, i in order.items()}
     # One identifier value held by two existing students is a data problem a person must see.
-    shared = hits.group_by("row_no", "level").agg(pl.len().alias("holders")).filter(pl.col("holders") > 1)
-    pairs = (hits.sort("level_rank").group_by("row_no", "student_key", maintain_order=True)
-             .agg(pl.col("level").first().alias("rule"), pl.col("level").alias("levels")))
+    shared = (hits.group_by("row_no", "level_rank").agg(pl.len().alias("holders")).filter(pl.col("holders") > 1)
+              .select("row_no", level=pl.col("level_rank").replace_strict(names, return_dtype=pl.String)))
+    # Grouped on integers (a row and a student are hit by one identifier, nearly always).
+    pairs = (hits.group_by("row_no", "student_key").agg(pl.col("level_rank").sort().alias("ranks"))
+             .with_columns(levels=pl.col("ranks").list.eval(pl.element().replace_strict(names, return_dtype=pl.String)))
+             .select("row_no", "student_key", "levels", rule=pl.col("levels").list.first()))
     compared = compare_pairs(pairs.select("row_no", "student_key"), incoming, existing, config).join(
         pairs, on=["row_no", "student_key"])
     compared = compared.with_columns(
@@ -648,10 +677,10 @@ def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
     Pairs whose birth dates differ beyond a typo are ruled out (a hard guard, whatever the names
     say), except the pairs in ``keep`` (a row's identifier hits, which a reviewer must see).
     """
-    # In slices: the string distances need each slice's names as Python strings, and a million-row
-    # district's candidate pairs all at once would hold gigabytes of them.
-    levelled = pl.concat([pair_levels(chunk, incoming, existing) for chunk in pairs.iter_slices(PAIRS_PER_SLICE)]
-                         or [pair_levels(pairs, incoming, existing)])
+    # In slices, so that a large district's pairs never hold every side column at once.
+    levelled = pl.concat([pair_levels(chunk, incoming, existing, context=True)
+                          for chunk in pairs.iter_slices(PAIRS_PER_SLICE)]
+                         or [pair_levels(pairs, incoming, existing, context=True)])
     ruled_out = pl.col("date_of_birth") == "different"
     if keep is not None and keep.height:
         kept = keep.select("row_no", "student_key", keep_pair=pl.lit(True))
@@ -670,13 +699,7 @@ def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
         first_name=pl.when(sibling & ~pl.col("swapped")).then(pl.lit("different")).otherwise(pl.col("first_name")),
         last_name=pl.when(sibling & pl.col("swapped")).then(pl.lit("different")).otherwise(pl.col("last_name")))
     weighted = with_weights(levelled, evidence)
-    context = (
-        weighted.join(incoming.select("row_no", pl.col("name_tokens").alias("tokens_in"),
-                                      pl.col("school_id").alias("school_in")), on="row_no")
-        .join(existing.select("student_key", "twin_group", pl.col("name_tokens").alias("tokens_ex"),
-                              pl.col("school_id").alias("school_ex")), on="student_key")
-    )
-    return with_row_probability(context, evidence).with_columns(
+    return with_row_probability(weighted, evidence).with_columns(
         exact_name=(pl.col("tokens_in") == pl.col("tokens_ex")) & (pl.col("tokens_in") != ""),
         same_school=(pl.col("school_in") == pl.col("school_ex")).fill_null(False),
         # An identifier both carry that differs beyond two slips, with no other identifier equal:
