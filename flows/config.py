@@ -39,7 +39,9 @@ FILES_DESCRIPTION = (
 class RunForm(BaseModel):
     """The run form: what a data team sets for a batch."""
 
-    files: list[str] = Field(min_length=1, title="Roster files", description=FILES_DESCRIPTION)
+    # Not required non-empty here: a collecting migration on the command line starts with no file. A
+    # run started from the form with none is refused when it starts (resolve_run_files).
+    files: list[str] = Field(title="Roster files", description=FILES_DESCRIPTION)
     term: str = Field(min_length=1, title="Starting term",
                       description="Used in class names, e.g. Fall 2026 (`Fall {year}` is this year).")
     subscription_type: str = Field(min_length=1, title="Subscription type",
@@ -130,6 +132,8 @@ def resolve_run_files(files: list[str], inbox: Path) -> list[str]:
     computer, a missing file or folder, a pattern matching nothing) and the folder to put files in."""
     inbox = inbox.resolve()
     resolved, problems = [], []
+    if not files:
+        problems.append(f"no roster file is named: put the files in {inbox} and name them")
     for raw in files:
         text = raw.strip().strip('"').strip()
         if not text:

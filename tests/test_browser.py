@@ -148,11 +148,13 @@ def open_resume_form(page, base: str, run_id: str):
 
 
 def _suspended_again(base: str, run_id: str, seen: set):
-    """The run's state once it waits with a form it has not shown before."""
+    """The run's state once it waits with a form it has not shown before (a suspended run passes
+    through paused states without a form on its way back)."""
     def check():
         state = _api(base, f"/flow_runs/{run_id}")["state"]
-        if state["type"] == "PAUSED" and state["id"] not in seen:
-            seen.add(state["id"])
+        keys = (state.get("state_details") or {}).get("run_input_keyset") or {}
+        if state["type"] == "PAUSED" and keys.get("description") and keys["description"] not in seen:
+            seen.add(keys["description"])
             return state
         if state["type"] in ("FAILED", "CRASHED", "COMPLETED", "CANCELLED"):
             raise AssertionError(f"the run ended {state['name']}: {state.get('message')}")

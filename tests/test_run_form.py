@@ -41,6 +41,11 @@ def test_a_missing_file_is_refused_naming_where_it_was_looked_for(tmp_path: Path
     assert "'fall/*.xlsx' matches nothing" in message and "an empty entry names no file" in message
 
 
+def test_a_run_naming_no_file_is_refused(tmp_path: Path):
+    with pytest.raises(RunRefused, match=f"no roster file is named: put the files in {tmp_path}"):
+        resolve_run_files([], tmp_path)
+
+
 def test_names_in_the_inbox_resolve_there_and_full_paths_stay(tmp_path: Path):
     (tmp_path / "fall").mkdir()
     (tmp_path / "fall" / "roster.xlsx").write_bytes(b"")
