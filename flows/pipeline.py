@@ -22,7 +22,7 @@ from prefect.input.actions import create_flow_run_input, delete_flow_run_input
 from prefect.runtime import deployment, flow_run
 from prefect.states import Failed, State
 
-from flows.config import BatchRunConfig
+from flows.config import BatchRunConfig, RunForm, RunRefused, RunTuning, run_config
 from flows.forms import AllUploadedForm, ApprovalForm, approval_form_for, prefilled, review_form
 from rosterflow.settings import load_settings
 from flows.prefect_tasks import (apply_review_choices_task, approval_context_task, close_review_task,
@@ -62,11 +62,24 @@ def _warehouse(config: BatchRunConfig) -> Warehouse:
                      busy_timeout=load_settings().busy_timeout, on_wait=get_run_logger().info)
 
 
+def start_batch(mode: str, form: RunForm, tuning: RunTuning | None) -> str | State:
+    """Run the batch a run form asks for, with the deployment's tuning and this machine's settings;
+    a form naming files that are not on this machine ends the run Failed ("Refused") before any
+    batch is opened, saying which and where to put them."""
+    try:
+        config = run_config(form, tuning, load_settings())
+    except RunRefused as refused:
+        get_run_logger().error("%s", refused)
+        return Failed(name="Refused", message=str(refused))
+    return run_batch(mode, config)
+
+
 def run_batch(mode: str, config: BatchRunConfig) -> str | State:
-    """Run one batch to its end: 'committed', 'rejected', 'held' or 'approval-abandoned'; a batch
-    whose files could not be read ends the run Failed, with the file errors as the reason, and so
-    does a batch that committed but whose messages could not be written (the run must not look
-    Completed while the teachers have nothing).
+    """Run one batch to its end: 'committed' or 'rejected'. Every other end is a Failed state with
+    the reason as its message, so that a run that did nothing (a scheduled one above all) alerts
+    rather than ending green: files that could not be read (none found included), a batch held
+    whole by its plan's blockers ("Held"), no approval accepted after every attempt, and a batch
+    that committed but whose messages could not be written (the teachers have nothing).
 
     The run holds the batch's lock while it works on it (not while it waits for people), so a run
     that dies shows as interrupted in `rosterflow batch list`; running it again finishes it."""
@@ -99,8 +112,8 @@ def _drive_batch(mode: str, config: BatchRunConfig, batch_id: int, lock: HeldLoc
             match_task(_warehouse(config), batch_id, config.match)
         _review_until_decided(config, batch_id, lock, plan_round)
         context = _publish_plan(config, batch_id)
-        if context is None:
-            return "held"
+        if isinstance(context, str):
+            return Failed(name="Held", message=context)
         decision, changed, asked, carried = _wait_for_approval(config, batch_id, context, lock, changed, asked,
                                                                carried)
         if changed is not None:
@@ -118,7 +131,9 @@ def _drive_batch(mode: str, config: BatchRunConfig, batch_id: int, lock: HeldLoc
         logger.info("Batch %s committed: %s", batch_id, committed)
         return _send_messages(config, batch_id)
     if decision is None:
-        return "approval-abandoned"
+        message = f"Batch {batch_id}: no approval was accepted after {MAX_FORM_ATTEMPTS} forms; nothing was committed."
+        logger.error("%s", message)
+        return Failed(name="Approval abandoned", message=message)
     logger.info("Batch %s rejected by %s: nothing changed", batch_id, decision["approver"])
     return "rejected"
 
@@ -153,7 +168,7 @@ def _ingest_validate_match(config: BatchRunConfig, batch_id: int) -> State | Non
     logger = get_run_logger()
     warehouse = _warehouse(config)
     ingest, validated = ingest_validate_task(warehouse, batch_id, config.files, config.sheet, config.max_rows)
-    publish_issues_task(warehouse, batch_id, config.outbox_dir)
+    publish_issues_task(warehouse, batch_id, config.outbox_dir, ingest["rows_staged"])
     failure = fail_if_unreadable_task(warehouse, batch_id, ingest)
     if failure:
         logger.error(failure)
@@ -207,9 +222,9 @@ def review_description(batch_id: int, pending: int, shown: int) -> str:
             f"again.{more} The plan so far is in the run's artifacts (plan-preview-batch-{batch_id}).")
 
 
-def _publish_plan(config: BatchRunConfig, batch_id: int) -> dict | None:
-    """Plan the batch and publish the plan (artifact and workbook); the approval context, or None
-    when the plan has blockers and the batch is held."""
+def _publish_plan(config: BatchRunConfig, batch_id: int) -> dict | str:
+    """Plan the batch and publish the plan (artifact and workbook); the approval context, or why
+    the batch is held when the plan has blockers."""
     logger = get_run_logger()
     warehouse = _warehouse(config)
     summary = plan_task(warehouse, batch_id)
@@ -217,8 +232,11 @@ def _publish_plan(config: BatchRunConfig, batch_id: int) -> dict | None:
     publish_plan_task(batch_id, context)
     logger.info("Plan workbook: %s", write_plan_workbook_task(warehouse, batch_id, config.outbox_dir))
     if summary["blockers"]:
-        logger.warning("Batch %s is held: %s", batch_id, "; ".join(summary["blockers"]))
-        return None
+        held = (f"Batch {batch_id} is held, nothing was committed: " + "; ".join(summary["blockers"])
+                + f". The plan (artifact plan-batch-{batch_id}) shows it; once resolved, upload corrected sheets "
+                f"(rosterflow upload {batch_id} FILE --by NAME) or start a new run.")
+        logger.warning("%s", held)
+        return held
     return context
 
 

@@ -22,7 +22,7 @@ from tasks.matching import MatchConfig
 from tasks.messages import MailSettings, MessageBuildFailed, deliver
 from tasks.pipeline import fail_if_unreadable, ingest_and_validate, open_batch, uploads_confirmed
 from tasks.plan import build_plan, preview_plan
-from tasks.report import artifact_key, write_plan_xlsx, write_validation_report
+from tasks.report import artifact_key, validation_summary, write_plan_xlsx, write_validation_report
 from tasks.retries import WAREHOUSE_TASK
 from tasks.review import apply_form_choices, close_review, review_items
 from warehouse import batches
@@ -66,15 +66,21 @@ def ingest_validate_task(warehouse: Warehouse, batch_id: int, paths: list[str], 
 
 
 @task(name="publish-validation-report", **WAREHOUSE_TASK)
-def publish_issues_task(warehouse: Warehouse, batch_id: int, report_dir: str) -> int:
-    """Publish every validation issue of the batch as a table artifact and an .xlsx; return how many."""
+def publish_issues_task(warehouse: Warehouse, batch_id: int, report_dir: str, rows: int) -> int:
+    """Publish every validation issue of the batch as a table artifact and an .xlsx; with none, a
+    markdown artifact saying so ("0 problems in N rows"), so a run always shows its validation.
+    Return how many."""
     issues = write_validation_report(warehouse, batch_id, Path(report_dir))
+    headline = validation_summary(batch_id, issues.height, rows)
     if issues.height:
         create_table_artifact(
             key=artifact_key("validation", batch_id),
             table=issues.to_dicts(),
-            description=f"Batch {batch_id}: rows with errors are not imported; fix them and upload again.",
+            description=f"{headline}: rows with errors are not imported; fix them and upload again.",
         )
+    else:
+        create_markdown_artifact(key=artifact_key("validation", batch_id), markdown=f"# {headline}\n",
+                                 description=headline)
     return issues.height
 
 

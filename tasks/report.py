@@ -33,6 +33,12 @@ def write_validation_report(wh: Warehouse, batch_id: int, report_dir: Path) -> p
     return issues
 
 
+def validation_summary(batch_id: int, problems: int, rows: int) -> str:
+    """The validation report's headline: how many problems in how many rows (also when none)."""
+    return (f"Batch {batch_id}: {problems:,} problem{'s' if problems != 1 else ''} in {rows:,} "
+            f"row{'s' if rows != 1 else ''}")
+
+
 def summary_rows(summary: dict[str, Any]) -> pl.DataFrame:
     """The plan summary as two text columns (item, value), lists and guards spelled out."""
     rows = []

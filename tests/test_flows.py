@@ -15,7 +15,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.flow_runs import resume_flow_run
 
-from flows.config import MigrationConfig, RegistrationConfig
+from flows.config import (BatchRunConfig, MigrationConfig, MigrationForm, MigrationTuning, RegistrationConfig,
+                          RegistrationForm, RegistrationTuning)
 from flows.migration import yearly_migration
 from flows.registration import batch_registration
 from tasks.temporary import create_temporary_student
@@ -56,12 +57,23 @@ def _response(flow_run_id: str, description_key: str):
         return client.read_flow_run_input(flow_run_id, description_key.replace("-description", "-response"))
 
 
-def _run_in_thread(flow, config) -> tuple[threading.Thread, dict]:
+def _flow_args(config: BatchRunConfig, monkeypatch) -> tuple:
+    """The run form and the deployment's tuning of a whole configuration, as a run gets them; its
+    warehouse and outbox become the settings (a run reads them from the environment)."""
+    monkeypatch.setenv("ROSTERFLOW_WAREHOUSE", config.warehouse_path)
+    monkeypatch.setenv("ROSTERFLOW_OUTBOX", config.outbox_dir)
+    form, tuning = ((MigrationForm, MigrationTuning) if isinstance(config, MigrationConfig)
+                    else (RegistrationForm, RegistrationTuning))
+    return (form.model_validate(config.model_dump(include=set(form.model_fields))),
+            tuning.model_validate(config.model_dump(include=set(tuning.model_fields))))
+
+
+def _run_in_thread(flow, *args) -> tuple[threading.Thread, dict]:
     outcome: dict = {}
 
     def target():
         try:
-            outcome["status"] = flow(config)
+            outcome["status"] = flow(*args)
         except BaseException as error:  # the test asserts on it
             outcome["error"] = error
 
@@ -97,13 +109,13 @@ def _run_state(flow_run_id: str):
 
 
 def test_migration_flow_waits_for_review_and_approval_then_commits(prefect_server, district, district_warehouse: Path,
-                                                                    tmp_path: Path):
+                                                                    tmp_path: Path, monkeypatch):
     seen: set = set()
     registration = RegistrationConfig(files=[str(p) for p in district.registration_files],
                                       term=district.registration_term, subscription_type=district.subscription_type,
                                       warehouse_path=str(district_warehouse), outbox_dir=str(tmp_path / "outbox"),
                                       wait_poll_seconds=1)
-    thread, outcome = _run_in_thread(batch_registration, registration)
+    thread, outcome = _run_in_thread(batch_registration, *_flow_args(registration, monkeypatch))
     run_id, key = _wait_for_pause("batch-registration", seen)
     # While the run waits, nothing holds the warehouse: another process-level open succeeds.
     with opened(district_warehouse) as con:
@@ -146,7 +158,7 @@ def test_migration_flow_waits_for_review_and_approval_then_commits(prefect_serve
     migration = MigrationConfig(files=[str(p) for p in district.migration_files], term=district.migration_term,
                                 subscription_type=district.subscription_type, warehouse_path=str(district_warehouse),
                                 outbox_dir=str(tmp_path / "outbox"), wait_poll_seconds=1)
-    thread, outcome = _run_in_thread(yearly_migration, migration)
+    thread, outcome = _run_in_thread(yearly_migration, *_flow_args(migration, monkeypatch))
     run_id, key = _wait_for_pause("yearly-migration", seen)
     # Before anyone reviews, the plan so far is published (the rows in review left out).
     with get_client(sync_client=True) as client:
@@ -220,14 +232,14 @@ def test_migration_flow_waits_for_review_and_approval_then_commits(prefect_serve
 
 
 def test_a_migration_waits_until_all_sheets_are_uploaded(prefect_server, district, district_warehouse: Path,
-                                                        tmp_path: Path):
+                                                        tmp_path: Path, monkeypatch):
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     seen: set = set()
     config = MigrationConfig(files=[str(inbox)], term="Fall {year}", subscription_type=district.subscription_type,
                              warehouse_path=str(district_warehouse), outbox_dir=str(tmp_path / "outbox"),
                              wait_for_all_uploads=True, wait_poll_seconds=1)
-    thread, outcome = _run_in_thread(yearly_migration, config)
+    thread, outcome = _run_in_thread(yearly_migration, *_flow_args(config, monkeypatch))
     run_id, key = _wait_for_pause("yearly-migration", seen)
     assert "0 file(s) so far" in _description(run_id, key)
     # A sheet arrives; an unticked confirmation asks again, now listing it.
@@ -249,10 +261,18 @@ def test_a_migration_waits_until_all_sheets_are_uploaded(prefect_server, distric
         assert con.execute("SELECT count(*) FROM commit_markers").fetchall() == [(0,)]
 
 
-def _start_worker(name: str, log: Path) -> subprocess.Popen:
+def _deployment_parameters(config: RegistrationConfig) -> dict:
+    """What the run form sends: the form's fields only (the worker's settings name the warehouse)."""
+    return {"config": config.model_dump(mode="json", include=set(RegistrationForm.model_fields))}
+
+
+def _start_worker(name: str, log: Path, warehouse: Path) -> subprocess.Popen:
+    """Serve the registration deployment in a process of its own, with the test's warehouse and outbox
+    as its settings."""
     from prefect.settings import PREFECT_API_URL
 
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "ROSTERFLOW_WAREHOUSE": str(warehouse), "ROSTERFLOW_OUTBOX": str(log.parent / "outbox")}
     return subprocess.Popen([sys.executable, "-m", "tests.deployment_worker", name], env=env,
                             cwd=Path(__file__).parent.parent, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
@@ -272,7 +292,7 @@ def test_a_deployed_run_waits_suspended_and_survives_a_worker_restart(prefect_se
     from prefect.deployments import run_deployment
 
     log = tmp_path / "worker.log"
-    worker = _start_worker("suspension-test", log)
+    worker = _start_worker("suspension-test", log, district_warehouse)
     try:
         deadline = time.monotonic() + 90
         with get_client(sync_client=True) as client:
@@ -287,7 +307,7 @@ def test_a_deployed_run_waits_suspended_and_survives_a_worker_restart(prefect_se
         config = RegistrationConfig(files=[str(p) for p in district.registration_files],
                                     term=district.registration_term, subscription_type=district.subscription_type,
                                     warehouse_path=str(district_warehouse), outbox_dir=str(tmp_path / "outbox"))
-        run = run_deployment("batch-registration/suspension-test", parameters={"config": config.model_dump(mode="json")},
+        run = run_deployment("batch-registration/suspension-test", parameters=_deployment_parameters(config),
                              timeout=0)
         state = _wait_for_state(run.id, lambda s: s.is_paused())
         # Suspended, not paused: the run's process has exited, so a restart of the worker loses
@@ -297,7 +317,7 @@ def test_a_deployed_run_waits_suspended_and_survives_a_worker_restart(prefect_se
             assert con.execute("SELECT status FROM batches").fetchall() == [("awaiting_approval",)]
         worker.kill()
         worker.wait(30)
-        worker = _start_worker("suspension-test", log)
+        worker = _start_worker("suspension-test", log, district_warehouse)
         _resume(run.id, _approval(district_warehouse))
         final = _wait_for_state(run.id, lambda s: s.is_final(), timeout=180)
         assert final.is_completed(), log.read_text()[-3000:]
@@ -330,7 +350,7 @@ def test_two_deployed_runs_approved_at_the_same_moment_both_commit_exactly_once(
     from prefect.deployments import run_deployment
 
     log = tmp_path / "worker.log"
-    worker = _start_worker("two-at-once", log)
+    worker = _start_worker("two-at-once", log, district_warehouse)
     try:
         _wait_for_deployment("batch-registration/two-at-once", worker, log)
         runs = []
@@ -339,7 +359,7 @@ def test_two_deployed_runs_approved_at_the_same_moment_both_commit_exactly_once(
                                         subscription_type=district.subscription_type,
                                         warehouse_path=str(district_warehouse), outbox_dir=str(tmp_path / "outbox"))
             runs.append(run_deployment("batch-registration/two-at-once",
-                                       parameters={"config": config.model_dump(mode="json")}, timeout=0).id)
+                                       parameters=_deployment_parameters(config), timeout=0).id)
         for run_id in runs:
             assert _wait_for_state(run_id, lambda s: s.is_paused(), timeout=240).name == "Suspended", log.read_text()[-3000:]
         answers = {run_id: _as_the_ui_sends(run_id, _approval(district_warehouse)) for run_id in runs}
@@ -394,7 +414,7 @@ def test_messages_that_cannot_be_written_after_the_commit_fail_the_run_with_the_
     config = RegistrationConfig(files=[str(p) for p in district.registration_files], term=district.registration_term,
                                 subscription_type=district.subscription_type, warehouse_path=str(district_warehouse),
                                 outbox_dir=str(tmp_path / "outbox"), wait_poll_seconds=1)
-    thread, outcome = _run_in_thread(batch_registration, config)
+    thread, outcome = _run_in_thread(batch_registration, *_flow_args(config, monkeypatch))
     run_id, _ = _wait_for_pause("batch-registration", set())
     _resume(run_id, _approval(district_warehouse))
     thread.join(120)
@@ -409,7 +429,8 @@ def test_messages_that_cannot_be_written_after_the_commit_fail_the_run_with_the_
 
 
 def test_a_run_whose_file_cannot_be_read_ends_failed_with_the_reason(prefect_server, district,
-                                                                     district_warehouse: Path, tmp_path: Path):
+                                                                     district_warehouse: Path, tmp_path: Path,
+                                                                     monkeypatch):
     from prefect.exceptions import FailedRun
 
     broken = tmp_path / "broken.xlsx"
@@ -418,7 +439,64 @@ def test_a_run_whose_file_cannot_be_read_ends_failed_with_the_reason(prefect_ser
                                 term=district.registration_term, subscription_type=district.subscription_type,
                                 warehouse_path=str(district_warehouse), outbox_dir=str(tmp_path / "outbox"))
     with pytest.raises(FailedRun, match="broken.xlsx"):
-        batch_registration(config)
+        batch_registration(*_flow_args(config, monkeypatch))
     with opened(district_warehouse) as con:
         assert con.execute("SELECT status FROM batches").fetchall() == [("failed",)]
         assert con.execute("SELECT count(*) FROM match_results").fetchall() == [(0,)]
+
+
+def test_a_scheduled_migration_with_an_empty_inbox_ends_failed_with_the_reason(prefect_server, district,
+                                                                             district_warehouse: Path, tmp_path: Path,
+                                                                             monkeypatch):
+    """The yearly schedule's run over an inbox nobody filled must alert, not end green."""
+    from prefect.exceptions import FailedRun
+
+    inbox = tmp_path / "inbox"
+    (inbox / "migration").mkdir(parents=True)
+    monkeypatch.setenv("ROSTERFLOW_INBOX", str(inbox))
+    monkeypatch.setenv("ROSTERFLOW_WAREHOUSE", str(district_warehouse))
+    monkeypatch.setenv("ROSTERFLOW_OUTBOX", str(tmp_path / "outbox"))
+    # What the yearly-migration deployment's schedule passes (deployments.serve).
+    form = MigrationForm(files=["migration"], term="Fall {year}", subscription_type=district.subscription_type)
+    state = yearly_migration(form, return_state=True)
+    assert state.is_failed()
+    assert str(inbox / "migration") in state.message and "no roster files" in state.message
+    with pytest.raises(FailedRun, match="no roster files"):
+        state.result()
+    with opened(district_warehouse) as con:
+        assert con.execute("SELECT status FROM batches").fetchall() == [("failed",)]
+
+
+@pytest.mark.parametrize("entry, named", [
+    (r"C:\Users\pat\Documents\roster.xlsx", "is a path on your own computer"),
+    ("missing.xlsx", "is not on the server running the flow"),
+])
+def test_a_run_naming_files_not_on_the_server_is_refused_before_any_batch(prefect_server, district,
+                                                                         district_warehouse: Path, tmp_path: Path,
+                                                                         monkeypatch, entry: str, named: str):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    monkeypatch.setenv("ROSTERFLOW_INBOX", str(inbox))
+    monkeypatch.setenv("ROSTERFLOW_WAREHOUSE", str(district_warehouse))
+    form = RegistrationForm(files=[str(district.registration_files[0]), entry], term=district.registration_term,
+                            subscription_type=district.subscription_type)
+    state = batch_registration(form, return_state=True)
+    assert state.is_failed() and state.name == "Refused"
+    assert named in state.message and str(inbox) in state.message
+    with opened(district_warehouse) as con:
+        assert con.execute("SELECT count(*) FROM batches").fetchall() == [(0,)]
+
+
+def test_a_batch_held_whole_ends_failed_named_held_with_the_blockers(prefect_server, district,
+                                                                        district_warehouse: Path, tmp_path: Path,
+                                                                        monkeypatch):
+    """A registration needing subscriptions the district has none of is held whole by its plan: the
+    run says so instead of ending Completed."""
+    config = RegistrationConfig(files=[str(p) for p in district.registration_files], term=district.registration_term,
+                             subscription_type="No Such Subscription", warehouse_path=str(district_warehouse),
+                             outbox_dir=str(tmp_path / "outbox"), wait_poll_seconds=1)
+    state = batch_registration(*_flow_args(config, monkeypatch), return_state=True)
+    assert state.is_failed() and state.name == "Held", state
+    assert "is held, nothing was committed" in state.message
+    with opened(district_warehouse) as con:
+        assert con.execute("SELECT count(*) FROM commit_markers").fetchall() == [(0,)]
