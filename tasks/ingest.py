@@ -218,11 +218,7 @@ def store_staged(con: duckdb.DuckDBPyConnection, batch_id: int, read: FilesRead)
     con.execute("DELETE FROM staged_rows WHERE batch_id = ?", [batch_id])
     con.execute("DELETE FROM batch_files WHERE batch_id = ?", [batch_id])
     con.execute("DELETE FROM validation_issues WHERE batch_id = ? AND row_no IS NULL", [batch_id])
-    con.register("staged_frame", staged.to_arrow())
-    con.execute(
-        f"INSERT INTO staged_rows ({', '.join(staged.columns)}) SELECT * FROM staged_frame"
-    )
-    con.unregister("staged_frame")
+    insert_frame(con, "staged_rows", staged)
     if file_rows:
         con.register("file_frame", pl.DataFrame(file_rows).to_arrow())
         con.execute(
