@@ -10,10 +10,17 @@ each stage (messages: every teacher's roster written to the outbox and read back
 hold of each run with its stage (medians over the runs): while a hold lasts, every other command
 waits.
 
-``--migration-rows N`` measures a migration of the N-row sheet of ``benchmarks.ingest`` against a
-warehouse already holding those students (written directly, plus 5% who left) through ingest,
-validation, matching, review and plan: the stages that read a large sheet. The commit is left out:
-it hashes a password per new student, which is not what this measures.
+``--migration-rows N`` measures a migration of the N-row sheet of ``benchmarks.ingest`` (saved with
+shared strings, as Excel saves it) against a warehouse already holding those students (written
+directly in bulk, plus 5% who left: no password is hashed) through ingest, validation, matching,
+review (decided by the benchmark) and plan: the stages that read a large sheet. Each repeat runs in
+a fresh process, taking turns with a raw fastexcel read of the same sheet, so its peak memory (the
+reader's child process included) is its own; it reports each stage (ingest: reading the files into
+staged rows; validate: cleaning and checking them; write: both stored in one transaction), the
+whole ingest-to-plan, its ratio to the raw read and the peak memory. The commit is left out: it
+hashes a password per new student, which is not what this measures.
+
+    python -m benchmarks.pipeline --migration-rows 100000 --repeat 3
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import json
 import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -132,17 +141,95 @@ def seed_students(wh: Warehouse, sheet: Path) -> None:
             con.unregister("student_frame")
 
 
-def run_migration_once(sheet: Path, warehouse: Path, timings: dict) -> tuple[dict, Warehouse]:
-    """A migration of the large sheet against its students, up to the plan, through one handle."""
-    wh = Warehouse(warehouse, who="benchmark")
-    seed_students(wh, sheet)
-    wh.holds.clear()  # the seeding is not part of the migration
-    config = {"files": [str(sheet)], "term": "Fall 2027", "subscription_type": "K12", "max_removal_share": 0.2}
-    with wh.write(stage="open") as con:
-        batch = open_batch(con, "bench-migration", "migration", config, "bench")
-    ingest, match, plan = _stages_to_plan(wh, "migration", batch, config["files"], timings)
-    return {"migration": {"rows": ingest["rows_staged"], **match, "removals": plan["removals"],
-                          "blockers": plan["blockers"]}}, wh
+def run_migration_once(sheet: Path, seeded: Path) -> dict:
+    """A migration of the large sheet against its students, up to the plan, through one handle, on a
+    copy of the seeded warehouse; in the calling process (``--child``: a fresh one)."""
+    import schemas.roster  # noqa: F401  (imported before the clock, as the raw read imports fastexcel)
+    import tasks.validate  # noqa: F401
+    from benchmarks.ingest import time_parts
+
+    spent: dict[str, float] = {}
+    time_parts(spent)
+    folder = Path(tempfile.mkdtemp())
+    try:
+        warehouse = folder / "w.duckdb"
+        shutil.copy(seeded, warehouse)
+        wh = Warehouse(warehouse, who="benchmark")
+        config = {"files": [str(sheet)], "term": "Fall 2027", "subscription_type": "K12", "max_removal_share": 0.2}
+        with wh.write(stage="open") as con:
+            batch = open_batch(con, "bench-migration", "migration", config, "bench")
+        timings: dict[str, list[float]] = {}
+        start = time.perf_counter()
+        ingest, match, plan = _stages_to_plan(wh, "migration", batch, config["files"], timings)
+        whole = time.perf_counter() - start
+    finally:
+        shutil.rmtree(folder)
+    seconds = {
+        "ingest": spent["read_files"],
+        "validate": spent["check_rows"],
+        "write_staged_and_valid": spent["store_staged"] + spent["store_validation"],
+        "ingest_validate": timings["migration.ingest_validate"][0],
+        "match": timings["migration.match"][0],
+        "plan": timings["migration.plan"][0],
+        "ingest_to_plan": whole,
+    }
+    by_stage: dict[str, float] = {}
+    for hold in wh.holds:
+        name = f"{hold.mode}.{hold.stage}"
+        by_stage[name] = max(by_stage.get(name, 0.0), hold.seconds)
+    return {"seconds": seconds, "counts": {"rows": ingest["rows_staged"], **match, "removals": plan["removals"],
+                                           "blockers": plan["blockers"]},
+            "holds": longest_holds(wh), "holds_by_stage": by_stage}
+
+
+def seeded_warehouse(sheet: Path) -> Path:
+    """A warehouse holding the sheet's students (and the leavers), made once per sheet and cached."""
+    seeded = CACHE / f"seeded-{sheet.stem}.duckdb"
+    if not seeded.exists():
+        partial = seeded.with_suffix(".part.duckdb")
+        partial.unlink(missing_ok=True)
+        seed_students(Warehouse(partial, who="benchmark"), sheet)
+        partial.rename(seeded)
+    return seeded
+
+
+def migration_report(rows: int, repeat: int) -> dict:
+    """The migration of ``rows`` rows, ``repeat`` times in fresh processes taking turns with the raw read."""
+    from benchmarks.ingest import run as run_raw, sheet_path
+
+    sheet = sheet_path(rows, "shared")
+    seeded = seeded_warehouse(sheet)
+    raws, runs = [], []
+    for _ in range(repeat):
+        raws.append(run_raw("raw", sheet))
+        done = subprocess.run([sys.executable, "-m", "benchmarks.pipeline", "--child", str(sheet), str(seeded)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"the migration run failed:\n{done.stderr}")
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    seconds = {name: statistics.median(r["seconds"][name] for r in runs) for name in runs[0]["seconds"]}
+    raw = statistics.median(r["seconds"] for r in raws)
+    holds_by_stage = {name: round(statistics.median(r["holds_by_stage"].get(name, 0.0) for r in runs), 3)
+                      for name in sorted({n for r in runs for n in r["holds_by_stage"]})}
+    return {
+        "migration_rows": rows, "registered_students": rows + round(rows * 0.05), "repeat": repeat,
+        "counts": runs[-1]["counts"],
+        "median_seconds": {name: round(value, 3) for name, value in seconds.items()},
+        "raw_read_s": round(raw, 3),
+        "ingest_to_plan_ratio_to_raw_read": round(seconds["ingest_to_plan"] / raw, 2),
+        "rows_per_second": {name: round(rows / value) for name, value in seconds.items() if value},
+        **hold_report([r["holds"] for r in runs]),
+        "longest_hold_by_stage_median_seconds": holds_by_stage,
+        "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in runs)),
+        "raw_read_peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in raws)),
+    }
+
+
+def _child(sheet: str, seeded: str) -> None:
+    measured = run_migration_once(Path(sheet), Path(seeded))
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({**measured, "peak_rss_mb": max(own, children) / 1024}))
 
 
 def longest_holds(wh: Warehouse) -> dict:
@@ -183,37 +270,34 @@ def per_stage_holds(handles: list[Warehouse]) -> dict:
     return {name: round(statistics.median(values), 3) for name, values in sorted(longest.items())}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print a JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students-per-school", type=int, default=3334)
     parser.add_argument("--migration-rows", type=int, help="measure a migration of this many rows instead")
     parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(*args.child)
+        return
+    if args.migration_rows:
+        print(json.dumps(migration_report(args.migration_rows, args.repeat), indent=2))
+        return
     timings: dict[str, list[float]] = {}
     counts: dict = {}
     runs, handles = [], []
-    if args.migration_rows:
-        from benchmarks.ingest import sheet_path
-
-        sheet = sheet_path(args.migration_rows)
-        setup = {"migration_rows": args.migration_rows}
-    else:
-        # Generation is seeded, so the sheets are the same on every run (written outside the timings).
-        district = generate_district(CACHE / f"district-{args.students_per_school}", seed=7,
-                                     students_per_school=args.students_per_school)
-        setup = {"students_per_school": args.students_per_school}
+    # Generation is seeded, so the sheets are the same on every run (written outside the timings).
+    district = generate_district(CACHE / f"district-{args.students_per_school}", seed=7,
+                                 students_per_school=args.students_per_school)
     for _ in range(args.repeat):
         folder = Path(tempfile.mkdtemp())
-        if args.migration_rows:
-            counts, wh = run_migration_once(sheet, folder / "w.duckdb", timings)
-        else:
-            counts, wh = run_once(district, folder / "w.duckdb", timings)
+        counts, wh = run_once(district, folder / "w.duckdb", timings)
         runs.append(longest_holds(wh))
         handles.append(wh)
         shutil.rmtree(folder)
     report = {
-        **setup,
+        "students_per_school": args.students_per_school,
         "repeat": args.repeat,
         "counts": counts,
         "median_seconds": {name: round(statistics.median(values), 3) for name, values in timings.items()},

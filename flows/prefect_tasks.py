@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect import get_run_logger, task
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact, create_table_artifact,
+                               update_progress_artifact)
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
@@ -22,11 +23,36 @@ from tasks.matching import MatchConfig
 from tasks.messages import MailSettings, MessageBuildFailed, deliver
 from tasks.pipeline import fail_if_unreadable, ingest_and_validate, open_batch, uploads_confirmed
 from tasks.plan import build_plan, preview_plan
+from tasks.progress import Progress
 from tasks.report import artifact_key, validation_summary, write_plan_xlsx, write_validation_report
 from tasks.retries import WAREHOUSE_TASK
 from tasks.review import apply_form_choices, close_review, review_items
 from warehouse import batches
 from warehouse.handle import Warehouse
+
+
+def artifact_progress(what: str, batch_id: int) -> Progress:
+    """A stage's ``progress(done, total)`` callback for a flow run: a progress artifact on the run
+    (created at the first count, moved at every further percent) and a log line at every tenth."""
+    logger = get_run_logger()
+    shown: dict[str, Any] = {}
+
+    def tell(done: int, total: int) -> None:
+        percent = 100.0 * done / total if total else 100.0
+        description = f"Batch {batch_id}: {done:,} of {total:,} {what}"
+        if "artifact" not in shown:
+            shown["artifact"] = create_progress_artifact(
+                progress=percent, key=artifact_key(what.replace(" ", "-"), batch_id), description=description)
+        elif percent - shown["percent"] >= 1 or done == total:
+            update_progress_artifact(shown["artifact"], progress=percent, description=description)
+        else:
+            return
+        if int(percent // 10) != shown.get("tenth") or done == total:
+            logger.info("%s", description)
+            shown["tenth"] = int(percent // 10)
+        shown["percent"] = percent
+
+    return tell
 
 
 @task(name="open-batch", **WAREHOUSE_TASK)
@@ -62,7 +88,7 @@ def finished_stages_task(warehouse: Warehouse, batch_id: int) -> list[str]:
 def ingest_validate_task(warehouse: Warehouse, batch_id: int, paths: list[str], sheet: str | None,
                          max_rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Prefect task: read the batch's files and validate their rows."""
-    return ingest_and_validate(warehouse, batch_id, paths, sheet, max_rows)
+    return ingest_and_validate(warehouse, batch_id, paths, sheet, max_rows, artifact_progress("rows read", batch_id))
 
 
 @task(name="publish-validation-report", **WAREHOUSE_TASK)
@@ -87,7 +113,7 @@ def publish_issues_task(warehouse: Warehouse, batch_id: int, report_dir: str, ro
 @task(name="match", **WAREHOUSE_TASK)
 def match_task(warehouse: Warehouse, batch_id: int, config: MatchConfig) -> dict[str, Any]:
     """Prefect task: match the batch's valid rows."""
-    return match_batch(warehouse, batch_id, config)
+    return match_batch(warehouse, batch_id, config, artifact_progress("rows matched", batch_id))
 
 
 @task(name="close-review", **WAREHOUSE_TASK)
@@ -174,7 +200,7 @@ def forget_changed_plan_task(warehouse: Warehouse, batch_id: int) -> None:
 @task(name="commit", **WAREHOUSE_TASK)
 def commit_task(warehouse: Warehouse, batch_id: int, actor: str) -> dict[str, Any]:
     """Prefect task: commit the approved batch (exactly once)."""
-    return commit_batch(warehouse, batch_id, actor)
+    return commit_batch(warehouse, batch_id, actor, hashed=artifact_progress("passwords hashed", batch_id))
 
 
 @task(name="messages", retries=2, retry_delay_seconds=30)
@@ -183,6 +209,6 @@ def messages_task(warehouse: Warehouse, batch_id: int, outbox_dir: str, mail: Ma
     recorded and returned as ``error`` (the commit stands; the flow reports it); building again
     cannot help until its cause is fixed, so it is not retried."""
     try:
-        return deliver(warehouse, batch_id, Path(outbox_dir), mail)
+        return deliver(warehouse, batch_id, Path(outbox_dir), mail, artifact_progress("messages written", batch_id))
     except MessageBuildFailed as failure:
         return {"messages": 0, "sent": 0, "failed": 0, "outbox": [], "error": failure.advice}

@@ -19,6 +19,7 @@ import polars as pl
 
 from tasks import credentials
 from tasks.plan import plan_version
+from tasks.progress import Progress
 from warehouse import batches
 from warehouse.connection import first_row, insert_frame, transaction
 from warehouse.handle import Warehouse
@@ -50,12 +51,13 @@ def committed_summary(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str
 
 
 def commit_batch(wh: Warehouse, batch_id: int, actor: str,
-                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[str], None] | None = None, hashed: Progress | None = None) -> dict[str, Any]:
     """Apply the approved plan: teachers, classes, students, enrollments, subscriptions, removals.
 
     All or nothing, exactly once: a second call returns the first commit's summary. The warehouse
     is held only briefly: read the plan, make and hash the new students' passwords with the
-    warehouse closed (on every core; ``progress`` is told when that starts), then write the batch
+    warehouse closed (on every core; ``progress`` is told when that starts, ``hashed(done, total)``
+    as the passwords are hashed), then write the batch
     in one short transaction.
     """
     with wh.read(batch=batch_id, stage="commit") as con:
@@ -72,7 +74,7 @@ def commit_batch(wh: Warehouse, batch_id: int, actor: str,
     if progress is not None:
         progress(f"Batch {batch_id}: hashing {new_people.height} new password(s) on {os.cpu_count() or 1} core(s); "
                  "the warehouse is free meanwhile.")
-    prepared = make_passwords(new_people)
+    prepared = make_passwords(new_people, hashed)
     with wh.write(batch=batch_id, stage="commit") as con:
         return write_commit(con, batch_id, actor, prepared)
 
@@ -123,7 +125,7 @@ def new_people_of_plan(plan: pl.DataFrame) -> pl.DataFrame:
     return plan.filter(pl.col("student_action") == "new").unique("new_person_key", keep="first", maintain_order=True)
 
 
-def make_passwords(new_people: pl.DataFrame) -> pl.DataFrame:
+def make_passwords(new_people: pl.DataFrame, hashed: Progress | None = None) -> pl.DataFrame:
     """A memorable password and its salted hash per new person (``new_person_key``, ``password``,
     ``password_hash``). Hashing is most of a commit's work: it runs on every core, with the
     warehouse closed."""
@@ -131,7 +133,7 @@ def make_passwords(new_people: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame({
         "new_person_key": new_people["new_person_key"],
         "password": pl.Series(passwords, dtype=pl.String),
-        "password_hash": pl.Series(credentials.hash_passwords(passwords), dtype=pl.String),
+        "password_hash": pl.Series(credentials.hash_passwords(passwords, hashed), dtype=pl.String),
     })
 
 

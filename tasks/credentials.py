@@ -11,6 +11,7 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
 from tasks.password_words import PASSWORD_WORDS
+from tasks.progress import Progress, Ticker
 
 # No 0/O, 1/I/L, 2/Z, 5/S, 8/B: codes are read aloud and typed by children.
 CLASS_CODE_ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
@@ -74,10 +75,17 @@ def hash_password(password: str) -> str:
     )
 
 
-def hash_passwords(passwords: list[str]) -> list[str]:
-    """Hash many passwords on every core (scrypt releases the interpreter lock while it works)."""
+def hash_passwords(passwords: list[str], progress: Progress | None = None) -> list[str]:
+    """Hash many passwords on every core (scrypt releases the interpreter lock while it works);
+    ``progress(hashed, total)`` is told as they are done."""
+    ticker = Ticker(progress, len(passwords))
+    ticker.tell(0)
+    hashes = []
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return list(pool.map(hash_password, passwords))
+        for hashed in pool.map(hash_password, passwords):
+            hashes.append(hashed)
+            ticker.tell(len(hashes))
+    return hashes
 
 
 def verify_password(password: str, stored: str) -> bool:

@@ -12,6 +12,7 @@ import polars as pl
 
 from schemas.columns import CANONICAL_COLUMNS
 from tasks.isolated_read import read_roster_files
+from tasks.progress import Progress
 from tasks.spreadsheets import (
     HEADER_SEARCH_ROWS, ReadLimits, SpreadsheetError, check_sheet_size, declared_data_rows, declared_sheet_facts,
 )
@@ -97,9 +98,9 @@ class FilesRead:
     file_issues: list[dict[str, Any]]
 
 
-def refuse_if_declared_too_large(paths: list[str], sheet: str | None, max_rows: int) -> None:
+def refuse_if_declared_too_large(paths: list[str], sheet: str | None, max_rows: int) -> int:
     """Raise ``BatchTooLarge`` before any file is parsed when the sheets' own ranges already say
-    the batch is too large. A sheet whose range is absurd (a stray cell far out) is left to the
+    the batch is too large; return how many rows below their headers they declare (at most). A sheet whose range is absurd (a stray cell far out) is left to the
     reader, which refuses that file by name and says why."""
     declared = []
     for raw_path in paths:
@@ -121,7 +122,7 @@ def refuse_if_declared_too_large(paths: list[str], sheet: str | None, max_rows: 
     # the rows actually read are counted exactly after parsing.
     total = sum(rows for rows, *_ in declared)
     if total - (HEADER_SEARCH_ROWS - 1) * len(declared) <= max_rows:
-        return
+        return total
     largest = sorted(declared, key=lambda found: found[0], reverse=True)[:5]
     listed = "; ".join(f"{name} sheet {sheet_name!r}: used range {used or '?'}, about {rows:,} rows"
                        for rows, sheet_name, used, name in largest)
@@ -134,15 +135,22 @@ def refuse_if_declared_too_large(paths: list[str], sheet: str | None, max_rows: 
     )
 
 
-def read_files(batch_id: int, paths: list[str], sheet: str | None, max_rows: int) -> FilesRead:
-    """Read every file (in a limited child process) into one frame of staged rows."""
+def read_files(batch_id: int, paths: list[str], sheet: str | None, max_rows: int,
+               progress: Progress | None = None) -> FilesRead:
+    """Read every file (in a limited child process) into one frame of staged rows.
+
+    ``progress(rows read, rows)`` is told as each file is read; until every file is read the total
+    is what the sheets declare (an upper bound: it counts title rows), then the rows read."""
 
     frames = []
     file_rows = []
     file_issues = []
     expanded = expand_paths(paths)
     file_issues += unmatched_paths(paths)
-    refuse_if_declared_too_large(expanded, sheet, max_rows)
+    declared = refuse_if_declared_too_large(expanded, sheet, max_rows)
+    if progress is not None:
+        progress(0, declared)
+    rows_read = 0
     # The batch limit is checked on the declared ranges above and on the rows read below; a
     # sheet on its own is held only to what any sheet may ask for.
     limits = ReadLimits()
@@ -168,6 +176,9 @@ def read_files(batch_id: int, paths: list[str], sheet: str | None, max_rows: int
             {"file_name": sheet_read.file_name, "file_path": str(path.resolve()), "sha256": sheet_read.sha256,
              "sheet": sheet_read.sheet, "rows_read": sheet_read.rows.height}
         )
+        rows_read += sheet_read.rows.height
+        if progress is not None:
+            progress(rows_read, max(declared, rows_read))
         for hidden in sheet_read.hidden_sheets:
             # An error, not a warning: a hidden roster sheet may hold real students, and a
             # migration that did not read them would remove them.
@@ -201,6 +212,8 @@ def read_files(batch_id: int, paths: list[str], sheet: str | None, max_rows: int
         excel_row=pl.col("excel_row").cast(pl.Int64),
     ).select(list(StagedRosterRow.to_schema().columns))
     staged = StagedRosterRow.validate(staged, lazy=True)
+    if progress is not None and declared > rows_read:  # the sheets declared more (title rows): now it is exact
+        progress(rows_read, rows_read)
 
     result = {
         "files": file_rows,
@@ -218,11 +231,7 @@ def store_staged(con: duckdb.DuckDBPyConnection, batch_id: int, read: FilesRead)
     con.execute("DELETE FROM staged_rows WHERE batch_id = ?", [batch_id])
     con.execute("DELETE FROM batch_files WHERE batch_id = ?", [batch_id])
     con.execute("DELETE FROM validation_issues WHERE batch_id = ? AND row_no IS NULL", [batch_id])
-    con.register("staged_frame", staged.to_arrow())
-    con.execute(
-        f"INSERT INTO staged_rows ({', '.join(staged.columns)}) SELECT * FROM staged_frame"
-    )
-    con.unregister("staged_frame")
+    insert_frame(con, "staged_rows", staged)
     if file_rows:
         con.register("file_frame", pl.DataFrame(file_rows).to_arrow())
         con.execute(

@@ -10,6 +10,7 @@ import polars as pl
 
 from schemas.roster import MatchDecisionRow
 from tasks.matching import MatchConfig, match_rows
+from tasks.progress import Progress
 from warehouse import batches
 from warehouse.handle import Warehouse
 
@@ -57,9 +58,10 @@ def load_match_inputs(con: duckdb.DuckDBPyConnection, batch_id: int) -> MatchInp
     return MatchInputs(incoming, existing)
 
 
-def compute_matches(inputs: MatchInputs, config: MatchConfig) -> MatchOutcome:
-    """Decide every row (no warehouse access): matched, review (with ranked candidates) or new."""
-    decisions = match_rows(inputs.incoming, inputs.existing, config)
+def compute_matches(inputs: MatchInputs, config: MatchConfig, progress: Progress | None = None) -> MatchOutcome:
+    """Decide every row (no warehouse access): matched, review (with ranked candidates) or new;
+    ``progress(rows decided, rows)`` is told as they are."""
+    decisions = match_rows(inputs.incoming, inputs.existing, config, progress)
     MatchDecisionRow.validate(decisions.drop("candidates"), lazy=True)
     reviews = decisions.filter(pl.col("decision") == "review")
     candidates = reviews.select("row_no", "candidates").explode("candidates").drop_nulls("candidates").unnest("candidates")
@@ -69,7 +71,7 @@ def compute_matches(inputs: MatchInputs, config: MatchConfig) -> MatchOutcome:
     return MatchOutcome(result, decisions, reviews, candidates)
 
 
-def match_batch(wh: Warehouse, batch_id: int, config: MatchConfig) -> dict[str, Any]:
+def match_batch(wh: Warehouse, batch_id: int, config: MatchConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Match the batch's valid rows against every student in the warehouse, holding the warehouse
     only to read them and to write the decisions.
 
@@ -78,7 +80,7 @@ def match_batch(wh: Warehouse, batch_id: int, config: MatchConfig) -> dict[str, 
     the read, else it matches again; a match another process finished meanwhile stands."""
     return batches.run_stage(
         wh, batch_id, "match", lambda con: load_match_inputs(con, batch_id),
-        lambda inputs: compute_matches(inputs, config),
+        lambda inputs: compute_matches(inputs, config, progress),
         lambda con, outcome: store_matches(con, batch_id, outcome), actions=batches.STUDENT_CHANGES)
 
 

@@ -26,6 +26,7 @@ from nicknames import NickNamer
 from pydantic import BaseModel, Field
 
 from tasks.names import fold_name_expr
+from tasks.progress import Progress
 from tasks.evidence import (
     ID_COLUMNS,
     Evidence,
@@ -792,7 +793,8 @@ def probability_text(probability: pl.Expr) -> pl.Expr:
             .otherwise(percent.round(2).cast(pl.String))) + pl.lit("%")
 
 
-def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig | None = None) -> pl.DataFrame:
+def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig | None = None,
+               progress: Progress | None = None) -> pl.DataFrame:
     """Decide, for every incoming row, whether it is an existing student, a new one, or a question.
 
     ``incoming`` has ``row_no, first_name, last_name, date_of_birth, student_id, ssid, other_id``;
@@ -800,8 +802,11 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
     optional ``school_id`` on both ranks a candidate of the row's own school first among equals.
     Returns one row per incoming row: ``row_no, decision ('matched' | 'review' | 'new'),
     student_key, rule, score, explanation, candidates`` (a list of ``student_key, score, agreement``).
+    ``progress(rows decided, rows)`` is told as the rows are decided: by identifier, then by evidence.
     """
     config = config or MatchConfig()
+    if progress is not None:
+        progress(0, incoming.height)
     for frame in (incoming, existing):
         for column in ID_COLUMNS:
             if column not in frame.columns:
@@ -814,11 +819,11 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
                     for frame in (incoming, existing)]
         incoming, existing = (future.result() for future in prepared)
         trained = pool.submit(train, incoming, existing, prior_pairs=config.prior_pairs, learn=config.learn_weights)
-        return _match_prepared(incoming, existing, config, trained)
+        return _match_prepared(incoming, existing, config, trained, progress)
 
 
 def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig,
-                    trained: Future[Evidence]) -> pl.DataFrame:
+                    trained: Future[Evidence], progress: Progress | None = None) -> pl.DataFrame:
     """``match_rows`` on prepared frames, the evidence being trained in ``trained``."""
     twin_groups = (existing.filter(pl.col("date_of_birth").is_not_null() & (pl.col("last_key") != ""))
                    .group_by("last_key", "date_of_birth").agg(pl.len().alias("twin_size"))
@@ -831,6 +836,8 @@ def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: Matc
     # One ID on two different people of the batch: the registered student's row keeps it.
     id_decisions, id_conflict_rows = batch_id_conflicts(incoming, existing, id_decisions, config)
     id_matched = id_decisions.filter(pl.col("decision") == "matched")
+    if progress is not None:
+        progress(id_matched.height, incoming.height)
 
     # Levels 2-3: blocked candidates weighed by that evidence, with the definite-no rule on date of
     # birth. Rows an ID sent to review are weighed too, with the students their IDs hit: a mistyped
@@ -953,6 +960,8 @@ def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: Matc
                 pl.Struct({"student_key": pl.Int64, "score": pl.Float64, "agreement": pl.String})))),
         )
     )
+    if progress is not None:
+        progress(incoming.height, incoming.height)
     return result.select(*DECISION_SCHEMA, "candidates").cast(
         {**DECISION_SCHEMA, "candidates": pl.List(pl.Struct({"student_key": pl.Int64, "score": pl.Float64,
                                                              "agreement": pl.String}))})

@@ -30,6 +30,7 @@ import polars as pl
 from tasks.commit import committed_summary
 from tasks.exports import private_dir, write_private_bytes, write_xlsx
 from tasks.mail import MailSettings
+from tasks.progress import Progress, Ticker
 from warehouse import batches
 from warehouse.connection import transaction
 from warehouse.handle import Warehouse
@@ -233,7 +234,8 @@ def read_message_inputs(con: duckdb.DuckDBPyConnection, batch_id: int, existing:
                          *issued_credentials(con, batch_id))
 
 
-def build_messages(wh: Warehouse, batch_id: int, outbox_dir: Path, mail: MailSettings) -> pl.DataFrame:
+def build_messages(wh: Warehouse, batch_id: int, outbox_dir: Path, mail: MailSettings,
+                   progress: Progress | None = None) -> pl.DataFrame:
     """Write the batch's messages to ``outbox_dir/batch-N/messages``, read them back, record them
     in the message center and, once every issued credential is found in them, purge the batch's
     plain passwords; return the batch's messages.
@@ -243,6 +245,7 @@ def build_messages(wh: Warehouse, batch_id: int, outbox_dir: Path, mail: MailSet
     returns its messages as they are. A batch whose build failed is built again: its unsent messages
     are replaced, sent ones are kept and never written again. Any failure is recorded and raised as
     ``MessageBuildFailed``, with the commit and the plain passwords left as they are.
+    ``progress(written, total)`` is told as the teachers' messages are written.
     """
     with wh.read(batch=batch_id, stage="messages") as con:
         if committed_summary(con, batch_id) is None:
@@ -254,7 +257,7 @@ def build_messages(wh: Warehouse, batch_id: int, outbox_dir: Path, mail: MailSet
         if build is None and existing.height and plain_password_count(con, batch_id) == 0:
             return existing   # built before builds were recorded; its passwords are gone already
     try:
-        return _write_and_verify_messages(wh, batch_id, Path(outbox_dir), mail, existing)
+        return _write_and_verify_messages(wh, batch_id, Path(outbox_dir), mail, existing, progress)
     except MessageBuildFailed:
         raise
     except Exception as error:   # noqa: BLE001 (whatever broke, the commit stands: record it, say it)
@@ -266,12 +269,12 @@ def build_messages(wh: Warehouse, batch_id: int, outbox_dir: Path, mail: MailSet
 
 
 def _write_and_verify_messages(wh: Warehouse, batch_id: int, outbox_dir: Path, mail: MailSettings,
-                               existing: pl.DataFrame) -> pl.DataFrame:
+                               existing: pl.DataFrame, progress: Progress | None = None) -> pl.DataFrame:
     """Write the batch's messages not sent yet, read them back, and record them (purging the plain
     passwords when the read-back finds every credential); raise ``MessageBuildFailed`` when it does not."""
     with wh.read(batch=batch_id, stage="messages") as con:
         inputs = read_message_inputs(con, batch_id, existing)
-    frame, check, failure = write_messages(inputs, batch_id, outbox_dir, mail)
+    frame, check, failure = write_messages(inputs, batch_id, outbox_dir, mail, progress)
     with wh.write(batch=batch_id, stage="messages") as con:
         build = build_record(con, batch_id)
         if build is not None and build["status"] == "verified":
@@ -283,14 +286,14 @@ def _write_and_verify_messages(wh: Warehouse, batch_id: int, outbox_dir: Path, m
     return messages
 
 
-def write_messages(inputs: MessageInputs, batch_id: int, outbox_dir: Path,
-                   mail: MailSettings) -> tuple[pl.DataFrame, dict[str, Any], str | None]:
+def write_messages(inputs: MessageInputs, batch_id: int, outbox_dir: Path, mail: MailSettings,
+                   progress: Progress | None = None) -> tuple[pl.DataFrame, dict[str, Any], str | None]:
     """Write the batch's messages (all but those already sent) and read them back, without the
     warehouse: the written messages, the read-back check, and why it failed (None when it passed)."""
     private_dir(outbox_dir / f"batch-{batch_id}")
     writer = _MessageWriter(private_dir(outbox_dir / f"batch-{batch_id}" / "messages"), mail.sender,
                             {(r["kind"], r["recipient"], r["about"]) for r in inputs.sent.to_dicts()})
-    _write_teacher_rosters(writer, inputs.rows, inputs.batch, batch_id, mail.admin_email)
+    _write_teacher_rosters(writer, inputs.rows, inputs.batch, batch_id, mail.admin_email, progress)
     _write_admin_confirmation(writer, inputs, batch_id, mail.admin_email)
     return _read_back(inputs, writer.frame())
 
@@ -329,9 +332,12 @@ class _MessageWriter:
 
 
 def _write_teacher_rosters(writer: _MessageWriter, rows: pl.DataFrame, batch: dict[str, Any], batch_id: int,
-                           admin_email: str) -> None:
-    """Each teacher's roster workbook with its message, and the administrator's copy of it."""
-    for (teacher_email,), group in rows.group_by("email", maintain_order=True):
+                           admin_email: str, progress: Progress | None = None) -> None:
+    """Each teacher's roster workbook with its message, and the administrator's copy of it;
+    ``progress(teachers done, teachers)`` is told as they are written."""
+    ticker = Ticker(progress, rows["email"].n_unique())
+    for done, ((teacher_email,), group) in enumerate(rows.group_by("email", maintain_order=True)):
+        ticker.tell(done)
         teacher = group["teacher"][0]
         if {("teacher_roster", teacher_email, teacher_email),
                 ("admin_copy", admin_email, teacher_email)} <= writer.sent_keys:
@@ -344,6 +350,7 @@ def _write_teacher_rosters(writer: _MessageWriter, rows: pl.DataFrame, batch: di
         writer.write("teacher_roster", teacher_email, teacher_email, subject, body, workbook)
         writer.write("admin_copy", admin_email, teacher_email, f"Copy: {subject} ({teacher}, {teacher_email})",
                      f"A copy of the message sent to {teacher} <{teacher_email}>.\n\n{body}", workbook)
+    ticker.tell(ticker.total)
 
 
 def _teacher_message_body(teacher: str, teacher_rows: pl.DataFrame, batch_id: int) -> str:
@@ -485,10 +492,11 @@ def _record_outcome(wh: Warehouse, message_ids: list[int], error: str | None) ->
         )
 
 
-def deliver(wh: Warehouse, batch_id: int, outbox_dir: Path, mail: MailSettings) -> dict:
+def deliver(wh: Warehouse, batch_id: int, outbox_dir: Path, mail: MailSettings,
+            progress: Progress | None = None) -> dict:
     """Build the batch's messages (once) and send those not sent yet; return what happened.
     Raises ``MessageBuildFailed`` (recorded) when the messages cannot be built whole."""
-    messages = build_messages(wh, batch_id, outbox_dir, mail)
+    messages = build_messages(wh, batch_id, outbox_dir, mail, progress)
     outcome = {"sent": 0, "failed": 0}
     if mail.smtp_host:
         outcome = send_messages(wh, mail, batch_id)

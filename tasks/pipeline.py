@@ -13,11 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import duckdb
 import polars as pl
 
+from tasks.progress import Progress
 from tasks.review import close_review
 from warehouse import batches
 from warehouse.connection import transaction
@@ -88,7 +89,7 @@ def interrupted_batch_of(con: duckdb.DuckDBPyConnection, warehouse_path: str | P
 
 
 def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: str | None,
-                        max_rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
+                        max_rows: int, progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Ingest then validate, each resumable on its own, holding the warehouse only to read the
     catalog and to write the results.
 
@@ -96,7 +97,7 @@ def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: s
     the staged rows and the validation in one transaction. That write re-checks that ingest is still
     not done (another process may have done it meanwhile: its result stands, and validation resumes
     from it) and that no school or course was added since the catalog was read (else it validates
-    again, without reading the files again).
+    again, without reading the files again). ``progress(rows read, rows)`` is told as the files are read.
     """
     from tasks.ingest import BatchTooLarge, read_files, store_staged
     from tasks.validate import check_rows, reference_data, store_validation, validate_batch
@@ -105,7 +106,7 @@ def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: s
 
     def compute(catalog: tuple[pl.DataFrame, pl.DataFrame]) -> tuple[FilesRead, Validation]:
         if not files:
-            files.append(read_files(batch_id, paths, sheet, max_rows))
+            files.append(read_files(batch_id, paths, sheet, max_rows, progress))
         return files[0], check_rows(batch_id, files[0].staged, *catalog)
 
     def store(con: duckdb.DuckDBPyConnection, computed: tuple[FilesRead, Validation]) -> dict[str, Any]:
@@ -148,14 +149,19 @@ def fail_if_unreadable(con: duckdb.DuckDBPyConnection, batch_id: int, ingest: di
         for e in errors)
 
 
-def advance_batch(wh: Warehouse, batch_id: int) -> dict[str, Any]:
+def advance_batch(wh: Warehouse, batch_id: int,
+                  progress: Callable[[str], Progress | None] | None = None) -> dict[str, Any]:
     """Run every stage that can run now, from the batch's recorded configuration.
 
     Stops at pending review items or at the approval gate; finished stages are not run again.
     A batch with a file that could not be read stops after ingest with status ``failed``.
     Each stage holds the warehouse only to read its inputs and to write its results.
-    Returns the batch status and each stage's result.
+    Returns the batch status and each stage's result. ``progress(what)``, when given, returns the
+    callback a long stage tells its counts to (``what``: "rows read", "rows matched"), or None.
     """
+    def told(what: str) -> Progress | None:
+        return progress(what) if progress is not None else None
+
     with wh.read(batch=batch_id, stage="advance") as con:
         batch = batches.get_batch(con, batch_id)
         if batch["status"] == "collecting":
@@ -189,7 +195,7 @@ def advance_batch(wh: Warehouse, batch_id: int) -> dict[str, Any]:
         results["ingest"], results["validate"] = done["ingest"], done["validate"]
     else:
         results["ingest"], results["validate"] = ingest_and_validate(
-            wh, batch_id, config["files"], config.get("sheet"), config.get("max_rows", 1_048_576))
+            wh, batch_id, config["files"], config.get("sheet"), config.get("max_rows", 1_048_576), told("rows read"))
     if results["ingest"]["file_errors"]:
         with wh.write(batch=batch_id, stage="ingest") as con:
             fail_if_unreadable(con, batch_id, results["ingest"])
@@ -200,7 +206,7 @@ def advance_batch(wh: Warehouse, batch_id: int) -> dict[str, Any]:
         from tasks.match import match_batch
         from tasks.matching import MatchConfig
 
-        results["match"] = match_batch(wh, batch_id, MatchConfig(**config.get("match", {})))
+        results["match"] = match_batch(wh, batch_id, MatchConfig(**config.get("match", {})), told("rows matched"))
     results["review"] = done["review"] if "review" in done else close_review(wh, batch_id)
     if not results["review"]["pending"]:
         if "plan" in done:

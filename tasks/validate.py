@@ -266,7 +266,9 @@ def relational_issues(frame: pl.DataFrame, schools: pl.DataFrame, courses: pl.Da
         )
     issues.append(teacher_name_conflicts(frame))
     class_key = ["school_id", "teacher_email", "class_period", "course_code"]
-    frame = frame.with_columns(person_key=whole_person_expr())
+    # The folded names are the costliest part of these rules: folded once, for every rule below.
+    frame = frame.with_columns(person=person_expr()).with_columns(
+        person_key=pl.concat_str([pl.col("person"), *[pl.col(c).fill_null("") for c in ID_COLUMNS]], separator="|"))
     issues.append(_duplicate_issues(frame, class_key))
     issues.append(one_student_in_two_schools(frame))
     for id_column in ID_COLUMNS:
@@ -274,14 +276,17 @@ def relational_issues(frame: pl.DataFrame, schools: pl.DataFrame, courses: pl.Da
     return pl.concat(issues, how="vertical")
 
 
+def person_expr() -> pl.Expr:
+    """A row's student by folded first and last names and date of birth."""
+    return pl.concat_str([fold_name_expr("student_first"), fold_name_expr("student_last"),
+                          pl.col("birth_date").cast(pl.String).fill_null("")], separator="|")
+
+
 def whole_person_expr() -> pl.Expr:
     """Who a row's student is, all of it: folded first and last names, date of birth and every
     identifier. Two rows are the same student only when all of these are equal; an identifier
     alone may be a typo that landed on another child's."""
-    return pl.concat_str(
-        [fold_name_expr("student_first"), fold_name_expr("student_last"),
-         pl.col("birth_date").cast(pl.String).fill_null(""), *[pl.col(c).fill_null("") for c in ID_COLUMNS]],
-        separator="|")
+    return pl.concat_str([person_expr(), *[pl.col(c).fill_null("") for c in ID_COLUMNS]], separator="|")
 
 
 def _row_label(with_school: bool = False) -> pl.Expr:
@@ -320,9 +325,9 @@ def shared_id_warnings(frame: pl.DataFrame, id_column: str) -> pl.DataFrame:
     naming the other person's row, not an error: both rows stay valid and matching decides, linking
     the row whose name and date of birth agree with the ID's registered student and sending the
     other to review with its own candidates."""
-    rows = frame.filter(pl.col(id_column).is_not_null()).with_columns(
-        person=pl.concat_str([fold_name_expr("student_first"), fold_name_expr("student_last"),
-                              pl.col("birth_date").cast(pl.String).fill_null("")], separator="|"))
+    rows = frame.filter(pl.col(id_column).is_not_null())
+    if "person" not in rows.columns:
+        rows = rows.with_columns(person=person_expr())
     per_id = rows.group_by(id_column).agg(pl.col("person").n_unique().alias("people"))
     shared = rows.join(per_id.filter(pl.col("people") > 1), on=id_column, how="semi")
     if shared.is_empty():

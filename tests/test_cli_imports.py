@@ -36,8 +36,8 @@ with open(sys.argv[1], "w") as out:
 """
 
 # What only flows (Prefect, pydantic), reading and validating rosters (pandera, fastexcel, xlrd),
-# matching (polars-ds) or writing workbooks (xlsxwriter) need.
-HEAVY = {"prefect", "pydantic", "pandera", "fastexcel", "xlrd", "polars_ds", "xlsxwriter", "flows"}
+# matching (polars-ds), writing workbooks (xlsxwriter) or drawing progress bars at a terminal (rich) need.
+HEAVY = {"prefect", "pydantic", "pandera", "fastexcel", "xlrd", "polars_ds", "xlsxwriter", "flows", "rich"}
 
 
 @pytest.fixture(scope="module")

@@ -154,6 +154,12 @@ def test_migration_flow_waits_for_review_and_approval_then_commits(prefect_serve
     _resume(run_id, _approval(district_warehouse))
     thread.join(120)
     assert outcome == {"status": "committed"}
+    # The run told the progress of its long stages as artifacts, each at 100% when done.
+    with get_client(sync_client=True) as client:
+        progress = {(a.key, a.data) for a in client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))) if a.type == "progress"}
+    assert progress == {("rows-read-batch-1", 100.0), ("rows-matched-batch-1", 100.0),
+                        ("passwords-hashed-batch-1", 100.0), ("messages-written-batch-1", 100.0)}
 
     migration = MigrationConfig(files=[str(p) for p in district.migration_files], term=district.migration_term,
                                 subscription_type=district.subscription_type, warehouse_path=str(district_warehouse),

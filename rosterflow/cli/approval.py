@@ -13,6 +13,7 @@ from rosterflow.cli.intake import failure_text
 from rosterflow.cli.output import REQUEST_APPLIERS, AddCommand, apply_recorded, count_arg, print_result, working_on
 from rosterflow.settings import load_settings
 from rosterflow.cli.approvers import approver_secret, refused
+from rosterflow.cli.progress import progress_bars
 from tasks.pipeline import advance_batch
 from tasks.plan import plan_markdown, plan_tables, plan_version
 from warehouse import batches, requests
@@ -22,8 +23,9 @@ APPROVE, REJECT = "batch.approve", "batch.reject"
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    with working_on(args, args.batch):
-        progress = advance_batch(args.wh, args.batch)
+    # Showing the plan matches again when students changed since the batch was matched.
+    with working_on(args, args.batch), progress_bars(args) as bars:
+        progress = advance_batch(args.wh, args.batch, bars)
     if progress["status"] == batches.STATUS_FAILED:
         print(failure_text(progress), file=sys.stderr)
         return 2
@@ -105,8 +107,10 @@ def _commit_and_deliver(args: argparse.Namespace, batch_id: int, decision: dict)
 
     # The commit and the messages hold the warehouse only to read and to write, never while they hash or build.
     try:
-        summary = commit_batch(args.wh, batch_id, decision["approver"],
-                               progress=lambda text: print(text, file=sys.stderr, flush=True))
+        with progress_bars(args) as bars:
+            summary = commit_batch(args.wh, batch_id, decision["approver"],
+                                   progress=lambda text: print(text, file=sys.stderr, flush=True),
+                                   hashed=bars("passwords hashed"))
     except CommitError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -115,7 +119,8 @@ def _commit_and_deliver(args: argparse.Namespace, batch_id: int, decision: dict)
                      f"{decision['approver']}): nothing was done again.")
         return 0
     try:
-        delivered = deliver(args.wh, batch_id, Path(args.outbox), load_settings().mail)
+        with progress_bars(args) as bars:
+            delivered = deliver(args.wh, batch_id, Path(args.outbox), load_settings().mail, bars("messages written"))
     except MessageBuildFailed as failure:
         # The commit stands; the failure is recorded and shown by `rosterflow messages list`.
         summary["messages"] = {"error": failure.reason, "next": f"rosterflow messages build {batch_id}"}

@@ -11,6 +11,7 @@ import polars as pl
 
 from rosterflow.cli.intake import report_progress
 from rosterflow.cli.output import AddCommand, issue_lines, print_result, table_text, working_on
+from rosterflow.cli.progress import progress_bars
 from tasks.pipeline import advance_batch, interrupted_batches
 from warehouse import batches
 from warehouse.locks import lock_holder
@@ -52,8 +53,8 @@ def cmd_batch_resume(args: argparse.Namespace) -> int:
                   f"`rosterflow all-uploaded {args.batch} --by NAME`.", file=sys.stderr)
             return 2
     # Resuming is for a batch nobody works on: refuse at once if a live process holds it.
-    with working_on(args, args.batch, wait=False):
-        result = advance_batch(args.wh, args.batch)
+    with working_on(args, args.batch, wait=False), progress_bars(args) as bars:
+        result = advance_batch(args.wh, args.batch, bars)
     with args.wh.read() as con:
         issues = batch_issues(con, args.batch)
     return report_progress(args, result, issues)

@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 
 from rosterflow.cli.output import ACTOR_CLI, AddCommand, issue_lines, print_result, working_on
+from rosterflow.cli.progress import progress_bars
 from tasks.pipeline import advance_batch, interrupted_batch_of, open_batch
 from warehouse import batches
 
@@ -61,7 +62,8 @@ def _run(args: argparse.Namespace, mode: str) -> int:
             working.enter_context(working_on(args, batch_id))
         # The stages hold the warehouse only to read their inputs and to write their results.
         try:
-            result = advance_batch(args.wh, batch_id)
+            with progress_bars(args) as bars:
+                result = advance_batch(args.wh, batch_id, bars)
         except BatchTooLarge as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
@@ -156,7 +158,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
         return 0
     # A held batch took a corrected sheet: read, validate and match it again now.
     try:
-        progress = advance_batch(args.wh, args.batch)
+        with progress_bars(args) as bars:
+            progress = advance_batch(args.wh, args.batch, bars)
     except BatchTooLarge as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -190,7 +193,8 @@ def cmd_all_uploaded(args: argparse.Namespace) -> int:
     with working_on(args, args.batch):
         with args.wh.write() as con:
             confirm_all_uploaded(con, args.batch, args.by)
-        result = advance_batch(args.wh, args.batch)
+        with progress_bars(args) as bars:
+            result = advance_batch(args.wh, args.batch, bars)
     with args.wh.read() as con:
         issues = batch_issues(con, args.batch)
     return report_progress(args, result, issues)

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from rosterflow.cli.output import AddCommand, print_result
+from rosterflow.cli.progress import progress_bars
 from rosterflow.settings import load_settings
 
 
@@ -44,7 +45,8 @@ def cmd_messages_build(args: argparse.Namespace) -> int:
 
     mail = load_settings().mail
     try:
-        messages = build_messages(args.wh, args.batch, Path(args.outbox), mail)
+        with progress_bars(args) as bars:
+            messages = build_messages(args.wh, args.batch, Path(args.outbox), mail, bars("messages written"))
     except MessageBuildFailed as failure:
         print(f"error: batch {args.batch}: messages could not be written: {failure.reason}. Fix it and run "
               f"`rosterflow messages build {args.batch}` again.", file=sys.stderr)

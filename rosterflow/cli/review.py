@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from rosterflow.cli.output import REQUEST_APPLIERS, AddCommand, apply_recorded, print_result, working_on
+from rosterflow.cli.progress import progress_bars
 from tasks.pipeline import advance_batch
 from tasks.review import ReviewError, apply_review_request, review_items
 from warehouse import requests
@@ -56,7 +57,8 @@ def apply_review_decide(args: argparse.Namespace, request: Request) -> int:
         if outcome["problems"]:
             print("error: " + " ".join(outcome["problems"]), file=sys.stderr)
             return 2
-        progress = advance_batch(args.wh, request.batch_id)
+        with progress_bars(args) as bars:
+            progress = advance_batch(args.wh, request.batch_id, bars)
     pending = progress["review"]["pending"]
     decided = request.payload["decisions"][0]
     again = " (this request was already applied)" if outcome.get("already_applied") else ""
@@ -87,7 +89,8 @@ def cmd_review_import(args: argparse.Namespace) -> int:
         except ReviewError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        progress = advance_batch(args.wh, args.batch)
+        with progress_bars(args) as bars:
+            progress = advance_batch(args.wh, args.batch, bars)
     pending = progress["review"]["pending"]
     print_result({**counts, "pending": pending, "status": progress["status"]}, args.json,
                  f"{counts['applied']} decision(s) applied, {counts['unchanged']} unchanged, {counts['skipped']} left "
