@@ -151,7 +151,7 @@ def prepare(frame: pl.DataFrame) -> pl.DataFrame:
         folded = folded.with_columns(name_tokens=pl.when(spaced).then(
             pl.concat_str([first, last], separator=" ").str.split(" ").list.sort().list.join(" "))
             .otherwise(pl.col("name_tokens")))
-    return folded.with_columns(person_key=person_key_expr())
+    return folded
 
 
 # Blocking keys made from the names and the birth date when a pass needs them, for the records it
@@ -818,6 +818,7 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
         prepared = [pool.submit(prepare, frame.with_columns([pl.col(c).cast(pl.String) for c in ID_COLUMNS]))
                     for frame in (incoming, existing)]
         incoming, existing = (future.result() for future in prepared)
+        incoming = incoming.with_columns(person_key=person_key_expr())
         trained = pool.submit(train, incoming, existing, prior_pairs=config.prior_pairs, learn=config.learn_weights)
         return _match_prepared(incoming, existing, config, trained, progress)
 
