@@ -592,11 +592,22 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
     names = {i: c for c, i in order.items()}
     # One identifier value held by two existing students is a data problem a person must see.
     shared = (hits.group_by("row_no", "level_rank").agg(pl.len().alias("holders")).filter(pl.col("holders") > 1)
-              .select("row_no", level=pl.col("level_rank").replace_strict(names, return_dtype=pl.String)))
+              .select("row_no", "level_rank", level=pl.col("level_rank").replace_strict(names, return_dtype=pl.String)))
     # Grouped on integers (a row and a student are hit by one identifier, nearly always).
     pairs = (hits.group_by("row_no", "student_key").agg(pl.col("level_rank").sort().alias("ranks"))
              .with_columns(levels=pl.col("ranks").list.eval(pl.element().replace_strict(names, return_dtype=pl.String)))
-             .select("row_no", "student_key", "levels", rule=pl.col("levels").list.first()))
+             .select("row_no", "student_key", "levels", rule=pl.col("levels").list.first(),
+                     rank=pl.col("ranks").list.first()))
+    # Most rows are hit by one student whose folded names and birth date are the row's own, with
+    # no identifier differing: confirmed beyond doubt, they skip the comparison ladder below.
+    quick = _plainly_confirmed(pairs, incoming, existing)
+    pairs = pairs.join(quick, on="row_no", how="anti")
+    quick_decisions = quick.select(
+        "row_no", decision=pl.lit("matched"), student_key="student_key", rule="rule", score=pl.lit(100.0),
+        explanation="agreement")
+    quick_candidates = quick.select("row_no", "student_key", score=pl.lit(100.0), agreement="agreement")
+    if pairs.height == 0:
+        return quick_decisions.cast(DECISION_SCHEMA), quick_candidates.cast(CANDIDATE_SCHEMA)
     compared = compare_pairs(pairs.select("row_no", "student_key"), incoming, existing, config).join(
         pairs, on=["row_no", "student_key"])
     compared = compared.with_columns(
@@ -619,7 +630,9 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
         strong=pl.col("names_agree") & (pl.col("dob") == "exact"),
         agreement=_agreement_expr(pl.format("{} equal", pl.col("levels").list.join(", "))),
     )
-    per_row = compared.group_by("row_no").agg(
+    # Within a row, its students in the order of the identifiers that found them (the most
+    # trusted first), so "first" below is the same on every run.
+    per_row = compared.sort("row_no", "rank", "student_key").group_by("row_no", maintain_order=True).agg(
         pl.len().alias("students"),
         pl.col("strong").sum().alias("strong_count"),
         pl.col("student_key").filter(pl.col("strong")).first().alias("strong_key"),
@@ -629,7 +642,8 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
         pl.col("rule").filter(pl.col("strong")).first().alias("strong_rule"),
         pl.col("agreement").filter(pl.col("strong")).first().alias("strong_agreement"),
         pl.col("levels").list.explode(keep_nulls=False, empty_as_null=False).unique().sort().alias("all_levels"),
-    ).join(shared.group_by("row_no").agg(pl.col("level").first().alias("shared_level")), on="row_no", how="left")
+    ).join(shared.group_by("row_no").agg(pl.col("level").sort_by("level_rank").first().alias("shared_level")),
+           on="row_no", how="left")
     decisions = per_row.with_columns(
         decision=pl.when(pl.col("shared_level").is_not_null()).then(pl.lit("review"))
         .when((pl.col("students") == 1) & pl.col("confirmed") & (pl.col("id_conflict").is_null() | pl.col("only_strong")))
@@ -664,7 +678,26 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
     candidates = compared.sort(["row_no", "strong", "name_score", "student_key"],
                                descending=[False, True, True, False]).select(
         "row_no", "student_key", score=pl.col("name_score"), agreement="agreement")
-    return decisions, candidates
+    return (pl.concat([quick_decisions.cast(DECISION_SCHEMA), decisions.cast(DECISION_SCHEMA)]),
+            pl.concat([quick_candidates.cast(CANDIDATE_SCHEMA), candidates.cast(CANDIDATE_SCHEMA)]))
+
+
+def _plainly_confirmed(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
+    """The identifier hits (``row_no, student_key, levels, rule``) of rows hit by one student only,
+    whose folded first and last names and birth date equal the row's and no identifier both carry
+    differs; with the words ``_agreement_expr`` gives such a pair."""
+    single = pairs.filter(pl.len().over("row_no") == 1)
+    mine = incoming.select("row_no", first_in="first_key", last_in="last_key", dob_in="date_of_birth",
+                           **{f"{c}_in": c for c in ID_COLUMNS})
+    theirs = existing.select("student_key", first_ex="first_key", last_ex="last_key", dob_ex="date_of_birth",
+                             **{f"{c}_ex": c for c in ID_COLUMNS})
+    same = ((pl.col("first_in") == pl.col("first_ex")) & (pl.col("last_in") == pl.col("last_ex"))
+            & (pl.col("first_in") != "") & (pl.col("last_in") != "") & (pl.col("dob_in") == pl.col("dob_ex"))
+            & ~pl.any_horizontal([(pl.col(f"{c}_in") != pl.col(f"{c}_ex")).fill_null(False) for c in ID_COLUMNS]))
+    return (single.join(mine, on="row_no").join(theirs, on="student_key").filter(same.fill_null(False))
+            .select("row_no", "student_key", "rule",
+                    agreement=pl.format("{} equal; first equal, last equal; date of birth exact",
+                                        pl.col("levels").list.join(", "))))
 
 
 PAIRS_PER_SLICE = 500_000
