@@ -134,23 +134,25 @@ def prepare(frame: pl.DataFrame) -> pl.DataFrame:
     if "school_id" not in frame.columns:
         frame = frame.with_columns(school_id=pl.lit(None, dtype=pl.Int64))
     folded = _folded(_folded(frame, "first_name", "first_key"), "last_name", "last_key")
-    firsts = folded["first_key"].unique().to_list()
-    nick = pl.DataFrame(
-        {"first_key": firsts, "nick_keys": [list(nickname_keys(f)) for f in firsts]},
-        schema={"first_key": pl.String, "nick_keys": pl.List(pl.String)},
-    )
-    folded = folded.join(nick, on="first_key", how="left", maintain_order="left")
+    # Built flat (one row per name and key) and gathered into lists: a frame of Python lists
+    # is slow to build.
+    keyed = [(first, key) for first in folded["first_key"].unique().to_list() for key in nickname_keys(first)]
+    nick = (pl.DataFrame({"first_key": [f for f, _ in keyed], "nick_keys": [k for _, k in keyed]},
+                         schema={"first_key": pl.String, "nick_keys": pl.String})
+            .group_by("first_key").agg(pl.col("nick_keys").sort()))
+    folded = folded.join(nick, on="first_key", how="left", maintain_order="left").with_columns(
+        nick_keys=pl.col("nick_keys").fill_null(pl.lit([], dtype=pl.List(pl.String))))
     first, last = pl.col("first_key"), pl.col("last_key")
     # The name's words in order, so swapped first and last names meet in one block: two single
-    # words are ordered directly, only double names need their words sorted.
-    spaced = first.str.contains(" ", literal=True) | last.str.contains(" ", literal=True)
-    in_order = pl.when(first <= last).then(pl.concat_str([first, last], separator=" ")).otherwise(
-        pl.concat_str([last, first], separator=" "))
-    folded = folded.with_columns(name_tokens=in_order)
-    if folded.select(spaced.any()).item():
-        folded = folded.with_columns(name_tokens=pl.when(spaced).then(
-            pl.concat_str([first, last], separator=" ").str.split(" ").list.sort().list.join(" "))
-            .otherwise(pl.col("name_tokens")))
+    # words are ordered directly, only double names (few) need their words sorted.
+    folded = folded.with_columns(name_tokens=pl.concat_str([pl.min_horizontal(first, last),
+                                                            pl.max_horizontal(first, last)], separator=" "))
+    spaced = np.flatnonzero(folded.select(first.str.contains(" ", literal=True)
+                                          | last.str.contains(" ", literal=True)).to_series().to_numpy())
+    if len(spaced):
+        words = folded.select("first_key", "last_key")[spaced].select(
+            pl.concat_str([first, last], separator=" ").str.split(" ").list.sort().list.join(" ")).to_series()
+        folded = folded.with_columns(folded["name_tokens"].scatter(spaced, words))
     return folded
 
 
