@@ -919,7 +919,7 @@ def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: Matc
     candidates = pl.concat([
         id_candidates.join(id_matched.select("row_no"), on="row_no"),
         scored.select("row_no", "student_key", "score", "agreement"),
-    ]).with_columns(order=pl.int_range(pl.len()).over("row_no"))
+    ]).with_row_index("order").with_columns(pl.col("order").cast(pl.Int64))
 
     # One student, one person: a student claimed by rows of two people sends those rows to review.
     # Rows of one person (one row per class) may share a student.
@@ -940,7 +940,8 @@ def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: Matc
                         .filter(pl.col("taker") != pl.col("person_key")).select("row_no", "student_key").unique()
                         .with_columns(linked_elsewhere=pl.lit(True)))
     candidates = (candidates.join(linked_elsewhere, on=["row_no", "student_key"], how="left")
-                  .with_columns(order=pl.col("order") + pl.col("linked_elsewhere").fill_null(False).cast(pl.Int64) * 1000)
+                  .with_columns(order=pl.col("order") + pl.col("linked_elsewhere").fill_null(False).cast(pl.Int64)
+                                * candidates.height)
                   .drop("linked_elsewhere"))
     redo_rows = (fuzzy.filter(pl.col("decision") == "review").select("row_no")
                  .join(in_review, on="row_no")
