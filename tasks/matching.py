@@ -1015,7 +1015,9 @@ def _resolve_claims(decisions: pl.DataFrame, person_of: pl.DataFrame) -> pl.Data
     carry one name and one birth date (a row with the student ID and a row without it, say);
     anything else is two people and a question.
     """
-    matched = decisions.filter(pl.col("decision") == "matched").join(person_of, on="row_no")
+    # Only students linked from two rows or more can be claimed twice (few of them).
+    matched = (decisions.filter(pl.col("decision") == "matched").filter(pl.col("student_key").is_duplicated())
+               .join(person_of, on="row_no"))
     per_student = matched.group_by("student_key").agg(
         pl.len().alias("rows"),
         pl.col("person_key").n_unique().alias("keys"),
@@ -1075,7 +1077,8 @@ def batch_id_conflicts(incoming: pl.DataFrame, existing: pl.DataFrame, id_decisi
              if {"file_name", "excel_row"} <= set(incoming.columns) else pl.format("row {}", pl.col("row_no")))
     found = []
     for column in config.id_levels:
-        rows = incoming.filter(pl.col(column).is_not_null()).select(
+        # Only values on two rows or more can be on two people (few of them).
+        rows = incoming.filter(pl.col(column).is_not_null()).filter(pl.col(column).is_duplicated()).select(
             "row_no", value=pl.col(column),
             person=pl.concat_str([pl.col("first_key"), pl.col("last_key"),
                                   pl.col("date_of_birth").cast(pl.String).fill_null("")], separator="|"))
