@@ -706,12 +706,14 @@ PAIRS_PER_SLICE = 500_000
 
 
 def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, evidence: Evidence,
-                keep: pl.DataFrame | None = None) -> pl.DataFrame:
+                keep: pl.DataFrame | None = None, shown_from: float | None = None) -> pl.DataFrame:
     """Weigh candidate pairs by Fellegi-Sunter evidence: each field's level and weight, the pair's
     match weight, and the probability that the row is this candidate, its candidates competing.
 
     Pairs whose birth dates differ beyond a typo are ruled out (a hard guard, whatever the names
     say), except the pairs in ``keep`` (a row's identifier hits, which a reviewer must see).
+    With ``shown_from``, only the pairs a person may see are returned: at least that probable, in
+    ``keep``, or a namesake's.
     """
     # In slices, so that a large district's pairs never hold every side column at once.
     levelled = pl.concat([pair_levels(chunk, incoming, existing, context=True)
@@ -735,16 +737,27 @@ def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
         first_name=pl.when(sibling & ~pl.col("swapped")).then(pl.lit("different")).otherwise(pl.col("first_name")),
         last_name=pl.when(sibling & pl.col("swapped")).then(pl.lit("different")).otherwise(pl.col("last_name")))
     weighted = with_weights(levelled, evidence)
-    return with_row_probability(weighted, evidence).with_columns(
-        exact_name=(pl.col("tokens_in") == pl.col("tokens_ex")) & (pl.col("tokens_in") != ""),
+    exact_name = (pl.col("tokens_in") == pl.col("tokens_ex")) & (pl.col("tokens_in") != "")
+    scored = with_row_probability(weighted, evidence).with_columns(
+        exact_name=exact_name,
+        # Another student with the very same name and a birth date a typo away: the row's date
+        # may be the other's mistyped.
+        namesake=exact_name.sum().over("row_no") > 1)
+    if shown_from is not None:
+        # The pairs a person may see: probable enough, an identifier's hit, or a namesake (most
+        # pairs are none of these, and the guards below need not be worked out for them).
+        kept = pl.col("probability") >= shown_from
+        if keep is not None and keep.height:
+            scored = scored.join(keep.select("row_no", "student_key", _hit=pl.lit(True)),
+                                 on=["row_no", "student_key"], how="left")
+            kept = kept | pl.col("_hit").fill_null(False)
+        scored = scored.filter(kept | (pl.col("namesake") & pl.col("exact_name"))).drop("_hit", strict=False)
+    return scored.with_columns(
         same_school=(pl.col("school_in") == pl.col("school_ex")).fill_null(False),
         # An identifier both carry that differs beyond two slips, with no other identifier equal:
         # a different child's, or a wrong one, and either way not for a machine to overrule.
         id_conflict=pl.when(~pl.any_horizontal([pl.col(c).is_in(["exact", "leading zeros"]) for c in ID_COLUMNS]))
         .then(pl.coalesce([pl.when(pl.col(c) == "different").then(pl.lit(c)) for c in ID_COLUMNS])),
-        # Another student with the very same name and a birth date a typo away: the row's date
-        # may be the other's mistyped.
-        namesake=((pl.col("tokens_in") == pl.col("tokens_ex")) & (pl.col("tokens_in") != "")).sum().over("row_no") > 1,
         # Same family name and birthday but another first name is what a twin or sibling looks
         # like, however rare the name: field weights assume independent fields, which siblings
         # are not, so no weight of evidence overrules this.
@@ -886,11 +899,9 @@ def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: Matc
                        id_hits]).unique()
     # The district's own evidence: u from random pairs, m and the share of known students by EM.
     evidence = trained.result()
-    scored = score_pairs(pairs, remaining, existing, evidence, keep=id_hits)
-    scored = scored.join(id_hits.with_columns(id_hit=pl.lit(True)), on=["row_no", "student_key"], how="left").filter(
-        (pl.col("probability") >= config.review_probability) | pl.col("id_hit").fill_null(False)
-        | (pl.col("namesake") & pl.col("exact_name"))).drop("id_hit").with_columns(
-        # In words, for the candidates a person may read (most pairs are dropped above).
+    scored = score_pairs(pairs, remaining, existing, evidence, keep=id_hits,
+                         shown_from=config.review_probability).with_columns(
+        # In words, for the candidates a person may read (most pairs were dropped).
         agreement=explain_expr())
     # Ties go to the row's own school, then the lower student key: the same input always offers
     # the same candidates in the same order.
