@@ -216,7 +216,8 @@ def _review_until_decided(config: BatchRunConfig, batch_id: int, lock: HeldLock,
 def review_description(batch_id: int, pending: int, shown: int) -> str:
     """The review form's description: short (the items and their candidates are the form's fields)."""
     more = f" This page shows {shown}; the others follow." if pending > shown else ""
-    return (f"# Review batch {batch_id}: {pending} rows need a decision\n\n"
+    rows = "1 row needs" if pending == 1 else f"{pending} rows need"
+    return (f"# Review batch {batch_id}: {rows} a decision\n\n"
             "For each row, choose who it is: one of its candidates (link), a new student, exclude (the row is "
             "left out), or unsure (escalated: someone else decides). A row left at \"decide later\" is asked "
             f"again.{more} The plan so far is in the run's artifacts (plan-preview-batch-{batch_id}).")

@@ -18,6 +18,7 @@ from prefect.flow_runs import resume_flow_run
 from flows.config import (BatchRunConfig, MigrationConfig, MigrationForm, MigrationTuning, RegistrationConfig,
                           RegistrationForm, RegistrationTuning)
 from flows.migration import yearly_migration
+from flows.pipeline import review_description
 from flows.registration import batch_registration
 from tasks.temporary import create_temporary_student
 from tests.batch_helpers import APPROVER, approver_secret
@@ -506,3 +507,8 @@ def test_a_batch_held_whole_ends_failed_named_held_with_the_blockers(prefect_ser
     assert "is held, nothing was committed" in state.message
     with opened(district_warehouse) as con:
         assert con.execute("SELECT count(*) FROM commit_markers").fetchall() == [(0,)]
+
+
+def test_the_review_forms_heading_counts_its_rows():
+    assert review_description(2, 1, 1).startswith("# Review batch 2: 1 row needs a decision\n")
+    assert review_description(2, 25, 20).startswith("# Review batch 2: 25 rows need a decision\n")
