@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.mail import MailSettings
-from warehouse.handle import DEFAULT_BUSY_TIMEOUT
+from warehouse.locks import DEFAULT_BUSY_TIMEOUT
 
 
 class SettingsError(ValueError):

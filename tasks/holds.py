@@ -5,7 +5,6 @@ corrected sheet is in."""
 from __future__ import annotations
 
 import duckdb
-import polars as pl
 
 from warehouse import batches
 
@@ -30,14 +29,14 @@ def held_schools(con: duckdb.DuckDBPyConnection, batch_id: int) -> tuple[bool, l
         " LEFT JOIN schools sc ON lower(sc.name) = lower(trim(st.school))"
         " WHERE i.batch_id = $b AND i.severity = 'error'",
         params={"b": batch_id},
-    ).pl()
-    unknown = bad_rows.filter(pl.col("school_id").is_null())
-    if unknown.height:
-        reasons.append(f"{unknown.height} invalid row(s) name no known school, so they could belong to any school")
-    held = sorted(set(bad_rows["school_id"].drop_nulls().to_list()))
+    ).fetchall()
+    unknown = sum(1 for _, school_id, _ in bad_rows if school_id is None)
+    if unknown:
+        reasons.append(f"{unknown} invalid row(s) name no known school, so they could belong to any school")
+    held = sorted({school_id for _, school_id, _ in bad_rows if school_id is not None})
     if held:
-        reasons.append(f"{bad_rows.filter(pl.col('school_id').is_not_null()).height} invalid row(s) in the held schools")
-    return bool(file_errors) or unknown.height > 0, held, reasons
+        reasons.append(f"{len(bad_rows) - unknown} invalid row(s) in the held schools")
+    return bool(file_errors) or unknown > 0, held, reasons
 
 
 def held_review_ids(con: duckdb.DuckDBPyConnection, batch_id: int) -> list[int]:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import duckdb
-import polars as pl
 
 from tasks.progress import Progress
 from tasks.review import close_review
@@ -26,6 +25,8 @@ from warehouse.handle import Warehouse
 from warehouse.locks import lock_holder
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from tasks.ingest import FilesRead
     from tasks.validate import Validation
 

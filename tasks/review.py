@@ -7,7 +7,6 @@ from typing import Any
 import json
 
 import duckdb
-import polars as pl
 
 from tasks.holds import held_review_ids
 from warehouse import batches
@@ -47,7 +46,9 @@ def review_items(con: duckdb.DuckDBPyConnection, batch_id: int, pending_only: bo
         " ORDER BY r.review_id",
         params={"b": batch_id, "pending": pending_only, "open": list(OPEN_STATUSES), "escalated": escalated_only,
                 "held": held},
-    ).pl()
+    )
+    item_columns = [d[0] for d in items.description]
+    items = items.fetchall()
     candidates = con.sql(
         "SELECT c.review_id, c.rank, c.student_key, c.score, c.agreement, st.first_name, st.last_name,"
         " st.date_of_birth, st.student_id, st.ssid, st.other_id, st.grade, st.status, sc.name AS school"
@@ -55,12 +56,15 @@ def review_items(con: duckdb.DuckDBPyConnection, batch_id: int, pending_only: bo
         " JOIN students st ON st.student_key = c.student_key LEFT JOIN schools sc ON sc.school_id = st.school_id"
         " WHERE r.batch_id = $b ORDER BY c.review_id, c.rank",
         params={"b": batch_id},
-    ).pl()
+    )
+    candidate_columns = [d[0] for d in candidates.description]
     by_item: dict[int, list[dict]] = {}
-    for candidate in candidates.to_dicts():
+    for values in candidates.fetchall():
+        candidate = dict(zip(candidate_columns, values))
         by_item.setdefault(candidate.pop("review_id"), []).append(candidate)
     result = []
-    for item in items.to_dicts():
+    for values in items:
+        item = dict(zip(item_columns, values))
         item["candidates"] = by_item.get(item["review_id"], [])
         result.append(item)
     return result
@@ -121,23 +125,22 @@ def apply_decisions(con: duckdb.DuckDBPyConnection, batch_id: int, checked: list
                      source: str) -> None:
     """Write checked, changed decisions in bulk, audit each, and send the batch back to review.
     The caller holds the transaction."""
-    frame = pl.DataFrame(
-        [{"review_id": c["review_id"], "action": c["action"], "student_key": c["student_key"],
-          "status": "escalated" if c["action"] == "unsure" else "decided"} for c in checked],
-        schema={"review_id": pl.Int64, "action": pl.String, "student_key": pl.Int64, "status": pl.String},
-    )
-    con.register("decision_frame", frame.to_arrow())
+    # The decisions as list parameters unnested side by side: one statement however many, no frame needed.
     con.execute(
-        "UPDATE review_items SET status = d.status, action = d.action, student_key = d.student_key, reviewer = ?,"
-        " decided_at = current_timestamp FROM decision_frame d WHERE review_items.review_id = d.review_id",
-        [reviewer],
+        "UPDATE review_items SET status = d.status, action = d.action, student_key = d.student_key,"
+        " reviewer = $reviewer, decided_at = current_timestamp"
+        " FROM (SELECT unnest($ids::BIGINT[]) AS review_id, unnest($actions::VARCHAR[]) AS action,"
+        " unnest($keys::BIGINT[]) AS student_key, unnest($statuses::VARCHAR[]) AS status) d"
+        " WHERE review_items.review_id = d.review_id",
+        {"reviewer": reviewer, "ids": [c["review_id"] for c in checked], "actions": [c["action"] for c in checked],
+         "keys": [c["student_key"] for c in checked],
+         "statuses": ["escalated" if c["action"] == "unsure" else "decided" for c in checked]},
     )
-    con.unregister("decision_frame")
-    batches.audit_many(con, reviewer, "review.decide", "review_item", batch_id, pl.DataFrame({
+    batches.audit_many(con, reviewer, "review.decide", "review_item", batch_id, {
         "entity_key": [str(c["review_id"]) for c in checked],
         "detail": [json.dumps({"action": c["action"], "student_key": c["student_key"], "previous": c["previous"],
                                "source": source}) for c in checked],
-    }))
+    })
     batches.clear_stages(con, batch_id, ("review", "plan", "approve"))
     batches.set_status(con, batch_id, batches.STATUS_IN_REVIEW)
 
@@ -224,10 +227,12 @@ def other_people_claiming(con: duckdb.DuckDBPyConnection, batch_id: int, row_no:
         " s.file_name, s.sheet, s.excel_row FROM valid_rows v JOIN staged_rows s USING (batch_id, row_no)"
         " WHERE v.batch_id = $b AND list_contains($rows, v.row_no)",
         params={"b": batch_id, "rows": [row_no, *claimed_rows]},
-    ).pl()
-    me = rows.filter(pl.col("row_no") == row_no).to_dicts()[0]
+    )
+    columns = [d[0] for d in rows.description]
+    rows = [dict(zip(columns, values)) for values in rows.fetchall()]
+    me = next(row for row in rows if row["row_no"] == row_no)
     others = []
-    for other in rows.filter(pl.col("row_no") != row_no).to_dicts():
+    for other in (row for row in rows if row["row_no"] != row_no):
         # The same person: the same student ID, or (no conflicting IDs and) the same name and a
         # known, equal birth date. Two different IDs are two different children.
         if me["i"] is not None and other["i"] is not None:

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import polars as pl
 
 from warehouse.connection import first_row, transaction
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from warehouse.handle import Warehouse
 
 STAGES = ("ingest", "validate", "match", "review", "plan", "approve", "commit")
@@ -79,12 +80,12 @@ def create_or_get_batch(
 
 def get_batch(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, Any]:
     """The batch row as a dict, with its config parsed and its finished stages listed."""
-    rows = con.sql(
-        "SELECT * FROM batches WHERE batch_id = $batch_id", params={"batch_id": batch_id}
-    ).pl()
-    if rows.is_empty():
+    result = con.execute("SELECT * FROM batches WHERE batch_id = ?", [batch_id])
+    columns = [d[0] for d in result.description]
+    rows = result.fetchall()
+    if not rows:
         require_batch(con, batch_id)
-    batch = rows.to_dicts()[0]
+    batch = dict(zip(columns, rows[0]))
     batch["config"] = json.loads(batch["config"])
     batch["stages"] = [
         r[0]
@@ -150,23 +151,31 @@ def audit_many(
     action: str,
     entity: str,
     batch_id: int | None,
-    entity_keys: pl.DataFrame,
+    entity_keys: pl.DataFrame | dict[str, list[str]],
 ) -> None:
     """Append one audit entry per row of ``entity_keys`` (columns ``entity_key``, ``detail`` as text), in bulk.
 
+    ``entity_keys`` is a frame, or (for a few entries, without polars) a dict of the two columns as lists.
     A detail that is a JSON object's text is stored as that object; other text as ``{"detail": text}``."""
+    entry = ("INSERT INTO audit_log (actor, batch_id, action, entity, entity_key, detail)"
+             " SELECT $actor, $batch, $action, $entity, entity_key,"
+             " CASE WHEN starts_with(detail, '{') AND json_valid(detail) THEN detail::JSON"
+             " ELSE json_object('detail', detail) END FROM ")
+    about = {"actor": actor, "batch": batch_id, "action": action, "entity": entity}
+    if isinstance(entity_keys, dict):
+        if entity_keys["entity_key"]:
+            con.execute(entry + "(SELECT unnest($keys::VARCHAR[]) AS entity_key, unnest($details::VARCHAR[]) AS detail)",
+                        {**about, "keys": entity_keys["entity_key"], "details": entity_keys["detail"]})
+        return
+    import polars as pl
+
     if entity_keys.is_empty():
         return
     audit_rows = entity_keys.select(
         pl.col("entity_key").cast(pl.String), pl.col("detail").cast(pl.String)
     ).to_arrow()
     con.register("audit_rows", audit_rows)
-    con.execute(
-        "INSERT INTO audit_log (actor, batch_id, action, entity, entity_key, detail)"
-        " SELECT ?, ?, ?, ?, entity_key, CASE WHEN starts_with(detail, '{') AND json_valid(detail) THEN detail::JSON"
-        " ELSE json_object('detail', detail) END FROM audit_rows",
-        [actor, batch_id, action, entity],
-    )
+    con.execute(entry + "audit_rows", about)
     # Unregistered only on success: after an error the transaction is aborted and the caller rolls back.
     con.unregister("audit_rows")
 

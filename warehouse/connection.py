@@ -11,8 +11,12 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import duckdb
-import polars as pl
+
+if TYPE_CHECKING:
+    import polars as pl
 
 MIGRATIONS_PACKAGE = "warehouse.migrations"
 
@@ -142,6 +146,8 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
     """Insert every row of ``frame`` into ``table`` in one statement, by column name. ``table`` is a
     fixed identifier from the calling module, never user input."""
+    import polars as pl
+
     if frame.is_empty():
         return
     # Arrow string views are polars' own string layout: handed over without copying every string

@@ -38,8 +38,8 @@ import duckdb
 
 from warehouse.connection import (WAREHOUSE_ERRORS, WarehouseError, apply_migrations, check_warehouse_file,
                                   pending_migrations, warehouse_problem)
+from warehouse.locks import DEFAULT_BUSY_TIMEOUT
 
-DEFAULT_BUSY_TIMEOUT = 600.0
 # How often a waiting process says again who it is waiting for.
 WAIT_NOTICE_EVERY = 30.0
 

@@ -18,6 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+# How long a command or flow waits for the warehouse (or a batch) another holds, unless configured.
+DEFAULT_BUSY_TIMEOUT = 600.0
+
 
 class BatchBusy(RuntimeError):
     """Another live process is working on the batch."""

@@ -20,11 +20,10 @@ import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-
-from warehouse.connection import first_row
+if TYPE_CHECKING:
+    import duckdb
 
 
 @dataclass(frozen=True)
@@ -97,6 +96,8 @@ def forget(warehouse_path: str | Path, request_id: str) -> None:
 
 def applied_outcome(con: duckdb.DuckDBPyConnection, request_id: str) -> dict[str, Any] | None:
     """The outcome recorded when the request was applied, or None if it never was."""
+    from warehouse.connection import first_row
+
     row = first_row(con.execute("SELECT outcome FROM applied_requests WHERE request_id = ?", [request_id]))
     return json.loads(row[0]) if row else None
 

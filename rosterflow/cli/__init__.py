@@ -10,6 +10,9 @@ all-uploaded), ``batches`` (batch list/resume/show/issues), ``templates`` (templ
 ``review``, ``inbox`` (decisions recorded while the warehouse was busy), ``messages``, ``approval`` (plan, approve,
 reject), ``approvers`` (approver add/list/remove) and ``students`` (restore, student temp);
 ``output`` holds what they share.
+
+Building the grammar imports nothing heavy: each command imports what it uses (DuckDB, polars, the
+tasks) when it runs, so `rosterflow --help` and the short commands answer at once.
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rosterflow.cli import approval, approvers, batches, catalog, inbox, intake, messages, review, students, templates
 from rosterflow.cli.output import ACTOR_CLI
 from rosterflow.settings import SettingsError, load_settings
-from warehouse.batches import require_batch
-from warehouse.connection import WAREHOUSE_ERRORS, WarehouseError, warehouse_problem
-from warehouse.handle import Warehouse
 from warehouse.locks import BatchBusy
+
+if TYPE_CHECKING:
+    from warehouse.handle import Warehouse
 
 # In the order `rosterflow --help` lists their commands.
 COMMAND_MODULES = (catalog, intake, batches, templates, review, inbox, messages, approval, approvers, students)
@@ -61,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def warehouse_handle(args: argparse.Namespace) -> Warehouse:
     """The command's one handle on the warehouse: it waits (saying for whom) while another holds it."""
+    from warehouse.handle import Warehouse
+
     return Warehouse(args.warehouse, who=f"`rosterflow {args.command}` (command line)",
                      busy_timeout=load_settings().busy_timeout, on_wait=lambda text: print(text, file=sys.stderr))
 
@@ -71,6 +77,9 @@ def _require_batch(args: argparse.Namespace) -> None:
         # A command that records a person's decision records it before it waits for the warehouse;
         # it checks the batch when it applies the decision.
         return
+    from warehouse.batches import require_batch
+    from warehouse.connection import WarehouseError
+
     if not args.warehouse.exists():
         raise WarehouseError(f"No batch {args.batch}: there is no warehouse at {args.warehouse} (create it with "
                              "`rosterflow init`, or point --warehouse at the warehouse file).")
@@ -80,6 +89,8 @@ def _require_batch(args: argparse.Namespace) -> None:
 
 def _failure_sentence(args: argparse.Namespace, error: BaseException) -> str:
     """One sentence for an error opening or writing a file: the warehouse's own, or another's."""
+    from warehouse.connection import warehouse_problem
+
     filename = getattr(error, "filename", None)
     if isinstance(error, OSError) and filename and Path(filename).resolve() != Path(args.warehouse).resolve() \
             and not str(filename).startswith(str(args.warehouse)):
@@ -97,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
+    # Only now, past `--help` and a mistyped command, which need no warehouse.
+    from warehouse.connection import WAREHOUSE_ERRORS, WarehouseError
+
     try:
         args.wh = warehouse_handle(args)
         _require_batch(args)

@@ -14,15 +14,17 @@ from rosterflow.cli.output import REQUEST_APPLIERS, AddCommand, apply_recorded, 
 from rosterflow.settings import load_settings
 from rosterflow.cli.approvers import approver_secret, refused
 from rosterflow.cli.progress import progress_bars
-from tasks.pipeline import advance_batch
-from tasks.plan import plan_markdown, plan_tables, plan_version
-from warehouse import batches, requests
+from warehouse import requests
 from warehouse.requests import Request
 
 APPROVE, REJECT = "batch.approve", "batch.reject"
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from tasks.pipeline import advance_batch
+    from tasks.plan import plan_markdown, plan_tables, plan_version
+    from warehouse import batches
+
     # Showing the plan matches again when students changed since the batch was matched.
     with working_on(args, args.batch), progress_bars(args) as bars:
         progress = advance_batch(args.wh, args.batch, bars)
@@ -71,6 +73,7 @@ def apply_decision(args: argparse.Namespace, request: Request) -> int:
     batch already decided answers with its recorded decision, and one already committed says so."""
     from tasks.approve import ApprovalError, decide_batch
     from tasks.approvers import ApproverError
+    from warehouse import batches
 
     decided = request.payload
     approve = request.kind == APPROVE

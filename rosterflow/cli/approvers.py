@@ -7,10 +7,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from typing import TYPE_CHECKING
 
 from rosterflow.cli.output import AddCommand, print_result, table_text
 from rosterflow.settings import load_settings
-from tasks.approvers import ApproverError, add_approver, list_approvers, remove_approver
+
+if TYPE_CHECKING:
+    from tasks.approvers import ApproverError
 
 SECRET_HINT = ("Give the approver's secret in ROSTERFLOW_APPROVER_SECRET, or run the command in a terminal to be "
                "asked for it.")
@@ -34,6 +37,8 @@ def refused(error: ApproverError) -> int:
 
 
 def cmd_approver_add(args: argparse.Namespace) -> int:
+    from tasks.approvers import ApproverError, add_approver, list_approvers
+
     with args.wh.read() as con:
         first = not list_approvers(con).height
     secret = None if first or not args.by else approver_secret(args.by)
@@ -54,6 +59,8 @@ def cmd_approver_add(args: argparse.Namespace) -> int:
 
 
 def cmd_approver_list(args: argparse.Namespace) -> int:
+    from tasks.approvers import list_approvers
+
     with args.wh.read() as con:
         frame = list_approvers(con, include_removed=args.all)
     print_result(frame.to_dicts(), args.json,
@@ -63,6 +70,8 @@ def cmd_approver_list(args: argparse.Namespace) -> int:
 
 
 def cmd_approver_remove(args: argparse.Namespace) -> int:
+    from tasks.approvers import ApproverError, remove_approver
+
     secret = approver_secret(args.by)
     try:
         with args.wh.write() as con:

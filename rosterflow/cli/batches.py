@@ -7,39 +7,43 @@ import json
 import sys
 from pathlib import Path
 
-import polars as pl
-
 from rosterflow.cli.intake import report_progress
-from rosterflow.cli.output import AddCommand, issue_lines, print_result, table_text, working_on
+from rosterflow.cli.output import AddCommand, issue_lines, print_result, rows_text, working_on
 from rosterflow.cli.progress import progress_bars
-from tasks.pipeline import advance_batch, interrupted_batches
-from warehouse import batches
 from warehouse.locks import lock_holder
 
 
 def cmd_batch_list(args: argparse.Namespace) -> int:
+    from tasks.pipeline import interrupted_batches
+    from warehouse import batches
+
+    # Rows, not a frame: a short listing needs no polars, and people type it often.
     with args.wh.read() as con:
-        frame = con.sql("SELECT batch_id, mode, term, subscription_type, status, created_at, decided_by FROM batches"
-                        " ORDER BY batch_id").pl()
-        interrupted = interrupted_batches(con, args.warehouse)
-    frame = frame.with_columns(
-        status=pl.when(pl.col("batch_id").is_in(interrupted)).then(pl.lit(batches.STATUS_INTERRUPTED))
-        .otherwise(pl.col("status")))
-    hidden = frame.filter(pl.col("status") == batches.STATUS_FAILED).height
+        result = con.execute("SELECT batch_id, mode, term, subscription_type, status, created_at, decided_by"
+                             " FROM batches ORDER BY batch_id")
+        columns = [d[0] for d in result.description]
+        rows = [dict(zip(columns, values)) for values in result.fetchall()]
+        interrupted = set(interrupted_batches(con, args.warehouse))
+    for row in rows:
+        if row["batch_id"] in interrupted:
+            row["status"] = batches.STATUS_INTERRUPTED
+    hidden = sum(1 for row in rows if row["status"] == batches.STATUS_FAILED)
     if not args.all:
-        frame = frame.filter(pl.col("status") != batches.STATUS_FAILED)
-    text = table_text(frame) if frame.height else "No batches yet."
+        rows = [row for row in rows if row["status"] != batches.STATUS_FAILED]
+    text = rows_text(columns, rows) if rows else "No batches yet."
     if interrupted:
         text += "\ninterrupted: its process stopped before the batch reached review or approval; " \
                 "finish it with `rosterflow batch resume N`."
     if hidden and not args.all:
         text += f"\n{hidden} failed batch(es) not shown (files that could not be read): `rosterflow batch list --all`."
-    print_result(frame.to_dicts(), args.json, text)
+    print_result(rows, args.json, text)
     return 0
 
 
 def cmd_batch_resume(args: argparse.Namespace) -> int:
+    from tasks.pipeline import advance_batch
     from tasks.validate import batch_issues
+    from warehouse import batches
 
     with args.wh.read() as con:
         batch = batches.get_batch(con, args.batch)
@@ -62,6 +66,7 @@ def cmd_batch_resume(args: argparse.Namespace) -> int:
 
 def cmd_batch_show(args: argparse.Namespace) -> int:
     from tasks.validate import batch_issues
+    from warehouse import batches
 
     with args.wh.read() as con:
         batch = batches.get_batch(con, args.batch)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from rosterflow.cli.output import AddCommand, count_arg, print_result, show_query
-from warehouse import catalog
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -24,6 +23,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_school_add(args: argparse.Namespace) -> int:
+    from warehouse import catalog
+
     with args.wh.write() as con:
         added = catalog.add_schools(con, args.names, args.actor)
     print_result({"added": added}, args.json, f"{added} school(s) added")
@@ -40,6 +41,8 @@ def cmd_school_requests(args: argparse.Namespace) -> int:
 
 
 def cmd_course_add(args: argparse.Namespace) -> int:
+    from warehouse import catalog
+
     courses = {}
     for item in args.courses:
         code, _, name = item.partition("=")
@@ -55,6 +58,8 @@ def cmd_course_list(args: argparse.Namespace) -> int:
 
 
 def cmd_subscription_set(args: argparse.Namespace) -> int:
+    from warehouse import catalog
+
     with args.wh.write() as con:
         catalog.set_subscriptions(con, args.type, args.available, args.actor, args.school)
     print_result({"type": args.type, "available": args.available, "school": args.school}, args.json,

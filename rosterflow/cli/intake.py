@@ -9,18 +9,18 @@ import contextlib
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from rosterflow.cli.output import ACTOR_CLI, AddCommand, issue_lines, print_result, working_on
 from rosterflow.cli.progress import progress_bars
-from tasks.pipeline import advance_batch, interrupted_batch_of, open_batch
-from warehouse import batches
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def _run(args: argparse.Namespace, mode: str) -> int:
     from flows.config import MigrationConfig, RegistrationConfig
+    from tasks.pipeline import advance_batch, interrupted_batch_of, open_batch
     from tasks.ingest import BatchTooLarge
     from tasks.validate import batch_issues
 
@@ -74,6 +74,8 @@ def _run(args: argparse.Namespace, mode: str) -> int:
 
 def report_progress(args: argparse.Namespace, result: dict[str, Any], issues: pl.DataFrame) -> int:
     """Print where the batch stands; a failed batch prints its file errors to stderr and exits 2."""
+    from warehouse import batches
+
     if result["status"] != batches.STATUS_FAILED:
         print_result(result, args.json, progress_text(result, issues))
         return 0
@@ -98,6 +100,8 @@ def failure_text(result: dict[str, Any]) -> str:
 
 def progress_text(result: dict[str, Any], issues: pl.DataFrame) -> str:
     """Where a batch stands: rows read, errors (the first 20), matches, and the next command to run."""
+    import polars as pl
+
     batch_id = result["batch_id"]
     lines = [f"Batch {batch_id}: {result['status']}"]
     ingest, validated = result["ingest"], result["validate"]
@@ -133,6 +137,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_upload(args: argparse.Namespace) -> int:
     from tasks.ingest import BatchTooLarge
+    from tasks.pipeline import advance_batch
     from tasks.uploads import add_upload
     from tasks.validate import batch_issues
 
@@ -187,6 +192,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
 
 
 def cmd_all_uploaded(args: argparse.Namespace) -> int:
+    from tasks.pipeline import advance_batch
     from tasks.uploads import confirm_all_uploaded
     from tasks.validate import batch_issues
 

@@ -7,14 +7,14 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-import polars as pl
-
 from rosterflow.cli.output import AddCommand, print_result
 from rosterflow.cli.progress import progress_bars
 from rosterflow.settings import load_settings
 
 
 def cmd_messages_list(args: argparse.Namespace) -> int:
+    import polars as pl
+
     from tasks.messages import failed_builds, message_center
 
     with args.wh.read() as con:
@@ -41,6 +41,8 @@ def cmd_messages_list(args: argparse.Namespace) -> int:
 
 
 def cmd_messages_build(args: argparse.Namespace) -> int:
+    import polars as pl
+
     from tasks.messages import MessageBuildFailed, MessageError, build_messages
 
     mail = load_settings().mail

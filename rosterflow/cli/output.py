@@ -7,14 +7,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable
-
-import polars as pl
+from typing import TYPE_CHECKING, Any, Callable
 
 from warehouse import requests
-from warehouse.handle import WarehouseBusy
 from warehouse.locks import BatchBusy, batch_lock
 from warehouse.requests import Request
+
+if TYPE_CHECKING:
+    import polars as pl
 
 ACTOR_CLI = "cli"
 
@@ -58,6 +58,8 @@ def apply_recorded(args: argparse.Namespace, request: Request) -> int:
 
     If the wait ends (the warehouse or the batch stayed busy), the decision is not lost: it stays
     in the inbox and `rosterflow inbox apply` applies it; applying it twice is harmless."""
+    from warehouse.handle import WarehouseBusy
+
     requests.record(args.warehouse, request)
     try:
         return REQUEST_APPLIERS[request.kind](args, request)
@@ -77,8 +79,20 @@ def print_result(data: Any, as_json: bool, text: str | None = None) -> None:
 
 def table_text(frame: pl.DataFrame) -> str:
     """A frame as a plain-text table, wide enough for the warehouse's lists."""
+    import polars as pl
+
     with pl.Config(tbl_rows=200, tbl_cols=20, fmt_str_lengths=60, tbl_hide_dataframe_shape=True):
         return str(frame)
+
+
+def rows_text(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    """Rows as a plain-text table (a header, a rule, one line per row), for listings shown without polars."""
+    cells = [[("" if row[c] is None else f"{row[c]:%Y-%m-%d %H:%M:%S}" if hasattr(row[c], "hour") else str(row[c]))
+              for c in columns] for row in rows]
+    widths = [max([len(c), *(len(line[i]) for line in cells)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in cells]
+    return "\n".join(lines)
 
 
 def show_query(args: argparse.Namespace, query: str, empty_text: str = "Nothing yet.") -> int:

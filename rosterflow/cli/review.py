@@ -8,8 +8,6 @@ from pathlib import Path
 
 from rosterflow.cli.output import REQUEST_APPLIERS, AddCommand, apply_recorded, print_result, working_on
 from rosterflow.cli.progress import progress_bars
-from tasks.pipeline import advance_batch
-from tasks.review import ReviewError, apply_review_request, review_items
 from warehouse import requests
 from warehouse.requests import Request
 
@@ -17,6 +15,8 @@ REVIEW_DECIDE = "review.decide"
 
 
 def cmd_review_list(args: argparse.Namespace) -> int:
+    from tasks.review import review_items
+
     with args.wh.read() as con:
         items = review_items(con, args.batch, pending_only=not args.all, escalated_only=args.escalated)
     if args.json:
@@ -46,6 +46,9 @@ def cmd_review_decide(args: argparse.Namespace) -> int:
 
 def apply_review_decide(args: argparse.Namespace, request: Request) -> int:
     """Apply a recorded `review decide` (now, or later from the inbox) and say where the batch stands."""
+    from tasks.pipeline import advance_batch
+    from tasks.review import apply_review_request
+
     with working_on(args, request.batch_id):
         try:
             with args.wh.write(request.batch_id, "review") as con:
@@ -80,6 +83,8 @@ def cmd_review_export(args: argparse.Namespace) -> int:
 
 
 def cmd_review_import(args: argparse.Namespace) -> int:
+    from tasks.pipeline import advance_batch
+    from tasks.review import ReviewError
     from tasks.review_sheet import import_review_xlsx
 
     with working_on(args, args.batch):

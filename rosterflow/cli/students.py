@@ -8,12 +8,12 @@ import argparse
 
 from rosterflow.cli.output import AddCommand, print_result, table_text
 from rosterflow.cli.approvers import approver_secret, refused
-from tasks import temporary
-from tasks.approvers import ApproverError
-from tasks.restore import restore_students
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from tasks.approvers import ApproverError
+    from tasks.restore import restore_students
+
     secret = approver_secret(args.by)
     try:
         with args.wh.write() as con:
@@ -27,6 +27,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_temp_add(args: argparse.Namespace) -> int:
+    from tasks import temporary
+
     with args.wh.write() as con:
         student = temporary.create_temporary_student(
             con, args.first, args.last, ssid=args.ssid, other_id=args.other_id, date_of_birth=args.dob,
@@ -39,6 +41,8 @@ def cmd_temp_add(args: argparse.Namespace) -> int:
 
 
 def cmd_temp_list(args: argparse.Namespace) -> int:
+    from tasks import temporary
+
     with args.wh.read() as con:
         frame = temporary.list_temporary_students(con, unlinked_only=not args.all)
     print_result(frame.to_dicts(), args.json, table_text(frame) if frame.height else "No temporary students.")
@@ -46,6 +50,8 @@ def cmd_temp_list(args: argparse.Namespace) -> int:
 
 
 def cmd_temp_find(args: argparse.Namespace) -> int:
+    from tasks import temporary
+
     with args.wh.read() as con:
         frame = temporary.find_temporary_candidates(con, name=args.name, ssid=args.ssid, other_id=args.other_id)
     print_result(frame.to_dicts(), args.json, table_text(frame) if frame.height else "No student found.")
@@ -53,6 +59,8 @@ def cmd_temp_find(args: argparse.Namespace) -> int:
 
 
 def cmd_temp_link(args: argparse.Namespace) -> int:
+    from tasks import temporary
+
     with args.wh.write() as con:
         result = temporary.link_temporary_student(con, args.temporary_key, args.student_key, args.actor)
     print_result(result, args.json,
@@ -63,6 +71,8 @@ def cmd_temp_link(args: argparse.Namespace) -> int:
 
 
 def cmd_temp_delete(args: argparse.Namespace) -> int:
+    from tasks import temporary
+
     with args.wh.write() as con:
         result = temporary.delete_temporary_student(con, args.key, args.actor)
     print_result(result, args.json, f"Temporary student {args.key} deleted.")
