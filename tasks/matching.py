@@ -209,10 +209,10 @@ def person_key_expr() -> pl.Expr:
 # Each rule lists the keys two records must share to be compared, or (incoming keys, registered
 # keys) to compare one side's first name with the other's last. Together the default passes bring
 # every pair the evidence could show a reviewer (tests/test_blocking.py draws them): with the birth
-# date equal, a typo in either name or both (the initial passes catch slips after the first
-# letter, the deletion passes slips at the start); with one name equal, a typo in the other and
-# the birth date a typo away or missing (the passes without the birth date join on the typo keys
-# below); nicknames; swapped names, with a typo; a missing name.
+# date equal, a name one keystroke from either name (``_deletes``: see ``deletion_forms``); with
+# one name equal, the other one keystroke away or sharing its initial, ends or prefix (slips of
+# more than one keystroke), the birth date a typo away or missing (the passes without the birth
+# date join on the typo keys below); nicknames; swapped names, with a typo; a missing name.
 BLOCKING_RULES: dict[str, list[str] | tuple[list[str], list[str]]] = {
     "full_name": ["first_key", "last_key"],
     "name_tokens": ["name_tokens"],
@@ -243,15 +243,14 @@ BLOCKING_RULES: dict[str, list[str] | tuple[list[str], list[str]]] = {
     # typo keys, or all of them when the date is missing too).
     "missing_first_last": (["last_if_no_first"], ["last_key"]),
     "missing_last_first": (["first_if_no_last"], ["first_key"]),
-    # A typo at the start of one name (or at the end of a short one), the other equal: what the
-    # passes on initials, prefixes and ends cannot survive; with any birth date a typo away or
-    # missing (see ``deletion_keys_expr``).
     # One name alone (small districts only, see ``MatchConfig.small_district``).
     "last_name": ["last_key"],
     "first_name": ["first_key"],
+    # One name equal, the other one keystroke away, with any birth date a typo away or missing.
     "last_first_deletes": ["last_key", "first_deletes"],
     "first_last_deletes": ["first_key", "last_deletes"],
-    # A typo in each name (either at its first letter), the birth date equal.
+    # The birth date equal and one name one keystroke away (the other anything: a typo in each
+    # name, a replaced or missing one).
     "birth_date_first_deletes": ["date_of_birth", "first_deletes"],
     "birth_date_last_deletes": ["date_of_birth", "last_deletes"],
     "swapped_birth_date_first_deletes": (["date_of_birth", "first_deletes"], ["date_of_birth", "last_deletes"]),
