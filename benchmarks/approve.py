@@ -33,7 +33,7 @@ from tasks.pipeline import ingest_and_validate, open_batch
 from tasks.plan import build_plan, plan_version
 from tasks.review import ReviewError, close_review, decide_review, review_items
 from warehouse import batches, catalog
-from warehouse.handle import Warehouse, opened
+from warehouse.handle import Warehouse
 
 CACHE = Path(__file__).parent / ".cache"
 

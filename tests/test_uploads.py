@@ -133,7 +133,7 @@ def test_a_held_schools_rows_are_asked_only_once_its_corrected_sheet_is_in(tmp_p
         assert asked["first_name"] == "Lia"
         preview = preview_plan(wh, batch)
         assert preview["summary"]["held_schools"] == [SCHOOL] and preview["summary"]["rows_pending_review"] == 1
-        assert "1 row(s) wait for review" in preview["markdown"] and f"**held** (invalid rows" in preview["markdown"]
+        assert "1 row(s) wait for review" in preview["markdown"] and "**held** (invalid rows" in preview["markdown"]
         decide_review(con, batch, asked["review_id"], "link", "Rita Reviewer", 1)
         held = advance_batch(wh, batch)
         assert held["status"] == "awaiting_approval" and held["plan"]["held_schools"] == [SCHOOL]

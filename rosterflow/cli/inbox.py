@@ -21,7 +21,7 @@ def cmd_inbox_list(args: argparse.Namespace) -> int:
     import polars as pl
 
     print(table_text(pl.DataFrame(rows)))
-    print(f"Apply them with `rosterflow inbox apply`.")
+    print("Apply them with `rosterflow inbox apply`.")
     return 0
 
 
