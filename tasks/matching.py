@@ -781,6 +781,102 @@ def given_name(first_level: pl.Expr, last_level: pl.Expr) -> pl.Expr:
     return pl.when(pl.col("swapped")).then(last_level).otherwise(first_level)
 
 
+def relax_guards(scored: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame,
+                 id_decisions: pl.DataFrame, id_candidates: pl.DataFrame) -> pl.DataFrame:
+    """Lift the sibling and names-alone guards of the pairs where the batch itself shows that no
+    twin, sibling or namesake can be behind the row; ``relaxed`` says why, in words (null where
+    the guards stand).
+
+    Both guards exist because another child may look like the row: a twin or sibling with the
+    same last name and birth date, a namesake with the same full name. That child is either
+    registered (then it is a candidate, or its twin group is known) or arriving in this very batch
+    (then its row is here). A guard is lifted only when neither is so and the student could be
+    nobody else in the batch:
+
+    - the student has no registered twin or sibling with its last name and birth date;
+    - no other person of the batch has the student's last name and birth date;
+    - no other person of the batch has the student among its candidates or identifier hits;
+    - the student's school is among the schools the batch covers (a partial upload, say one
+      school's sheet, says nothing about the children of the schools it leaves out, among whom the
+      registered twin of a newly arriving one may be).
+
+    Then the sibling guard is lifted when the last name and birth date are exact (names not
+    swapped) and either an identifier is equal (a copied ID on a new twin would need that twin to
+    arrive while the registered one is absent from a sheet covering its school), or the first name
+    is one keystroke from the student's and is nobody's name: no registered student and no other
+    person of the batch has it, and the nickname table does not know it (a typo makes a string,
+    a twin's name is a name: Mario and Maria stay a question). The names-alone guard is lifted
+    when the full name is the student's exactly, no other registered student and no other person
+    of the batch has that name, and the row is at the student's school. What would have to
+    happen for such a link to be wrong: a new twin or namesake arriving, without an ID, the same
+    year the registered child is missing from a sheet that covers its school.
+    """
+    if scored.height == 0:
+        return scored.with_columns(relaxed=pl.lit(None, pl.String))
+    people = incoming.select("row_no", "person_key", "first_key", "last_key", "name_tokens",
+                             dob_in="date_of_birth")
+    students = existing.select("student_key", last_ex="last_key", dob_ex="date_of_birth", name_ex="name_tokens",
+                               first_ex="first_key", school="school_id")
+    # Who may claim a student: every person whose row has it as a candidate shown, or an ID hit.
+    claims = pl.concat([scored.select("row_no", "student_key"), id_candidates.select("row_no", "student_key"),
+                        id_decisions.filter(pl.col("decision") == "matched").select("row_no", "student_key")]
+                       ).unique().join(people.select("row_no", "person_key"), on="row_no")
+    claimants = claims.group_by("student_key").agg(pl.col("person_key").unique().alias("claimants"))
+    families = (people.filter(pl.col("dob_in").is_not_null() & (pl.col("last_key") != ""))
+                .group_by(pl.col("last_key").alias("last_ex"), pl.col("dob_in").alias("dob_ex"))
+                .agg(pl.col("person_key").unique().alias("family")))
+    batch_names = people.filter(pl.col("name_tokens") != "").group_by(pl.col("name_tokens").alias("name_ex")).agg(
+        pl.col("person_key").unique().alias("namesakes"))
+    registered_names = existing.group_by(pl.col("name_tokens").alias("name_ex")).agg(pl.len().alias("registered"))
+    schools = incoming["school_id"].drop_nulls().unique().implode()
+    # Names the district or the nickname table knows (the batch's other people are checked below).
+    known = set(existing["first_key"].unique().drop_nulls().to_list())
+    firsts = incoming["first_key"].unique().drop_nulls().to_list()
+    known_firsts = [f for f in firsts if f in known or len(nickname_keys(f)) > 1]
+    first_holders = people.filter(pl.col("first_key") != "").group_by("first_key").agg(
+        pl.col("person_key").n_unique().alias("first_holders"))
+
+    context = (scored.select("row_no", "student_key").join(people, on="row_no").join(students, on="student_key")
+               .join(existing.select("student_key", "twin_group"), on="student_key")
+               .join(claimants, on="student_key", how="left").join(families, on=["last_ex", "dob_ex"], how="left")
+               .join(batch_names, on="name_ex", how="left").join(registered_names, on="name_ex", how="left")
+               .join(first_holders, on="first_key", how="left"))
+    def only_me(column: str) -> pl.Expr:
+        return pl.col(column).fill_null(pl.lit([], pl.List(pl.String))).list.set_difference(
+            pl.concat_list(pl.col("person_key"))).list.len() == 0
+
+    context = context.select(
+        "row_no", "student_key",
+        alone=pl.col("twin_group").is_null() & only_me("claimants") & only_me("family")
+        & pl.col("school").is_in(schools).fill_null(False),
+        unique_name=(pl.col("registered").fill_null(0) == 1) & only_me("namesakes"),
+        unknown_first=~pl.col("first_key").is_in(pl.Series(known_firsts, dtype=pl.String).implode())
+        & (pl.col("first_holders").fill_null(1) <= 1),
+    )
+    scored = scored.join(context, on=["row_no", "student_key"], how="left", maintain_order="left").with_columns(
+        pl.col("alone", "unique_name", "unknown_first").fill_null(False))
+    family_exact = (~pl.col("swapped") & (pl.col("last_name") == "exact") & (pl.col("date_of_birth") == "exact"))
+    id_equal = pl.any_horizontal([pl.col(c) == "exact" for c in ID_COLUMNS])
+    sibling_typo = (pl.col("sibling_like") & pl.col("alone") & family_exact
+                    & (id_equal | ((pl.col("first_name") == "one keystroke") & pl.col("unknown_first"))))
+    names_unique = (pl.col("names_only") & pl.col("alone") & pl.col("unique_name") & pl.col("exact_name")
+                    & pl.col("same_school"))
+    relaxed = (pl.when(sibling_typo & id_equal).then(pl.lit(
+        "another first name but an equal ID, and no twin: none registered, none in this batch, nobody else in it "
+        "could be this student"))
+        .when(sibling_typo).then(pl.lit(
+            "a first name one keystroke off, and nobody's name, taken as a typo: no twin registered or in this batch, "
+            "nobody else in it could be this student"))
+        .when(names_unique).then(pl.lit(
+            "names alone, but nobody else registered or in this batch has them, the school is the student's and "
+            "nobody else in it could be this student")))
+    return scored.with_columns(
+        relaxed=relaxed,
+        sibling_like=pl.col("sibling_like") & ~sibling_typo,
+        names_only=pl.col("names_only") & ~names_unique,
+    ).drop("alone", "unique_name", "unknown_first")
+
+
 def _fuzzy_decisions(ranked: pl.DataFrame, config: MatchConfig, unavailable_twins: pl.DataFrame | None,
                      evidence: Evidence | None = None) -> pl.DataFrame:
     """Decide fuzzy rows from their candidates (best first): linked when the best is probable
@@ -795,6 +891,7 @@ def _fuzzy_decisions(ranked: pl.DataFrame, config: MatchConfig, unavailable_twin
         pl.col("id_conflict").first(), pl.col("exact_name").first(), pl.col("sibling_like").first(),
         pl.col("names_only").first(),
         pl.col("twin_group").first(), pl.col("agreement").first(),
+        (pl.col("relaxed").first() if "relaxed" in ranked.columns else pl.lit(None, pl.String)).alias("relaxed"),
     )
     twins = best.with_columns(twin=pl.col("twin_group").is_not_null())
     if unavailable_twins is not None and twins.height:
@@ -828,6 +925,7 @@ def _fuzzy_decisions(ranked: pl.DataFrame, config: MatchConfig, unavailable_twin
         student_key=pl.when(pl.col("reason").is_null()).then(pl.col("student_key")),
         rule=pl.lit("fuzzy"), score=pl.col("probability") * 100,
         explanation=pl.coalesce(pl.format("{}; {}", pl.col("reason"), pl.col("agreement")),
+                                pl.format("{}; {} probable; {}", pl.col("agreement"), shown, pl.col("relaxed")),
                                 pl.format("{}; {} probable", pl.col("agreement"), shown)),
     )
 
@@ -906,6 +1004,7 @@ def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: Matc
     # the same candidates in the same order.
     scored = scored.sort(["row_no", "probability", "same_school", "student_key"],
                          descending=[False, True, True, False]).with_columns(score=pl.col("probability") * 100)
+    scored = relax_guards(scored, incoming, existing, id_decisions, id_candidates)
     # Rows whose identifiers disagree with their names or with each other are weighed like the
     # rest (an SSID equal outweighs a student ID mistyped); only an ID value that two registered
     # students share stays a question whatever the evidence.
