@@ -140,10 +140,13 @@ def generate_district(out_dir: Path, seed: int = 2026, students_per_school: int 
                 row.update(student_first=person["student_last"], student_last=person["student_first"],
                            student_id=None, ssid=None)
             elif fate == "review":
-                # Another first name one letter off, the same birth date and no ID: what a twin would
-                # look like, so a person decides.
+                # Another first name (the next of the list), the same last name and birth date and no ID:
+                # a twin or sibling arriving looks just so, as does the student under another name, so a
+                # person decides. (A first name one letter off that is nobody's name is taken as a typo
+                # when no twin is registered or in the sheet: it would not be a question.)
                 first = person["student_first"]
-                row.update(student_first=first[:-1] + ("a" if first.endswith("e") else "e"), student_id=None, ssid=None)
+                other = FIRST_NAMES[(FIRST_NAMES.index(first) + 1) % len(FIRST_NAMES)] if first in FIRST_NAMES else "Elena"
+                row.update(student_first=other, student_id=None, ssid=None)
             # Migration sheets are typed by teachers: dates arrive as text, one of them ambiguous.
             if fate == "invalid":
                 row["date_of_birth"] = person["date_of_birth"].strftime("%m/%d/%Y")

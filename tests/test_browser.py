@@ -249,7 +249,7 @@ def test_a_registration_from_the_run_form_reviewed_refused_and_approved_in_the_b
 
             # The reviewer: the item's title names the row, its options its candidates; choosing one links it.
             dialog = open_resume_form(page, base, run_id)
-            item = _property(dialog, "Item ", containing="Calee Allen")
+            item = _property(dialog, "Item ", containing="Elena Allen")
             assert f"({SHEET}, sheet Roster, row " in item.inner_text() and "Why asked:" in item.inner_text()
             page.screenshot(path=SCREENSHOTS / "2-review-form.png")
             form_field(dialog, "Your name").fill("Rita Reviewer")

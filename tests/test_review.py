@@ -38,8 +38,10 @@ def queue_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]
     year2 = [
         roster_row(first="Aya", last="Silva", student_id=None, dob="2013-01-02"),   # one of the twins?
         roster_row(first="Ada", last="Silva", student_id=None, dob="2013-01-02"),   # the other twin?
-        roster_row(first="Mia", last="Clark", student_id=None, dob=None),   # no birth date: names alone
-        roster_row(first="Owen", last="Price", student_id=None, dob=None),  # no birth date: names alone
+        # No birth date and no ID, a first name a letter off: names alone, and not even the same ones
+        # (the very name, nobody else's, at the student's school would be linked).
+        roster_row(first="Mya", last="Clark", student_id=None, dob=None),
+        roster_row(first="Owan", last="Price", student_id=None, dob=None),
         roster_row(first=PEOPLE[4][0], last="Evil", student_id="5", dob="2012-02-02"),
     ]
     progress = start(warehouse, "migration", [write_roster(folder / "y2.xlsx", year2)], TERM, SUB)
