@@ -366,3 +366,73 @@ def test_string_distances_are_rapidfuzz_s():
     for (a, b), jw, osa in zip(pairs.iter_rows(), got["jw"], got["osa"]):
         assert jw == pytest.approx(JaroWinkler.normalized_similarity(a, b), abs=1e-9), (a, b)
         assert osa == OSA.distance(a, b), (a, b)
+
+
+# A small district with schools, for the guards that the batch itself can lift: Jacob has no twin,
+# Mario neither, Mia and Owen are the only ones with their names.
+ALONE = people("student_key", [
+    {"student_key": 20, "first_name": "Jacob", "last_name": "Cervantez", "school_id": 1, "student_id": "J20"},
+    {"student_key": 21, "first_name": "Mario", "last_name": "Rossi", "school_id": 1, "student_id": "M21"},
+    {"student_key": 22, "first_name": "Mia", "last_name": "Clark", "date_of_birth": dt.date(2014, 3, 9),
+     "school_id": 1, "student_id": "C22"},
+    {"student_key": 23, "first_name": "Owen", "last_name": "Price", "date_of_birth": dt.date(2012, 7, 21),
+     "school_id": 2, "student_id": "P23"},
+])
+
+
+def test_a_first_name_typo_links_when_no_twin_is_registered_or_in_the_batch():
+    got = decide([{"first_name": "Jacbo", "last_name": "Cervantez", "school_id": 1},
+                  {"first_name": "Owen", "last_name": "Price", "date_of_birth": dt.date(2012, 7, 21), "school_id": 2}],
+                 ALONE)[1]
+    assert (got["decision"], got["student_key"]) == ("matched", 20)
+    assert "taken as a typo" in got["explanation"]
+
+
+def test_a_first_name_typo_stays_a_question_when_a_twin_may_be_behind_it():
+    # The registered child is in the sheet too: the row a letter off may be a twin arriving.
+    got = decide([{"first_name": "Jacob", "last_name": "Cervantez", "school_id": 1},
+                  {"first_name": "Jacbo", "last_name": "Cervantez", "school_id": 1}], ALONE)
+    assert got[1]["decision"] == "matched" and got[2]["decision"] == "review"
+    # A letter off that is a name (the nickname table knows Maria): an opposite-sex twin's, maybe.
+    got = decide([{"first_name": "Maria", "last_name": "Rossi", "school_id": 1}], ALONE)[1]
+    assert got["decision"] == "review"
+    # A partial upload: the sheet covers school 2 only, so Jacob (school 1) being absent from it
+    # says nothing, and a twin of his arriving at school 2 would look just so.
+    got = decide([{"first_name": "Jacbo", "last_name": "Cervantez", "school_id": 2}], ALONE)[1]
+    assert got["decision"] == "review"
+    # Without schools nothing says which children the sheet covers.
+    got = decide([{"first_name": "Jacbo", "last_name": "Cervantez"}],
+                 ALONE.with_columns(school_id=pl.lit(None, pl.Int64)))[1]
+    assert got["decision"] == "review"
+
+
+def test_another_first_name_with_an_equal_id_links_when_no_twin_can_be_behind_it():
+    got = decide([{"first_name": "Luke", "last_name": "Cervantez", "student_id": "J20", "school_id": 1}], ALONE)[1]
+    assert (got["decision"], got["student_key"]) == ("matched", 20)
+    # Another row with Jacob's last name and birth date: the ID may be copied onto his twin's row.
+    got = decide([{"first_name": "Luke", "last_name": "Cervantez", "student_id": "J20", "school_id": 1},
+                  {"first_name": "Jacob", "last_name": "Cervantez", "school_id": 1}], ALONE)
+    assert got[1]["decision"] == "review"
+
+
+def test_names_alone_link_when_nobody_else_has_them_at_the_students_school():
+    got = decide([{"first_name": "Mia", "last_name": "Clark", "date_of_birth": None, "school_id": 1}], ALONE)[1]
+    assert (got["decision"], got["student_key"]) == ("matched", 22)
+    assert "names alone" in got["explanation"]
+
+
+def test_names_alone_stay_a_question_when_a_namesake_may_be_behind_them():
+    # At another school than the student's.
+    got = decide([{"first_name": "Mia", "last_name": "Clark", "date_of_birth": None, "school_id": 2}], ALONE)[1]
+    assert got["decision"] == "review"
+    # Another row of the batch with the same name (another child, or the same one twice).
+    got = decide([{"first_name": "Mia", "last_name": "Clark", "date_of_birth": None, "school_id": 1},
+                  {"first_name": "Mia", "last_name": "Clark", "date_of_birth": dt.date(2015, 6, 1), "school_id": 1}],
+                 ALONE)[1]
+    assert got["decision"] == "review"
+    # A second registered student with that name.
+    namesakes = pl.concat([ALONE, people("student_key", [
+        {"student_key": 24, "first_name": "Mia", "last_name": "Clark", "date_of_birth": dt.date(2010, 1, 1),
+         "school_id": 1}])])
+    got = decide([{"first_name": "Mia", "last_name": "Clark", "date_of_birth": None, "school_id": 1}], namesakes)[1]
+    assert got["decision"] == "review"
