@@ -807,7 +807,8 @@ def relax_guards(scored: pl.DataFrame, incoming: pl.DataFrame, existing: pl.Data
     person of the batch has it, and the nickname table does not know it (a typo makes a string,
     a twin's name is a name: Mario and Maria stay a question). The names-alone guard is lifted
     when the full name is the student's exactly, no other registered student and no other person
-    of the batch has that name, and the row is at the student's school. What would have to
+    of the batch has that name, the row is at the student's school and the student's record has a
+    birth date (a record made from a name alone, a temporary student, is for a person to link). What would have to
     happen for such a link to be wrong: a new twin or namesake arriving, without an ID, the same
     year the registered child is missing from a sheet that covers its school.
     """
@@ -849,7 +850,9 @@ def relax_guards(scored: pl.DataFrame, incoming: pl.DataFrame, existing: pl.Data
         "row_no", "student_key",
         alone=pl.col("twin_group").is_null() & only_me("claimants") & only_me("family")
         & pl.col("school").is_in(schools).fill_null(False),
-        unique_name=(pl.col("registered").fill_null(0) == 1) & only_me("namesakes"),
+        # The student's record has the birth date the row lacks: a record made from a name alone
+        # (a temporary student) is for a person to link.
+        unique_name=(pl.col("registered").fill_null(0) == 1) & only_me("namesakes") & pl.col("dob_ex").is_not_null(),
         unknown_first=~pl.col("first_key").is_in(pl.Series(known_firsts, dtype=pl.String).implode())
         & (pl.col("first_holders").fill_null(1) <= 1),
     )

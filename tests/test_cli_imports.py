@@ -52,8 +52,10 @@ def review_queue(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
              roster_row(first="Owen", last="Price", student_id="4", dob="2012-07-21")]
     approve_and_commit(warehouse, start(warehouse, "registration", [write_roster(folder / "y1.xlsx", year1)],
                                         "Fall 2025", SUB)["batch_id"])
-    year2 = [roster_row(first="Mia", last="Clark", student_id=None, dob=None),   # no birth date: names alone
-             roster_row(first="Owen", last="Price", student_id=None, dob=None)]  # no birth date: names alone
+    # No birth date and no ID, a first name a letter off: names alone, and not even the same ones
+    # (the very name, nobody else's, at the student's school would be linked).
+    year2 = [roster_row(first="Mya", last="Clark", student_id=None, dob=None),
+             roster_row(first="Owan", last="Price", student_id=None, dob=None)]
     progress = start(warehouse, "migration", [write_roster(folder / "y2.xlsx", year2)], "Fall 2026", SUB)
     assert progress["match"]["review"] == 2
     return warehouse, progress["batch_id"]
