@@ -812,50 +812,10 @@ def relax_guards(scored: pl.DataFrame, incoming: pl.DataFrame, existing: pl.Data
     happen for such a link to be wrong: a new twin or namesake arriving, without an ID, the same
     year the registered child is missing from a sheet that covers its school.
     """
-    if scored.height == 0:
+    flagged = scored.filter(pl.col("sibling_like") | pl.col("names_only")).select("row_no", "student_key")
+    if flagged.height == 0:
         return scored.with_columns(relaxed=pl.lit(None, pl.String))
-    people = incoming.select("row_no", "person_key", "first_key", "last_key", "name_tokens",
-                             dob_in="date_of_birth")
-    students = existing.select("student_key", last_ex="last_key", dob_ex="date_of_birth", name_ex="name_tokens",
-                               first_ex="first_key", school="school_id")
-    # Who may claim a student: every person whose row has it as a candidate shown, or an ID hit.
-    claims = pl.concat([scored.select("row_no", "student_key"), id_candidates.select("row_no", "student_key"),
-                        id_decisions.filter(pl.col("decision") == "matched").select("row_no", "student_key")]
-                       ).unique().join(people.select("row_no", "person_key"), on="row_no")
-    claimants = claims.group_by("student_key").agg(pl.col("person_key").unique().alias("claimants"))
-    families = (people.filter(pl.col("dob_in").is_not_null() & (pl.col("last_key") != ""))
-                .group_by(pl.col("last_key").alias("last_ex"), pl.col("dob_in").alias("dob_ex"))
-                .agg(pl.col("person_key").unique().alias("family")))
-    batch_names = people.filter(pl.col("name_tokens") != "").group_by(pl.col("name_tokens").alias("name_ex")).agg(
-        pl.col("person_key").unique().alias("namesakes"))
-    registered_names = existing.group_by(pl.col("name_tokens").alias("name_ex")).agg(pl.len().alias("registered"))
-    schools = incoming["school_id"].drop_nulls().unique().implode()
-    # Names the district or the nickname table knows (the batch's other people are checked below).
-    known = set(existing["first_key"].unique().drop_nulls().to_list())
-    firsts = incoming["first_key"].unique().drop_nulls().to_list()
-    known_firsts = [f for f in firsts if f in known or len(nickname_keys(f)) > 1]
-    first_holders = people.filter(pl.col("first_key") != "").group_by("first_key").agg(
-        pl.col("person_key").n_unique().alias("first_holders"))
-
-    context = (scored.select("row_no", "student_key").join(people, on="row_no").join(students, on="student_key")
-               .join(existing.select("student_key", "twin_group"), on="student_key")
-               .join(claimants, on="student_key", how="left").join(families, on=["last_ex", "dob_ex"], how="left")
-               .join(batch_names, on="name_ex", how="left").join(registered_names, on="name_ex", how="left")
-               .join(first_holders, on="first_key", how="left"))
-    def only_me(column: str) -> pl.Expr:
-        return pl.col(column).fill_null(pl.lit([], pl.List(pl.String))).list.set_difference(
-            pl.concat_list(pl.col("person_key"))).list.len() == 0
-
-    context = context.select(
-        "row_no", "student_key",
-        alone=pl.col("twin_group").is_null() & only_me("claimants") & only_me("family")
-        & pl.col("school").is_in(schools).fill_null(False),
-        # The student's record has the birth date the row lacks: a record made from a name alone
-        # (a temporary student) is for a person to link.
-        unique_name=(pl.col("registered").fill_null(0) == 1) & only_me("namesakes") & pl.col("dob_ex").is_not_null(),
-        unknown_first=~pl.col("first_key").is_in(pl.Series(known_firsts, dtype=pl.String).implode())
-        & (pl.col("first_holders").fill_null(1) <= 1),
-    )
+    context = _guard_context(flagged, scored, incoming, existing, id_decisions, id_candidates)
     scored = scored.join(context, on=["row_no", "student_key"], how="left", maintain_order="left").with_columns(
         pl.col("alone", "unique_name", "unknown_first").fill_null(False))
     family_exact = (~pl.col("swapped") & (pl.col("last_name") == "exact") & (pl.col("date_of_birth") == "exact"))
@@ -878,6 +838,66 @@ def relax_guards(scored: pl.DataFrame, incoming: pl.DataFrame, existing: pl.Data
         sibling_like=pl.col("sibling_like") & ~sibling_typo,
         names_only=pl.col("names_only") & ~names_unique,
     ).drop("alone", "unique_name", "unknown_first")
+
+
+def _guard_context(flagged: pl.DataFrame, scored: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame,
+                   id_decisions: pl.DataFrame, id_candidates: pl.DataFrame) -> pl.DataFrame:
+    """For the guarded pairs ``flagged`` (row_no, student_key), what the batch and the district say
+    of who else could be behind them: ``alone`` (no twin registered or in the batch, nobody else
+    claims the student, the student's school covered), ``unique_name`` (nobody else registered or
+    in the batch has the full name, and the student's record has a birth date) and
+    ``unknown_first`` (the row's first name is nobody's). Worked out for the guarded pairs only:
+    a few in a thousand."""
+    people = incoming.select("row_no", "person_key", "first_key", "last_key", "name_tokens",
+                             dob_in="date_of_birth")
+    students = existing.join(flagged.select("student_key").unique(), on="student_key", how="semi").select(
+        "student_key", "twin_group", last_ex="last_key", dob_ex="date_of_birth", name_ex="name_tokens",
+        first_ex="first_key", school="school_id")
+    flagged_rows = people.join(flagged.select("row_no").unique(), on="row_no", how="semi")
+    # Who may claim a student: every person whose row has it as a candidate shown, or an ID hit.
+    claims = pl.concat([scored.select("row_no", "student_key"), id_candidates.select("row_no", "student_key"),
+                        id_decisions.filter(pl.col("decision") == "matched").select("row_no", "student_key")]
+                       ).join(students.select("student_key"), on="student_key", how="semi").unique().join(
+        people.select("row_no", "person_key"), on="row_no")
+    claimants = claims.group_by("student_key").agg(pl.col("person_key").unique().alias("claimants"))
+    families = (people.filter(pl.col("dob_in").is_not_null() & (pl.col("last_key") != ""))
+                .join(students.select(last_key="last_ex", dob_in="dob_ex").unique(), on=["last_key", "dob_in"],
+                      how="semi")
+                .group_by(pl.col("last_key").alias("last_ex"), pl.col("dob_in").alias("dob_ex"))
+                .agg(pl.col("person_key").unique().alias("family")))
+    names = students.select(name_tokens="name_ex").unique()
+    batch_names = (people.filter(pl.col("name_tokens") != "").join(names, on="name_tokens", how="semi")
+                   .group_by(pl.col("name_tokens").alias("name_ex"))
+                   .agg(pl.col("person_key").unique().alias("namesakes")))
+    registered_names = (existing.join(names, on="name_tokens", how="semi")
+                        .group_by(pl.col("name_tokens").alias("name_ex")).agg(pl.len().alias("registered")))
+    schools = incoming["school_id"].drop_nulls().unique().implode()
+    # Names the district or the nickname table knows (the batch's other people are checked below).
+    firsts = flagged_rows.select("first_key").unique().drop_nulls()
+    known = set(existing.join(firsts, on="first_key", how="semi")["first_key"].to_list())
+    known_firsts = [f for f in firsts["first_key"].to_list() if f in known or len(nickname_keys(f)) > 1]
+    first_holders = (people.filter(pl.col("first_key") != "").join(firsts, on="first_key", how="semi")
+                     .group_by("first_key").agg(pl.col("person_key").n_unique().alias("first_holders")))
+
+    context = (flagged.join(people, on="row_no").join(students, on="student_key")
+               .join(claimants, on="student_key", how="left").join(families, on=["last_ex", "dob_ex"], how="left")
+               .join(batch_names, on="name_ex", how="left").join(registered_names, on="name_ex", how="left")
+               .join(first_holders, on="first_key", how="left"))
+
+    def only_me(column: str) -> pl.Expr:
+        return pl.col(column).fill_null(pl.lit([], pl.List(pl.String))).list.set_difference(
+            pl.concat_list(pl.col("person_key"))).list.len() == 0
+
+    return context.select(
+        "row_no", "student_key",
+        alone=pl.col("twin_group").is_null() & only_me("claimants") & only_me("family")
+        & pl.col("school").is_in(schools).fill_null(False),
+        # The student's record has the birth date the row lacks: a record made from a name alone
+        # (a temporary student) is for a person to link.
+        unique_name=(pl.col("registered").fill_null(0) == 1) & only_me("namesakes") & pl.col("dob_ex").is_not_null(),
+        unknown_first=~pl.col("first_key").is_in(pl.Series(known_firsts, dtype=pl.String).implode())
+        & (pl.col("first_holders").fill_null(1) <= 1),
+    )
 
 
 def _fuzzy_decisions(ranked: pl.DataFrame, config: MatchConfig, unavailable_twins: pl.DataFrame | None,
