@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -126,7 +127,21 @@ def test_a_waiting_writer_goes_before_readers_that_arrive_after_it(warehouse, tm
             con.execute("INSERT INTO notes VALUES (4)")
     """)
     writer = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    time.sleep(1.0)  # the writer is waiting for the first reader now
+    # The writer is waiting for the first reader once it holds the turnstile (a fixed pause was not
+    # enough on a busy machine, where starting the writer's interpreter can take longer).
+    turnstile = os.open(locks_dir(warehouse) / "turnstile.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                fcntl.flock(turnstile, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                break
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+            assert writer.poll() is None and time.monotonic() < deadline, "the writer never waited"
+            time.sleep(0.02)
+    finally:
+        os.close(turnstile)
     with Warehouse(warehouse).read() as con:  # arrives after the writer: sees its row
         seen = con.execute("SELECT count(*) FROM notes WHERE n = 4").fetchall()
     assert writer.wait(30) == 0 and child.wait(30) == 0
