@@ -9,7 +9,7 @@ import polars as pl
 from pydantic import SecretStr
 
 from tasks.approvers import ApproverError, verify_approver
-from tasks.plan import plan_version as current_plan_version
+from tasks.plan_view import plan_version as current_plan_version
 from warehouse import batches, requests
 from warehouse.connection import transaction
 from warehouse.handle import Warehouse
@@ -167,7 +167,8 @@ def decide_from_form(wh: Warehouse, batch_id: int, decision: dict[str, Any],
 
 def approval_context(wh: Warehouse, batch_id: int) -> dict[str, Any]:
     """The plan summary and tables for the approval form (read, then the warehouse is let go)."""
-    from tasks.plan import plan_markdown, plan_tables
+    from tasks.plan import plan_tables
+    from tasks.plan_view import plan_markdown
 
     with wh.read() as con:
         summary = batches.stage_result(con, batch_id, "plan")

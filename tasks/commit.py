@@ -18,7 +18,7 @@ import duckdb
 import polars as pl
 
 from tasks import credentials
-from tasks.plan import plan_version
+from tasks.plan_view import plan_version
 from tasks.progress import Progress
 from warehouse import batches
 from warehouse.connection import first_row, insert_frame, transaction

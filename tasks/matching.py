@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -987,13 +988,30 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
                     for frame in (incoming, existing)]
         incoming, existing = (future.result() for future in prepared)
         incoming = incoming.with_columns(person_key=person_key_expr())
-        trained = pool.submit(train, incoming, existing, prior_pairs=config.prior_pairs, learn=config.learn_weights)
-        return _match_prepared(incoming, existing, config, trained, progress)
+        if every_row_has_a_registered_id(incoming, existing, config):
+            # The identifiers will most likely decide every row (a yearly migration of the SIS's
+            # own export): the evidence is trained only if a row is left to weigh.
+            evidence = functools.cache(lambda: train(incoming, existing, prior_pairs=config.prior_pairs,
+                                                     learn=config.learn_weights))
+        else:
+            evidence = pool.submit(train, incoming, existing, prior_pairs=config.prior_pairs,
+                                   learn=config.learn_weights).result
+        return _match_prepared(incoming, existing, config, evidence, progress)
+
+
+def every_row_has_a_registered_id(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig) -> bool:
+    """True when each incoming row carries at least one identifier value a registered student has."""
+    unsettled = incoming.select("row_no", *config.id_levels)
+    for column in config.id_levels:
+        unsettled = unsettled.join(existing.select(column).drop_nulls().unique(), on=column, how="anti")
+        if unsettled.is_empty():
+            return True
+    return False
 
 
 def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig,
-                    trained: Future[Evidence], progress: Progress | None = None) -> pl.DataFrame:
-    """``match_rows`` on prepared frames, the evidence being trained in ``trained``."""
+                    evidence_of: Callable[[], Evidence], progress: Progress | None = None) -> pl.DataFrame:
+    """``match_rows`` on prepared frames, ``evidence_of()`` giving the district's trained evidence."""
     twin_groups = (existing.filter(pl.col("date_of_birth").is_not_null() & (pl.col("last_key") != ""))
                    .group_by("last_key", "date_of_birth").agg(pl.len().alias("twin_size"))
                    .filter(pl.col("twin_size") > 1).with_row_index("twin_group"))
@@ -1015,10 +1033,17 @@ def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: Matc
     remaining = incoming.join(id_matched.select("row_no"), on="row_no", how="anti")
     id_review_rows = id_decisions.filter(pl.col("decision") == "review").select("row_no")
     id_hits = id_candidates.join(id_review_rows, on="row_no").select("row_no", "student_key")
-    pairs = pl.concat([candidate_pairs(remaining, existing, config.passes_for(existing.height), drop_definite_no=True),
-                       id_hits]).unique()
-    # The district's own evidence: u from random pairs, m and the share of known students by EM.
-    evidence = trained.result()
+    if remaining.height:
+        pairs = pl.concat([candidate_pairs(remaining, existing, config.passes_for(existing.height),
+                                           drop_definite_no=True), id_hits]).unique()
+        # The district's own evidence: u from random pairs, m and the share of known students by EM.
+        evidence = evidence_of()
+    else:
+        # Every row is linked by an identifier: no row is left to block or weigh (on a large
+        # district, blocking and training took longer than the identifiers), so the steps below
+        # run on no pairs, with the prior evidence.
+        pairs = id_hits
+        evidence = train(remaining, existing.clear(), prior_pairs=config.prior_pairs, learn=False)
     scored = score_pairs(pairs, remaining, existing, evidence, keep=id_hits,
                          shown_from=config.review_probability).with_columns(
         # In words, for the candidates a person may read (most pairs were dropped).
@@ -1032,7 +1057,8 @@ def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: Matc
     # rest (an SSID equal outweighs a student ID mistyped); only an ID value that two registered
     # students share stays a question whatever the evidence.
     # Nor does a row whose ID another child of the batch carries (``batch_id_conflicts``).
-    held = pl.concat([shared_id_rows(incoming, existing, config).join(id_review_rows, on="row_no"),
+    held = pl.concat([shared_id_rows(incoming, existing, config).join(id_review_rows, on="row_no")
+                      if id_review_rows.height else id_review_rows,
                       id_conflict_rows.to_frame("row_no")]).unique()
     fuzzy_ranked = scored.join(held, on="row_no", how="anti")
     fuzzy = _fuzzy_decisions(fuzzy_ranked, config, None)

@@ -150,6 +150,35 @@ def fail_if_unreadable(con: duckdb.DuckDBPyConnection, batch_id: int, ingest: di
         for e in errors)
 
 
+def batch_position(con: duckdb.DuckDBPyConnection,
+                   batch_id: int) -> tuple[dict[str, Any], list[str], dict[str, dict[str, Any] | None]]:
+    """Where the batch is: its row, what changed the students since it was matched (in words), and
+    each stage's recorded result (None: not finished)."""
+    batch = batches.get_batch(con, batch_id)
+    if batch["status"] in ("collecting", batches.STATUS_FAILED):
+        return batch, [], {stage: batches.stage_result(con, batch_id, stage) if stage in batch["stages"] else None
+                           for stage in STAGES}
+    stale = batches.changes_since(con, batch_id, "match") if batch["status"] not in (
+        batches.STATUS_COMMITTED, batches.STATUS_REJECTED) else []
+    return batch, stale, {stage: batches.stage_result(con, batch_id, stage) for stage in STAGES}
+
+
+def settled_progress(batch_id: int, batch: dict[str, Any], stale: list[str],
+                     recorded: dict[str, dict[str, Any] | None]) -> dict[str, Any] | None:
+    """What ``advance_batch`` returns when it would run nothing (the batch is collecting uploads or
+    failed, or every stage up to the plan is recorded and no student changed since it was matched),
+    from ``batch_position``; None when a stage would run."""
+    if batch["status"] == "collecting":
+        # Partial uploads: nothing is read until an administrator confirms all sheets are in.
+        return {"batch_id": batch_id, "status": batch["status"]}
+    if batch["status"] == batches.STATUS_FAILED:
+        return {"batch_id": batch_id, "status": batch["status"], "ingest": recorded["ingest"],
+                "validate": recorded["validate"]}
+    if not stale and all(recorded[stage] is not None for stage in STAGES):
+        return {"batch_id": batch_id, "status": batch["status"], **recorded}
+    return None
+
+
 def advance_batch(wh: Warehouse, batch_id: int,
                   progress: Callable[[str], Progress | None] | None = None) -> dict[str, Any]:
     """Run every stage that can run now, from the batch's recorded configuration.
@@ -164,17 +193,10 @@ def advance_batch(wh: Warehouse, batch_id: int,
         return progress(what) if progress is not None else None
 
     with wh.read(batch=batch_id, stage="advance") as con:
-        batch = batches.get_batch(con, batch_id)
-        if batch["status"] == "collecting":
-            # Partial uploads: nothing is read until an administrator confirms all sheets are in.
-            return {"batch_id": batch_id, "status": batch["status"]}
-        if batch["status"] == batches.STATUS_FAILED:
-            return {"batch_id": batch_id, "status": batch["status"],
-                    "ingest": batches.stage_result(con, batch_id, "ingest"),
-                    "validate": batches.stage_result(con, batch_id, "validate")}
-        stale = batches.changes_since(con, batch_id, "match") if batch["status"] not in (
-            batches.STATUS_COMMITTED, batches.STATUS_REJECTED) else []
-        recorded = {stage: batches.stage_result(con, batch_id, stage) for stage in STAGES}
+        batch, stale, recorded = batch_position(con, batch_id)
+    settled = settled_progress(batch_id, batch, stale, recorded)
+    if settled is not None:
+        return settled
     if stale:
         # Students changed since this batch was matched: match again (review decisions are kept
         # where they still apply) and plan again. Re-checked in the write: another process may

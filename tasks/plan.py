@@ -7,7 +7,6 @@ subscriptions needed against those available. Nothing changes until the batch is
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ import polars as pl
 
 from tasks.holds import held_schools
 from tasks.names import fold_name_expr
+from tasks.plan_view import PLAN_TABLE_QUERIES, plan_version, preview_markdown
 from warehouse import batches
 from warehouse.connection import insert_frame
 from warehouse.handle import Warehouse
@@ -330,11 +330,14 @@ def migration_removals(inputs: PlanInputs, rows: pl.DataFrame, links: pl.DataFra
     covered -= set(inputs.held_schools)
     if inputs.hold_all:
         covered = set()
-    linked = set(rows["student_key"].drop_nulls().to_list())
+    # Kept as frames and anti-joined: a million linked keys made into a Python set, sorted and
+    # turned back into a literal list cost seconds of a large migration's plan.
+    kept = pl.concat([rows.select(pl.col("student_key").drop_nulls().cast(pl.Int64)),
+                      pl.DataFrame({"student_key": sorted(inputs.protected)}, schema={"student_key": pl.Int64})])
     students = inputs.students.filter(pl.col("school_id").is_in(sorted(covered)))
-    removals = students.filter(
-        (pl.col("status") == "active") & ~pl.col("student_key").is_in(sorted(linked | inputs.protected))
-    ).join(highest_grades(students), on="school_id", how="left").select(
+    removals = students.filter(pl.col("status") == "active").join(
+        kept.unique(), on="student_key", how="anti", maintain_order="left",
+    ).join(highest_grades(students), on="school_id", how="left", maintain_order="left").select(
         pl.lit(batch_id, pl.Int64).alias("batch_id"), "student_key", "school_id",
         expected_leaver=(pl.col("grade") == pl.col("highest_grade")).fill_null(False), highest_grade="highest_grade")
     # A migration never removes a temporary student (the removals above take active ones only):
@@ -512,202 +515,6 @@ def preview_plan(wh: Warehouse, batch_id: int) -> dict[str, Any]:
     return {"summary": summary, "markdown": preview_markdown(summary)}
 
 
-# What a plan will do, as stored: its three tables (every row, every column) and its summary.
-PLAN_TABLES = ("plan_enrollments", "plan_removals", "plan_temporaries")
-
-
-# Summary figures that describe the district around the plan, not what committing it does: how many
-# subscriptions are left changes with every other batch's commit (running short is a blocker, which
-# is in the version), so it does not make an approved plan another version.
-NOT_WHAT_IT_DOES = ("version", "subscriptions_available")
-
-
-def plan_version(con: duckdb.DuckDBPyConnection, batch_id: int) -> str | None:
-    """The plan's version: a short digest of what committing it would do, recomputed from the warehouse
-    (every row of its tables, in any order, and its summary's counts, guard and blockers). The same plan
-    always has the same version; any change to what would be committed gives another. None: no plan.
-
-    An approval names the version its approver was shown, and only that version is committed."""
-    summary = batches.stage_result(con, batch_id, "plan")
-    if summary is None:
-        return None
-    digest = hashlib.sha256()
-    digest.update(json.dumps({k: v for k, v in summary.items() if k not in NOT_WHAT_IT_DOES},
-                             sort_keys=True, default=str).encode())
-    for table in PLAN_TABLES:
-        # Table names are this module's constants. Each row (every column) is hashed and the hashes
-        # summed, so the order is irrelevant and a million-row plan is digested in a few
-        # hundredths of a second (serialising every row to text took seconds, inside the holds
-        # that plan and approve).
-        count, tables_digest = con.execute(
-            f"SELECT count(*), coalesce(sum(hash(t))::VARCHAR, '') FROM {table} t WHERE batch_id = ?",
-            [batch_id]).fetchall()[0]
-        digest.update(f"\n{table}:{count}:{tables_digest}".encode())
-    return digest.hexdigest()[:12]
-
-
 def plan_tables(con: duckdb.DuckDBPyConnection, batch_id: int) -> dict[str, pl.DataFrame]:
-    """The plan as tables a person reads: classes (with * where some students are already
-    enrolled), students per class, and removals per school."""
-    classes = con.sql(
-        "SELECT sc.name AS school, p.teacher_first || ' ' || p.teacher_last || ' (' || p.teacher_email || ')' AS teacher,"
-        " p.term || coalesce(' - ' || p.class_period, '') AS term_period, p.course_code AS course,"
-        " count(*) FILTER (WHERE NOT p.already_enrolled) AS to_register,"
-        " bool_or(p.already_enrolled) AS some_already_enrolled, bool_or(p.teacher_is_new) AS new_teacher,"
-        " p.class_id IS NULL AS new_class"
-        " FROM plan_enrollments p JOIN schools sc USING (school_id) WHERE p.batch_id = $b"
-        " GROUP BY ALL ORDER BY school, teacher, term_period, course",
-        params={"b": batch_id},
-    ).pl().with_columns(
-        students=pl.when(pl.col("some_already_enrolled"))
-        .then(pl.concat_str(pl.lit("*"), pl.col("to_register").cast(pl.String)))
-        .otherwise(pl.col("to_register").cast(pl.String))
-    )
-    students = con.sql(
-        "SELECT sc.name AS school, p.term || coalesce(' - ' || p.class_period, '') AS term_period,"
-        " p.course_code AS course, p.teacher_email, p.last_name, p.first_name, p.student_action,"
-        " p.already_enrolled FROM plan_enrollments p JOIN schools sc USING (school_id)"
-        " WHERE p.batch_id = $b ORDER BY school, term_period, course, last_name, first_name",
-        params={"b": batch_id},
-    ).pl()
-    removals = con.sql(
-        "SELECT sc.name AS school, s.student_key, s.first_name, s.last_name, s.student_id, s.grade"
-        " FROM plan_removals r JOIN students s USING (student_key) JOIN schools sc ON sc.school_id = r.school_id"
-        " WHERE r.batch_id = $b ORDER BY school, last_name, first_name",
-        params={"b": batch_id},
-    ).pl()
-    removals_by_school = con.sql(
-        "WITH active AS (SELECT school_id, count(*) AS active FROM students WHERE status = 'active' GROUP BY ALL)"
-        " SELECT sc.name AS school, count(*) AS students_to_remove, a.active AS active_students,"
-        " round(count(*) / a.active, 4) AS share FROM plan_removals r JOIN schools sc USING (school_id)"
-        " LEFT JOIN active a USING (school_id) WHERE r.batch_id = $b GROUP BY sc.name, a.active ORDER BY school",
-        params={"b": batch_id},
-    ).pl()
-    new_teachers = con.sql(
-        "SELECT DISTINCT sc.name AS school, p.teacher_first, p.teacher_last, p.teacher_email"
-        " FROM plan_enrollments p JOIN schools sc USING (school_id) WHERE p.batch_id = $b AND p.teacher_is_new"
-        " ORDER BY school, teacher_last, teacher_first",
-        params={"b": batch_id},
-    ).pl()
-    # Names are never changed from a sheet: the approver sees where a sheet spells a linked
-    # student differently (a nickname, a typo, a new surname) and that the registered name stays.
-    name_differences = con.sql(
-        "SELECT DISTINCT sc.name AS school, p.first_name AS sheet_first, p.last_name AS sheet_last,"
-        " s.first_name AS registered_first, s.last_name AS registered_last, s.student_key"
-        " FROM plan_enrollments p JOIN students s USING (student_key) JOIN schools sc ON sc.school_id = p.school_id"
-        " WHERE p.batch_id = $b AND (lower(trim(p.first_name)) <> lower(s.first_name)"
-        "   OR lower(trim(p.last_name)) <> lower(s.last_name))"
-        " ORDER BY school, registered_last, registered_first",
-        params={"b": batch_id},
-    ).pl()
-    # Temporary students the batch makes permanent (with the sheet row that does it), and those a
-    # migration keeps unlinked: it never removes them.
-    temporary_links = con.sql(
-        "SELECT sc.name AS school, t.student_key, s.first_name, s.last_name, p.first_name AS sheet_first,"
-        " p.last_name AS sheet_last, p.student_id AS sheet_student_id, p.ssid AS sheet_ssid,"
-        " p.other_id AS sheet_other_id, t.reason"
-        " FROM plan_temporaries t JOIN students s USING (student_key)"
-        " JOIN plan_enrollments p ON p.batch_id = t.batch_id AND p.student_key = t.student_key"
-        " JOIN schools sc ON sc.school_id = p.school_id WHERE t.batch_id = $b AND t.action = 'link'"
-        " QUALIFY row_number() OVER (PARTITION BY t.student_key ORDER BY p.row_no) = 1"
-        " ORDER BY school, s.last_name, s.first_name",
-        params={"b": batch_id},
-    ).pl()
-    temporary_kept = con.sql(
-        "SELECT coalesce(sc.name, '(no school)') AS school, t.student_key, s.first_name, s.last_name, s.ssid,"
-        " s.other_id, s.date_of_birth, s.created_at"
-        " FROM plan_temporaries t JOIN students s USING (student_key) LEFT JOIN schools sc ON sc.school_id = t.school_id"
-        " WHERE t.batch_id = $b AND t.action = 'keep' ORDER BY school, s.last_name, s.first_name",
-        params={"b": batch_id},
-    ).pl()
-    return {"classes": classes, "students": students, "removals": removals, "removals_by_school": removals_by_school,
-            "new_teachers": new_teachers, "name_differences": name_differences,
-            "temporary_links": temporary_links, "temporary_kept": temporary_kept}
-
-
-def preview_markdown(summary: dict[str, Any]) -> str:
-    """The plan so far, while rows are in review, as markdown: what it would do without them."""
-    lines = [f"## {summary['mode'].title()} for {summary['term']}: the plan so far (a preview, not for approval)", "",
-             f"**{summary.get('rows_pending_review', 0)} row(s) wait for review** and are left out below; the plan "
-             "to approve is made when they are decided.", ""]
-    return "\n".join(lines + plan_summary_lines(summary))
-
-
-def plan_summary_lines(summary: dict[str, Any]) -> list[str]:
-    """The plan's counts, holds, guard and blockers, as markdown lines."""
-    lines = [
-        f"You are about to use **{summary['subscriptions_needed']} {summary['subscription_type']} subscriptions** "
-        f"({summary['subscriptions_available']} available). This is **not reversible** for subscriptions.",
-        "",
-        f"- new students: {summary['students_new']}; existing students: {summary['students_existing']}; "
-        f"restored: {summary['students_restored']}",
-        f"- new enrollments: {summary['enrollments_new']}; already enrolled (not charged): {summary['already_enrolled']}",
-        f"- new teachers: {summary['teachers_new']}; new classes: {summary['classes_new']}",
-    ]
-    if summary["mode"] == "migration":
-        by_school = ", ".join(f"{school} {n}" for school, n in summary.get("temporary_kept_by_school", {}).items())
-        lines.append(f"- **students to remove: {summary['removals']}** (restorable); unlinked temporary students kept: "
-                     f"{summary['temporary_kept']}" + (f" ({by_school})" if by_school else ""))
-        leavers = summary.get("expected_leavers_by_school") or []
-        if leavers:
-            lines.append(f"- expected leavers (of the removals; not counted by the mass-removal guard): "
-                         f"{summary.get('expected_leavers', 0)}: " + "; ".join(
-                             f"{r['school']}, highest grade {r['highest_grade']}: {r['students']}" for r in leavers))
-    if summary.get("temporary_links"):
-        lines.append(f"- temporary students made permanent: {summary['temporary_links']}")
-    if summary["held_schools"] or summary["hold_all"]:
-        lines.append(f"- **held** (invalid rows; fix and upload again): "
-                     f"{'all schools' if summary['hold_all'] else ', '.join(summary['held_schools'])}")
-    for guard in summary["guard"]:
-        lines.append(f"- **guard**: {guard['school']} {guard['reason']}; approving needs the override")
-    for blocker in summary["blockers"]:
-        lines.append(f"- **cannot approve**: {blocker}")
-    return lines
-
-
-def plan_markdown(summary: dict[str, Any], tables: dict[str, pl.DataFrame]) -> str:
-    """The summary an approver reads before deciding, as markdown."""
-    lines = [
-        f"## {summary['mode'].title()} for {summary['term']}",
-        "",
-        f"Plan version **{summary.get('version')}**: an approval names this version, and only it is committed.",
-        "",
-        *plan_summary_lines(summary),
-    ]
-    lines += ["", "| School | Teacher | Term - Period | Course | Students to register |", "|---|---|---|---|---|"]
-    for row in tables["classes"].to_dicts():
-        lines.append(f"| {row['school']} | {row['teacher']} | {row['term_period']} | {row['course']} | {row['students']} |")
-    lines.append("")
-    if any("*" in str(row["students"]) for row in tables["classes"].to_dicts()):
-        lines.append("\\* some students in this class are already enrolled: they are not registered again or charged.")
-    if tables["new_teachers"].height:
-        lines += ["", "| School | New teacher | Email |", "|---|---|---|"]
-        for row in tables["new_teachers"].to_dicts():
-            lines.append(f"| {row['school']} | {row['teacher_first']} {row['teacher_last']} | {row['teacher_email']} |")
-    if tables["removals_by_school"].height:
-        lines += ["", "| School | Students to remove | Active students | Share |", "|---|---|---|---|"]
-        for row in tables["removals_by_school"].to_dicts():
-            share = f"{row['share']:.1%}" if row["share"] is not None else ""
-            lines.append(f"| {row['school']} | {row['students_to_remove']} | {row['active_students']} | {share} |")
-    links = tables.get("temporary_links")
-    if links is not None and links.height:
-        lines += ["", f"{links.height} temporary student(s) become permanent (same key, enrollments and login):", "",
-                  "| School | Temporary student | Sheet row | Why |", "|---|---|---|---|"]
-        for row in links.to_dicts():
-            lines.append(f"| {row['school']} | {row['first_name']} {row['last_name']} ({row['student_key']}) | "
-                         f"{row['sheet_first']} {row['sheet_last']} | {row['reason']} |")
-    kept = tables.get("temporary_kept")
-    if kept is not None and kept.height:
-        lines += ["", f"{kept.height} unlinked temporary student(s) kept (a migration never removes them):", "",
-                  "| School | Temporary student | SSID | Other ID |", "|---|---|---|---|"]
-        for row in kept.to_dicts():
-            lines.append(f"| {row['school']} | {row['first_name']} {row['last_name']} ({row['student_key']}) | "
-                         f"{row['ssid'] or ''} | {row['other_id'] or ''} |")
-    differences = tables["name_differences"]
-    if differences.height:
-        lines += ["", f"{differences.height} linked student(s) are spelled differently in the sheets; the registered "
-                  "names are kept:", "", "| School | In the sheet | Registered |", "|---|---|---|"]
-        for row in differences.head(25).to_dicts():
-            lines.append(f"| {row['school']} | {row['sheet_first']} {row['sheet_last']} | "
-                         f"{row['registered_first']} {row['registered_last']} |")
-    return "\n".join(lines)
+    """The plan's tables a person reads (``tasks.plan_view.PLAN_TABLE_QUERIES``) as frames."""
+    return {name: con.sql(query, params={"b": batch_id}).pl() for name, query in PLAN_TABLE_QUERIES.items()}

@@ -60,7 +60,8 @@ def write_plan_xlsx(con: duckdb.DuckDBPyConnection, batch_id: int, path: Path, p
     """The plan an approver reads, as a workbook: the summary, then one sheet per plan table
     (classes with * where some students are already enrolled, students per class with the
     already-enrolled ones marked, removals, ...). ``private``: 0600 in a 0700 folder (the outbox)."""
-    from tasks.plan import plan_tables, plan_version
+    from tasks.plan import plan_tables
+    from tasks.plan_view import plan_version
 
     summary = batches.stage_result(con, batch_id, "plan")
     if summary is None:

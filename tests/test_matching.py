@@ -436,3 +436,29 @@ def test_names_alone_stay_a_question_when_a_namesake_may_be_behind_them():
          "school_id": 1}])])
     got = decide([{"first_name": "Mia", "last_name": "Clark", "date_of_birth": None, "school_id": 1}], namesakes)[1]
     assert got["decision"] == "review"
+
+
+def test_a_batch_every_row_of_which_its_ids_link_trains_no_evidence(monkeypatch):
+    import tasks.matching
+
+    trained_on = []
+    real_train = tasks.matching.train
+
+    def recording_train(incoming, existing, **options):
+        trained_on.append((incoming.height, existing.height))
+        return real_train(incoming, existing, **options)
+
+    monkeypatch.setattr(tasks.matching, "train", recording_train)
+    got = decide([{"first_name": "Bob", "last_name": "Nguyen", "student_id": "A1"},
+                  {"first_name": "Mia", "last_name": "Clark", "ssid": "S9", "date_of_birth": dt.date(2014, 3, 9)}])
+    assert [(r["decision"], r["student_key"], r["rule"]) for r in got.values()] == [
+        ("matched", 1, "student_id"), ("matched", 5, "ssid")]
+    # Only the prior evidence, on no student: the district's students were neither blocked nor weighed.
+    assert all(students == 0 for _, students in trained_on)
+    # A row its IDs leave to the evidence: the district's evidence is trained, and the row is weighed.
+    trained_on.clear()
+    got = decide([{"first_name": "Bob", "last_name": "Nguyen", "student_id": "A1"},
+                  {"first_name": "José", "last_name": "Peña", "date_of_birth": dt.date(2011, 7, 8)}])
+    assert [(r["decision"], r["student_key"], r["rule"]) for r in got.values()] == [
+        ("matched", 1, "student_id"), ("matched", 4, "fuzzy")]
+    assert (2, EXISTING.height) in trained_on

@@ -10,7 +10,8 @@ import pytest
 
 from tasks.approve import ApprovalError, decide_batch
 from tasks.pipeline import advance_batch
-from tasks.plan import PlanInputs, migration_removals, percent, plan_markdown, plan_tables
+from tasks.plan import PlanInputs, migration_removals, percent, plan_tables
+from tasks.plan_view import plan_markdown
 from tasks.review import review_items
 from tests.batch_helpers import approval, approve_and_commit, start
 from tests.sheets import TEMPLATE_HEADER, roster_row, write_roster, write_sheets

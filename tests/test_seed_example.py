@@ -9,7 +9,8 @@ from pathlib import Path
 
 import polars as pl
 
-from tasks.plan import plan_markdown, plan_tables
+from tasks.plan import plan_tables
+from tasks.plan_view import plan_markdown
 from tasks.report import write_plan_xlsx
 from tests.batch_helpers import approve_and_commit, start
 from tests.sheets import roster_row, write_roster

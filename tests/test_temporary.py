@@ -10,7 +10,8 @@ import pytest
 
 from tasks.approve import decide_batch
 from tasks.commit import CommitError, commit_batch
-from tasks.plan import plan_markdown, plan_tables
+from tasks.plan import plan_tables
+from tasks.plan_view import plan_markdown
 from tasks.temporary import (
     TemporaryStudentError,
     create_temporary_student,

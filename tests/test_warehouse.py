@@ -15,7 +15,7 @@ from warehouse.handle import opened
 def test_migrations_are_applied_once_and_recorded(warehouse_path: Path):
     with opened(warehouse_path) as con:
         assert apply_migrations(con) == []
-        assert con.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall() == [(v,) for v in range(1, 13)]
+        assert con.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall() == [(v,) for v in range(1, 14)]
 
 
 def test_a_failed_transaction_leaves_nothing(warehouse_path: Path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -126,7 +127,21 @@ def test_a_waiting_writer_goes_before_readers_that_arrive_after_it(warehouse, tm
             con.execute("INSERT INTO notes VALUES (4)")
     """)
     writer = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    time.sleep(1.0)  # the writer is waiting for the first reader now
+    # The writer is waiting for the first reader once it holds the turnstile (a fixed pause was not
+    # enough on a busy machine, where starting the writer's interpreter can take longer).
+    turnstile = os.open(locks_dir(warehouse) / "turnstile.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                fcntl.flock(turnstile, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                break
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+            assert writer.poll() is None and time.monotonic() < deadline, "the writer never waited"
+            time.sleep(0.02)
+    finally:
+        os.close(turnstile)
     with Warehouse(warehouse).read() as con:  # arrives after the writer: sees its row
         seen = con.execute("SELECT count(*) FROM notes WHERE n = 4").fetchall()
     assert writer.wait(30) == 0 and child.wait(30) == 0
@@ -145,3 +160,38 @@ def test_the_same_handle_can_be_entered_again_but_not_upgraded(warehouse):
             with Warehouse(warehouse).read():
                 pass
     assert [hold.mode for hold in wh.holds] == ["write", "read"]
+
+
+def test_reading_a_warehouse_of_an_older_schema_upgrades_it_first_and_keeps_the_plan_rows(tmp_path: Path):
+    # A warehouse made before match results and plan rows lost their primary-key index (migrations
+    # 1-12), with a row in each: a read upgrades it (a read-only connection cannot) and reads on.
+    import duckdb
+
+    from warehouse.connection import _migration_scripts
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+                    " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)")
+        for version, name, sql in _migration_scripts():
+            if version < 13:
+                con.execute(sql)
+                con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+        con.execute("INSERT INTO match_results VALUES (1, 1, 'matched', 5, 'student_id', 100.0, 'id equal')")
+        con.execute("INSERT INTO plan_enrollments (batch_id, row_no, school_id, teacher_email, teacher_first,"
+                    " teacher_last, teacher_is_new, term, course_code, student_action, first_name, last_name,"
+                    " already_enrolled) VALUES (1, 1, 1, 't@x.org', 'T', 'Eacher', false, 'Fall', 'ALGE1',"
+                    " 'existing', 'Ana', 'Silva', false)")
+    finally:
+        con.close()
+    wh = Warehouse(path)
+    with wh.read() as con:
+        assert [v for (v,) in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()] \
+            == [version for version, _, _ in _migration_scripts()]
+        assert con.execute("SELECT row_no, decision, student_key FROM match_results").fetchall() == [(1, "matched", 5)]
+        assert con.execute("SELECT row_no, first_name FROM plan_enrollments").fetchall() == [(1, "Ana")]
+    assert [(hold.mode, hold.stage) for hold in wh.holds] == [("write", "upgrade"), ("read", None)]
+    with wh.read():
+        pass
+    assert [hold.mode for hold in wh.holds] == ["write", "read", "read"]

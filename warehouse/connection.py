@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import re
 from collections.abc import Iterator
 from importlib import resources
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 MIGRATIONS_PACKAGE = "warehouse.migrations"
 
 
+@functools.cache
 def _migration_scripts() -> list[tuple[int, str, str]]:
     scripts = []
     for entry in resources.files(MIGRATIONS_PACKAGE).iterdir():

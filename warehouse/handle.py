@@ -141,6 +141,8 @@ class Warehouse:
     on_wait: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
     holds: list[Hold] = field(default_factory=list, repr=False, compare=False)
     _held: dict[int, _Held] = field(default_factory=dict, repr=False, compare=False)
+    # Set once a read found the file's schema current (a write applies migrations itself).
+    _schema_current: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -148,7 +150,7 @@ class Warehouse:
     def __getstate__(self) -> dict[str, Any]:
         # A handle travels (as a Prefect task's parameter) without its open connections.
         state = dict(self.__dict__)
-        state["_held"], state["holds"], state["on_wait"] = {}, [], None
+        state["_held"], state["holds"], state["on_wait"], state["_schema_current"] = {}, [], None, False
         return state
 
     @contextlib.contextmanager
@@ -186,11 +188,22 @@ class Warehouse:
         if holding in _HOLDING_THREADS:
             raise RuntimeError(f"This thread already holds the warehouse {self.path} through another handle "
                                f"({_HOLDING_THREADS[holding]}): pass that handle or its connection down instead.")
-        if mode == "read" and self._needs_upgrade():
-            with self._hold("write", batch, "upgrade"):
-                pass
-        with self._locked(mode, batch, stage):
+        with contextlib.ExitStack() as locked:
+            locked.enter_context(self._locked(mode, batch, stage))
             con = self._connect(mode)
+            if mode == "read" and not self._schema_current:
+                # The schema is checked on the reading connection itself (another connection per
+                # read cost as much as the read of a short command), once per handle: a file once
+                # current stays current for this program.
+                if self._needs_upgrade(con):
+                    # A read-only connection cannot apply migrations: let go, upgrade, read again.
+                    con.close()
+                    locked.close()
+                    with self._hold("write", batch, "upgrade"):
+                        pass
+                    locked.enter_context(self._locked(mode, batch, stage))
+                    con = self._connect(mode)
+                self._schema_current = True
             _HOLDING_THREADS[holding] = f"{mode} by {self.who}"
             self._held[thread] = _Held(mode, con)
             started = time.monotonic()
@@ -202,19 +215,16 @@ class Warehouse:
                 con.close()
                 self.holds.append(Hold(mode, batch, stage, time.monotonic() - started))
 
-    def _needs_upgrade(self) -> bool:
-        """True when the file exists but its schema is older than this program's (a read-only
-        connection cannot apply migrations)."""
-        if not self.path.exists():
-            return False
-        with self._locked("read", None, "schema check"):
-            con = self._connect("read", migrate=False)
-            try:
-                return bool(pending_migrations(con))
-            finally:
-                con.close()
+    @staticmethod
+    def _needs_upgrade(con: duckdb.DuckDBPyConnection) -> bool:
+        """True when the file's schema is older than this program's."""
+        try:
+            return bool(pending_migrations(con))
+        except BaseException:
+            con.close()
+            raise
 
-    def _connect(self, mode: str, migrate: bool = True) -> duckdb.DuckDBPyConnection:
+    def _connect(self, mode: str) -> duckdb.DuckDBPyConnection:
         try:
             check_warehouse_file(self.path)
             if mode == "read":
@@ -226,14 +236,13 @@ class Warehouse:
             con = duckdb.connect(str(self.path))
         except WAREHOUSE_ERRORS as error:
             raise WarehouseError(warehouse_problem(self.path, error)) from error
-        if migrate:
-            try:
-                apply_migrations(con)
-            except BaseException as error:
-                con.close()
-                if isinstance(error, WAREHOUSE_ERRORS):
-                    raise WarehouseError(warehouse_problem(self.path, error)) from error
-                raise
+        try:
+            apply_migrations(con)
+        except BaseException as error:
+            con.close()
+            if isinstance(error, WAREHOUSE_ERRORS):
+                raise WarehouseError(warehouse_problem(self.path, error)) from error
+            raise
         return con
 
     @contextlib.contextmanager

@@ -21,13 +21,23 @@ APPROVE, REJECT = "batch.approve", "batch.reject"
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from tasks.pipeline import advance_batch
-    from tasks.plan import plan_markdown, plan_tables, plan_version
+    from tasks.pipeline import advance_batch, batch_position, settled_progress
+    from tasks.plan_view import plan_markdown, plan_table_rows, plan_version
     from warehouse import batches
 
-    # Showing the plan matches again when students changed since the batch was matched.
-    with working_on(args, args.batch), progress_bars(args) as bars:
-        progress = advance_batch(args.wh, args.batch, bars)
+    def shown(con) -> tuple[dict, dict]:
+        return {**progress["plan"], "version": plan_version(con, args.batch)}, plan_table_rows(con, args.batch)
+
+    with working_on(args, args.batch):
+        # A batch already planned, with no student changed since it was matched, is shown as the
+        # warehouse recorded it, in one read.
+        with args.wh.read(batch=args.batch, stage="plan") as con:
+            progress = settled_progress(args.batch, *batch_position(con, args.batch))
+            summary, tables = shown(con) if progress is not None and "plan" in progress else (None, None)
+        if progress is None:
+            # Showing the plan matches again when students changed since the batch was matched.
+            with progress_bars(args) as bars:
+                progress = advance_batch(args.wh, args.batch, bars)
     if progress["status"] == batches.STATUS_FAILED:
         print(failure_text(progress), file=sys.stderr)
         return 2
@@ -35,15 +45,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"error: batch {args.batch} has {progress['review']['pending']} review item(s) pending.",
               file=sys.stderr)
         return 2
-    with args.wh.read() as con:
-        tables = plan_tables(con, args.batch)
-        summary = {**progress["plan"], "version": plan_version(con, args.batch)}
-        if args.xlsx:
-            from tasks.report import write_plan_xlsx
+    if summary is None or args.xlsx:
+        with args.wh.read(batch=args.batch, stage="plan") as con:
+            if summary is None:
+                summary, tables = shown(con)
+            if args.xlsx:
+                from tasks.report import write_plan_xlsx
 
-            print(f"Plan workbook: {write_plan_xlsx(con, args.batch, Path(args.xlsx))}", file=sys.stderr)
-    data = {"summary": summary, **{name: frame.to_dicts() for name, frame in tables.items()}}
-    print_result(data, args.json, plan_markdown(summary, tables) + (
+                print(f"Plan workbook: {write_plan_xlsx(con, args.batch, Path(args.xlsx))}", file=sys.stderr)
+    print_result({"summary": summary, **tables}, args.json, plan_markdown(summary, tables) + (
         "" if summary["blockers"] else f"\n\nTo approve it: `rosterflow approve {args.batch} --plan "
         f"{summary['version']} --approver NAME" + (f" --remove-count {summary['removals']}" if summary.get("removals")
                                                      else "") + (" --override-guard" if summary["guard"] else "") + "`"))
