@@ -3,7 +3,8 @@
 A hostile or broken workbook can make the spreadsheet parser allocate hundreds of GiB and abort
 the whole process, which no exception handler can catch. Each batch's files are parsed by a child
 process under ``RLIMIT_AS`` and a deadline; if the child dies on a file, that file is reported and
-a fresh child carries on with the files after it.
+a fresh child carries on with the files after it. The child can be started ahead of its files
+(``start_reader``), so that starting Python and importing the parser overlap the caller's own work.
 """
 
 from __future__ import annotations
@@ -105,6 +106,9 @@ def read_roster_files(paths: list[str], sheet: str | None = None, limits: ReadLi
             except subprocess.TimeoutExpired:
                 _end(child)
                 died, reason = True, f"parsing took longer than {limits.seconds:.0f} s"
+            except BaseException:  # interrupted: the child does not outlive the read
+                _end(child)
+                raise
             done = _collect(Path(out_dir), remaining)
         results.extend(done)
         remaining = remaining[len(done):]
