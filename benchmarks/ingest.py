@@ -122,6 +122,9 @@ def measure_rosterflow(path: Path) -> dict:
     from warehouse import catalog
     from warehouse.handle import Warehouse
 
+    # pandera imports its polars backend (and hypothesis, when installed, as in the dev install) on
+    # the first validation: an import like those above, paid once per command, not per file.
+    schemas.roster.StagedRosterRow.validate(schemas.roster.StagedRosterRow.empty())
     spent: dict[str, float] = {}
     time_parts(spent)
     with tempfile.TemporaryDirectory() as folder:

@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 
 from schemas.columns import CANONICAL_COLUMNS
-from tasks.isolated_read import read_roster_files
+from tasks.isolated_read import Reader, read_roster_files
 from tasks.progress import Progress
 from tasks.spreadsheets import (
     HEADER_SEARCH_ROWS, ReadLimits, SpreadsheetError, check_sheet_size, declared_data_rows, declared_sheet_facts,
@@ -136,8 +136,9 @@ def refuse_if_declared_too_large(paths: list[str], sheet: str | None, max_rows: 
 
 
 def read_files(batch_id: int, paths: list[str], sheet: str | None, max_rows: int,
-               progress: Progress | None = None) -> FilesRead:
-    """Read every file (in a limited child process) into one frame of staged rows.
+               progress: Progress | None = None, reader: Reader | None = None) -> FilesRead:
+    """Read every file (in a limited child process: ``reader`` when one was started ahead) into
+    one frame of staged rows.
 
     ``progress(rows read, rows)`` is told as each file is read; until every file is read the total
     is what the sheets declare (an upper bound: it counts title rows), then the rows read."""
@@ -154,7 +155,7 @@ def read_files(batch_id: int, paths: list[str], sheet: str | None, max_rows: int
     # The batch limit is checked on the declared ranges above and on the rows read below; a
     # sheet on its own is held only to what any sheet may ask for.
     limits = ReadLimits()
-    for raw_path, sheet_read in zip(expanded, read_roster_files(expanded, sheet, limits)):
+    for raw_path, sheet_read in zip(expanded, read_roster_files(expanded, sheet, limits, reader)):
         path = Path(raw_path)
         if isinstance(sheet_read, SpreadsheetError):
             file_issues.append({"file_name": sheet_read.file_name, "sheet": sheet_read.sheet,

@@ -3,7 +3,8 @@
 A hostile or broken workbook can make the spreadsheet parser allocate hundreds of GiB and abort
 the whole process, which no exception handler can catch. Each batch's files are parsed by a child
 process under ``RLIMIT_AS`` and a deadline; if the child dies on a file, that file is reported and
-a fresh child carries on with the files after it.
+a fresh child carries on with the files after it. The child can be started ahead of its files
+(``start_reader``), so that starting Python and importing the parser overlap the caller's own work.
 """
 
 from __future__ import annotations
@@ -28,24 +29,86 @@ def _limit_memory(memory_bytes: int):
     return apply
 
 
-def read_roster_files(paths: list[str], sheet: str | None = None,
-                      limits: ReadLimits = ReadLimits()) -> list[SheetRead | SpreadsheetError]:
-    """Read every file in a limited child process; one result (rows or the error) per path, in order."""
+class Reader:
+    """A reader child process started ahead of its files, under the same limits.
+
+    Starting Python and importing the parser costs about half a second of CPU; started at once
+    (``start_reader``), the child pays it while the parent does its own work (opening the
+    warehouse, reading the catalog) and then waits on its stdin for the files to read. The memory
+    limit (``RLIMIT_AS``) is set before it runs any code, so its protection is the one a child
+    started for the files gets; its deadline counts from when it is given the files. A reader
+    reads one list of files; ``close`` ends it if it was never used."""
+
+    def __init__(self, limits: ReadLimits = ReadLimits()):
+        self.limits = limits
+        self.process: subprocess.Popen | None = _start_child(limits)
+
+    def take(self, limits: ReadLimits) -> subprocess.Popen | None:
+        """The started child, if it was started with these limits and not taken yet."""
+        process, self.process = self.process, None
+        if process is not None and limits != self.limits:
+            _end(process)
+            return None
+        return process
+
+    def close(self) -> None:
+        if self.process is not None:
+            _end(self.process)
+            self.process = None
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_reader(limits: ReadLimits = ReadLimits()) -> Reader:
+    """Start a reader child now, for files named later (``read_roster_files(..., reader=)``).
+    Use it as a context manager, so it ends if the files are never read."""
+    return Reader(limits)
+
+
+def _start_child(limits: ReadLimits) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tasks.isolated_read"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, preexec_fn=_limit_memory(limits.memory_bytes),
+    )
+
+
+def _end(process: subprocess.Popen) -> None:
+    """End a child that was never given files (closing its stdin would also end it, after its imports)."""
+    process.kill()
+    process.communicate()
+
+
+def read_roster_files(paths: list[str], sheet: str | None = None, limits: ReadLimits = ReadLimits(),
+                      reader: Reader | None = None) -> list[SheetRead | SpreadsheetError]:
+    """Read every file in a limited child process; one result (rows or the error) per path, in order.
+
+    ``reader``, when given, is a child started ahead (``start_reader``) that reads the first files."""
     results: list[SheetRead | SpreadsheetError] = []
     remaining = list(paths)
+    started = reader.take(limits) if reader is not None else None
+    if started is not None and started.poll() is not None:
+        # It ended before it was given any file (killed from outside): no file is to blame.
+        _end(started)
+        started = None
     while remaining:
         with tempfile.TemporaryDirectory(prefix="rosterflow-read-") as out_dir:
             request = {"files": remaining, "sheet": sheet, "out_dir": out_dir, "limits": asdict(limits)}
+            child = started or _start_child(limits)
+            started = None
             try:
-                child = subprocess.run(
-                    [sys.executable, "-m", "tasks.isolated_read"], input=json.dumps(request), text=True,
-                    capture_output=True, timeout=limits.seconds * max(1, len(remaining)),
-                    preexec_fn=_limit_memory(limits.memory_bytes),
-                )
+                _, stderr = child.communicate(json.dumps(request), timeout=limits.seconds * max(1, len(remaining)))
                 died = child.returncode != 0
-                reason = _death_reason(child.stderr, child.returncode)
+                reason = _death_reason(stderr, child.returncode)
             except subprocess.TimeoutExpired:
+                _end(child)
                 died, reason = True, f"parsing took longer than {limits.seconds:.0f} s"
+            except BaseException:  # interrupted: the child does not outlive the read
+                _end(child)
+                raise
             done = _collect(Path(out_dir), remaining)
         results.extend(done)
         remaining = remaining[len(done):]
@@ -59,6 +122,8 @@ def read_roster_files(paths: list[str], sheet: str | None = None,
             remaining = remaining[1:]
         elif remaining:
             raise RuntimeError(f"the reader stopped without reading {remaining[0]}: {reason}")
+    if started is not None:  # no files: the started child is not needed
+        _end(started)
     return results
 
 

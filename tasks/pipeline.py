@@ -99,31 +99,41 @@ def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: s
     not done (another process may have done it meanwhile: its result stands, and validation resumes
     from it) and that no school or course was added since the catalog was read (else it validates
     again, without reading the files again). ``progress(rows read, rows)`` is told as the files are read.
+
+    The reader's child process is started first: it starts Python and imports the parser while
+    this process opens the warehouse and reads the catalog.
     """
     from tasks.ingest import BatchTooLarge, read_files, store_staged
+    from tasks.isolated_read import start_reader
     from tasks.validate import check_rows, reference_data, store_validation, validate_batch
 
     files: list[FilesRead] = []
+    validated: list[dict[str, Any]] = []
 
     def compute(catalog: tuple[pl.DataFrame, pl.DataFrame]) -> tuple[FilesRead, Validation]:
         if not files:
-            files.append(read_files(batch_id, paths, sheet, max_rows, progress))
+            files.append(read_files(batch_id, paths, sheet, max_rows, progress, reader))
         return files[0], check_rows(batch_id, files[0].staged, *catalog)
 
     def store(con: duckdb.DuckDBPyConnection, computed: tuple[FilesRead, Validation]) -> dict[str, Any]:
         read, validation = computed
         store_staged(con, batch_id, read)
-        store_validation(con, batch_id, validation)
+        validated.append(store_validation(con, batch_id, validation))
         return read.result
 
-    try:
-        ingested = batches.run_stage(wh, batch_id, "ingest", reference_data, compute, store,
-                                     actions=batches.CATALOG_CHANGES)
-    except BatchTooLarge as error:
-        # Nothing was staged and nothing will be: the batch is over, not interrupted.
-        with wh.write(batch=batch_id, stage="ingest") as con:
-            mark_failed(con, batch_id, "rosterflow", {"problem": str(error)})
-        raise
+    with start_reader() as reader:
+        try:
+            ingested = batches.run_stage(wh, batch_id, "ingest", reference_data, compute, store,
+                                         actions=batches.CATALOG_CHANGES)
+        except BatchTooLarge as error:
+            # Nothing was staged and nothing will be: the batch is over, not interrupted.
+            with wh.write(batch=batch_id, stage="ingest") as con:
+                mark_failed(con, batch_id, "rosterflow", {"problem": str(error)})
+            raise
+    if validated:
+        # This process wrote the validation with the staged rows, in the same transaction: its
+        # result is the one recorded (as recorded: through JSON), without opening the warehouse again.
+        return ingested, json.loads(json.dumps(validated[-1], default=str))
     return ingested, validate_batch(wh, batch_id)
 
 
