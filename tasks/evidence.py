@@ -171,23 +171,36 @@ def dob_codes(left: pl.Series, right: pl.Series) -> np.ndarray:
     a = _yyyymmdd(left)
     b = _yyyymmdd(right)
     codes = np.where(missing, len(DOB_LEVELS), np.where(a == b, 0, DOB_LEVELS.index("different"))).astype(np.int8)
-    # Only the dates that differ need their digits (most candidate pairs share the date).
+    # Only the dates that differ need their digits (most candidate pairs share the date), digit by
+    # digit on 32-bit numbers (a matrix of every pair's eight digits is twice as slow).
     todo = np.flatnonzero(~missing & (a != b))
-    a, b = a[todo], b[todo]
-    powers = 10 ** np.arange(8, dtype=np.int64)
-    digit_a = (a[:, None] // powers) % 10
-    digit_b = (b[:, None] // powers) % 10
-    digits_off = (digit_a != digit_b).sum(axis=1)
+    a, b = a[todo].astype(np.int32), b[todo].astype(np.int32)
+    digits_off = np.zeros(len(todo), dtype=np.int8)
+    rest_a, rest_b = a.copy(), b.copy()
+    for _ in range(8):
+        digits_off += (rest_a % 10) != (rest_b % 10)
+        rest_a //= 10
+        rest_b //= 10
     # Two digits swapped anywhere: exactly two differ and the digits are the same ones (how
-    # often each digit occurs, four bits per digit, is equal).
-    histogram_a = (np.int64(1) << (4 * digit_a)).sum(axis=1)
-    histogram_b = (np.int64(1) << (4 * digit_b)).sum(axis=1)
-    transposed = (digits_off == 2) & (histogram_a == histogram_b)
+    # often each digit occurs, four bits per digit, is equal); only pairs two digits apart.
+    two = np.flatnonzero(digits_off == 2)
+    transposed = np.zeros(len(todo), dtype=bool)
+    transposed[two] = _digit_counts(a[two]) == _digit_counts(b[two])
     year_a, month_a, day_a = a // 10000, a // 100 % 100, a % 100
     year_b, month_b, day_b = b // 10000, b // 100 % 100, b % 100
     swapped = (year_a == year_b) & (month_a == day_b) & (day_a == month_b)
     codes[todo] = np.select([swapped, digits_off == 1, transposed], [1, 2, 3], default=4)
     return codes
+
+
+def _digit_counts(numbers: np.ndarray) -> np.ndarray:
+    """How often each digit occurs in each eight-digit number, four bits per digit."""
+    counts = np.zeros(len(numbers), dtype=np.int64)
+    rest = numbers.astype(np.int64)
+    for _ in range(8):
+        counts += np.left_shift(np.int64(1), 4 * (rest % 10))
+        rest //= 10
+    return counts
 
 
 def _yyyymmdd(dates: pl.Series) -> np.ndarray:

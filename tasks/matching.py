@@ -29,10 +29,10 @@ from pydantic import BaseModel, Field
 from tasks.names import fold_name_expr
 from tasks.progress import Progress
 from tasks.evidence import (
+    DOB_LEVELS,
     ID_COLUMNS,
     Evidence,
     dob_codes,
-    dob_levels,
     explain_expr,
     jaro_winkler,
     osa_distance,
@@ -430,11 +430,28 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
     if not pairs:
         return pl.DataFrame(schema={"row_no": pl.Int64, "student_key": pl.Int64})
     found = pl.concat(pairs).collect()
+    # A pair met in several passes is one pair (its dates are the row's and the student's): made
+    # distinct first, the birth dates of far fewer pairs are compared below.
+    found = distinct_pairs(found)
     if drop_definite_no:
         # Filtered once the joins are done: inside the lazy plan the filter would be pushed into
         # every join, and planning that large expression forty times costs more than the joins.
-        found = found.filter(dob_levels(found["dob_in"], found["dob_ex"]) != "different")
-    return found.select("row_no", "student_key").unique()
+        found = found.filter(dob_codes(found["dob_in"], found["dob_ex"]) != DOB_LEVELS.index("different"))
+    return found.select("row_no", "student_key")
+
+
+def distinct_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
+    """``pairs`` with one row per (row_no, student_key), the first of each. Keys that fit in 31 bits
+    each are packed into one integer, which polars makes distinct several times faster than the
+    two columns."""
+    if pairs.height == 0:
+        return pairs
+    low, high = pairs.select(low=pl.min_horizontal(pl.col("row_no").min(), pl.col("student_key").min()),
+                             high=pl.max_horizontal(pl.col("row_no").max(), pl.col("student_key").max())).row(0)
+    if low < 0 or high >= 2**31:
+        return pairs.unique(["row_no", "student_key"], keep="first", maintain_order=True)
+    return pairs.filter((pl.col("row_no").cast(pl.Int64) * 2**31 + pl.col("student_key").cast(pl.Int64))
+                        .is_first_distinct())
 
 
 def _block_join(left: pl.LazyFrame, right: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
@@ -582,24 +599,28 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
     Returns the decisions (matched or review) of rows with any hit, and the hit candidates.
     """
     order = {c: i for i, c in enumerate(config.id_levels)}
+    # One lazy plan: each side's IDs are filtered and joined without copying the wide frames.
     hits = [
-        incoming.filter(pl.col(c).is_not_null()).select("row_no", c)
-        .join(existing.filter(pl.col(c).is_not_null()).select("student_key", c), on=c)
+        incoming.lazy().filter(pl.col(c).is_not_null()).select("row_no", c)
+        .join(existing.lazy().filter(pl.col(c).is_not_null()).select("student_key", c), on=c)
         .select("row_no", "student_key", level_rank=pl.lit(order[c], dtype=pl.Int8))
         for c in config.id_levels
     ]
-    hits = pl.concat(hits)
+    hits = pl.concat(hits).collect()
     if hits.height == 0:
         return pl.DataFrame(schema=DECISION_SCHEMA), pl.DataFrame(schema=CANDIDATE_SCHEMA)
     names = {i: c for c, i in order.items()}
     # One identifier value held by two existing students is a data problem a person must see.
     shared = (hits.group_by("row_no", "level_rank").agg(pl.len().alias("holders")).filter(pl.col("holders") > 1)
               .select("row_no", "level_rank", level=pl.col("level_rank").replace_strict(names, return_dtype=pl.String)))
-    # Grouped on integers (a row and a student are hit by one identifier, nearly always).
-    pairs = (hits.group_by("row_no", "student_key").agg(pl.col("level_rank").sort().alias("ranks"))
-             .with_columns(levels=pl.col("ranks").list.eval(pl.element().replace_strict(names, return_dtype=pl.String)))
-             .select("row_no", "student_key", "levels", rule=pl.col("levels").list.first(),
-                     rank=pl.col("ranks").list.first()))
+    # Grouped on integers: the identifiers that hit a pair are summed as one number, a digit per
+    # identifier in base ``len + 1`` (so it counts them even in a configuration listing one twice),
+    # and the few distinct sets are named once instead of a list made for every pair.
+    base = len(config.id_levels) + 1
+    pairs = hits.group_by("row_no", "student_key").agg(hit_set=pl.col("level_rank").replace_strict(
+        {rank: base**rank for rank in names}, return_dtype=pl.Int64).sum())
+    pairs = pairs.join(_id_sets(pairs["hit_set"].unique().to_list(), base, names), on="hit_set").select(
+        "row_no", "student_key", "levels", "rule", "rank")
     # Most rows are hit by one student whose folded names and birth date are the row's own, with
     # no identifier differing: confirmed beyond doubt, they skip the comparison ladder below.
     quick = _plainly_confirmed(pairs, incoming, existing)
@@ -682,6 +703,16 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
         "row_no", "student_key", score=pl.col("name_score"), agreement="agreement")
     return (pl.concat([quick_decisions.cast(DECISION_SCHEMA), decisions.cast(DECISION_SCHEMA)]),
             pl.concat([quick_candidates.cast(CANDIDATE_SCHEMA), candidates.cast(CANDIDATE_SCHEMA)]))
+
+
+def _id_sets(hit_sets: list[int], base: int, names: dict[int, str]) -> pl.DataFrame:
+    """``hit_set, levels, rule, rank``: each identifier set (see ``_id_level``) as the identifiers'
+    names in order of trust, the first of them and its rank."""
+    ranks = [[rank for rank in sorted(names) for _ in range(hit_set // base**rank % base)] for hit_set in hit_sets]
+    return pl.DataFrame({"hit_set": hit_sets, "levels": [[names[r] for r in found] for found in ranks],
+                         "rule": [names[found[0]] for found in ranks], "rank": [found[0] for found in ranks]},
+                        schema={"hit_set": pl.Int64, "levels": pl.List(pl.String), "rule": pl.String,
+                                "rank": pl.Int8})
 
 
 def _plainly_confirmed(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
@@ -1034,8 +1065,8 @@ def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: Matc
     id_review_rows = id_decisions.filter(pl.col("decision") == "review").select("row_no")
     id_hits = id_candidates.join(id_review_rows, on="row_no").select("row_no", "student_key")
     if remaining.height:
-        pairs = pl.concat([candidate_pairs(remaining, existing, config.passes_for(existing.height),
-                                           drop_definite_no=True), id_hits]).unique()
+        pairs = distinct_pairs(pl.concat([
+            candidate_pairs(remaining, existing, config.passes_for(existing.height), drop_definite_no=True), id_hits]))
         # The district's own evidence: u from random pairs, m and the share of known students by EM.
         evidence = evidence_of()
     else:
