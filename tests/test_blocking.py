@@ -142,3 +142,17 @@ def test_every_pair_the_evidence_would_show_meets_in_a_blocking_pass(cases, stud
     assert not missed, "\n".join(
         f"{cases[i][2]}: in a district of {students}, the row {cases[i][1]} and the student {cases[i][0]} "
         "would be shown to a reviewer but meet in no blocking pass" for i in missed)
+
+
+def test_a_replaced_first_name_and_a_swapped_birth_date_meet_in_a_large_district():
+    # Found by the property above: Sofía for Olivia, and the day and month swapped, weigh enough to
+    # ask about even among 200,000 students, and met in no pass before the last name and the birth
+    # date's digits were a pass of their own.
+    blank = dict.fromkeys(SCHEMA)
+    student = {**blank, "first_name": "Olivia", "last_name": "Smith", "date_of_birth": dt.date(2018, 8, 7)}
+    row = {**blank, "first_name": "Sofía", "last_name": "Smith", "date_of_birth": dt.date(2018, 7, 8)}
+    incoming, existing = frames([(student, row, ["first_replaced", "dob_digits_swapped"])])
+    config = MatchConfig()
+    assert review_probabilities(incoming, existing, 200_000)[0] >= config.review_probability
+    met = candidate_pairs(incoming, existing, config.passes_for(200_000), drop_definite_no=True)
+    assert met.rows() == [(0, 0)]
