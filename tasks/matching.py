@@ -1024,7 +1024,9 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
         # The two sides are prepared side by side, and the evidence is trained while the
         # identifier level and the blocking run: polars releases the interpreter while it works,
         # and each of these is many small steps that one core alone would run one after another.
-        prepared = [pool.submit(prepare, frame.with_columns([pl.col(c).cast(pl.String) for c in ID_COLUMNS]))
+        # The sheet's IDs as written stay beside the compared ones, for the explanations.
+        incoming = incoming.with_columns([pl.col(c).cast(pl.String).alias(f"{c}_as_written") for c in ID_COLUMNS])
+        prepared = [pool.submit(prepare, frame.with_columns([comparable_id(c) for c in ID_COLUMNS]))
                     for frame in (incoming, existing)]
         incoming, existing = (future.result() for future in prepared)
         incoming = incoming.with_columns(person_key=person_key_expr())
@@ -1037,6 +1039,16 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
             evidence = pool.submit(train, incoming, existing, prior_pairs=config.prior_pairs,
                                    learn=config.learn_weights).result
         return _match_prepared(incoming, existing, config, evidence, progress)
+
+
+def comparable_id(column: str) -> pl.Expr:
+    """An identifier column as the matcher compares it: text, an all-digit value without its leading
+    zeros. Excel drops them from a number, often from a whole column at once (no cell of the sheet
+    then shows the district pads its IDs), and two students whose IDs differ only by leading zeros
+    do not exist: an ID joined as written would find nobody, and the row's own student, its birth
+    date mistyped, would be ruled out and the row taken as new."""
+    value = pl.col(column).cast(pl.String)
+    return pl.when(value.str.contains(r"^[0-9]+$")).then(value.str.replace(r"^0+([0-9])", "${1}")).otherwise(value)
 
 
 def every_row_has_a_registered_id(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig) -> bool:
@@ -1276,8 +1288,9 @@ def batch_id_conflicts(incoming: pl.DataFrame, existing: pl.DataFrame, id_decisi
     found = []
     for column in config.id_levels:
         # Only values on two rows or more can be on two people (few of them).
+        as_written = f"{column}_as_written" if f"{column}_as_written" in incoming.columns else column
         rows = incoming.filter(pl.col(column).is_not_null()).filter(pl.col(column).is_duplicated()).select(
-            "row_no", value=pl.col(column),
+            "row_no", value=pl.col(column), written=pl.col(as_written),
             person=pl.concat_str([pl.col("first_key"), pl.col("last_key"),
                                   pl.col("date_of_birth").cast(pl.String).fill_null("")], separator="|"))
         shared = rows.join(rows.group_by("value").agg(pl.col("person").n_unique().alias("people"))
@@ -1286,7 +1299,7 @@ def batch_id_conflicts(incoming: pl.DataFrame, existing: pl.DataFrame, id_decisi
             continue
         # Only the (few) rows sharing an ID are labelled for the explanations.
         shared = shared.join(incoming, on="row_no").select(
-            "row_no", "value", "person", "first_key", "last_key", "nick_keys", "date_of_birth",
+            "row_no", "value", "written", "person", "first_key", "last_key", "nick_keys", "date_of_birth",
             where=label, who=pl.format("{} {} ({})", pl.col("first_name"), pl.col("last_name"), label))
         holders = existing.filter(pl.col(column).is_in(shared["value"].unique().implode())).group_by(
             pl.col(column).alias("value")).agg(
@@ -1322,7 +1335,7 @@ def batch_id_conflicts(incoming: pl.DataFrame, existing: pl.DataFrame, id_decisi
         others = (rows.filter(~pl.col("keeps")).select("row_no", "value", "person")
                   .join(firsts, on="value").filter(pl.col("other_person") != pl.col("person"))
                   .sort("row_no", "other").group_by("row_no").agg(pl.col("other").first()))
-        quoted = pl.format("{} '{}'", pl.lit(column), pl.col("value"))
+        quoted = pl.format("{} '{}'", pl.lit(column), pl.col("written"))
         found.append(rows.filter(~pl.col("keeps")).join(keepers, on="value", how="left").join(others, on="row_no")
                      .select("row_no", rule=pl.lit(column), explanation=pl.when(pl.col("keeper").is_not_null()).then(
                          pl.format("ID probably mistyped: {} belongs to {}, who is on {} of this batch with the "

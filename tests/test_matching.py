@@ -462,3 +462,25 @@ def test_a_batch_every_row_of_which_its_ids_link_trains_no_evidence(monkeypatch)
     assert [(r["decision"], r["student_key"], r["rule"]) for r in got.values()] == [
         ("matched", 1, "student_id"), ("matched", 4, "fuzzy")]
     assert (2, EXISTING.height) in trained_on
+
+
+PADDED_IDS = people("student_key", [
+    {"student_key": 41, "first_name": "Paul", "last_name": "McElhaney", "date_of_birth": dt.date(2016, 2, 15),
+     "student_id": "00530078"},
+    {"student_key": 42, "first_name": "Nicole", "last_name": "Desilets", "date_of_birth": dt.date(2018, 4, 30),
+     "student_id": "04057513"},
+])
+
+
+def test_ids_that_lost_their_leading_zeros_in_the_whole_sheet_decide_as_the_ids_written_in_full():
+    # Excel made numbers of the whole column: no cell shows the district pads its IDs. The row
+    # whose birth date is mistyped beyond a typo pattern was taken as new (its student ruled out).
+    rows = [{"first_name": "Paul", "last_name": "McElhaney", "date_of_birth": dt.date(2016, 2, 1),
+             "student_id": "00530078"},
+            {"first_name": "Nicole", "last_name": "Desilets", "date_of_birth": dt.date(2018, 4, 30),
+             "student_id": "04057513"}]
+    in_full = decide(rows, PADDED_IDS)
+    got = decide([{**row, "student_id": row["student_id"].lstrip("0")} for row in rows], PADDED_IDS)
+    assert [(got[i]["decision"], got[i]["student_key"], got[i]["rule"]) for i in (1, 2)] == [
+        (in_full[i]["decision"], in_full[i]["student_key"], in_full[i]["rule"]) for i in (1, 2)]
+    assert [(got[i]["decision"], got[i]["student_key"]) for i in (1, 2)] == [("matched", 41), ("matched", 42)]
