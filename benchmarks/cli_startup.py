@@ -9,6 +9,13 @@ approval; its migration waiting for review) through the command line, then runs 
 median wall-clock seconds and the median CPU seconds (user + system, which other work on the
 machine disturbs less) as JSON. Every command pays its imports before it does anything, so this is
 mostly start-up.
+
+Each checkout's bytecode is compiled first (``compileall``), as Python leaves it after a command's
+first run on a user's machine: with ``PYTHONDONTWRITEBYTECODE`` set (as on the machines this project
+is built on) every command would otherwise compile the project's sources again. ``imports_s`` is
+the part of a command spent importing (the top-level imports' cumulative times by ``-X
+importtime``, one extra run); the rest is the interpreter's start and the command's own work,
+opening and reading the warehouse.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from pathlib import Path
 from rosterflow.sample_district import generate_district
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("rosterflow", "tasks", "flows", "schemas", "warehouse")
 
 
 def rosterflow(root: Path, warehouse: Path, *args: str) -> subprocess.CompletedProcess:
@@ -67,6 +75,18 @@ def timed(root: Path, warehouse: Path, args: list[str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def import_seconds(root: Path, warehouse: Path, args: list[str]) -> float:
+    """Seconds one run of the command spends in its top-level imports (``-X importtime``)."""
+    env = {**os.environ, "PYTHONPATH": str(root), "ROSTERFLOW_WAREHOUSE": str(warehouse),
+           "ROSTERFLOW_OUTBOX": str(warehouse.parent / "outbox"), "ROSTERFLOW_UPLOADS": str(warehouse.parent / "uploads")}
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "rosterflow.cli", *args], env=env,
+                         capture_output=True, text=True, check=True)
+    # Lines are "import time: self | cumulative | name"; a top-level import's name is not indented.
+    return sum(int(line.split("|")[1]) for line in out.stderr.splitlines()
+               if line.startswith("import time:") and "|" in line and not line.split("|")[2].startswith("  ")
+               and line.split("|")[1].strip().isdigit()) / 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, action="append",
@@ -74,17 +94,24 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     options = parser.parse_args()
     roots = [root.resolve() for root in options.root or [ROOT]]
+    for root in roots:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(root / package) for package in PACKAGES)],
+                       check=True)
     with tempfile.TemporaryDirectory() as folder:
         warehouse, planned, in_review = small_warehouse(Path(folder))
         commands = {"--help": ["--help"], "batch list": ["batch", "list"],
                     "review list": ["review", "list", str(in_review)], "plan": ["plan", str(planned)]}
         runs: dict[Path, dict[str, list[tuple[float, float]]]] = {root: {} for root in roots}
+        imports: dict[Path, dict[str, float]] = {root: {} for root in roots}
         for name, args in commands.items():
             for _ in range(options.repeat):
                 for root in roots:
                     runs[root].setdefault(name, []).append(timed(root, warehouse, args))
+            for root in roots:
+                imports[root][name] = import_seconds(root, warehouse, args)
     report = {str(root): {name: {"wall_s": round(statistics.median(w for w, _ in times), 3),
-                                 "cpu_s": round(statistics.median(c for _, c in times), 3)}
+                                 "cpu_s": round(statistics.median(c for _, c in times), 3),
+                                 "imports_s": round(imports[root][name], 3)}
                           for name, times in commands_runs.items()}
               for root, commands_runs in runs.items()}
     print(json.dumps({"repeat": options.repeat, "median": report}, indent=2))
