@@ -74,7 +74,7 @@ class MatchConfig(BaseModel):
                  "birth_date_last_deletes", "last_first_initial", "last_first_deletes", "first_last_ends",
                  "first_last_prefix", "first_last_deletes", "swapped_last_first_deletes",
                  "swapped_first_last_deletes", "swapped_first_last_initial", "swapped_last_first_initial",
-                 "swapped_birth_date_first_deletes", "swapped_birth_date_last_deletes", "last_birth_date_digits",
+                 "swapped_birth_date_first_deletes", "swapped_birth_date_last_deletes", "last_birth_date_swapped",
                  "missing_first_last",
                  "missing_last_first", "missing_first_birth_date", "missing_last_birth_date"],
         description="Blocking rules, each a way two records may meet for fuzzy scoring (see BLOCKING_RULES).",
@@ -174,6 +174,11 @@ DERIVED_KEYS: dict[str, pl.Expr] = {
     "first_if_no_last": pl.when(pl.col("last_key") == "").then(pl.col("first_key")),
     "dob_if_no_first": pl.when(pl.col("first_key") == "").then(pl.col("date_of_birth")),
     "dob_if_no_last": pl.when(pl.col("last_key") == "").then(pl.col("date_of_birth")),
+    # The birth date with its day and month swapped, where the day could be a month.
+    "dob_day_month_swapped": pl.when((pl.col("date_of_birth").dt.day() <= 12)
+                                     & (pl.col("date_of_birth").dt.day() != pl.col("date_of_birth").dt.month()))
+    .then(pl.date(pl.col("date_of_birth").dt.year(), pl.col("date_of_birth").dt.day(),
+                  pl.col("date_of_birth").dt.month())),
 }
 
 
@@ -255,10 +260,10 @@ BLOCKING_RULES: dict[str, list[str] | tuple[list[str], list[str]]] = {
     # name, a replaced or missing one).
     "birth_date_first_deletes": ["date_of_birth", "first_deletes"],
     "birth_date_last_deletes": ["date_of_birth", "last_deletes"],
-    # The last name equal and the birth date's digits the same in any order (day and month
-    # swapped, two digits swapped across fields), the first name anything: a replaced first name
-    # and a swapped date. The digits' multiset has thousands of values, so its blocks stay small.
-    "last_birth_date_digits": ["last_key", "digit_counts"],
+    # The last name equal and the birth date's day and month swapped, the first name anything: a
+    # replaced first name with a swapped date still weighs enough to ask about. The row's date read
+    # the other way round meets the students born that day, a few per last name.
+    "last_birth_date_swapped": (["last_key", "dob_day_month_swapped"], ["last_key", "date_of_birth"]),
     "swapped_birth_date_first_deletes": (["date_of_birth", "first_deletes"], ["date_of_birth", "last_deletes"]),
     "swapped_birth_date_last_deletes": (["date_of_birth", "last_deletes"], ["date_of_birth", "first_deletes"]),
     "swapped_last_first_deletes": (["last_key", "first_deletes"], ["first_key", "last_deletes"]),
@@ -318,7 +323,7 @@ def _blocking_side(frame: pl.DataFrame, key: str, columns: list[str], keep: pl.E
             side = side.with_columns(pl.col(base).alias(column))
     side = side.drop_nulls(columns)
     text_columns = [c for c in columns if bases[c] not in ("date_of_birth", "birth_year", "dob_if_no_first",
-                                                           "dob_if_no_last", *TYPO_KEYS)]
+                                                           "dob_if_no_last", "dob_day_month_swapped")]
     if text_columns:
         side = side.filter(pl.all_horizontal([pl.col(c) != "" for c in text_columns]))
     # Joining on one 64-bit hash instead of several strings keeps the pass fast and small; a
@@ -379,18 +384,14 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
     pairs = []
     close_tables: dict[tuple[str, str, bool], pl.DataFrame] = {}
     forms: dict[tuple[str, str], pl.DataFrame] = {}
-    dated_keys = ("date_of_birth", "birth_year", "dob_if_no_first", "dob_if_no_last", *TYPO_KEYS)
+    dated_keys = ("date_of_birth", "birth_year", "dob_if_no_first", "dob_if_no_last", "dob_day_month_swapped")
 
     def by_typo_keys(name: str) -> bool:
         keys = BLOCKING_RULES[name]
         keys = keys[0] if isinstance(keys, tuple) else keys
         return drop_definite_no and name not in NARROW_PASSES and not any(k in keys for k in dated_keys)
 
-    def uses_typo_keys(name: str) -> bool:
-        keys = BLOCKING_RULES[name]
-        return any(k in TYPO_KEYS for side in (keys if isinstance(keys, tuple) else (keys,)) for k in side)
-
-    if any(by_typo_keys(name) or uses_typo_keys(name) for name in passes):
+    if any(by_typo_keys(name) for name in passes):
         incoming, existing = with_typo_keys(incoming), with_typo_keys(existing)
 
     def forms_of(side: str, column: str) -> pl.DataFrame:

@@ -146,8 +146,8 @@ def test_every_pair_the_evidence_would_show_meets_in_a_blocking_pass(cases, stud
 
 def test_a_replaced_first_name_and_a_swapped_birth_date_meet_in_a_large_district():
     # Found by the property above: Sofía for Olivia, and the day and month swapped, weigh enough to
-    # ask about even among 200,000 students, and met in no pass before the last name and the birth
-    # date's digits were a pass of their own.
+    # ask about even among 200,000 students, and met in no pass before the last name with the birth
+    # date read day for month was a pass of its own.
     blank = dict.fromkeys(SCHEMA)
     student = {**blank, "first_name": "Olivia", "last_name": "Smith", "date_of_birth": dt.date(2018, 8, 7)}
     row = {**blank, "first_name": "Sofía", "last_name": "Smith", "date_of_birth": dt.date(2018, 7, 8)}
