@@ -186,6 +186,12 @@ def submit(dialog) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     for _ in range(3):
+        # The "Oops" notice of a refused resume sits over the form's buttons: close it first, as a
+        # person would, or the click lands on the notice.
+        notices = dialog.page.locator(".p-toast__close-btn")
+        for index in range(notices.count()):
+            if notices.nth(index).is_visible():
+                notices.nth(index).click()
         dialog.get_by_role("button", name="Submit").click()
         try:
             dialog.wait_for(state="hidden", timeout=20_000)
