@@ -185,14 +185,20 @@ def submit(dialog) -> None:
     and the dialog stays open with nothing resumed: submit again, as a person would."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    for _ in range(3):
-        # The "Oops" notice of a refused resume sits over the form's buttons: close it first, as a
-        # person would, or the click lands on the notice.
-        notices = dialog.page.locator(".p-toast__close-btn")
-        for index in range(notices.count()):
-            if notices.nth(index).is_visible():
-                notices.nth(index).click()
-        dialog.get_by_role("button", name="Submit").click()
+    for attempt in range(3):
+        button = dialog.get_by_role("button", name="Submit")
+        if attempt == 0:
+            button.click()
+        else:
+            # The "Oops" notice of the refused resume sits over the form's buttons, and a click
+            # there lands on the notice: close the notices a person would close, then press the
+            # button with a click event of its own, which no notice coming back can catch.
+            close = dialog.page.locator(".p-toast__close-btn")
+            for _ in range(5):
+                if not (close.count() and close.first.is_visible()):
+                    break
+                close.first.click(timeout=5_000)
+            button.dispatch_event("click")
         try:
             dialog.wait_for(state="hidden", timeout=20_000)
             return
