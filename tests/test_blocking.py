@@ -130,7 +130,8 @@ def review_probabilities(incoming: pl.DataFrame, existing: pl.DataFrame, student
 
 # Each example is a batch of drawn cases blocked at once, as the matcher blocks a sheet.
 @pytest.mark.slow
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# As many examples as the profile asks (tests/conftest.py: 25 in `make test`, more to explore).
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(sheet_row_of(), min_size=1, max_size=40), st.sampled_from(DISTRICTS))
 def test_every_pair_the_evidence_would_show_meets_in_a_blocking_pass(cases, students):
     incoming, existing = frames(cases)
