@@ -190,14 +190,9 @@ def submit(dialog) -> None:
         if attempt == 0:
             button.click()
         else:
-            # The "Oops" notice of the refused resume sits over the form's buttons, and a click
-            # there lands on the notice: close the notices a person would close, then press the
-            # button with a click event of its own, which no notice coming back can catch.
-            close = dialog.page.locator(".p-toast__close-btn")
-            for _ in range(5):
-                if not (close.count() and close.first.is_visible()):
-                    break
-                close.first.click(timeout=5_000)
+            # The "Oops" notice of the refused resume sits over the form's buttons (its own close
+            # button is not always clickable while it animates), and a click there lands on the
+            # notice: the button is pressed with a click event of its own, which no notice catches.
             button.dispatch_event("click")
         try:
             dialog.wait_for(state="hidden", timeout=20_000)
