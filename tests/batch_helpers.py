@@ -110,3 +110,18 @@ def add_catalog(warehouse: Path, schools: list[str], courses: dict[str, str], su
         catalog.add_courses(con, courses, "test")
         catalog.set_subscriptions(con, subscription, seats, "test")
     return warehouse
+
+
+def warehouse_at_version(path: Path, below: int) -> duckdb.DuckDBPyConnection:
+    """A warehouse as an older rosterflow made it: the schema migrations before version ``below``
+    applied and recorded, nothing else. The caller fills it and closes the connection."""
+    from warehouse.connection import migration_scripts
+
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+                " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)")
+    for version, name, sql in migration_scripts():
+        if version < below:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+    return con

@@ -253,17 +253,12 @@ def test_the_schema_upgrade_keeps_every_student(tmp_path: Path):
     # rebuilds the table, keeping every row, the keys and the unique logins.
     import duckdb
 
-    from warehouse.connection import _migration_scripts, apply_migrations
+    from tests.batch_helpers import warehouse_at_version
+    from warehouse.connection import apply_migrations
 
     path = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(path))
+    con = warehouse_at_version(path, below=5)
     try:
-        con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
-                    " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)")
-        for version, name, sql in _migration_scripts():
-            if version < 5:
-                con.execute(sql)
-                con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
         con.execute("INSERT INTO students (student_key, first_name, last_name, ssid, login_name, status, deleted_batch)"
                     " VALUES (1, 'Ana', 'Silva', 'SS1', 'ASILVA', 'active', NULL),"
                     " (2, 'Bo', 'Lee', NULL, 'BLEE', 'deleted', 7)")

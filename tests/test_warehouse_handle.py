@@ -165,19 +165,12 @@ def test_the_same_handle_can_be_entered_again_but_not_upgraded(warehouse):
 def test_reading_a_warehouse_of_an_older_schema_upgrades_it_first_and_keeps_the_plan_rows(tmp_path: Path):
     # A warehouse made before match results and plan rows lost their primary-key index (migrations
     # 1-12), with a row in each: a read upgrades it (a read-only connection cannot) and reads on.
-    import duckdb
-
-    from warehouse.connection import _migration_scripts
+    from tests.batch_helpers import warehouse_at_version
+    from warehouse.connection import migration_scripts
 
     path = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(path))
+    con = warehouse_at_version(path, below=13)
     try:
-        con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
-                    " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)")
-        for version, name, sql in _migration_scripts():
-            if version < 13:
-                con.execute(sql)
-                con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
         con.execute("INSERT INTO match_results VALUES (1, 1, 'matched', 5, 'student_id', 100.0, 'id equal')")
         con.execute("INSERT INTO plan_enrollments (batch_id, row_no, school_id, teacher_email, teacher_first,"
                     " teacher_last, teacher_is_new, term, course_code, student_action, first_name, last_name,"
@@ -188,7 +181,7 @@ def test_reading_a_warehouse_of_an_older_schema_upgrades_it_first_and_keeps_the_
     wh = Warehouse(path)
     with wh.read() as con:
         assert [v for (v,) in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()] \
-            == [version for version, _, _ in _migration_scripts()]
+            == [version for version, _, _ in migration_scripts()]
         assert con.execute("SELECT row_no, decision, student_key FROM match_results").fetchall() == [(1, "matched", 5)]
         assert con.execute("SELECT row_no, first_name FROM plan_enrollments").fetchall() == [(1, "Ana")]
     assert [(hold.mode, hold.stage) for hold in wh.holds] == [("write", "upgrade"), ("read", None)]

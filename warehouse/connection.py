@@ -23,7 +23,8 @@ MIGRATIONS_PACKAGE = "warehouse.migrations"
 
 
 @functools.cache
-def _migration_scripts() -> list[tuple[int, str, str]]:
+def migration_scripts() -> list[tuple[int, str, str]]:
+    """(version, file name, SQL) of every schema migration, in order."""
     scripts = []
     for entry in resources.files(MIGRATIONS_PACKAGE).iterdir():
         if entry.name.endswith(".sql"):
@@ -37,7 +38,7 @@ def pending_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
     known = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     applied = ({row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
                if "schema_migrations" in known else set())
-    return [name for version, name, _ in _migration_scripts() if version not in applied]
+    return [name for version, name, _ in migration_scripts() if version not in applied]
 
 
 def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -49,7 +50,7 @@ def apply_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
     )
     applied = {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
     done = []
-    for version, name, sql in _migration_scripts():
+    for version, name, sql in migration_scripts():
         if version in applied:
             continue
         with transaction(con):
