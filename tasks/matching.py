@@ -603,10 +603,13 @@ def shared_id_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: Match
     return pl.concat(shared).unique() if shared else pl.DataFrame(schema={"row_no": pl.Int64})
 
 
-def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig,
+              twins_on_rows: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Level 1: identifier hits decide a row, unless its name and date of birth say otherwise.
 
-    Returns the decisions (matched or review) of rows with any hit, and the hit candidates.
+    ``twins_on_rows`` (``twins_on_other_rows``): registered twins plainly on their own rows, who
+    cannot be the child of a row whose ID hits their twin. Returns the decisions (matched or
+    review) of rows with any hit, and the hit candidates.
     """
     order = {c: i for i, c in enumerate(config.id_levels)}
     # One lazy plan: each side's IDs are filtered and joined without copying the wide frames.
@@ -643,12 +646,14 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
         return quick_decisions.cast(DECISION_SCHEMA), quick_candidates.cast(CANDIDATE_SCHEMA)
     compared = compare_pairs(pairs.select("row_no", "student_key"), incoming, existing, config).join(
         pairs, on=["row_no", "student_key"])
+    compared = (with_twins_accounted(compared, twins_on_rows, incoming, existing) if twins_on_rows is not None
+                else compared.with_columns(twins_accounted=pl.lit(False)))
     compared = compared.with_columns(
         # An ID is confirmed by names that agree and a birth date that does not rule it out, or by
         # the same birth date and a name close enough, unless the first name is plainly another
         # (the same last name: a brother's or a twin's; a mistyped ID lands on a sibling more often
-        # than on anyone else, their IDs being often consecutive), or the student has a twin and
-        # the name is not exactly theirs.
+        # than on anyone else, their IDs being often consecutive), or the student has a twin, the
+        # name is not exactly theirs and the twin is not plainly on another row of the batch.
         confirmed=((pl.col("names_agree") & (pl.col("dob") != "different"))
                    | ((pl.col("dob") == "exact") & (pl.col("name_score") >= config.id_name_floor)
                       & ~((pl.col("first_level") == "different") & (pl.col("first_jw") < 80) & ~pl.col("first_part")
@@ -658,7 +663,7 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
                       & pl.col("last_level").is_in(["equal", "part", "slip"]))
                    | ((pl.col("dob") == "exact") & (pl.col("last_level") == "missing")
                       & pl.col("first_level").is_in(["equal", "nickname"])))
-        & (pl.col("twin_group").is_null() | pl.col("exact_name"))
+        & (pl.col("twin_group").is_null() | pl.col("exact_name") | pl.col("twins_accounted"))
         | ((pl.col("levels").list.len() >= 2) & (pl.col("dob") != "different")),
         strong=pl.col("names_agree") & (pl.col("dob") == "exact"),
         agreement=_agreement_expr(pl.format("{} equal", pl.col("levels").list.join(", "))),
@@ -823,6 +828,45 @@ def given_name(first_level: pl.Expr, last_level: pl.Expr) -> pl.Expr:
     return pl.when(pl.col("swapped")).then(last_level).otherwise(first_level)
 
 
+def twins_on_other_rows(incoming: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
+    """``twin_group, twin_key, person_key``: registered students with a twin (or a sibling with
+    their last name and birth date) whom a row of the batch plainly is: the same folded first and
+    last name, the same birth date, and no identifier that differs. Such a child is on its own row,
+    so it is not who another row a keystroke away could be (``with_twins_accounted``)."""
+    members = existing.filter(pl.col("twin_group").is_not_null()).select(
+        "twin_group", "first_key", "last_key", "date_of_birth", twin_key="student_key",
+        **{f"{c}_ex": c for c in ID_COLUMNS})
+    if members.height == 0:
+        return pl.DataFrame(schema={"twin_group": pl.UInt32, "twin_key": pl.Int64, "person_key": pl.String})
+    rows = incoming.filter((pl.col("first_key") != "") & (pl.col("last_key") != "")).select(
+        "person_key", "first_key", "last_key", "date_of_birth", *ID_COLUMNS)
+    differing = pl.any_horizontal([(pl.col(c) != pl.col(f"{c}_ex")).fill_null(False) for c in ID_COLUMNS])
+    return (rows.join(members, on=["first_key", "last_key", "date_of_birth"]).filter(~differing)
+            .select("twin_group", "twin_key", "person_key").unique())
+
+
+def with_twins_accounted(pairs: pl.DataFrame, on_rows: pl.DataFrame, incoming: pl.DataFrame,
+                         existing: pl.DataFrame) -> pl.DataFrame:
+    """``pairs`` (with ``row_no, student_key, twin_group``) with ``twins_accounted``: every other
+    member of the student's twin group is plainly on a row of another person of the batch
+    (``twins_on_other_rows``), so no registered twin can be behind this row; and
+    ``twin_people``, those persons (they share the student's last name and birth date)."""
+    groups = pairs.filter(pl.col("twin_group").is_not_null()).select("row_no", "student_key", "twin_group").unique()
+    sizes = existing.filter(pl.col("twin_group").is_not_null()).group_by("twin_group").agg(
+        pl.len().alias("twin_size"))
+    accounted = (groups.join(incoming.select("row_no", "person_key"), on="row_no")
+                 .join(on_rows.rename({"person_key": "twin_person"}), on="twin_group")
+                 .filter((pl.col("twin_key") != pl.col("student_key")) & (pl.col("twin_person") != pl.col("person_key")))
+                 .group_by("row_no", "student_key", "twin_group").agg(
+                     pl.col("twin_key").n_unique().alias("on_rows"), pl.col("twin_person").unique().alias("twin_people"))
+                 .join(sizes, on="twin_group")
+                 .select("row_no", "student_key", "twin_people",
+                         twins_accounted=pl.col("on_rows") == pl.col("twin_size") - 1))
+    return pairs.join(accounted, on=["row_no", "student_key"], how="left", maintain_order="left").with_columns(
+        pl.col("twins_accounted").fill_null(False),
+        pl.col("twin_people").fill_null(pl.lit([], pl.List(pl.String))))
+
+
 def relax_guards(scored: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame,
                  id_decisions: pl.DataFrame, id_candidates: pl.DataFrame) -> pl.DataFrame:
     """Lift the sibling and names-alone guards of the pairs where the batch itself shows that no
@@ -854,7 +898,8 @@ def relax_guards(scored: pl.DataFrame, incoming: pl.DataFrame, existing: pl.Data
     happen for such a link to be wrong: a new twin or namesake arriving, without an ID, the same
     year the registered child is missing from a sheet that covers its school.
     """
-    flagged = scored.filter(pl.col("sibling_like") | pl.col("names_only")).select("row_no", "student_key")
+    flagged = scored.filter(pl.col("sibling_like") | pl.col("names_only")).select(
+        "row_no", "student_key", "twins_accounted", "twin_people")
     if flagged.height == 0:
         return scored.with_columns(relaxed=pl.lit(None, pl.String))
     context = _guard_context(flagged, scored, incoming, existing, id_decisions, id_candidates)
@@ -866,12 +911,15 @@ def relax_guards(scored: pl.DataFrame, incoming: pl.DataFrame, existing: pl.Data
                     & (id_equal | ((pl.col("first_name") == "one keystroke") & pl.col("unknown_first"))))
     names_unique = (pl.col("names_only") & pl.col("alone") & pl.col("unique_name") & pl.col("exact_name")
                     & pl.col("same_school"))
-    relaxed = (pl.when(sibling_typo & id_equal).then(pl.lit(
-        "another first name but an equal ID, and no twin: none registered, none in this batch, nobody else in it "
-        "could be this student"))
-        .when(sibling_typo).then(pl.lit(
-            "a first name one keystroke off, and nobody's name, taken as a typo: no twin registered or in this batch, "
-            "nobody else in it could be this student"))
+    # Who could not be behind the row, in words: no twin at all, or the registered twins on rows of their own.
+    no_twin = (pl.when(pl.col("twin_group").is_not_null())
+               .then(pl.lit("the registered twin is plainly on another row of this batch and no other is in it"))
+               .otherwise(pl.lit("no twin registered or in this batch")))
+    relaxed = (pl.when(sibling_typo & id_equal).then(pl.format(
+        "another first name but an equal ID: {}, nobody else in it could be this student", no_twin))
+        .when(sibling_typo).then(pl.format(
+            "a first name one keystroke off, and nobody's name, taken as a typo: {}, nobody else in it could be "
+            "this student", no_twin))
         .when(names_unique).then(pl.lit(
             "names alone, but nobody else registered or in this batch has them, the school is the student's and "
             "nobody else in it could be this student")))
@@ -926,13 +974,19 @@ def _guard_context(flagged: pl.DataFrame, scored: pl.DataFrame, incoming: pl.Dat
                .join(batch_names, on="name_ex", how="left").join(registered_names, on="name_ex", how="left")
                .join(first_holders, on="first_key", how="left"))
 
-    def only_me(column: str) -> pl.Expr:
-        return pl.col(column).fill_null(pl.lit([], pl.List(pl.String))).list.set_difference(
-            pl.concat_list(pl.col("person_key"))).list.len() == 0
+    def only_me(column: str, besides: pl.Expr | None = None) -> pl.Expr:
+        others = pl.col(column).fill_null(pl.lit([], pl.List(pl.String))).list.set_difference(
+            pl.concat_list(pl.col("person_key")))
+        if besides is not None:
+            others = others.list.set_difference(besides)
+        return others.list.len() == 0
 
     return context.select(
         "row_no", "student_key",
-        alone=pl.col("twin_group").is_null() & only_me("claimants") & only_me("family")
+        # A registered twin plainly on another row of the batch is accounted for: that row, with
+        # the student's last name and birth date, is the twin's, not a stranger's.
+        alone=(pl.col("twin_group").is_null() | pl.col("twins_accounted")) & only_me("claimants")
+        & only_me("family", besides=pl.col("twin_people"))
         & pl.col("school").is_in(schools).fill_null(False),
         # The student's record has the birth date the row lacks: a record made from a name alone
         # (a temporary student) is for a person to link.
@@ -956,9 +1010,12 @@ def _fuzzy_decisions(ranked: pl.DataFrame, config: MatchConfig, unavailable_twin
         pl.col("id_conflict").first(), pl.col("exact_name").first(), pl.col("sibling_like").first(),
         pl.col("names_only").first(),
         pl.col("twin_group").first(), pl.col("agreement").first(),
+        (pl.col("twins_accounted").first() if "twins_accounted" in ranked.columns else pl.lit(False))
+        .alias("twins_accounted"),
         (pl.col("relaxed").first() if "relaxed" in ranked.columns else pl.lit(None, pl.String)).alias("relaxed"),
     )
-    twins = best.with_columns(twin=pl.col("twin_group").is_not_null())
+    # A twin plainly on another person's row (``with_twins_accounted``) is not the one this row could be.
+    twins = best.with_columns(twin=pl.col("twin_group").is_not_null() & ~pl.col("twins_accounted"))
     if unavailable_twins is not None and twins.height:
         # A twin already linked to another person's row is not the one this row could be.
         others = twins.join(unavailable_twins, on="twin_group", how="left").with_columns(
@@ -1071,8 +1128,11 @@ def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: Matc
     existing = existing.join(twin_groups.select("last_key", "date_of_birth", "twin_group"),
                              on=["last_key", "date_of_birth"], how="left")
 
+    # Registered twins plainly on rows of their own: not who another row could be.
+    twins_on_rows = twins_on_other_rows(incoming, existing)
+
     # Level 1: identifiers.
-    id_decisions, id_candidates = _id_level(incoming, existing, config)
+    id_decisions, id_candidates = _id_level(incoming, existing, config, twins_on_rows)
     # One ID on two different people of the batch: the registered student's row keeps it.
     id_decisions, id_conflict_rows = batch_id_conflicts(incoming, existing, id_decisions, config)
     id_matched = id_decisions.filter(pl.col("decision") == "matched")
@@ -1105,7 +1165,8 @@ def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: Matc
     # the same candidates in the same order.
     scored = scored.sort(["row_no", "probability", "same_school", "student_key"],
                          descending=[False, True, True, False]).with_columns(score=pl.col("probability") * 100)
-    scored = relax_guards(scored, incoming, existing, id_decisions, id_candidates)
+    scored = relax_guards(with_twins_accounted(scored, twins_on_rows, incoming, existing), incoming, existing,
+                          id_decisions, id_candidates)
     # Rows whose identifiers disagree with their names or with each other are weighed like the
     # rest (an SSID equal outweighs a student ID mistyped); only an ID value that two registered
     # students share stays a question whatever the evidence.

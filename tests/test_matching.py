@@ -438,6 +438,53 @@ def test_names_alone_stay_a_question_when_a_namesake_may_be_behind_them():
     assert got["decision"] == "review"
 
 
+# Twins: Jeremy and Aria Moore, born the same day at school 1, each with IDs; Ross Hall has no twin.
+TWINS = people("student_key", [
+    {"student_key": 30, "first_name": "Jeremy", "last_name": "Moore", "date_of_birth": dt.date(2015, 10, 25),
+     "school_id": 1, "student_id": "0755", "ssid": "S755"},
+    {"student_key": 31, "first_name": "Aria", "last_name": "Moore", "date_of_birth": dt.date(2015, 10, 25),
+     "school_id": 1, "student_id": "0756", "ssid": "S756"},
+    {"student_key": 32, "first_name": "Ross", "last_name": "Hall", "date_of_birth": dt.date(2014, 1, 9),
+     "school_id": 1, "student_id": "0801", "ssid": "S801"},
+])
+ARIA = {"first_name": "Aria", "last_name": "Moore", "date_of_birth": dt.date(2015, 10, 25), "school_id": 1}
+JEREMY_TYPO = {"first_name": "Jereiy", "last_name": "Moore", "date_of_birth": dt.date(2015, 10, 25), "school_id": 1}
+
+
+def test_a_first_name_typo_links_when_the_registered_twin_is_plainly_on_another_row():
+    # Aria is on her own row, by her ID or by her exact name and birth date: the row a keystroke
+    # from Jeremy, with a name nobody has, is Jeremy's.
+    for aria in ({**ARIA, "student_id": "0756"}, ARIA):
+        got = decide([aria, JEREMY_TYPO], TWINS)
+        assert (got[1]["decision"], got[1]["student_key"]) == ("matched", 31)
+        assert (got[2]["decision"], got[2]["student_key"]) == ("matched", 30), got[2]["explanation"]
+        assert "the registered twin is plainly on another row of this batch" in got[2]["explanation"]
+
+
+def test_a_first_name_typo_stays_a_question_while_a_twin_may_be_behind_it():
+    # Aria absent from a sheet that covers her school: the row may be her, mistyped.
+    assert decide([JEREMY_TYPO], TWINS)[1]["decision"] == "review"
+    # Aria's row carries another child's ID: it is not plainly hers.
+    got = decide([{**ARIA, "student_id": "0801"}, JEREMY_TYPO], TWINS)
+    assert got[2]["decision"] == "review"
+    # A third child with the twins' last name and birth date in the batch (a triplet arriving).
+    got = decide([ARIA, {**ARIA, "first_name": "Jenna"}, JEREMY_TYPO], TWINS)
+    assert got[3]["decision"] == "review"
+    # Jeremy himself is on another row: the row a keystroke off may be a triplet arriving.
+    got = decide([ARIA, {**JEREMY_TYPO, "first_name": "Jeremy"}, JEREMY_TYPO], TWINS)
+    assert got[3]["decision"] == "review"
+
+
+def test_an_equal_state_id_with_a_mistyped_student_id_links_when_the_twin_is_on_another_row():
+    # The SSID is Jeremy's, the student ID a slip away from nobody's, the last name mistyped.
+    row = {"first_name": "Jeremy", "last_name": "Mooer", "date_of_birth": dt.date(2015, 10, 25), "school_id": 1,
+           "student_id": "9755", "ssid": "S755"}
+    got = decide([{**ARIA, "student_id": "0756"}, row], TWINS)
+    assert (got[2]["decision"], got[2]["student_key"], got[2]["rule"]) == ("matched", 30, "ssid")
+    # Without Aria in the sheet, the name that is not exactly Jeremy's may be hers: a question.
+    assert decide([row], TWINS)[1]["decision"] == "review"
+
+
 def test_a_batch_every_row_of_which_its_ids_link_trains_no_evidence(monkeypatch):
     import tasks.matching
 
