@@ -20,6 +20,7 @@ import datetime as dt
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -611,6 +612,33 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
     cannot be the child of a row whose ID hits their twin. Returns the decisions (matched or
     review) of rows with any hit, and the hit candidates.
     """
+    pairs, shared = _id_hit_pairs(incoming, existing, config)
+    if pairs.height == 0:
+        return pl.DataFrame(schema=DECISION_SCHEMA), pl.DataFrame(schema=CANDIDATE_SCHEMA)
+    # Most rows are hit by one student whose folded names and birth date are the row's own, with
+    # no identifier differing: confirmed beyond doubt, they skip the comparison ladder below.
+    quick = _plainly_confirmed(pairs, incoming, existing)
+    pairs = pairs.join(quick, on="row_no", how="anti")
+    quick_decisions = quick.select(
+        "row_no", decision=pl.lit("matched"), student_key="student_key", rule="rule", score=pl.lit(100.0),
+        explanation="agreement")
+    quick_candidates = quick.select("row_no", "student_key", score=pl.lit(100.0), agreement="agreement")
+    if pairs.height == 0:
+        return quick_decisions.cast(DECISION_SCHEMA), quick_candidates.cast(CANDIDATE_SCHEMA)
+    compared = _compared_id_pairs(pairs, incoming, existing, config, twins_on_rows)
+    decisions = _id_decisions(compared, shared)
+    candidates = compared.sort(["row_no", "strong", "name_score", "student_key"],
+                               descending=[False, True, True, False]).select(
+        "row_no", "student_key", score=pl.col("name_score"), agreement="agreement")
+    return (pl.concat([quick_decisions.cast(DECISION_SCHEMA), decisions.cast(DECISION_SCHEMA)]),
+            pl.concat([quick_candidates.cast(CANDIDATE_SCHEMA), candidates.cast(CANDIDATE_SCHEMA)]))
+
+
+def _id_hit_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig
+                  ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The pairs an identifier hits (``row_no, student_key, levels, rule, rank``: the identifiers
+    that hit it, the most trusted first) and the rows whose identifier value two or more
+    registered students share (``row_no, level_rank, level``)."""
     order = {c: i for i, c in enumerate(config.id_levels)}
     # One lazy plan: each side's IDs are filtered and joined without copying the wide frames.
     hits = [
@@ -620,8 +648,6 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
         for c in config.id_levels
     ]
     hits = pl.concat(hits).collect()
-    if hits.height == 0:
-        return pl.DataFrame(schema=DECISION_SCHEMA), pl.DataFrame(schema=CANDIDATE_SCHEMA)
     names = {i: c for c, i in order.items()}
     # One identifier value held by two existing students is a data problem a person must see.
     shared = (hits.group_by("row_no", "level_rank").agg(pl.len().alias("holders")).filter(pl.col("holders") > 1)
@@ -634,16 +660,14 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
         {rank: base**rank for rank in names}, return_dtype=pl.Int64).sum())
     pairs = pairs.join(_id_sets(pairs["hit_set"].unique().to_list(), base, names), on="hit_set").select(
         "row_no", "student_key", "levels", "rule", "rank")
-    # Most rows are hit by one student whose folded names and birth date are the row's own, with
-    # no identifier differing: confirmed beyond doubt, they skip the comparison ladder below.
-    quick = _plainly_confirmed(pairs, incoming, existing)
-    pairs = pairs.join(quick, on="row_no", how="anti")
-    quick_decisions = quick.select(
-        "row_no", decision=pl.lit("matched"), student_key="student_key", rule="rule", score=pl.lit(100.0),
-        explanation="agreement")
-    quick_candidates = quick.select("row_no", "student_key", score=pl.lit(100.0), agreement="agreement")
-    if pairs.height == 0:
-        return quick_decisions.cast(DECISION_SCHEMA), quick_candidates.cast(CANDIDATE_SCHEMA)
+    return pairs, shared
+
+
+def _compared_id_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig,
+                       twins_on_rows: pl.DataFrame | None) -> pl.DataFrame:
+    """Identifier hits compared field by field (``compare_pairs``), with ``confirmed`` (the name
+    and birth date bear the identifier out), ``strong`` (names agree, birth date exact) and the
+    agreement in words."""
     compared = compare_pairs(pairs.select("row_no", "student_key"), incoming, existing, config).join(
         pairs, on=["row_no", "student_key"])
     compared = (with_twins_accounted(compared, twins_on_rows, incoming, existing) if twins_on_rows is not None
@@ -668,6 +692,12 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
         strong=pl.col("names_agree") & (pl.col("dob") == "exact"),
         agreement=_agreement_expr(pl.format("{} equal", pl.col("levels").list.join(", "))),
     )
+    return compared
+
+
+def _id_decisions(compared: pl.DataFrame, shared: pl.DataFrame) -> pl.DataFrame:
+    """Each hit row's identifier decision from its compared hits: linked when its one student is
+    confirmed (or one of several is strongly), else a question, in words."""
     # Within a row, its students in the order of the identifiers that found them (the most
     # trusted first), so "first" below is the same on every run.
     per_row = compared.sort("row_no", "rank", "student_key").group_by("row_no", maintain_order=True).agg(
@@ -682,7 +712,7 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
         pl.col("levels").list.explode(keep_nulls=False, empty_as_null=False).unique().sort().alias("all_levels"),
     ).join(shared.group_by("row_no").agg(pl.col("level").sort_by("level_rank").first().alias("shared_level")),
            on="row_no", how="left")
-    decisions = per_row.with_columns(
+    return per_row.with_columns(
         decision=pl.when(pl.col("shared_level").is_not_null()).then(pl.lit("review"))
         .when((pl.col("students") == 1) & pl.col("confirmed") & (pl.col("id_conflict").is_null() | pl.col("only_strong")))
         .then(pl.lit("matched"))
@@ -713,11 +743,6 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
                       pl.col("agreement"), pl.col("id_conflict")))
         .otherwise(pl.col("agreement")),
     )
-    candidates = compared.sort(["row_no", "strong", "name_score", "student_key"],
-                               descending=[False, True, True, False]).select(
-        "row_no", "student_key", score=pl.col("name_score"), agreement="agreement")
-    return (pl.concat([quick_decisions.cast(DECISION_SCHEMA), decisions.cast(DECISION_SCHEMA)]),
-            pl.concat([quick_candidates.cast(CANDIDATE_SCHEMA), candidates.cast(CANDIDATE_SCHEMA)]))
 
 
 def _id_sets(hit_sets: list[int], base: int, names: dict[int, str]) -> pl.DataFrame:
@@ -1122,42 +1147,85 @@ def every_row_has_a_registered_id(incoming: pl.DataFrame, existing: pl.DataFrame
 def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig,
                     evidence_of: Callable[[], Evidence], progress: Progress | None = None) -> pl.DataFrame:
     """``match_rows`` on prepared frames, ``evidence_of()`` giving the district's trained evidence."""
+    existing, twin_groups = with_twin_groups(existing)
+    # Registered twins plainly on rows of their own: not who another row could be.
+    twins_on_rows = twins_on_other_rows(incoming, existing)
+
+    # Level 1: identifiers.
+    ids = _identifier_level(incoming, existing, config, twins_on_rows)
+    if progress is not None:
+        progress(ids.matched.height, incoming.height)
+    # Levels 2-3: the other rows' candidates, weighed by the district's evidence.
+    scored, evidence = _weighed_candidates(incoming, existing, config, ids, evidence_of, twins_on_rows)
+    fuzzy, fuzzy_ranked, decisions, candidates = _first_decisions(incoming, existing, config, ids, scored)
+    decisions, candidates = _without_taken_students(
+        incoming, existing, twin_groups, config, evidence, fuzzy, fuzzy_ranked, decisions, candidates)
+    result = _decided_rows(incoming, config, decisions, candidates)
+    if progress is not None:
+        progress(incoming.height, incoming.height)
+    return result
+
+
+def with_twin_groups(existing: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``existing`` with ``twin_group`` (students sharing a last name and a birth date, twins or
+    siblings; null for the others), and the groups ``last_key, date_of_birth, twin_group, twin_size``."""
     twin_groups = (existing.filter(pl.col("date_of_birth").is_not_null() & (pl.col("last_key") != ""))
                    .group_by("last_key", "date_of_birth").agg(pl.len().alias("twin_size"))
                    .filter(pl.col("twin_size") > 1).with_row_index("twin_group"))
     existing = existing.join(twin_groups.select("last_key", "date_of_birth", "twin_group"),
                              on=["last_key", "date_of_birth"], how="left")
+    return existing, twin_groups
 
-    # Registered twins plainly on rows of their own: not who another row could be.
-    twins_on_rows = twins_on_other_rows(incoming, existing)
 
-    # Level 1: identifiers.
-    id_decisions, id_candidates = _id_level(incoming, existing, config, twins_on_rows)
+@dataclass
+class IdentifierLevel:
+    """What the identifiers decided: ``decisions`` (matched or review) of the rows they hit, their
+    ``candidates``, the rows that must stay questions because another child of the batch carries
+    their ID (``conflict_rows``), the rows ``matched``, the rows sent to ``review`` and those rows'
+    ``hits`` (row_no, student_key)."""
+
+    decisions: pl.DataFrame
+    candidates: pl.DataFrame
+    conflict_rows: pl.Series
+    matched: pl.DataFrame
+    review: pl.DataFrame
+    hits: pl.DataFrame
+
+
+def _identifier_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig,
+                      twins_on_rows: pl.DataFrame) -> IdentifierLevel:
+    decisions, candidates = _id_level(incoming, existing, config, twins_on_rows)
     # One ID on two different people of the batch: the registered student's row keeps it.
-    id_decisions, id_conflict_rows = batch_id_conflicts(incoming, existing, id_decisions, config)
-    id_matched = id_decisions.filter(pl.col("decision") == "matched")
-    if progress is not None:
-        progress(id_matched.height, incoming.height)
+    decisions, conflict_rows = batch_id_conflicts(incoming, existing, decisions, config)
+    review = decisions.filter(pl.col("decision") == "review").select("row_no")
+    return IdentifierLevel(decisions, candidates, conflict_rows,
+                           matched=decisions.filter(pl.col("decision") == "matched"), review=review,
+                           hits=candidates.join(review, on="row_no").select("row_no", "student_key"))
 
-    # Levels 2-3: blocked candidates weighed by that evidence, with the definite-no rule on date of
-    # birth. Rows an ID sent to review are weighed too, with the students their IDs hit: a mistyped
-    # ID often hits another child, and the reviewer needs the student the name and birth date point
-    # to beside the one the ID points to, each with its probability.
-    remaining = incoming.join(id_matched.select("row_no"), on="row_no", how="anti")
-    id_review_rows = id_decisions.filter(pl.col("decision") == "review").select("row_no")
-    id_hits = id_candidates.join(id_review_rows, on="row_no").select("row_no", "student_key")
+
+def _weighed_candidates(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig, ids: IdentifierLevel,
+                        evidence_of: Callable[[], Evidence], twins_on_rows: pl.DataFrame
+                        ) -> tuple[pl.DataFrame, Evidence]:
+    """The candidates of the rows the identifiers did not link, best first, with their evidence in
+    words and the guards the batch lifts (``relax_guards``); and the evidence they were weighed by.
+
+    Blocked candidates are weighed with the definite-no rule on date of birth. Rows an ID sent to
+    review are weighed too, with the students their IDs hit: a mistyped ID often hits another
+    child, and the reviewer needs the student the name and birth date point to beside the one the
+    ID points to, each with its probability."""
+    remaining = incoming.join(ids.matched.select("row_no"), on="row_no", how="anti")
     if remaining.height:
         pairs = distinct_pairs(pl.concat([
-            candidate_pairs(remaining, existing, config.passes_for(existing.height), drop_definite_no=True), id_hits]))
+            candidate_pairs(remaining, existing, config.passes_for(existing.height), drop_definite_no=True), ids.hits]))
         # The district's own evidence: u from random pairs, m and the share of known students by EM.
         evidence = evidence_of()
     else:
         # Every row is linked by an identifier: no row is left to block or weigh (on a large
         # district, blocking and training took longer than the identifiers), so the steps below
         # run on no pairs, with the prior evidence.
-        pairs = id_hits
+        pairs = ids.hits
         evidence = train(remaining, existing.clear(), prior_pairs=config.prior_pairs, learn=False)
-    scored = score_pairs(pairs, remaining, existing, evidence, keep=id_hits,
+    scored = score_pairs(pairs, remaining, existing, evidence, keep=ids.hits,
                          shown_from=config.review_probability).with_columns(
         # In words, for the candidates a person may read (most pairs were dropped).
         agreement=explain_expr())
@@ -1166,41 +1234,61 @@ def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: Matc
     scored = scored.sort(["row_no", "probability", "same_school", "student_key"],
                          descending=[False, True, True, False]).with_columns(score=pl.col("probability") * 100)
     scored = relax_guards(with_twins_accounted(scored, twins_on_rows, incoming, existing), incoming, existing,
-                          id_decisions, id_candidates)
+                          ids.decisions, ids.candidates)
+    return scored, evidence
+
+
+def _first_decisions(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig, ids: IdentifierLevel,
+                     scored: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Every row's first decision, the identifiers' and the evidence's together, with one student
+    for one person; returns the evidence's decisions, the candidates they were made from, all the
+    decisions and every row's candidates in order."""
     # Rows whose identifiers disagree with their names or with each other are weighed like the
     # rest (an SSID equal outweighs a student ID mistyped); only an ID value that two registered
     # students share stays a question whatever the evidence.
     # Nor does a row whose ID another child of the batch carries (``batch_id_conflicts``).
-    held = pl.concat([shared_id_rows(incoming, existing, config).join(id_review_rows, on="row_no")
-                      if id_review_rows.height else id_review_rows,
-                      id_conflict_rows.to_frame("row_no")]).unique()
+    held = pl.concat([shared_id_rows(incoming, existing, config).join(ids.review, on="row_no")
+                      if ids.review.height else ids.review,
+                      ids.conflict_rows.to_frame("row_no")]).unique()
     fuzzy_ranked = scored.join(held, on="row_no", how="anti")
     fuzzy = _fuzzy_decisions(fuzzy_ranked, config, None)
     # The evidence links a row its identifiers left in doubt (keeping the identifier's rule);
     # where it does not, the identifier's own question stands, in its words.
-    upgraded = fuzzy.join(id_review_rows, on="row_no").filter(pl.col("decision") == "matched").drop("rule").join(
-        id_decisions.select("row_no", "rule"), on="row_no").select(fuzzy.columns)
-    fuzzy = pl.concat([fuzzy.join(id_review_rows, on="row_no", how="anti"), upgraded])
-    id_decisions = id_decisions.join(upgraded.select("row_no"), on="row_no", how="anti")
-    person_of = incoming.select("row_no", "person_key", *ID_COLUMNS, "name_tokens", "date_of_birth")
+    upgraded = fuzzy.join(ids.review, on="row_no").filter(pl.col("decision") == "matched").drop("rule").join(
+        ids.decisions.select("row_no", "rule"), on="row_no").select(fuzzy.columns)
+    fuzzy = pl.concat([fuzzy.join(ids.review, on="row_no", how="anti"), upgraded])
+    id_decisions = ids.decisions.join(upgraded.select("row_no"), on="row_no", how="anti")
 
     decisions = pl.concat([id_decisions, fuzzy]).with_columns(
-        contested=pl.col("row_no").is_in(id_conflict_rows.implode()))
+        contested=pl.col("row_no").is_in(ids.conflict_rows.implode()))
     # Rows linked by an ID keep its hits as candidates: if another person's row claims the same
     # student, the row goes to review with them.
     candidates = pl.concat([
-        id_candidates.join(id_matched.select("row_no"), on="row_no"),
+        ids.candidates.join(ids.matched.select("row_no"), on="row_no"),
         scored.select("row_no", "student_key", "score", "agreement"),
     ]).with_row_index("order").with_columns(pl.col("order").cast(pl.Int64))
 
     # One student, one person: a student claimed by rows of two people sends those rows to review.
     # Rows of one person (one row per class) may share a student.
-    decisions = _resolve_claims(decisions, person_of)
+    return fuzzy, fuzzy_ranked, _resolve_claims(decisions, person_frame(incoming)), candidates
 
-    # A candidate already linked to another person's row cannot be this row's student: drop it,
-    # and decide again the fuzzy rows whose doubt came from such a candidate. "Another person"
-    # needs evidence (a differing identifier or birth date): a second row of the same child, say
-    # without the student ID, keeps its candidate and stays a question rather than a duplicate.
+
+def person_frame(incoming: pl.DataFrame) -> pl.DataFrame:
+    """Who each row is, for telling people apart: ``row_no, person_key``, the IDs, name and birth date."""
+    return incoming.select("row_no", "person_key", *ID_COLUMNS, "name_tokens", "date_of_birth")
+
+
+def _without_taken_students(incoming: pl.DataFrame, existing: pl.DataFrame, twin_groups: pl.DataFrame,
+                            config: MatchConfig, evidence: Evidence, fuzzy: pl.DataFrame, fuzzy_ranked: pl.DataFrame,
+                            decisions: pl.DataFrame, candidates: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A candidate already linked to another person's row cannot be this row's student: drop it,
+    and decide again the fuzzy rows whose doubt came from such a candidate. Returns the decisions
+    and the candidates left, in the order a reviewer sees them.
+
+    "Another person" needs evidence (a differing identifier or birth date): a second row of the
+    same child, say without the student ID, keeps its candidate and stays a question rather than a
+    duplicate."""
+    person_of = person_frame(incoming)
     linked = decisions.filter(pl.col("decision") == "matched").join(person_of, on="row_no")
     in_review = decisions.filter(pl.col("decision") == "review").select("row_no")
     candidates = candidates.join(_taken_by_others(candidates.join(in_review, on="row_no"), linked, person_of),
@@ -1218,27 +1306,33 @@ def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: Matc
     redo_rows = (fuzzy.filter(pl.col("decision") == "review").select("row_no")
                  .join(in_review, on="row_no")
                  .join(_claim_rows(decisions), on="row_no", how="anti"))
-    if redo_rows.height:
-        redo_ranked = fuzzy_ranked.join(redo_rows, on="row_no")
-        redo_ranked = redo_ranked.join(_taken_by_others(redo_ranked, linked, person_of),
-                                       on=["row_no", "student_key"], how="anti")
-        taken = linked.select("student_key").unique()
-        taken_twins = (existing.filter(pl.col("twin_group").is_not_null()).join(taken, on="student_key")
-                       .group_by("twin_group").agg(pl.col("student_key").n_unique().alias("taken"))
-                       .join(twin_groups.select("twin_group", "twin_size"), on="twin_group"))
-        redone = _fuzzy_decisions(redo_ranked, config, taken_twins, evidence)
-        emptied = redo_rows.join(redone.select("row_no"), on="row_no", how="anti")
-        decisions = pl.concat([
-            decisions.join(redo_rows, on="row_no", how="anti"),
-            redone.with_columns(contested=pl.lit(False)),
-            emptied.with_columns(decision=pl.lit("new"), student_key=pl.lit(None, dtype=pl.Int64),
-                                 rule=pl.lit("no candidate"), score=pl.lit(None, dtype=pl.Float64),
-                                 explanation=pl.lit("every candidate is linked to another person's row"),
-                                 contested=pl.lit(False)),
-        ])
-        decisions = _resolve_claims(decisions, person_of)
+    if redo_rows.height == 0:
+        return decisions, candidates
+    redo_ranked = fuzzy_ranked.join(redo_rows, on="row_no")
+    redo_ranked = redo_ranked.join(_taken_by_others(redo_ranked, linked, person_of),
+                                   on=["row_no", "student_key"], how="anti")
+    taken = linked.select("student_key").unique()
+    taken_twins = (existing.filter(pl.col("twin_group").is_not_null()).join(taken, on="student_key")
+                   .group_by("twin_group").agg(pl.col("student_key").n_unique().alias("taken"))
+                   .join(twin_groups.select("twin_group", "twin_size"), on="twin_group"))
+    redone = _fuzzy_decisions(redo_ranked, config, taken_twins, evidence)
+    emptied = redo_rows.join(redone.select("row_no"), on="row_no", how="anti")
+    decisions = pl.concat([
+        decisions.join(redo_rows, on="row_no", how="anti"),
+        redone.with_columns(contested=pl.lit(False)),
+        emptied.with_columns(decision=pl.lit("new"), student_key=pl.lit(None, dtype=pl.Int64),
+                             rule=pl.lit("no candidate"), score=pl.lit(None, dtype=pl.Float64),
+                             explanation=pl.lit("every candidate is linked to another person's row"),
+                             contested=pl.lit(False)),
+    ])
+    return _resolve_claims(decisions, person_of), candidates
 
-    # Review rows whose every candidate went to other people are new students.
+
+def _decided_rows(incoming: pl.DataFrame, config: MatchConfig, decisions: pl.DataFrame,
+                  candidates: pl.DataFrame) -> pl.DataFrame:
+    """One decision per incoming row, in its order (``DECISION_SCHEMA`` and the review candidates):
+    a review row whose every candidate went to other people is a new student; a row nothing
+    decided is new."""
     review_with_candidates = candidates.select("row_no").unique()
     no_candidates = (decisions.filter(pl.col("decision") == "review")
                      .join(review_with_candidates, on="row_no", how="anti")
@@ -1269,8 +1363,6 @@ def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: Matc
                 pl.Struct({"student_key": pl.Int64, "score": pl.Float64, "agreement": pl.String})))),
         )
     )
-    if progress is not None:
-        progress(incoming.height, incoming.height)
     return result.select(*DECISION_SCHEMA, "candidates").cast(
         {**DECISION_SCHEMA, "candidates": pl.List(pl.Struct({"student_key": pl.Int64, "score": pl.Float64,
                                                              "agreement": pl.String}))})
