@@ -340,13 +340,13 @@ def _differing_levels(differing: pl.DataFrame, swaps: bool) -> pl.DataFrame:
            *[f"_{name}_key" for name in readings], "_nickname", "_first_part", "_last_part")
 
 
-def side(frame: pl.DataFrame, key: str, suffix: str, context: bool = False) -> pl.DataFrame:
+def side(frame: pl.DataFrame | pl.LazyFrame, key: str, suffix: str, context: bool = False) -> pl.DataFrame | pl.LazyFrame:
     """One side of a pair frame (see ``with_levels``) from a ``matching.prepare``-d frame; with
     ``context``, also its name tokens, school (and twin group, if it has one) for the guards."""
     extra = []
     if context:
         extra = [pl.col("name_tokens").alias(f"tokens{suffix}"), pl.col("school_id").alias(f"school{suffix}"),
-                 *(["twin_group"] if "twin_group" in frame.columns else [])]
+                 *(["twin_group"] if "twin_group" in frame.collect_schema().names() else [])]
     return frame.select(
         key, pl.col("first_key").alias(f"first{suffix}"), pl.col("last_key").alias(f"last{suffix}"),
         pl.col("first_name").str.strip_chars().fill_null("").alias(f"first_raw{suffix}"),
@@ -360,10 +360,11 @@ def pair_levels(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
                 context: bool = False) -> pl.DataFrame:
     """``pairs`` (row_no, student_key) with every field's level (``swaps``: try swapped names).
     Only the rows and students in ``pairs`` are turned into pair sides (see ``side``)."""
-    rows = incoming.join(pairs.select("row_no").unique(), on="row_no", how="semi")
-    students = existing.join(pairs.select("student_key").unique(), on="student_key", how="semi")
-    joined = (pairs.select("row_no", "student_key").join(side(rows, "row_no", "_in", context), on="row_no")
-              .join(side(students, "student_key", "_ex", context), on="student_key"))
+    # Lazily: the semi-joins then copy only the columns a side takes, not the wide frames.
+    rows = incoming.lazy().join(pairs.lazy().select("row_no").unique(), on="row_no", how="semi")
+    students = existing.lazy().join(pairs.lazy().select("student_key").unique(), on="student_key", how="semi")
+    rows, students = pl.collect_all([side(rows, "row_no", "_in", context), side(students, "student_key", "_ex", context)])
+    joined = pairs.select("row_no", "student_key").join(rows, on="row_no").join(students, on="student_key")
     return with_levels(joined, swaps)
 
 
@@ -429,7 +430,7 @@ U_PRIOR_PAIRS = 10_000
 
 
 def _frequencies(existing: pl.DataFrame, column: str, name: str, average: float) -> pl.DataFrame:
-    counts = existing.filter(pl.col(column) != "").group_by(column).agg(pl.len().alias("n"))
+    counts = existing.lazy().filter(pl.col(column) != "").group_by(column).agg(pl.len().alias("n")).collect()
     total = existing.height + TF_PRIOR_STUDENTS
     return counts.select(column, ((pl.col("n") + TF_PRIOR_STUDENTS * average) / total).alias(name))
 
@@ -534,7 +535,8 @@ def train(incoming: pl.DataFrame, existing: pl.DataFrame, *, prior_pairs: float 
     shares = []
     for session in SESSIONS:
         left = sample.filter(pl.all_horizontal([pl.col(k).is_not_null() for k in session.keys]))
-        right = existing.filter(pl.all_horizontal([pl.col(k).is_not_null() for k in session.keys]))
+        right = existing.select("student_key", *session.keys).filter(
+            pl.all_horizontal([pl.col(k).is_not_null() for k in session.keys]))
         for k in session.keys:
             if left.schema[k] == pl.String:
                 left, right = left.filter(pl.col(k) != ""), right.filter(pl.col(k) != "")

@@ -593,28 +593,19 @@ DECISION_SCHEMA = {"row_no": pl.Int64, "decision": pl.String, "student_key": pl.
 CANDIDATE_SCHEMA = {"row_no": pl.Int64, "student_key": pl.Int64, "score": pl.Float64, "agreement": pl.String}
 
 
-def shared_id_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig) -> pl.DataFrame:
-    """Rows carrying an identifier value that two or more registered students share."""
-    shared = [
-        incoming.filter(pl.col(c).is_not_null()).select("row_no", c).join(
-            existing.filter(pl.col(c).is_not_null()).group_by(c).agg(pl.len().alias("holders"))
-            .filter(pl.col("holders") > 1), on=c).select("row_no")
-        for c in config.id_levels
-    ]
-    return pl.concat(shared).unique() if shared else pl.DataFrame(schema={"row_no": pl.Int64})
-
-
 def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig,
-              twins_on_rows: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+              twins_on_rows: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Level 1: identifier hits decide a row, unless its name and date of birth say otherwise.
 
     ``twins_on_rows`` (``twins_on_other_rows``): registered twins plainly on their own rows, who
     cannot be the child of a row whose ID hits their twin. Returns the decisions (matched or
-    review) of rows with any hit, and the hit candidates.
+    review) of rows with any hit, the hit candidates, and the rows carrying an identifier value that
+    two or more registered students share (``row_no``).
     """
     pairs, shared = _id_hit_pairs(incoming, existing, config)
+    shared_rows = shared.select("row_no").unique()
     if pairs.height == 0:
-        return pl.DataFrame(schema=DECISION_SCHEMA), pl.DataFrame(schema=CANDIDATE_SCHEMA)
+        return pl.DataFrame(schema=DECISION_SCHEMA), pl.DataFrame(schema=CANDIDATE_SCHEMA), shared_rows
     # Most rows are hit by one student whose folded names and birth date are the row's own, with
     # no identifier differing: confirmed beyond doubt, they skip the comparison ladder below.
     quick = _plainly_confirmed(pairs, incoming, existing)
@@ -624,14 +615,14 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
         explanation="agreement")
     quick_candidates = quick.select("row_no", "student_key", score=pl.lit(100.0), agreement="agreement")
     if pairs.height == 0:
-        return quick_decisions.cast(DECISION_SCHEMA), quick_candidates.cast(CANDIDATE_SCHEMA)
+        return quick_decisions.cast(DECISION_SCHEMA), quick_candidates.cast(CANDIDATE_SCHEMA), shared_rows
     compared = _compared_id_pairs(pairs, incoming, existing, config, twins_on_rows)
     decisions = _id_decisions(compared, shared)
     candidates = compared.sort(["row_no", "strong", "name_score", "student_key"],
                                descending=[False, True, True, False]).select(
         "row_no", "student_key", score=pl.col("name_score"), agreement="agreement")
     return (pl.concat([quick_decisions.cast(DECISION_SCHEMA), decisions.cast(DECISION_SCHEMA)]),
-            pl.concat([quick_candidates.cast(CANDIDATE_SCHEMA), candidates.cast(CANDIDATE_SCHEMA)]))
+            pl.concat([quick_candidates.cast(CANDIDATE_SCHEMA), candidates.cast(CANDIDATE_SCHEMA)]), shared_rows)
 
 
 def _id_hit_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig
@@ -858,13 +849,14 @@ def twins_on_other_rows(incoming: pl.DataFrame, existing: pl.DataFrame) -> pl.Da
     their last name and birth date) whom a row of the batch plainly is: the same folded first and
     last name, the same birth date, and no identifier that differs. Such a child is on its own row,
     so it is not who another row a keystroke away could be (``with_twins_accounted``)."""
-    members = existing.filter(pl.col("twin_group").is_not_null()).select(
+    # Lazily: a filter on the wide frame would copy every column of the rows it keeps.
+    members = existing.lazy().filter(pl.col("twin_group").is_not_null()).select(
         "twin_group", "first_key", "last_key", "date_of_birth", twin_key="student_key",
-        **{f"{c}_ex": c for c in ID_COLUMNS})
+        **{f"{c}_ex": c for c in ID_COLUMNS}).collect()
     if members.height == 0:
         return pl.DataFrame(schema={"twin_group": pl.UInt32, "twin_key": pl.Int64, "person_key": pl.String})
-    rows = incoming.filter((pl.col("first_key") != "") & (pl.col("last_key") != "")).select(
-        "person_key", "first_key", "last_key", "date_of_birth", *ID_COLUMNS)
+    rows = incoming.lazy().filter((pl.col("first_key") != "") & (pl.col("last_key") != "")).select(
+        "person_key", "first_key", "last_key", "date_of_birth", *ID_COLUMNS).collect()
     differing = pl.any_horizontal([(pl.col(c) != pl.col(f"{c}_ex")).fill_null(False) for c in ID_COLUMNS])
     return (rows.join(members, on=["first_key", "last_key", "date_of_birth"]).filter(~differing)
             .select("twin_group", "twin_key", "person_key").unique())
@@ -877,8 +869,8 @@ def with_twins_accounted(pairs: pl.DataFrame, on_rows: pl.DataFrame, incoming: p
     (``twins_on_other_rows``), so no registered twin can be behind this row; and
     ``twin_people``, those persons (they share the student's last name and birth date)."""
     groups = pairs.filter(pl.col("twin_group").is_not_null()).select("row_no", "student_key", "twin_group").unique()
-    sizes = existing.filter(pl.col("twin_group").is_not_null()).group_by("twin_group").agg(
-        pl.len().alias("twin_size"))
+    sizes = existing.lazy().filter(pl.col("twin_group").is_not_null()).group_by("twin_group").agg(
+        pl.len().alias("twin_size")).collect()
     accounted = (groups.join(incoming.select("row_no", "person_key"), on="row_no")
                  .join(on_rows.rename({"person_key": "twin_person"}), on="twin_group")
                  .filter((pl.col("twin_key") != pl.col("student_key")) & (pl.col("twin_person") != pl.col("person_key")))
@@ -965,9 +957,10 @@ def _guard_context(flagged: pl.DataFrame, scored: pl.DataFrame, incoming: pl.Dat
     a few in a thousand."""
     people = incoming.select("row_no", "person_key", "first_key", "last_key", "name_tokens",
                              dob_in="date_of_birth")
-    students = existing.join(flagged.select("student_key").unique(), on="student_key", how="semi").select(
+    students = existing.lazy().join(flagged.lazy().select("student_key").unique(), on="student_key",
+                                    how="semi").select(
         "student_key", "twin_group", last_ex="last_key", dob_ex="date_of_birth", name_ex="name_tokens",
-        first_ex="first_key", school="school_id")
+        first_ex="first_key", school="school_id").collect()
     flagged_rows = people.join(flagged.select("row_no").unique(), on="row_no", how="semi")
     # Who may claim a student: every person whose row has it as a candidate shown, or an ID hit.
     claims = pl.concat([scored.select("row_no", "student_key"), id_candidates.select("row_no", "student_key"),
@@ -984,12 +977,12 @@ def _guard_context(flagged: pl.DataFrame, scored: pl.DataFrame, incoming: pl.Dat
     batch_names = (people.filter(pl.col("name_tokens") != "").join(names, on="name_tokens", how="semi")
                    .group_by(pl.col("name_tokens").alias("name_ex"))
                    .agg(pl.col("person_key").unique().alias("namesakes")))
-    registered_names = (existing.join(names, on="name_tokens", how="semi")
+    registered_names = (existing.select("name_tokens").join(names, on="name_tokens", how="semi")
                         .group_by(pl.col("name_tokens").alias("name_ex")).agg(pl.len().alias("registered")))
     schools = incoming["school_id"].drop_nulls().unique().implode()
     # Names the district or the nickname table knows (the batch's other people are checked below).
     firsts = flagged_rows.select("first_key").unique().drop_nulls()
-    known = set(existing.join(firsts, on="first_key", how="semi")["first_key"].to_list())
+    known = set(existing.select("first_key").join(firsts, on="first_key", how="semi")["first_key"].to_list())
     known_firsts = [f for f in firsts["first_key"].to_list() if f in known or len(nickname_keys(f)) > 1]
     first_holders = (people.filter(pl.col("first_key") != "").join(firsts, on="first_key", how="semi")
                      .group_by("first_key").agg(pl.col("person_key").n_unique().alias("first_holders")))
@@ -1113,15 +1106,25 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
                     for frame in (incoming, existing)]
         incoming, existing = (future.result() for future in prepared)
         incoming = incoming.with_columns(person_key=person_key_expr())
-        if every_row_has_a_registered_id(incoming, existing, config):
-            # The identifiers will most likely decide every row (a yearly migration of the SIS's
-            # own export): the evidence is trained only if a row is left to weigh.
-            evidence = functools.cache(lambda: train(incoming, existing, prior_pairs=config.prior_pairs,
-                                                     learn=config.learn_weights))
-        else:
-            evidence = pool.submit(train, incoming, existing, prior_pairs=config.prior_pairs,
-                                   learn=config.learn_weights).result
+        # When every row carries an ID a registered student has, the identifiers will most likely
+        # decide every row (a yearly migration of the SIS's own export) and the evidence is trained
+        # only if a row is left to weigh; that is found out beside the identifier level (at a
+        # million rows it takes most of a second).
+        training = pool.submit(_trained_unless_identified, incoming, existing, config)
+        evidence = functools.cache(lambda: _trained(training.result(), incoming, existing, config))
         return _match_prepared(incoming, existing, config, evidence, progress)
+
+
+def _trained(trained: Evidence | None, incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig) -> Evidence:
+    return trained if trained is not None else train(incoming, existing, prior_pairs=config.prior_pairs,
+                                                     learn=config.learn_weights)
+
+
+def _trained_unless_identified(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig) -> Evidence | None:
+    """The district's trained evidence, or None when every row has a registered ID (see ``match_rows``)."""
+    if every_row_has_a_registered_id(incoming, existing, config):
+        return None
+    return train(incoming, existing, prior_pairs=config.prior_pairs, learn=config.learn_weights)
 
 
 def comparable_id(column: str) -> pl.Expr:
@@ -1169,9 +1172,9 @@ def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: Matc
 def with_twin_groups(existing: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """``existing`` with ``twin_group`` (students sharing a last name and a birth date, twins or
     siblings; null for the others), and the groups ``last_key, date_of_birth, twin_group, twin_size``."""
-    twin_groups = (existing.filter(pl.col("date_of_birth").is_not_null() & (pl.col("last_key") != ""))
+    twin_groups = (existing.lazy().filter(pl.col("date_of_birth").is_not_null() & (pl.col("last_key") != ""))
                    .group_by("last_key", "date_of_birth").agg(pl.len().alias("twin_size"))
-                   .filter(pl.col("twin_size") > 1).with_row_index("twin_group"))
+                   .filter(pl.col("twin_size") > 1).collect().with_row_index("twin_group"))
     existing = existing.join(twin_groups.select("last_key", "date_of_birth", "twin_group"),
                              on=["last_key", "date_of_birth"], how="left")
     return existing, twin_groups
@@ -1180,12 +1183,14 @@ def with_twin_groups(existing: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
 @dataclass
 class IdentifierLevel:
     """What the identifiers decided: ``decisions`` (matched or review) of the rows they hit, their
-    ``candidates``, the rows that must stay questions because another child of the batch carries
+    ``candidates``, the rows carrying an identifier value two registered students share
+    (``shared_rows``), the rows that must stay questions because another child of the batch carries
     their ID (``conflict_rows``), the rows ``matched``, the rows sent to ``review`` and those rows'
     ``hits`` (row_no, student_key)."""
 
     decisions: pl.DataFrame
     candidates: pl.DataFrame
+    shared_rows: pl.DataFrame
     conflict_rows: pl.Series
     matched: pl.DataFrame
     review: pl.DataFrame
@@ -1194,11 +1199,11 @@ class IdentifierLevel:
 
 def _identifier_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig,
                       twins_on_rows: pl.DataFrame) -> IdentifierLevel:
-    decisions, candidates = _id_level(incoming, existing, config, twins_on_rows)
+    decisions, candidates, shared_rows = _id_level(incoming, existing, config, twins_on_rows)
     # One ID on two different people of the batch: the registered student's row keeps it.
     decisions, conflict_rows = batch_id_conflicts(incoming, existing, decisions, config)
     review = decisions.filter(pl.col("decision") == "review").select("row_no")
-    return IdentifierLevel(decisions, candidates, conflict_rows,
+    return IdentifierLevel(decisions, candidates, shared_rows, conflict_rows,
                            matched=decisions.filter(pl.col("decision") == "matched"), review=review,
                            hits=candidates.join(review, on="row_no").select("row_no", "student_key"))
 
@@ -1247,8 +1252,7 @@ def _first_decisions(incoming: pl.DataFrame, existing: pl.DataFrame, config: Mat
     # rest (an SSID equal outweighs a student ID mistyped); only an ID value that two registered
     # students share stays a question whatever the evidence.
     # Nor does a row whose ID another child of the batch carries (``batch_id_conflicts``).
-    held = pl.concat([shared_id_rows(incoming, existing, config).join(ids.review, on="row_no")
-                      if ids.review.height else ids.review,
+    held = pl.concat([ids.shared_rows.join(ids.review, on="row_no"),
                       ids.conflict_rows.to_frame("row_no")]).unique()
     fuzzy_ranked = scored.join(held, on="row_no", how="anti")
     fuzzy = _fuzzy_decisions(fuzzy_ranked, config, None)
@@ -1312,7 +1316,8 @@ def _without_taken_students(incoming: pl.DataFrame, existing: pl.DataFrame, twin
     redo_ranked = redo_ranked.join(_taken_by_others(redo_ranked, linked, person_of),
                                    on=["row_no", "student_key"], how="anti")
     taken = linked.select("student_key").unique()
-    taken_twins = (existing.filter(pl.col("twin_group").is_not_null()).join(taken, on="student_key")
+    taken_twins = (existing.select("student_key", "twin_group").filter(pl.col("twin_group").is_not_null())
+                   .join(taken, on="student_key")
                    .group_by("twin_group").agg(pl.col("student_key").n_unique().alias("taken"))
                    .join(twin_groups.select("twin_group", "twin_size"), on="twin_group"))
     redone = _fuzzy_decisions(redo_ranked, config, taken_twins, evidence)
@@ -1443,10 +1448,11 @@ def batch_id_conflicts(incoming: pl.DataFrame, existing: pl.DataFrame, id_decisi
     for column in config.id_levels:
         # Only values on two rows or more can be on two people (few of them).
         as_written = f"{column}_as_written" if f"{column}_as_written" in incoming.columns else column
-        rows = incoming.filter(pl.col(column).is_not_null()).filter(pl.col(column).is_duplicated()).select(
+        # Lazily, so that only the few rows sharing a value are copied, not the wide frame.
+        rows = incoming.lazy().filter(pl.col(column).is_not_null() & (pl.len().over(column) > 1)).select(
             "row_no", value=pl.col(column), written=pl.col(as_written),
             person=pl.concat_str([pl.col("first_key"), pl.col("last_key"),
-                                  pl.col("date_of_birth").cast(pl.String).fill_null("")], separator="|"))
+                                  pl.col("date_of_birth").cast(pl.String).fill_null("")], separator="|")).collect()
         shared = rows.join(rows.group_by("value").agg(pl.col("person").n_unique().alias("people"))
                            .filter(pl.col("people") > 1), on="value", how="semi")
         if shared.is_empty():
