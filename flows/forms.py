@@ -35,13 +35,19 @@ class FormInput(RunInput):
     REQUIRED: ClassVar[tuple[str, ...]] = ()
 
 
-def prefilled(form: type[FormInput], description: str, **initial: Any) -> type[FormInput]:
+def prefilled(form: type[FormInput], description: str, field_help: dict[str, str] | None = None,
+              **initial: Any) -> type[FormInput]:
     """``form`` with ``initial`` as its fields' values and ``description`` shown above it. Unlike
-    ``RunInput.with_initial_data``, each field keeps its title and description."""
+    ``RunInput.with_initial_data``, each field keeps its title and description; ``field_help``
+    puts a text before a field's own description (the UI always shows it, beside the field)."""
     fields: dict[str, Any] = {}
-    for name, value in initial.items():
+    field_help = field_help or {}
+    for name in {*initial, *field_help}:
         info = copy.copy(form.model_fields[name])
-        info.default, info.default_factory = value, None
+        if name in initial:
+            info.default, info.default_factory = initial[name], None
+        if name in field_help:
+            info.description = f"{field_help[name]} {info.description or ''}".strip()
         fields[name] = (form.model_fields[name].annotation, info)
     model = create_model(form.__name__, __base__=form, **fields)
     model._description = description
@@ -93,8 +99,8 @@ class ApprovalForm(FormInput):
     )
     plan_version: str = Field(
         default="", title="Plan version you approve",
-        description="The version of the plan shown above; if the plan changes meanwhile, nothing is committed "
-        "and the new plan is shown.",
+        description="The version of the plan shown (above, and beside the approval switch below); if the plan "
+        "changes meanwhile, nothing is committed and the new plan is shown.",
     )
     approve: bool = Field(default=False, title="Approve and commit (subscriptions are used, not reversible)",
                           description="Leave off to reject the batch: nothing is committed.")

@@ -34,6 +34,8 @@ from flows.prefect_tasks import (apply_review_choices_task, approval_context_tas
 from tasks.commit import PlanStale
 from tasks.ingest import expand_paths
 from tasks.pipeline import resolve_term
+from tasks.plan_view import plan_in_brief
+from tasks.report import artifact_key
 from warehouse.handle import Warehouse
 from warehouse.locks import HeldLock
 
@@ -277,9 +279,13 @@ def _wait_for_approval(config: BatchRunConfig, batch_id: int, context: dict, loc
         if decision is not None:
             break
         notice = f"**Not accepted:** {' '.join(problems)}\n\n" if problems else ""
+        # A plain line rather than a heading: the UI shows the description in a box of a few lines,
+        # and the plan's counts go beside the decision itself, where the UI always shows them.
         form = wait_for(
-            prefilled(form_class, f"{notice}# Approve batch {batch_id}, plan version {version}?\n\n"
-                      f"{context['markdown']}", **{**kept, "plan_version": version}),
+            prefilled(form_class, f"{notice}**Approve batch {batch_id}, plan version {version}?** The plan "
+                      f"is below and in the run's artifacts ({artifact_key('plan', batch_id)}).\n\n"
+                      f"{context['markdown']}", field_help={"approve": plan_in_brief(context["summary"])},
+                      **{**kept, "plan_version": version}),
             key=f"approval-{asked}", timeout=int(config.approval_timeout_hours * 3600),
             poll_interval=config.wait_poll_seconds, lock=lock,
         )

@@ -132,6 +132,28 @@ def preview_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines + plan_summary_lines(summary))
 
 
+def plan_in_brief(summary: dict[str, Any]) -> str:
+    """The plan's counts in one plain sentence (no markdown), for a form field's description that
+    the Prefect UI shows whatever the window's size, beside the decision itself."""
+    parts = [f"registers {summary['students_new']} new and {summary['students_existing']} existing student(s)"
+             + (f", restores {summary['students_restored']}" if summary["students_restored"] else ""),
+             f"makes {summary['enrollments_new']} new enrollment(s) in {summary['classes_new']} new class(es)",
+             f"adds {summary['teachers_new']} teacher(s)",
+             f"uses {summary['subscriptions_needed']} {summary['subscription_type']} subscription(s) of "
+             f"{summary['subscriptions_available']} available (not reversible)"]
+    if summary["mode"] == "migration":
+        parts.append(f"removes {summary['removals']} student(s) (restorable)")
+    text = f"Plan version {summary.get('version')}: it " + ", ".join(parts) + "."
+    if summary["held_schools"] or summary["hold_all"]:
+        text += f" Held: {'all schools' if summary['hold_all'] else ', '.join(summary['held_schools'])}."
+    if summary["guard"]:
+        text += " The mass-removal guard stops it: " + "; ".join(
+            f"{guard['school']} {guard['reason']}" for guard in summary["guard"]) + "."
+    if summary["blockers"]:
+        text += " It cannot be approved: " + "; ".join(summary["blockers"]) + "."
+    return text
+
+
 def plan_summary_lines(summary: dict[str, Any]) -> list[str]:
     """The plan's counts, holds, guard and blockers, as markdown lines."""
     lines = [

@@ -294,8 +294,8 @@ def field_differs(field: str, row_value: Any, candidate_value: Any) -> bool:
     return str(row_value).strip().lower() != str(candidate_value).strip().lower()
 
 
-# The review form's choices for one item (the Prefect UI shows them in a drop-down): one "link: ..."
-# per candidate, naming the candidate, and these. An item left at NO_DECISION is not decided (never
+# The review form's choices for one item (the Prefect UI shows them in a drop-down): one "link N: ..."
+# per candidate, numbered as the field's description lists them, and these. An item left at NO_DECISION is not decided (never
 # linked); "unsure" escalates it (recorded, still needs a decision).
 NO_DECISION = "decide later"
 CHOICE_NEW = "new student"
@@ -319,12 +319,17 @@ def person_text(person: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+CANDIDATE_STATUS = {"deleted": "removed, linking restores", "temporary": "temporary record"}
+
+
 def candidate_choice(candidate: dict[str, Any]) -> str:
-    """The choice that links a row to ``candidate``, e.g. "link: Caleb Allen, born 2012-12-19,
-    ID 30000006, Summerwind HS (score 88)"; a removed or temporary student says so."""
-    status = {"deleted": ", removed (linking restores)", "temporary": ", temporary record"}.get(
-        candidate.get("status") or "", "")
-    return f"link: {person_text(candidate)}{status} (score {candidate['score']:.0f})"
+    """The choice that links a row to ``candidate``, e.g. "link 1: Caleb Allen, born 2012-12-19,
+    ID 30000006, Summerwind HS (score 88)": numbered as the candidates are in the item's
+    description (a drop-down cuts a long option short: what it cuts is there), a removed or
+    temporary student saying so first."""
+    status = CANDIDATE_STATUS.get(candidate.get("status") or "")
+    return (f"link {candidate['rank']}{f' ({status})' if status else ''}: {person_text(candidate)} "
+            f"(score {candidate['score']:.0f})")
 
 
 def review_choices(item: dict[str, Any]) -> dict[str, tuple[str, int | None]]:
@@ -332,10 +337,7 @@ def review_choices(item: dict[str, Any]) -> dict[str, tuple[str, int | None]]:
     (``(action, candidate rank)``; NO_DECISION is ``("skip", None)``)."""
     choices: dict[str, tuple[str, int | None]] = {NO_DECISION: ("skip", None)}
     for candidate in item["candidates"]:
-        text = candidate_choice(candidate)
-        if text in choices:  # two candidates that read the same: their keys tell them apart
-            text = f"{text[:-1]}, student {candidate['student_key']})"
-        choices[text] = ("link", candidate["rank"])
+        choices[candidate_choice(candidate)] = ("link", candidate["rank"])
     choices.update({CHOICE_NEW: ("new", None), CHOICE_EXCLUDE: ("exclude", None), CHOICE_UNSURE: ("unsure", None)})
     return choices
 
@@ -373,8 +375,9 @@ def review_item_help(item: dict[str, Any]) -> str:
               "student_id": "ID", "ssid": "SSID", "school": "school", "grade": "grade"}
     for candidate in item["candidates"]:
         differs = [label for field, label in labels.items() if field_differs(field, item.get(field), candidate.get(field))]
-        text.append(f"Candidate {candidate['rank']}, {candidate['first_name']} {candidate['last_name']}, grade "
-                    f"{candidate.get('grade') or '?'}: {candidate['agreement']}"
+        status = CANDIDATE_STATUS.get(candidate.get("status") or "")
+        text.append(f"Candidate {candidate['rank']}: {person_text(candidate)}, grade {candidate.get('grade') or '?'}"
+                    f"{f', {status}' if status else ''} (score {candidate['score']:.0f}): {candidate['agreement']}"
                     + (f"; differs from the row in {', '.join(differs)}." if differs else "."))
     if item["status"] == "escalated":
         text.append(f"Escalated by {item['reviewer']} (unsure): it needs a decision.")

@@ -258,9 +258,12 @@ def test_a_registration_from_the_run_form_reviewed_refused_and_approved_in_the_b
             dialog = open_resume_form(page, base, run_id)
             item = _property(dialog, "Item ", containing="Elena Allen")
             assert f"({SHEET}, sheet Roster, row " in item.inner_text() and "Why asked:" in item.inner_text()
+            # Each candidate whole in the field's description, under the number its option starts with
+            # (the drop-down cuts a long option short).
+            assert "Candidate 1: Caleb Allen, born 2012-12-19, ID 30000006" in item.inner_text()
             page.screenshot(path=SCREENSHOTS / "2-review-form.png")
             form_field(dialog, "Your name").fill("Rita Reviewer")
-            chosen = choose(page, item, re.compile(r"^link: Caleb Allen, born 2012-12-19"),
+            chosen = choose(page, item, re.compile(r"^link 1: Caleb Allen, born 2012-12-19"),
                             SCREENSHOTS / "3-review-options.png")
             assert "Caleb Allen" in chosen and "2012-12-19" in chosen
             page.screenshot(path=SCREENSHOTS / "4-review-decided.png")
@@ -270,6 +273,9 @@ def test_a_registration_from_the_run_form_reviewed_refused_and_approved_in_the_b
             # A wrong approver is refused, and the form says so at its top when it comes back.
             dialog = open_resume_form(page, base, run_id)
             assert "Approve batch" in dialog.inner_text()
+            # The plan's counts beside the decision, where the UI shows them whatever the window's size.
+            decision = _property(dialog, "Approve and commit").inner_text()
+            assert "registers " in decision and " subscription(s) of " in decision, decision
             form_field(dialog, "Approver name").fill("Bob Nobody")
             form_field(dialog, "Your approver secret").fill("guessed")
             tick(dialog, "Approve and commit")

@@ -195,7 +195,7 @@ def test_migration_flow_waits_for_review_and_approval_then_commits(prefect_serve
         assert f"{first} {last}, born {born} ({file_name}, sheet {sheet}, row {excel_row}). Why asked: " in field["title"]
         assert field["default"] == "decide later"
         assert field["enum"][0] == "decide later" and field["enum"][-3:] == ["new student", "exclude", "unsure"]
-        assert field["enum"][1].startswith(f"link: {c_first} {c_last}, born {c_born}, ")
+        assert field["enum"][1].startswith(f"link 1: {c_first} {c_last}, born {c_born}, ")
         assert f"{c_school} (score " in field["enum"][1] and (c_id is None or f"ID {c_id}, " in field["enum"][1])
         links[name] = field["enum"][1]
     items = [int(name.removeprefix("item_")) for name in links]

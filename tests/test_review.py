@@ -171,7 +171,7 @@ def test_exported_cells_never_run_as_formulas_and_the_form_names_the_differences
     assert not any(str(v).startswith("=") for col in text.columns for v in text[col].drop_nulls())
     # In the Prefect form, each item names where a candidate differs from the row: Ana's first name
     # (the row says Aya), not her last name or birth date.
-    assert any("Candidate 1, Ana Silva" in text and "differs from the row in first name." in text
+    assert any("Candidate 1: Ana Silva, born 2013-01-02" in text and "differs from the row in first name." in text
                for text in helps), helps
 
 
@@ -202,7 +202,12 @@ def test_the_forms_choices_name_the_candidates_and_map_back_exactly(queue):
     candidate = first["candidates"][1] if len(first["candidates"]) > 1 else first["candidates"][0]
     link = next(o for o in options if review_choices(first)[o] == ("link", candidate["rank"]))
     assert options[0] == NO_DECISION and options[-3:] == ["new student", "exclude", "unsure"]
-    assert link.startswith(f"link: {candidate['first_name']} {candidate['last_name']}, born {candidate['date_of_birth']}")
+    assert link.startswith(f"link {candidate['rank']}: {candidate['first_name']} {candidate['last_name']}, "
+                           f"born {candidate['date_of_birth']}")
+    # The drop-down may cut a long option short: the field's description lists each candidate whole,
+    # under the number its option starts with.
+    person = link.removeprefix(f"link {candidate['rank']}: ").rsplit(" (score ", 1)[0]
+    assert f"Candidate {candidate['rank']}: {person}, grade " in review_item_help(first)
     title = review_item_title(first)
     assert f"{first['first_name']} {first['last_name']}" in title and f"row {first['excel_row']}" in title
     choices = {first["review_id"]: link, second["review_id"]: NO_DECISION, third["review_id"]: "link: Nobody"}
