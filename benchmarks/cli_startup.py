@@ -8,7 +8,10 @@ approval; its migration waiting for review) through the command line, then runs 
 ``--repeat`` times in a fresh interpreter, the checkouts taking turns, and prints per checkout the
 median wall-clock seconds and the median CPU seconds (user + system, which other work on the
 machine disturbs less) as JSON. Every command pays its imports before it does anything, so this is
-mostly start-up.
+mostly start-up. ``review decide`` marks one of the migration's items unsure (escalated) each time,
+under another reviewer's name: an escalated item still needs a decision, so every run is a decision
+that leaves the batch waiting for review, the same work each time (the decision that closes a review
+plans the batch: that is the plan's work, timed by ``benchmarks/pipeline.py``).
 
 Each checkout's bytecode is compiled first (``compileall``), as Python leaves it after a command's
 first run on a user's machine: with ``PYTHONDONTWRITEBYTECODE`` set (as on the machines this project
@@ -37,9 +40,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("rosterflow", "tasks", "flows", "schemas", "warehouse")
 
 
-def rosterflow(root: Path, warehouse: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run one command of the checkout at ``root`` against ``warehouse``."""
-    env = {**os.environ, "PYTHONPATH": str(root), "ROSTERFLOW_WAREHOUSE": str(warehouse),
+def rosterflow(root: Path, warehouse: Path, *args: str, secret: str | None = None) -> subprocess.CompletedProcess:
+    """Run one command of the checkout at ``root`` against ``warehouse`` (``secret``: the approver's)."""
+    env = {**os.environ, **({"ROSTERFLOW_APPROVER_SECRET": secret} if secret else {}),
+           "PYTHONPATH": str(root), "ROSTERFLOW_WAREHOUSE": str(warehouse),
            "ROSTERFLOW_OUTBOX": str(warehouse.parent / "outbox"), "ROSTERFLOW_UPLOADS": str(warehouse.parent / "uploads")}
     done = subprocess.run([sys.executable, "-m", "rosterflow.cli", *args], cwd=root, env=env, capture_output=True,
                           text=True)
@@ -49,20 +53,31 @@ def rosterflow(root: Path, warehouse: Path, *args: str) -> subprocess.CompletedP
 
 
 def small_warehouse(folder: Path) -> tuple[Path, int, int]:
-    """The sample district's catalog, its registration planned and its migration in review."""
+    """The sample district's catalog and its registration committed, as in `make demo`; then the
+    same registration again, planned and awaiting approval, and the migration waiting for review.
+    Returns the warehouse, the planned batch and the batch in review."""
     district = generate_district(folder / "district", seed=2026)
     warehouse = folder / "warehouse.duckdb"
     rosterflow(ROOT, warehouse, "init")
+    approver = json.loads(rosterflow(ROOT, warehouse, "approver", "add", "Pat Admin", "--json").stdout)
     rosterflow(ROOT, warehouse, "school", "add", *district.schools)
     rosterflow(ROOT, warehouse, "course", "add", *[f"{code}={name}" for code, name in district.courses.items()])
     rosterflow(ROOT, warehouse, "subscription", "set", district.subscription_type, str(district.subscriptions_available))
-    registration = json.loads(rosterflow(ROOT, warehouse, "register", *map(str, district.registration_files), "--term",
-                                         district.registration_term, "--subscription", district.subscription_type,
-                                         "--json").stdout)
+
+    def register(*flags: str) -> int:
+        return json.loads(rosterflow(ROOT, warehouse, "register", *map(str, district.registration_files), "--term",
+                                     district.registration_term, "--subscription", district.subscription_type,
+                                     *flags, "--json").stdout)["batch_id"]
+
+    committed = register()
+    version = json.loads(rosterflow(ROOT, warehouse, "plan", str(committed), "--json").stdout)["summary"]["version"]
+    rosterflow(ROOT, warehouse, "approve", str(committed), "--plan", version, "--approver", "Pat Admin",
+               secret=approver["secret"])
+    planned = register("--new")
     migration = json.loads(rosterflow(ROOT, warehouse, "migrate", *map(str, district.migration_files), "--term",
                                       district.migration_term, "--subscription", district.subscription_type,
                                       "--json").stdout)
-    return warehouse, registration["batch_id"], migration["batch_id"]
+    return warehouse, planned, migration["batch_id"]
 
 
 def timed(root: Path, warehouse: Path, args: list[str]) -> tuple[float, float]:
@@ -99,16 +114,20 @@ def main() -> int:
                        check=True)
     with tempfile.TemporaryDirectory() as folder:
         warehouse, planned, in_review = small_warehouse(Path(folder))
-        commands = {"--help": ["--help"], "batch list": ["batch", "list"],
-                    "review list": ["review", "list", str(in_review)], "plan": ["plan", str(planned)]}
+        item = json.loads(rosterflow(ROOT, warehouse, "review", "list", str(in_review), "--json").stdout)[0]
+        decisions = iter(range(1_000_000))
+        commands = {"--help": lambda: ["--help"], "batch list": lambda: ["batch", "list"],
+                    "review list": lambda: ["review", "list", str(in_review)], "plan": lambda: ["plan", str(planned)],
+                    "review decide": lambda: ["review", "decide", str(in_review), str(item["review_id"]),
+                                              "--action", "unsure", "--reviewer", f"reviewer {next(decisions)}"]}
         runs: dict[Path, dict[str, list[tuple[float, float]]]] = {root: {} for root in roots}
         imports: dict[Path, dict[str, float]] = {root: {} for root in roots}
         for name, args in commands.items():
             for _ in range(options.repeat):
                 for root in roots:
-                    runs[root].setdefault(name, []).append(timed(root, warehouse, args))
+                    runs[root].setdefault(name, []).append(timed(root, warehouse, args()))
             for root in roots:
-                imports[root][name] = import_seconds(root, warehouse, args)
+                imports[root][name] = import_seconds(root, warehouse, args())
     report = {str(root): {name: {"wall_s": round(statistics.median(w for w, _ in times), 3),
                                  "cpu_s": round(statistics.median(c for _, c in times), 3),
                                  "imports_s": round(imports[root][name], 3)}
