@@ -16,10 +16,16 @@ import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
+from tasks.read_limits import ReadLimits
 
-from tasks.spreadsheets import ReadLimits, SheetRead, SpreadsheetError, read_roster_file
+if TYPE_CHECKING:
+    from tasks.spreadsheets import SheetRead, SpreadsheetError
+
+# Importing this module is light (no polars, no parser): a command starts the reader first, and its
+# child starts Python and imports the parser while the command does its own imports. The parsing
+# side is imported where it is used.
 
 
 def _limit_memory(memory_bytes: int):
@@ -87,6 +93,8 @@ def read_roster_files(paths: list[str], sheet: str | None = None, limits: ReadLi
     """Read every file in a limited child process; one result (rows or the error) per path, in order.
 
     ``reader``, when given, is a child started ahead (``start_reader``) that reads the first files."""
+    from tasks.spreadsheets import SpreadsheetError
+
     results: list[SheetRead | SpreadsheetError] = []
     remaining = list(paths)
     started = reader.take(limits) if reader is not None else None
@@ -138,6 +146,10 @@ def _death_reason(stderr: str, returncode: int) -> str:
 
 def _collect(out_dir: Path, files: list[str]) -> list[SheetRead | SpreadsheetError]:
     """The results the child finished, in order, up to the first file it did not finish."""
+    import polars as pl
+
+    from tasks.spreadsheets import SheetRead, SpreadsheetError
+
     done: list[SheetRead | SpreadsheetError] = []
     for index in range(len(files)):
         meta_path = out_dir / f"{index}.json"
@@ -152,6 +164,9 @@ def _collect(out_dir: Path, files: list[str]) -> list[SheetRead | SpreadsheetErr
 
 
 def _child() -> None:
+    # Imported before the request is read: a child started ahead pays for it while it waits.
+    from tasks.spreadsheets import SpreadsheetError, read_roster_file
+
     request = json.loads(sys.stdin.read())
     out_dir = Path(request["out_dir"])
     limits = ReadLimits(**request["limits"])

@@ -10,6 +10,7 @@ needs, and every command pays its imports before it does anything.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from pathlib import Path
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from tasks.ingest import FilesRead
+    from tasks.isolated_read import Reader
     from tasks.validate import Validation
 
 # The stages advance_batch runs, in order; each is recorded on the batch when it finishes.
@@ -90,7 +92,8 @@ def interrupted_batch_of(con: duckdb.DuckDBPyConnection, warehouse_path: str | P
 
 
 def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: str | None,
-                        max_rows: int, progress: Progress | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                        max_rows: int, progress: Progress | None = None,
+                        reader: Reader | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Ingest then validate, each resumable on its own, holding the warehouse only to read the
     catalog and to write the results.
 
@@ -101,7 +104,8 @@ def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: s
     again, without reading the files again). ``progress(rows read, rows)`` is told as the files are read.
 
     The reader's child process is started first: it starts Python and imports the parser while
-    this process opens the warehouse and reads the catalog.
+    this process opens the warehouse and reads the catalog. ``reader``: one the caller started
+    earlier still (a command starts it before its own imports); the caller ends it.
     """
     from tasks.ingest import BatchTooLarge, read_files, store_staged
     from tasks.isolated_read import start_reader
@@ -121,7 +125,7 @@ def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: s
         validated.append(store_validation(con, batch_id, validation))
         return read.result
 
-    with start_reader() as reader:
+    with contextlib.nullcontext(reader) if reader is not None else start_reader() as reader:
         try:
             ingested = batches.run_stage(wh, batch_id, "ingest", reference_data, compute, store,
                                          actions=batches.CATALOG_CHANGES)
@@ -190,7 +194,8 @@ def settled_progress(batch_id: int, batch: dict[str, Any], stale: list[str],
 
 
 def advance_batch(wh: Warehouse, batch_id: int,
-                  progress: Callable[[str], Progress | None] | None = None) -> dict[str, Any]:
+                  progress: Callable[[str], Progress | None] | None = None,
+                  reader: Reader | None = None) -> dict[str, Any]:
     """Run every stage that can run now, from the batch's recorded configuration.
 
     Stops at pending review items or at the approval gate; finished stages are not run again.
@@ -198,6 +203,7 @@ def advance_batch(wh: Warehouse, batch_id: int,
     Each stage holds the warehouse only to read its inputs and to write its results.
     Returns the batch status and each stage's result. ``progress(what)``, when given, returns the
     callback a long stage tells its counts to (``what``: "rows read", "rows matched"), or None.
+    ``reader``: a reader child process started ahead for the files (``tasks.isolated_read``), if any.
     """
     def told(what: str) -> Progress | None:
         return progress(what) if progress is not None else None
@@ -228,7 +234,8 @@ def advance_batch(wh: Warehouse, batch_id: int,
         results["ingest"], results["validate"] = done["ingest"], done["validate"]
     else:
         results["ingest"], results["validate"] = ingest_and_validate(
-            wh, batch_id, config["files"], config.get("sheet"), config.get("max_rows", 1_048_576), told("rows read"))
+            wh, batch_id, config["files"], config.get("sheet"), config.get("max_rows", 1_048_576), told("rows read"),
+            reader)
     if results["ingest"]["file_errors"]:
         with wh.write(batch=batch_id, stage="ingest") as con:
             fail_if_unreadable(con, batch_id, results["ingest"])

@@ -21,6 +21,7 @@ import polars as pl
 import xlrd
 
 from schemas.columns import CANONICAL_COLUMNS, REQUIRED_COLUMNS
+from tasks.read_limits import ReadLimits
 
 HEADER_SEARCH_ROWS = 20
 INVISIBLE_CHARACTERS = dict.fromkeys(map(ord, "\ufeff\u200b\u200c\u200d\u2060\u00ad"), None)
@@ -111,19 +112,6 @@ def detect_format(path: Path) -> str:
         path.name, None, "the file is not an Excel workbook (.xlsx or .xls).",
         "Save it from Excel as .xlsx and upload that file.",
     )
-
-
-@dataclass(frozen=True)
-class ReadLimits:
-    """What a workbook may ask for before rosterflow refuses to parse it."""
-
-    max_file_bytes: int = 256 << 20
-    max_uncompressed_bytes: int = 2 << 30
-    max_compression_ratio: float = 250.0
-    max_columns: int = 200
-    max_rows: int = 1_048_575  # student rows below the header (a sheet reaching Excel's last row is refused)
-    memory_bytes: int = 6 << 30
-    seconds: float = 900.0
 
 
 @dataclass(frozen=True)

@@ -99,3 +99,13 @@ def test_reviewing_to_the_plan_imports_nothing_heavy(review_queue, tmp_path: Pat
     # (whose import took longer than the rest of the command).
     assert loaded_by(tmp_path, *at, "plan", str(batch_id)) & (HEAVY | {"polars", "pyarrow"}) == set()
     assert loaded_by(tmp_path, *at, "plan", str(batch_id), "--json") & (HEAVY | {"polars", "pyarrow"}) == set()
+
+
+def test_the_reader_can_be_started_before_a_commands_own_imports():
+    # `register` and `migrate` start the reader's child process first, so that it imports the parser
+    # while the command imports the rest: the module that starts it must import neither itself.
+    probe = ("import json, sys; import tasks.isolated_read; "
+             "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert set(json.loads(done.stdout)) & (HEAVY | WAREHOUSE | {"pyarrow", "numpy"}) == set()

@@ -17,13 +17,10 @@ from rosterflow.cli.progress import progress_bars
 if TYPE_CHECKING:
     import polars as pl
 
+    from tasks.isolated_read import Reader
+
 
 def _run(args: argparse.Namespace, mode: str) -> int:
-    from flows.config import MigrationConfig, RegistrationConfig
-    from tasks.pipeline import advance_batch, interrupted_batch_of, open_batch
-    from tasks.ingest import BatchTooLarge
-    from tasks.validate import batch_issues
-
     collecting = getattr(args, "collect", False)
     if not args.files and not collecting:
         print("error: name the roster files (or folders), or use --collect to gather uploads first.",
@@ -34,6 +31,21 @@ def _run(args: argparse.Namespace, mode: str) -> int:
         print("error: an empty path names no file; name the roster files or the folder that holds them.",
               file=sys.stderr)
         return 2
+    from tasks.isolated_read import start_reader
+
+    # The reader's child process starts before this command's own imports (the warehouse, the
+    # contracts, the tables): it starts Python and imports the parser meanwhile, on the other core,
+    # and is ready when the files are to be read. A batch that only collects uploads reads nothing.
+    with contextlib.nullcontext() if collecting else start_reader() as reader:
+        return _open_and_advance(args, mode, collecting, reader)
+
+
+def _open_and_advance(args: argparse.Namespace, mode: str, collecting: bool, reader: Reader | None) -> int:
+    from flows.config import MigrationConfig, RegistrationConfig
+    from tasks.pipeline import advance_batch, interrupted_batch_of, open_batch
+    from tasks.ingest import BatchTooLarge
+    from tasks.validate import batch_issues
+
     files = [str(Path(f).resolve()) for f in args.files]
     common = {"files": files, "term": args.term, "subscription_type": args.subscription, "sheet": args.sheet,
               "warehouse_path": str(args.warehouse)}
@@ -63,7 +75,7 @@ def _run(args: argparse.Namespace, mode: str) -> int:
         # The stages hold the warehouse only to read their inputs and to write their results.
         try:
             with progress_bars(args) as bars:
-                result = advance_batch(args.wh, batch_id, bars)
+                result = advance_batch(args.wh, batch_id, bars, reader)
         except BatchTooLarge as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
