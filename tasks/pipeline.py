@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -97,11 +98,15 @@ def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: s
     """Ingest then validate, each resumable on its own, holding the warehouse only to read the
     catalog and to write the results.
 
-    A fresh ingest reads the files and validates their rows with the warehouse closed, then writes
-    the staged rows and the validation in one transaction. That write re-checks that ingest is still
-    not done (another process may have done it meanwhile: its result stands, and validation resumes
-    from it) and that no school or course was added since the catalog was read (else it validates
-    again, without reading the files again). ``progress(rows read, rows)`` is told as the files are read.
+    A fresh ingest reads the files with the warehouse closed and writes the staged rows in one short
+    transaction; meanwhile, on another thread, their validation runs against the catalog read
+    before (polars and DuckDB each let go of the interpreter while they work, so the two share the
+    cores). The validation is then written in a second short transaction. Each write re-checks
+    that its stage is still not done (another process may have done it meanwhile: its result
+    stands) and that no school or course was added since the catalog was read; the validation
+    computed beside the write is used only if the staged rows recorded are the ones this process
+    wrote and the catalog is the one it checked them against, else the batch is validated again
+    from the warehouse. ``progress(rows read, rows)`` is told as the files are read.
 
     The reader's child process is started first: it starts Python and imports the parser while
     this process opens the warehouse and reads the catalog. ``reader``: one the caller started
@@ -109,23 +114,40 @@ def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: s
     """
     from tasks.ingest import BatchTooLarge, read_files, store_staged
     from tasks.isolated_read import start_reader
-    from tasks.validate import check_rows, reference_data, store_validation, validate_batch
+    from tasks.validate import check_rows, load_staged, reference_data, store_validation
 
     files: list[FilesRead] = []
-    validated: list[dict[str, Any]] = []
+    # (the catalog, the validation of the rows read against it), for each time the rows were
+    # computed (again when the catalog changed before the write)
+    beside: list[tuple[tuple[pl.DataFrame, pl.DataFrame], Future[Validation]]] = []
+    # When this process recorded the ingest stage (its finish time as recorded), if it did
+    wrote: list[str] = []
 
-    def compute(catalog: tuple[pl.DataFrame, pl.DataFrame]) -> tuple[FilesRead, Validation]:
+    def compute(catalog: tuple[pl.DataFrame, pl.DataFrame]) -> FilesRead:
         if not files:
             files.append(read_files(batch_id, paths, sheet, max_rows, progress, reader))
-        return files[0], check_rows(batch_id, files[0].staged, *catalog)
+        beside.append((catalog, pool.submit(check_rows, batch_id, files[0].staged, *catalog)))
+        return files[0]
 
-    def store(con: duckdb.DuckDBPyConnection, computed: tuple[FilesRead, Validation]) -> dict[str, Any]:
-        read, validation = computed
-        store_staged(con, batch_id, read)
-        validated.append(store_validation(con, batch_id, validation))
-        return read.result
+    def store(con: duckdb.DuckDBPyConnection, read: FilesRead) -> dict[str, Any]:
+        result = store_staged(con, batch_id, read)
+        wrote.append(batches.stage_finished_at(con, batch_id, "ingest"))
+        return result
 
-    with contextlib.nullcontext(reader) if reader is not None else start_reader() as reader:
+    def load_validation(con: duckdb.DuckDBPyConnection) -> tuple[Any, Future[Validation] | None]:
+        catalog = reference_data(con)
+        if wrote and beside and batches.stage_finished_at(con, batch_id, "ingest") == wrote[-1] \
+                and same_catalog(catalog, beside[-1][0]):
+            return None, beside[-1][1]
+        return load_staged(con, batch_id), None
+
+    def compute_validation(loaded: tuple[Any, Future[Validation] | None]) -> Validation:
+        inputs, computed = loaded
+        return computed.result() if computed is not None else check_rows(batch_id, *inputs)
+
+    with contextlib.ExitStack() as stack:
+        reader = reader if reader is not None else stack.enter_context(start_reader())
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate"))
         try:
             ingested = batches.run_stage(wh, batch_id, "ingest", reference_data, compute, store,
                                          actions=batches.CATALOG_CHANGES)
@@ -134,11 +156,16 @@ def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: s
             with wh.write(batch=batch_id, stage="ingest") as con:
                 mark_failed(con, batch_id, "rosterflow", {"problem": str(error)})
             raise
-    if validated:
-        # This process wrote the validation with the staged rows, in the same transaction: its
-        # result is the one recorded (as recorded: through JSON), without opening the warehouse again.
-        return ingested, json.loads(json.dumps(validated[-1], default=str))
-    return ingested, validate_batch(wh, batch_id)
+        validated = batches.run_stage(wh, batch_id, "validate", load_validation, compute_validation,
+                                      lambda con, validation: store_validation(con, batch_id, validation),
+                                      actions=batches.CATALOG_CHANGES)
+    # As recorded (through JSON), whichever process wrote it.
+    return ingested, json.loads(json.dumps(validated, default=str))
+
+
+def same_catalog(catalog: tuple[pl.DataFrame, pl.DataFrame], other: tuple[pl.DataFrame, pl.DataFrame]) -> bool:
+    """True when two reads of the schools and courses (``validate.reference_data``) hold the same rows."""
+    return all(mine.sort(mine.columns).equals(theirs.sort(theirs.columns)) for mine, theirs in zip(catalog, other))
 
 
 def mark_failed(con: duckdb.DuckDBPyConnection, batch_id: int, actor: str, detail: dict[str, Any]) -> None:

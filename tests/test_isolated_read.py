@@ -58,7 +58,7 @@ def test_a_reader_ended_before_its_files_blames_no_file(tmp_path: Path):
     assert isinstance(read, SheetRead) and read.rows.height == 1
 
 
-def test_ingest_and_validate_returns_the_validation_it_recorded(tmp_path: Path, warehouse_path: Path):
+def test_ingest_and_validate_returns_the_validation_it_recorded(tmp_path: Path, warehouse_path: Path, monkeypatch):
     sheet = write_roster(tmp_path / "roster.xlsx", [roster_row(), roster_row(first="Bo", student_id="1002"),
                                                      roster_row(first="Cy", student_id="1003", school="Unknown")])
     wh = Warehouse(warehouse_path, who="test")
@@ -67,9 +67,17 @@ def test_ingest_and_validate_returns_the_validation_it_recorded(tmp_path: Path, 
         catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "test")
         batch = open_batch(con, "k", "registration", {"files": [str(sheet)], "term": "T", "subscription_type": "S"},
                            "test")
+    # The rows are validated as they were read, beside the write of the staged rows: never read back.
+    import tasks.validate
+
+    def no_reading_back(*args):
+        raise AssertionError("the staged rows were read back to be validated")
+
+    monkeypatch.setattr(tasks.validate, "load_staged", no_reading_back)
     ingested, validated = ingest_and_validate(wh, batch, [str(sheet)], None, 1000)
     with wh.read() as con:
         assert validated == batches.stage_result(con, batch, "validate")
     assert ingested["rows_staged"] == 3 and validated["rows_valid"] == 2, validated
-    # Read and written once: the validation written with the staged rows is not read back.
-    assert [(h.mode, h.stage) for h in wh.holds if h.batch == batch] == [("read", "ingest"), ("write", "ingest")]
+    # Each stage read its inputs (the catalog) and wrote its results once, in short holds.
+    assert [(h.mode, h.stage) for h in wh.holds if h.batch == batch] == [
+        ("read", "ingest"), ("write", "ingest"), ("read", "validate"), ("write", "validate")]

@@ -97,9 +97,35 @@ def test_a_school_added_while_the_files_are_read_is_known_to_validation(warehous
     monkeypatch.setattr(tasks.ingest, "read_files", read_while_a_school_is_added)
     ingest, validated = ingest_and_validate(wh, batch, [str(sheet)], None, 1000)
     assert ingest["rows_staged"] == 2 and validated["rows_valid"] == 2, validated
-    # The files were read once, the catalog twice; each hold was short and none wrote while reading.
+    # The files were read once, the catalog twice before the staged rows were written (the first write
+    # saw the new school and let go); the validation computed beside that write, against the new
+    # catalog, was written after it. Each hold was short and none wrote while reading.
     assert [(h.mode, h.stage) for h in wh.holds if h.batch == batch] == [
-        ("read", "ingest"), ("write", "ingest"), ("read", "ingest"), ("write", "ingest")]
+        ("read", "ingest"), ("write", "ingest"), ("read", "ingest"), ("write", "ingest"),
+        ("read", "validate"), ("write", "validate")]
+
+
+def test_a_school_added_between_the_staged_rows_and_their_validation_is_known_to_it(
+        warehouse_path: Path, tmp_path: Path, monkeypatch):
+    # The rows are validated beside the write of the staged rows, against the catalog read before;
+    # a school added after that write makes that validation stale: it is done again from the warehouse.
+    sheet = write_roster(tmp_path / "roster.xlsx", [roster_row(), roster_row(first="Bo", student_id="1002",
+                                                                            school="Late School")])
+    wh = Warehouse(warehouse_path, who="test")
+    batch = _setup(wh, sheet)
+    run_stage = batches.run_stage
+
+    def school_added_before_validation(wh_, batch_id, stage, *args, **kwargs):
+        if stage == "validate":
+            with Warehouse(warehouse_path, who="other").write() as con:
+                catalog.add_schools(con, ["Late School"], "other")
+        return run_stage(wh_, batch_id, stage, *args, **kwargs)
+
+    monkeypatch.setattr(batches, "run_stage", school_added_before_validation)
+    ingest, validated = ingest_and_validate(wh, batch, [str(sheet)], None, 1000)
+    assert ingest["rows_staged"] == 2 and validated["rows_valid"] == 2, validated
+    with wh.read() as con:
+        assert con.execute("SELECT count(*) FROM valid_rows WHERE batch_id = ?", [batch]).fetchone()[0] == 2
 
 
 def _large_roster(path: Path, rows: int) -> Path:

@@ -104,6 +104,14 @@ def stage_result(con: duckdb.DuckDBPyConnection, batch_id: int, stage: str) -> d
     return json.loads(row[0]) if row else None
 
 
+def stage_finished_at(con: duckdb.DuckDBPyConnection, batch_id: int, stage: str) -> str | None:
+    """When a stage was recorded finished (as text), or None if it has not finished."""
+    row = first_row(con.execute(
+        "SELECT CAST(finished_at AS VARCHAR) FROM batch_stages WHERE batch_id = ? AND stage = ?", [batch_id, stage]
+    ))
+    return row[0] if row else None
+
+
 def record_stage(
     con: duckdb.DuckDBPyConnection, batch_id: int, stage: str, result: dict[str, Any]
 ) -> None:
