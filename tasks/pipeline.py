@@ -275,6 +275,10 @@ def advance_batch(wh: Warehouse, batch_id: int,
 
         results["match"] = match_batch(wh, batch_id, MatchConfig(**config.get("match", {})), told("rows matched"))
     results["review"] = done["review"] if "review" in done else close_review(wh, batch_id)
+    if results["review"]["pending"] and "match" in done and not stale:
+        # Nothing ran and nothing was written since the batch was read above (a review decision
+        # leaving items pending, say): its status is the one read then, without opening it again.
+        return {"batch_id": batch_id, "status": batch["status"], **results}
     if not results["review"]["pending"]:
         if "plan" in done:
             results["plan"] = done["plan"]

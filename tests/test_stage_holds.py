@@ -202,3 +202,28 @@ def test_other_commands_run_while_a_large_migration_is_read_validated_and_matche
     code, out, err = run_cli("--warehouse", str(alone), *migrate)
     _no_traceback(code, err)
     assert _stage_results(warehouse, batch) == _stage_results(alone, json.loads(out)["batch_id"])
+
+
+def test_a_batch_still_waiting_for_review_is_read_twice_and_not_written(tmp_path: Path):
+    # What `rosterflow review decide` does after a decision that leaves items pending: where the batch
+    # stands is read once, the review's counts once; nothing runs, nothing is written, and the status
+    # read first is the answer (opening the warehouse costs about 0.04 s each time).
+    from tasks.pipeline import advance_batch
+    from tests.batch_helpers import add_catalog, approve_and_commit, start
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    add_catalog(warehouse, ["ABC High School"], {"ALGE1": "Algebra 1"}, "K12", 100)
+    year1 = [roster_row(first="Mia", last="Clark", student_id="3", dob="2014-03-09"),
+             roster_row(first="Owen", last="Price", student_id="4", dob="2012-07-21")]
+    approve_and_commit(warehouse, start(warehouse, "registration", [write_roster(tmp_path / "y1.xlsx", year1)],
+                                        "Fall 2025", "K12")["batch_id"])
+    year2 = [roster_row(first="Mya", last="Clark", student_id=None, dob=None),
+             roster_row(first="Owan", last="Price", student_id=None, dob=None)]
+    batch = start(warehouse, "migration", [write_roster(tmp_path / "y2.xlsx", year2)], "Fall 2026", "K12")["batch_id"]
+    wh = Warehouse(warehouse, who="test")
+    progress = advance_batch(wh, batch)
+    assert progress["review"]["pending"] == 2
+    with wh.read() as con:
+        assert progress["status"] == batches.get_batch(con, batch)["status"]
+    assert [(h.mode, h.stage) for h in wh.holds][:2] == [("read", "advance"), ("read", "review")]
+    assert len(wh.holds) == 3  # the two above and the check of the status just made
