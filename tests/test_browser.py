@@ -179,6 +179,27 @@ def form_description(dialog):
     return dialog.locator(".p-modal__body > article.markdown-renderer").first
 
 
+def submit_run(page, base: str, log: Path) -> list:
+    """Submit the deployment's run form; the runs created, found through the API (the UI's "View run"
+    notice does not always come on a busy machine). Now and then Prefect's server, on SQLite,
+    refuses to create the run ("Oops. Something went wrong." in the UI, no run made): when no run
+    exists after a while, submit again, as a person would."""
+    for attempt in range(3):
+        button = page.get_by_role("button", name="Submit")
+        if attempt == 0:
+            button.click()
+        else:
+            # The notice of the refusal may sit over the button: a click event of its own, which no
+            # notice catches.
+            button.dispatch_event("click")
+        try:
+            return _wait("the run created", lambda: _api(base, "/flow_runs/filter", {}), 30, log)
+        except AssertionError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def submit(dialog) -> None:
     """Submit the form and wait for its dialog to close. Now and then Prefect's server, on SQLite,
     refuses the resume ("database is locked" in its log, "Oops. Something went wrong." in the UI)
@@ -245,10 +266,7 @@ def test_a_registration_from_the_run_form_reviewed_refused_and_approved_in_the_b
             form_field(form, "Subscription type").fill(district.subscription_type)
             assert "Warehouse" not in page.inner_text("body") and "Auto Link Probability" not in page.inner_text("body")
             page.screenshot(path=SCREENSHOTS / "1-run-form.png", full_page=True)
-            page.get_by_role("button", name="Submit").click()
-            # The run's page, found through the API: the UI's "View run" notice does not always come on a
-            # busy machine (an "Oops" notice instead, the run created all the same).
-            runs = _wait("the run created", lambda: _api(base, "/flow_runs/filter", {}), 60, log)
+            runs = submit_run(page, base, log)
             assert len(runs) == 1  # one submission, one run
             run_id = runs[0]["id"]
             seen: set = set()
