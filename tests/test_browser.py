@@ -179,48 +179,41 @@ def form_description(dialog):
     return dialog.locator(".p-modal__body > article.markdown-renderer").first
 
 
-def submit_run(page, base: str, log: Path) -> list:
-    """Submit the deployment's run form; the runs created, found through the API (the UI's "View run"
-    notice does not always come on a busy machine). Now and then Prefect's server, on SQLite,
-    refuses to create the run ("Oops. Something went wrong." in the UI, no run made): when no run
-    exists after a while, submit again, as a person would."""
-    for attempt in range(3):
-        button = page.get_by_role("button", name="Submit")
-        if attempt == 0:
-            button.click()
-        else:
-            # The notice of the refusal may sit over the button: a click event of its own, which no
-            # notice catches.
-            button.dispatch_event("click")
-        try:
-            return _wait("the run created", lambda: _api(base, "/flow_runs/filter", {}), 30, log)
-        except AssertionError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
-
-
-def submit(dialog) -> None:
-    """Submit the form and wait for its dialog to close. Now and then Prefect's server, on SQLite,
-    refuses the resume ("database is locked" in its log, "Oops. Something went wrong." in the UI)
-    and the dialog stays open with nothing resumed: submit again, as a person would."""
+def press_submit(scope, accepted, what: str):
+    """Press ``scope``'s Submit button until ``accepted()`` returns something (it raises
+    ``AssertionError`` or Playwright's timeout while the submission is not taken), at most 3 times;
+    what it returned. Now and then Prefect's server, on SQLite, refuses a submission ("database is
+    locked" in its log, "Oops. Something went wrong." in the UI) and nothing is done: submit again,
+    as a person would."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     for attempt in range(3):
-        button = dialog.get_by_role("button", name="Submit")
+        button = scope.get_by_role("button", name="Submit")
         if attempt == 0:
             button.click()
         else:
-            # The "Oops" notice of the refused resume sits over the form's buttons (its own close
-            # button is not always clickable while it animates), and a click there lands on the
-            # notice: the button is pressed with a click event of its own, which no notice catches.
+            # The "Oops" notice of the refusal sits over the form's buttons (its own close button is
+            # not always clickable while it animates), and a click there lands on the notice: the
+            # button is pressed with a click event of its own, which no notice catches.
             button.dispatch_event("click")
         try:
-            dialog.wait_for(state="hidden", timeout=20_000)
-            return
-        except PlaywrightTimeout:
+            return accepted()
+        except (AssertionError, PlaywrightTimeout):
             continue
-    raise AssertionError("the form was not accepted after 3 submissions: " + dialog.inner_text())
+    raise AssertionError(f"{what} after 3 submissions")
+
+
+def submit_run(page, base: str, log: Path) -> list:
+    """Submit the deployment's run form; the runs created, found through the API (the UI's "View run"
+    notice does not always come on a busy machine)."""
+    return press_submit(page, lambda: _wait("the run created", lambda: _api(base, "/flow_runs/filter", {}), 30, log),
+                        "no run was created")
+
+
+def submit(dialog) -> None:
+    """Submit the form and wait for its dialog to close (the run resumed)."""
+    press_submit(dialog, lambda: dialog.wait_for(state="hidden", timeout=20_000) or True,
+                 "the form was not accepted")
 
 
 def _suspended_again(base: str, run_id: str, seen: set):
