@@ -356,15 +356,28 @@ def side(frame: pl.DataFrame | pl.LazyFrame, key: str, suffix: str, context: boo
     )
 
 
-def pair_levels(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, swaps: bool = True,
-                context: bool = False) -> pl.DataFrame:
-    """``pairs`` (row_no, student_key) with every field's level (``swaps``: try swapped names).
-    Only the rows and students in ``pairs`` are turned into pair sides (see ``side``)."""
+def pair_sides(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame,
+               context: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The pair sides (see ``side``) of the rows and the students in ``pairs``, and of no others."""
     # Lazily: the semi-joins then copy only the columns a side takes, not the wide frames.
     rows = incoming.lazy().join(pairs.lazy().select("row_no").unique(), on="row_no", how="semi")
     students = existing.lazy().join(pairs.lazy().select("student_key").unique(), on="student_key", how="semi")
     rows, students = pl.collect_all([side(rows, "row_no", "_in", context), side(students, "student_key", "_ex", context)])
-    joined = pairs.select("row_no", "student_key").join(rows, on="row_no").join(students, on="student_key")
+    return rows, students
+
+
+def pair_levels(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, swaps: bool = True,
+                context: bool = False, sides: tuple[pl.DataFrame, pl.DataFrame] | None = None) -> pl.DataFrame:
+    """``pairs`` (row_no, student_key) with every field's level (``swaps``: try swapped names), in
+    no particular order. ``sides``: ``pair_sides`` of these pairs or more, made once for pairs
+    levelled in slices."""
+    rows, students = sides if sides is not None else pair_sides(pairs, incoming, existing, context)
+    # A lazy join, which the streaming engine runs on every core: gathering the sides' text and
+    # lists for a million pairs in order takes three times as long. Its result comes in pieces,
+    # made one (a copy of a few hundredths of a second) before the many steps below, which take
+    # half again as long on pieces.
+    joined = (pairs.lazy().select("row_no", "student_key").join(rows.lazy(), on="row_no")
+              .join(students.lazy(), on="student_key").collect().rechunk())
     return with_levels(joined, swaps)
 
 
@@ -400,8 +413,14 @@ def with_row_probability(weighted: pl.DataFrame, evidence: Evidence) -> pl.DataF
     with_top = weighted.with_columns(_top=pl.col("match_bits").max().over("row_no"))
     scaled = with_top.with_columns(_scaled=pl.lit(2.0) ** (pl.col("match_bits") - pl.col("_top")))
     none_scaled = (1.0 - evidence.match_share) * (pl.lit(2.0) ** (-pl.col("_top")))
-    return scaled.with_columns(_sum=pl.col("_scaled").sum().over("row_no")).with_columns(
-        probability=pl.col("_scaled") / (pl.col("_sum") + none_scaled)).drop("_top", "_scaled", "_sum")
+    # Summed in the order of the students, whatever the pairs' order: a sum of floating-point
+    # numbers depends on its order in its last digits, and the same input must give the same
+    # probabilities, to the last digit, on every run.
+    sums = (scaled.select("row_no", "student_key", "_scaled").sort("row_no", "student_key")
+            .group_by("row_no", maintain_order=True).agg(pl.col("_scaled").sum()))
+    return scaled.with_columns(
+        probability=pl.col("_scaled") / (pl.col("row_no").replace_strict(sums["row_no"], sums["_scaled"])
+                                         + none_scaled)).drop("_top", "_scaled")
 
 
 def explain_expr() -> pl.Expr:

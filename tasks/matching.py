@@ -38,6 +38,7 @@ from tasks.evidence import (
     jaro_winkler,
     osa_distance,
     pair_levels,
+    pair_sides,
     train,
     with_row_probability,
     with_weights,
@@ -440,10 +441,16 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
         pairs.append(_block_join(dated_in, right.filter(pl.col("dob_ex").is_null()), ["block"]))
     if not pairs:
         return pl.DataFrame(schema={"row_no": pl.Int64, "student_key": pl.Int64})
-    found = pl.concat(pairs).collect()
     # A pair met in several passes is one pair (its dates are the row's and the student's): made
-    # distinct first, the birth dates of far fewer pairs are compared below.
-    found = distinct_pairs(found)
+    # distinct first, the birth dates of far fewer pairs are compared below. Made distinct inside
+    # the plan, on the packed pair, the many pairs met twice are never gathered into one frame; then
+    # sorted, so that the same input always gives the pairs in the same order.
+    if packable(incoming["row_no"], existing["student_key"]):
+        found = (pl.concat(pairs).select(code=pair_code(), dob_in="dob_in", dob_ex="dob_ex")
+                 .unique("code", keep="any").sort("code").collect()
+                 .select(*pair_of("code"), "dob_in", "dob_ex"))
+    else:
+        found = distinct_pairs(pl.concat(pairs).collect())
     if drop_definite_no:
         # Filtered once the joins are done: inside the lazy plan the filter would be pushed into
         # every join, and planning that large expression forty times costs more than the joins.
@@ -451,18 +458,33 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
     return found.select("row_no", "student_key")
 
 
+# Keys that fit in 31 bits each are packed into one integer (``pair_code``), which polars groups
+# and makes distinct several times faster than the two columns.
+PAIR_BITS = 31
+
+
+def packable(rows: pl.Series, students: pl.Series) -> bool:
+    """True when every row number of ``rows`` and student key of ``students`` fits in ``PAIR_BITS`` bits."""
+    return all(keys.is_empty() or (keys.min() >= 0 and keys.max() < 2**PAIR_BITS) for keys in (rows, students))
+
+
+def pair_code() -> pl.Expr:
+    """One integer for a (row_no, student_key) pair (see ``packable``); ``pair_of`` reads it back."""
+    return pl.col("row_no").cast(pl.Int64) * 2**PAIR_BITS + pl.col("student_key").cast(pl.Int64)
+
+
+def pair_of(code: str) -> list[pl.Expr]:
+    """``row_no, student_key`` from a ``pair_code`` column."""
+    return [(pl.col(code) // 2**PAIR_BITS).alias("row_no"), (pl.col(code) % 2**PAIR_BITS).alias("student_key")]
+
+
 def distinct_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
-    """``pairs`` with one row per (row_no, student_key), the first of each. Keys that fit in 31 bits
-    each are packed into one integer, which polars makes distinct several times faster than the
-    two columns."""
+    """``pairs`` with one row per (row_no, student_key), the first of each."""
     if pairs.height == 0:
         return pairs
-    low, high = pairs.select(low=pl.min_horizontal(pl.col("row_no").min(), pl.col("student_key").min()),
-                             high=pl.max_horizontal(pl.col("row_no").max(), pl.col("student_key").max())).row(0)
-    if low < 0 or high >= 2**31:
+    if not packable(pairs["row_no"], pairs["student_key"]):
         return pairs.unique(["row_no", "student_key"], keep="first", maintain_order=True)
-    return pairs.filter((pl.col("row_no").cast(pl.Int64) * 2**31 + pl.col("student_key").cast(pl.Int64))
-                        .is_first_distinct())
+    return pairs.filter(pair_code().is_first_distinct())
 
 
 def _block_join(left: pl.LazyFrame, right: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
@@ -602,14 +624,14 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
     review) of rows with any hit, the hit candidates, and the rows carrying an identifier value that
     two or more registered students share (``row_no``).
     """
-    pairs, shared = _id_hit_pairs(incoming, existing, config)
+    pairs, shared, id_sets = _id_hit_pairs(incoming, existing, config)
     shared_rows = shared.select("row_no").unique()
     if pairs.height == 0:
         return pl.DataFrame(schema=DECISION_SCHEMA), pl.DataFrame(schema=CANDIDATE_SCHEMA), shared_rows
     # Most rows are hit by one student whose folded names and birth date are the row's own, with
     # no identifier differing: confirmed beyond doubt, they skip the comparison ladder below.
-    quick = _plainly_confirmed(pairs, incoming, existing)
-    pairs = pairs.join(quick, on="row_no", how="anti")
+    quick = _plainly_confirmed(pairs, incoming, existing, id_sets)
+    pairs = pairs.join(quick, on="row_no", how="anti").join(id_sets.select("hit_set", "levels"), on="hit_set")
     quick_decisions = quick.select(
         "row_no", decision=pl.lit("matched"), student_key="student_key", rule="rule", score=pl.lit(100.0),
         explanation="agreement")
@@ -626,10 +648,10 @@ def _id_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfi
 
 
 def _id_hit_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig
-                  ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The pairs an identifier hits (``row_no, student_key, levels, rule, rank``: the identifiers
-    that hit it, the most trusted first) and the rows whose identifier value two or more
-    registered students share (``row_no, level_rank, level``)."""
+                  ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The pairs an identifier hits (``row_no, student_key, hit_set, rule, rank``: the set of
+    identifiers that hit it and the most trusted of them), the rows whose identifier value two or
+    more registered students share (``row_no, level_rank, level``) and the sets (``_id_sets``)."""
     order = {c: i for i, c in enumerate(config.id_levels)}
     # One lazy plan: each side's IDs are filtered and joined without copying the wide frames.
     hits = [
@@ -640,18 +662,31 @@ def _id_hit_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchC
     ]
     hits = pl.concat(hits).collect()
     names = {i: c for c, i in order.items()}
-    # One identifier value held by two existing students is a data problem a person must see.
-    shared = (hits.group_by("row_no", "level_rank").agg(pl.len().alias("holders")).filter(pl.col("holders") > 1)
-              .select("row_no", "level_rank", level=pl.col("level_rank").replace_strict(names, return_dtype=pl.String)))
     # Grouped on integers: the identifiers that hit a pair are summed as one number, a digit per
     # identifier in base ``len + 1`` (so it counts them even in a configuration listing one twice),
     # and the few distinct sets are named once instead of a list made for every pair.
     base = len(config.id_levels) + 1
-    pairs = hits.group_by("row_no", "student_key").agg(hit_set=pl.col("level_rank").replace_strict(
-        {rank: base**rank for rank in names}, return_dtype=pl.Int64).sum())
-    pairs = pairs.join(_id_sets(pairs["hit_set"].unique().to_list(), base, names), on="hit_set").select(
-        "row_no", "student_key", "levels", "rule", "rank")
-    return pairs, shared
+    weight = pl.col("level_rank").replace_strict({rank: base**rank for rank in names}, return_dtype=pl.Int64)
+    # One identifier value held by two existing students is a data problem a person must see:
+    # a row hit twice through one identifier.
+    if packable(hits["row_no"], hits["student_key"]):
+        # Grouped on one packed integer, several times faster than on two columns at a million rows.
+        holders = (hits.lazy().group_by(code=pl.col("row_no") * 256 + pl.col("level_rank")).agg(pl.len().alias("holders"))
+                   .select(row_no=pl.col("code") // 256, level_rank=(pl.col("code") % 256).cast(pl.Int8),
+                           holders="holders"))
+        per_pair = (hits.lazy().group_by(code=pair_code()).agg(hit_set=weight.sum())
+                    .select(*pair_of("code"), "hit_set"))
+    else:
+        holders = hits.lazy().group_by("row_no", "level_rank").agg(pl.len().alias("holders"))
+        per_pair = hits.lazy().group_by("row_no", "student_key").agg(hit_set=weight.sum())
+    shared, pairs = pl.collect_all([
+        holders.filter(pl.col("holders") > 1).select(
+            "row_no", "level_rank", level=pl.col("level_rank").replace_strict(names, return_dtype=pl.String)),
+        per_pair])
+    id_sets = _id_sets(pairs["hit_set"].unique().to_list(), base, names)
+    pairs = pairs.join(id_sets.select("hit_set", "rule", "rank"), on="hit_set").select(
+        "row_no", "student_key", "hit_set", "rule", "rank")
+    return pairs, shared, id_sets
 
 
 def _compared_id_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig,
@@ -746,22 +781,25 @@ def _id_sets(hit_sets: list[int], base: int, names: dict[int, str]) -> pl.DataFr
                                 "rank": pl.Int8})
 
 
-def _plainly_confirmed(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
-    """The identifier hits (``row_no, student_key, levels, rule``) of rows hit by one student only,
-    whose folded first and last names and birth date equal the row's and no identifier both carry
-    differs; with the words ``_agreement_expr`` gives such a pair."""
-    single = pairs.filter(pl.len().over("row_no") == 1)
-    mine = incoming.select("row_no", first_in="first_key", last_in="last_key", dob_in="date_of_birth",
-                           **{f"{c}_in": c for c in ID_COLUMNS})
-    theirs = existing.select("student_key", first_ex="first_key", last_ex="last_key", dob_ex="date_of_birth",
-                             **{f"{c}_ex": c for c in ID_COLUMNS})
+def _plainly_confirmed(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFrame,
+                       id_sets: pl.DataFrame) -> pl.DataFrame:
+    """The identifier hits (``row_no, student_key, hit_set, rule``) of rows hit by one student
+    only, whose folded first and last names and birth date equal the row's and no identifier both
+    carry differs; with the words ``_agreement_expr`` gives such a pair."""
+    mine = incoming.lazy().select("row_no", first_in="first_key", last_in="last_key", dob_in="date_of_birth",
+                                  **{f"{c}_in": c for c in ID_COLUMNS})
+    theirs = existing.lazy().select("student_key", first_ex="first_key", last_ex="last_key", dob_ex="date_of_birth",
+                                    **{f"{c}_ex": c for c in ID_COLUMNS})
     same = ((pl.col("first_in") == pl.col("first_ex")) & (pl.col("last_in") == pl.col("last_ex"))
             & (pl.col("first_in") != "") & (pl.col("last_in") != "") & (pl.col("dob_in") == pl.col("dob_ex"))
             & ~pl.any_horizontal([(pl.col(f"{c}_in") != pl.col(f"{c}_ex")).fill_null(False) for c in ID_COLUMNS]))
-    return (single.join(mine, on="row_no").join(theirs, on="student_key").filter(same.fill_null(False))
-            .select("row_no", "student_key", "rule",
-                    agreement=pl.format("{} equal; first equal, last equal; date of birth exact",
-                                        pl.col("levels").list.join(", "))))
+    # The words depend on the identifiers alone: made once per set of them, not for every pair.
+    words = id_sets.lazy().select("hit_set", agreement=pl.format(
+        "{} equal; first equal, last equal; date of birth exact", pl.col("levels").list.join(", ")))
+    # Lazily, so that only the compared columns are gathered for the pairs.
+    return (pairs.lazy().filter(pl.len().over("row_no") == 1).join(mine, on="row_no").join(theirs, on="student_key")
+            .filter(same.fill_null(False)).select("row_no", "student_key", "hit_set", "rule")
+            .join(words, on="hit_set").collect())
 
 
 PAIRS_PER_SLICE = 500_000
@@ -778,9 +816,10 @@ def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
     ``keep``, or a namesake's.
     """
     # In slices, so that a large district's pairs never hold every side column at once.
-    levelled = pl.concat([pair_levels(chunk, incoming, existing, context=True)
+    sides = pair_sides(pairs, incoming, existing, context=True)
+    levelled = pl.concat([pair_levels(chunk, incoming, existing, context=True, sides=sides)
                           for chunk in pairs.iter_slices(PAIRS_PER_SLICE)]
-                         or [pair_levels(pairs, incoming, existing, context=True)])
+                         or [pair_levels(pairs, incoming, existing, context=True, sides=sides)])
     ruled_out = pl.col("date_of_birth") == "different"
     if keep is not None and keep.height:
         kept = keep.select("row_no", "student_key", keep_pair=pl.lit(True))

@@ -531,3 +531,26 @@ def test_ids_that_lost_their_leading_zeros_in_the_whole_sheet_decide_as_the_ids_
     assert [(got[i]["decision"], got[i]["student_key"], got[i]["rule"]) for i in (1, 2)] == [
         (in_full[i]["decision"], in_full[i]["student_key"], in_full[i]["rule"]) for i in (1, 2)]
     assert [(got[i]["decision"], got[i]["student_key"]) for i in (1, 2)] == [("matched", 41), ("matched", 42)]
+
+
+def test_keys_too_large_to_pack_into_one_integer_decide_as_small_ones():
+    # Pairs are grouped and made distinct on one packed integer when both keys fit in 31 bits;
+    # larger keys (or negative ones) take the slower way, which must decide the same.
+    rows = [{"first_name": "Bob", "last_name": "Nguyen", "student_id": "A1"},
+            {"first_name": "Ana", "last_name": "Silva", "date_of_birth": dt.date(2013, 1, 2)},
+            {"first_name": "Jsoe", "last_name": "Peña", "date_of_birth": dt.date(2011, 7, 8)},
+            {"first_name": "Mia", "last_name": "Clarke", "date_of_birth": dt.date(2014, 3, 9), "ssid": "S9"},
+            {"first_name": "Zed", "last_name": "Quill", "student_id": "A1", "date_of_birth": dt.date(2001, 12, 30)}]
+    incoming = people("row_no", [{"row_no": i + 1, **row} for i, row in enumerate(rows)])
+    shift = 2**40
+    small = match_rows(incoming, EXISTING)
+    large = match_rows(incoming.with_columns(pl.col("row_no") + shift),
+                       EXISTING.with_columns(pl.col("student_key") + shift))
+    back = large.with_columns(
+        pl.col("row_no") - shift, pl.col("student_key") - shift,
+        pl.col("candidates").list.eval(pl.struct(pl.element().struct.field("student_key") - shift,
+                                                 pl.element().struct.field("score"),
+                                                 pl.element().struct.field("agreement"))))
+    # (explanations name the keys)
+    assert back.drop("explanation").equals(small.drop("explanation"))
+    assert {"matched", "review"} <= set(small["decision"])
