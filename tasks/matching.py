@@ -1283,10 +1283,11 @@ def _weighed_candidates(incoming: pl.DataFrame, existing: pl.DataFrame, config: 
 
 
 def _first_decisions(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig, ids: IdentifierLevel,
-                     scored: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+                     scored: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, list[pl.DataFrame]]:
     """Every row's first decision, the identifiers' and the evidence's together, with one student
     for one person; returns the evidence's decisions, the candidates they were made from, all the
-    decisions and every row's candidates in order."""
+    decisions and every row's candidates in order (in parts, one after the other: the
+    identifiers' of the rows they linked, the evidence's)."""
     # Rows whose identifiers disagree with their names or with each other are weighed like the
     # rest (an SSID equal outweighs a student ID mistyped); only an ID value that two registered
     # students share stays a question whatever the evidence.
@@ -1305,11 +1306,10 @@ def _first_decisions(incoming: pl.DataFrame, existing: pl.DataFrame, config: Mat
     decisions = pl.concat([id_decisions, fuzzy]).with_columns(
         contested=pl.col("row_no").is_in(ids.conflict_rows.implode()))
     # Rows linked by an ID keep its hits as candidates: if another person's row claims the same
-    # student, the row goes to review with them.
-    candidates = pl.concat([
-        ids.candidates.join(ids.matched.select("row_no"), on="row_no"),
-        scored.select("row_no", "student_key", "score", "agreement"),
-    ]).with_row_index("order").with_columns(pl.col("order").cast(pl.Int64))
+    # student, the row goes to review with them. Lazily: only the rows left in review at the end
+    # are ever shown theirs (see ``_without_taken_students``).
+    candidates = [ids.candidates.filter(pl.col("row_no").is_in(ids.matched["row_no"].implode())),
+                  scored.select("row_no", "student_key", "score", "agreement")]
 
     # One student, one person: a student claimed by rows of two people sends those rows to review.
     # Rows of one person (one row per class) may share a student.
@@ -1323,34 +1323,50 @@ def person_frame(incoming: pl.DataFrame) -> pl.DataFrame:
 
 def _without_taken_students(incoming: pl.DataFrame, existing: pl.DataFrame, twin_groups: pl.DataFrame,
                             config: MatchConfig, evidence: Evidence, fuzzy: pl.DataFrame, fuzzy_ranked: pl.DataFrame,
-                            decisions: pl.DataFrame, candidates: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+                            decisions: pl.DataFrame, candidates: list[pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """A candidate already linked to another person's row cannot be this row's student: drop it,
     and decide again the fuzzy rows whose doubt came from such a candidate. Returns the decisions
-    and the candidates left, in the order a reviewer sees them.
+    and the candidates of the rows left in review, in the order a reviewer sees them.
 
     "Another person" needs evidence (a differing identifier or birth date): a second row of the
     same child, say without the student ID, keeps its candidate and stays a question rather than a
     duplicate."""
     person_of = person_frame(incoming)
-    linked = decisions.filter(pl.col("decision") == "matched").join(person_of, on="row_no")
+    linked = decisions.filter(pl.col("decision") == "matched").select("row_no", "student_key").join(
+        person_of, on="row_no")
     in_review = decisions.filter(pl.col("decision") == "review").select("row_no")
-    candidates = candidates.join(_taken_by_others(candidates.join(in_review, on="row_no"), linked, person_of),
-                                 on=["row_no", "student_key"], how="anti")
+    final = _redecided(existing, twin_groups, config, evidence, fuzzy, fuzzy_ranked, decisions, linked, in_review,
+                       person_of)
+    # Only the candidates of rows left in review are ever shown (most rows are linked), each row's
+    # in the order they were given (``order``).
+    review_rows = final.filter(pl.col("decision") == "review")["row_no"].implode()
+    shown = (pl.concat([part.filter(pl.col("row_no").is_in(review_rows)) for part in candidates])
+             .with_row_index("order").with_columns(pl.col("order").cast(pl.Int64)))
+    shown = shown.join(_taken_by_others(shown.join(in_review, on="row_no"), linked, person_of),
+                       on=["row_no", "student_key"], how="anti")
     # Without that evidence a student linked elsewhere stays a candidate, after the free ones: a
     # reviewer looking for a namesake sees the likelier students first.
-    linked_elsewhere = (candidates.join(person_of.select("row_no", "person_key"), on="row_no")
+    linked_elsewhere = (shown.join(person_of.select("row_no", "person_key"), on="row_no")
                         .join(linked.select("student_key", pl.col("person_key").alias("taker")), on="student_key")
                         .filter(pl.col("taker") != pl.col("person_key")).select("row_no", "student_key").unique()
                         .with_columns(linked_elsewhere=pl.lit(True)))
-    candidates = (candidates.join(linked_elsewhere, on=["row_no", "student_key"], how="left")
-                  .with_columns(order=pl.col("order") + pl.col("linked_elsewhere").fill_null(False).cast(pl.Int64)
-                                * candidates.height)
-                  .drop("linked_elsewhere"))
+    shown = (shown.join(linked_elsewhere, on=["row_no", "student_key"], how="left")
+             .with_columns(order=pl.col("order") + pl.col("linked_elsewhere").fill_null(False).cast(pl.Int64)
+                           * (shown.height + 1))
+             .drop("linked_elsewhere"))
+    return final, shown
+
+
+def _redecided(existing: pl.DataFrame, twin_groups: pl.DataFrame, config: MatchConfig, evidence: Evidence,
+               fuzzy: pl.DataFrame, fuzzy_ranked: pl.DataFrame, decisions: pl.DataFrame, linked: pl.DataFrame,
+               in_review: pl.DataFrame, person_of: pl.DataFrame) -> pl.DataFrame:
+    """The decisions once the fuzzy rows in doubt are decided again without the students linked
+    to other people's rows (``linked``), one student for one person."""
     redo_rows = (fuzzy.filter(pl.col("decision") == "review").select("row_no")
                  .join(in_review, on="row_no")
                  .join(_claim_rows(decisions), on="row_no", how="anti"))
     if redo_rows.height == 0:
-        return decisions, candidates
+        return decisions
     redo_ranked = fuzzy_ranked.join(redo_rows, on="row_no")
     redo_ranked = redo_ranked.join(_taken_by_others(redo_ranked, linked, person_of),
                                    on=["row_no", "student_key"], how="anti")
@@ -1369,7 +1385,7 @@ def _without_taken_students(incoming: pl.DataFrame, existing: pl.DataFrame, twin
                              explanation=pl.lit("every candidate is linked to another person's row"),
                              contested=pl.lit(False)),
     ])
-    return _resolve_claims(decisions, person_of), candidates
+    return _resolve_claims(decisions, person_of)
 
 
 def _decided_rows(incoming: pl.DataFrame, config: MatchConfig, decisions: pl.DataFrame,
@@ -1394,9 +1410,13 @@ def _decided_rows(incoming: pl.DataFrame, config: MatchConfig, decisions: pl.Dat
         .sort("row_no", "order").group_by("row_no", maintain_order=True)
         .agg(pl.struct("student_key", "score", "agreement").head(config.max_candidates).alias("candidates"))
     )
+    # One decision per row (the later one, should a row have two): counting the rows is far
+    # cheaper than making a million of them distinct when, as nearly always, they are.
+    if decisions["row_no"].n_unique() < decisions.height:
+        decisions = decisions.unique("row_no", keep="last")
     result = (
         incoming.select("row_no")
-        .join(decisions.unique("row_no", keep="last"), on="row_no", how="left", maintain_order="left")
+        .join(decisions, on="row_no", how="left", maintain_order="left")
         .join(review_lists, on="row_no", how="left", maintain_order="left")
         .with_columns(
             decision=pl.col("decision").fill_null("new"),
