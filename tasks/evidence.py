@@ -261,7 +261,7 @@ def with_levels(pairs: pl.DataFrame, swaps: bool = True) -> pl.DataFrame:
     )
 
 
-def _on_some(frame: pl.DataFrame, where: pl.Expr, flag: pl.Expr) -> pl.Series:
+def on_some(frame: pl.DataFrame, where: pl.Expr, flag: pl.Expr) -> pl.Series:
     """``flag`` for the pairs ``where`` selects, false elsewhere: what costs a string distance or a
     list intersection is computed only where it can be true."""
     out = np.zeros(frame.height, dtype=bool)
@@ -273,6 +273,15 @@ def _on_some(frame: pl.DataFrame, where: pl.Expr, flag: pl.Expr) -> pl.Series:
     return pl.Series(out)
 
 
+def other_nickname(frame: pl.DataFrame) -> pl.Series:
+    """``first_in`` and ``first_ex`` are two different names of one nickname (Bob and Robert,
+    from their ``nick_in`` and ``nick_ex`` keys). Two different names share a nickname only if one
+    of them has one: only those pairs intersect their keys."""
+    nicknamed = ((pl.col("first_in") != pl.col("first_ex"))
+                 & ((pl.col("nick_in").list.len() > 1) | (pl.col("nick_ex").list.len() > 1)))
+    return on_some(frame, nicknamed, pl.col("nick_in").list.set_intersection(pl.col("nick_ex")).list.len() > 0)
+
+
 def _one_keystroke(frame: pl.DataFrame, a: str, b: str, jw: str) -> pl.Series:
     """OSA distance at most 1. One keystroke keeps the lengths within one, and keeps Jaro-Winkler
     at 0.55 or more once both names have three letters (the worst case, two neighbours swapped
@@ -280,15 +289,15 @@ def _one_keystroke(frame: pl.DataFrame, a: str, b: str, jw: str) -> pl.Series:
     only such pairs are measured."""
     length_a, length_b = pl.col(a).str.len_chars().cast(pl.Int32), pl.col(b).str.len_chars().cast(pl.Int32)
     possible = ((length_a - length_b).abs() <= 1) & ((pl.col(jw) >= 0.55) | (pl.min_horizontal(length_a, length_b) <= 3))
-    return _on_some(frame, possible, osa_distance(a, b) <= 1)
+    return on_some(frame, possible, osa_distance(a, b) <= 1)
 
 
-def _shares_word(frame: pl.DataFrame, a: str, b: str) -> pl.Series:
+def shares_word(frame: pl.DataFrame, a: str, b: str) -> pl.Series:
     """The two names share a word (one part of a double name); only names with a space can
     share a word without being equal."""
     spaced = pl.col(a).str.contains(" ", literal=True) | pl.col(b).str.contains(" ", literal=True)
     words = pl.col(a).str.split(" ").list.set_intersection(pl.col(b).str.split(" ")).list.len() > 0
-    return _on_some(frame, spaced & (pl.col(a) != "") & (pl.col(b) != ""), words)
+    return on_some(frame, spaced & (pl.col(a) != "") & (pl.col(b) != ""), words)
 
 
 def _differing_levels(differing: pl.DataFrame, swaps: bool) -> pl.DataFrame:
@@ -298,13 +307,10 @@ def _differing_levels(differing: pl.DataFrame, swaps: bool) -> pl.DataFrame:
     if swaps:
         readings["swap_first"] = ("first_in", "last_ex")
     frame = differing.with_columns([jaro_winkler(a, b).alias(f"{name}_jw") for name, (a, b) in readings.items()])
-    # Two different names share a nickname only if one of them has one.
-    nicknamed = ((pl.col("first_in") != pl.col("first_ex"))
-                 & ((pl.col("nick_in").list.len() > 1) | (pl.col("nick_ex").list.len() > 1)))
     frame = frame.with_columns(
-        _nickname=_on_some(frame, nicknamed, pl.col("nick_in").list.set_intersection(pl.col("nick_ex")).list.len() > 0),
-        _first_part=_shares_word(frame, "first_in", "first_ex"),
-        _last_part=_shares_word(frame, "last_in", "last_ex"),
+        _nickname=other_nickname(frame),
+        _first_part=shares_word(frame, "first_in", "first_ex"),
+        _last_part=shares_word(frame, "last_in", "last_ex"),
         **{f"_{name}_key": _one_keystroke(frame, a, b, f"{name}_jw") for name, (a, b) in readings.items()},
     )
     one_edit = {name: pl.when(pl.col(f"_{name}_key")).then(0).otherwise(2) for name in readings}

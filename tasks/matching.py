@@ -37,8 +37,10 @@ from tasks.evidence import (
     explain_expr,
     jaro_winkler,
     osa_distance,
+    other_nickname,
     pair_levels,
     pair_sides,
+    shares_word,
     train,
     with_row_probability,
     with_weights,
@@ -503,29 +505,31 @@ def compare_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.Data
     dates of birth differ beyond a typo (a definite no) are dropped before any name is compared.
     The identifier level decides on these; fuzzy candidates are weighed by ``score_pairs``.
     """
-    dated = (pairs.join(incoming.select("row_no", pl.col("date_of_birth").alias("dob_in")), on="row_no")
-             .join(existing.select("student_key", pl.col("date_of_birth").alias("dob_ex")), on="student_key"))
-    dated = dated.with_columns(dob=dob_agreements(dated["dob_in"], dated["dob_ex"]))
-    if drop_definite_no:
-        dated = dated.filter(pl.col("dob") != "different")
-    inc = incoming.select(
-        "row_no", pl.col("first_key").alias("first_in"), pl.col("last_key").alias("last_in"),
-        pl.col("name_tokens").alias("tokens_in"),
+    inc = incoming.lazy().select(
+        "row_no", pl.col("date_of_birth").alias("dob_in"), pl.col("first_key").alias("first_in"),
+        pl.col("last_key").alias("last_in"), pl.col("name_tokens").alias("tokens_in"),
         pl.col("school_id").alias("school_in"), *[pl.col(c).alias(f"{c}_in") for c in ID_COLUMNS],
+        nick_in="nick_keys",
     )
-    ex = existing.select(
-        "student_key", pl.col("first_key").alias("first_ex"), pl.col("last_key").alias("last_ex"),
-        pl.col("name_tokens").alias("tokens_ex"),
+    ex = existing.lazy().select(
+        "student_key", pl.col("date_of_birth").alias("dob_ex"), pl.col("first_key").alias("first_ex"),
+        pl.col("last_key").alias("last_ex"), pl.col("name_tokens").alias("tokens_ex"),
         pl.col("school_id").alias("school_ex"), pl.col("twin_group"), *[pl.col(c).alias(f"{c}_ex") for c in ID_COLUMNS],
+        nick_ex="nick_keys",
     )
-    joined = dated.join(inc, on="row_no").join(ex, on="student_key")
+    # One lazy join, which the streaming engine runs on every core (see ``pair_levels``); the
+    # pairs come in no particular order.
+    joined = (pairs.lazy().select("row_no", "student_key").join(inc, on="row_no").join(ex, on="student_key")
+              .collect().rechunk())
+    joined = joined.with_columns(dob=dob_agreements(joined["dob_in"], joined["dob_ex"]))
+    if drop_definite_no:
+        joined = joined.filter(pl.col("dob") != "different")
     same = (pl.col("first_in") == pl.col("first_ex")) & (pl.col("last_in") == pl.col("last_ex"))
     # Most pairs (every identifier hit, nearly) carry the very same name: only the others need
     # string distances and nickname keys, which are the costly part.
-    differing = (joined.filter(~same).join(incoming.select("row_no", nick_in="nick_keys"), on="row_no")
-                 .join(existing.select("student_key", nick_ex="nick_keys"), on="student_key"))
+    differing = joined.filter(~same)
     compared = pl.concat([
-        _identical_names(joined.filter(same)),
+        _identical_names(joined.filter(same).drop("nick_in", "nick_ex")),
         _differing_names(differing),
     ], how="diagonal")
     compared = compared.with_columns(
@@ -565,12 +569,15 @@ def _differing_names(joined: pl.DataFrame) -> pl.DataFrame:
         swap_last_jw=jaro_winkler("last_in", "first_ex") * 100,
         last_slips=osa_distance("last_in", "last_ex"),
     )
-    first_nick = pl.col("nick_in").list.set_intersection(pl.col("nick_ex")).list.len() > 0
-    # One name of a double first name ("Isaac" for "Isaac Bryan": a middle name written or not).
-    first_part = (pl.col("first_in") != "") & (pl.col("first_in").str.split(" ").list.set_intersection(
-        pl.col("first_ex").str.split(" ")).list.len() > 0)
-    last_part = (pl.col("last_in") != "") & (pl.col("last_in").str.split(" ").list.set_intersection(
-        pl.col("last_ex").str.split(" ")).list.len() > 0)
+    # Lists are intersected only for the pairs where that can tell something (see ``on_some``).
+    joined = joined.with_columns(first_nick=other_nickname(joined),
+                                 first_words=shares_word(joined, "first_in", "first_ex"),
+                                 last_words=shares_word(joined, "last_in", "last_ex"))
+    first_nick = pl.col("first_nick")
+    # One name of a double first name ("Isaac" for "Isaac Bryan": a middle name written or not),
+    # or the very name.
+    first_part = ((pl.col("first_in") == pl.col("first_ex")) & (pl.col("first_in") != "")) | pl.col("first_words")
+    last_part = ((pl.col("last_in") == pl.col("last_ex")) & (pl.col("last_in") != "")) | pl.col("last_words")
     compared = joined.with_columns(
         first_part=first_part,
         first_level=pl.when((pl.col("first_in") == "") | (pl.col("first_ex") == "")).then(pl.lit("missing"))
@@ -592,7 +599,8 @@ def _differing_names(joined: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(
         name_score=pl.when(pl.col("swapped")).then(pl.col("swap_score") - 2).otherwise(pl.col("straight")),
     )
-    return compared.drop("swap_first_jw", "swap_last_jw", "last_slips", "straight", "swap_score")
+    return compared.drop("swap_first_jw", "swap_last_jw", "last_slips", "straight", "swap_score", "first_nick",
+                         "first_words", "last_words")
 
 
 def _agreement_expr(prefix: pl.Expr | None = None) -> pl.Expr:
@@ -671,14 +679,18 @@ def _id_hit_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchC
     # a row hit twice through one identifier.
     if packable(hits["row_no"], hits["student_key"]):
         # Grouped on one packed integer, several times faster than on two columns at a million rows.
-        holders = (hits.lazy().group_by(code=pl.col("row_no") * 256 + pl.col("level_rank")).agg(pl.len().alias("holders"))
+        # (Each weight is worked out before grouping: inside the aggregation it is worked out
+        # group by group, three times slower.)
+        holders = (hits.lazy().select(code=pl.col("row_no") * 256 + pl.col("level_rank")).group_by("code")
+                   .agg(pl.len().alias("holders"))
                    .select(row_no=pl.col("code") // 256, level_rank=(pl.col("code") % 256).cast(pl.Int8),
                            holders="holders"))
-        per_pair = (hits.lazy().group_by(code=pair_code()).agg(hit_set=weight.sum())
-                    .select(*pair_of("code"), "hit_set"))
+        per_pair = (hits.lazy().select(code=pair_code(), weight=weight).group_by("code")
+                    .agg(hit_set=pl.col("weight").sum()).select(*pair_of("code"), "hit_set"))
     else:
         holders = hits.lazy().group_by("row_no", "level_rank").agg(pl.len().alias("holders"))
-        per_pair = hits.lazy().group_by("row_no", "student_key").agg(hit_set=weight.sum())
+        per_pair = (hits.lazy().with_columns(weight=weight).group_by("row_no", "student_key")
+                    .agg(hit_set=pl.col("weight").sum()))
     shared, pairs = pl.collect_all([
         holders.filter(pl.col("holders") > 1).select(
             "row_no", "level_rank", level=pl.col("level_rank").replace_strict(names, return_dtype=pl.String)),
@@ -1214,9 +1226,11 @@ def with_twin_groups(existing: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     twin_groups = (existing.lazy().filter(pl.col("date_of_birth").is_not_null() & (pl.col("last_key") != ""))
                    .group_by("last_key", "date_of_birth").agg(pl.len().alias("twin_size"))
                    .filter(pl.col("twin_size") > 1).collect().with_row_index("twin_group"))
-    existing = existing.join(twin_groups.select("last_key", "date_of_birth", "twin_group"),
-                             on=["last_key", "date_of_birth"], how="left")
-    return existing, twin_groups
+    # Joined on the two keys alone, the group then set beside the wide frame (not copied by a join).
+    group = existing.select("last_key", "date_of_birth").join(
+        twin_groups.select("last_key", "date_of_birth", "twin_group"), on=["last_key", "date_of_birth"], how="left",
+        maintain_order="left")["twin_group"]
+    return existing.with_columns(group), twin_groups
 
 
 @dataclass
