@@ -281,7 +281,8 @@ TYPO_KEYS = ("year_month", "year_day", "month_day", "year_month_day_set", "digit
 
 
 # Passes whose blocks are a name and a form of the other name (a few records each): joined on the
-# block alone, the definite-no rule filtering after, which is cheaper than the typo-key joins.
+# block alone, the pairs sharing no typo key dropped as they are made (``_typo_like_join``), which
+# is cheaper than a join on each typo key.
 NARROW_PASSES = frozenset({
     "name_tokens", "nickname_last", "last_first_deletes", "first_last_deletes", "swapped_last_first_deletes",
     "swapped_first_last_deletes",
@@ -382,9 +383,10 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
     dated_keys = ("date_of_birth", "birth_year", "dob_if_no_first", "dob_if_no_last", "dob_day_month_swapped")
 
     def by_typo_keys(name: str) -> bool:
+        """The pass compares birth dates by the typo keys (a pass of its own without the date)."""
         keys = BLOCKING_RULES[name]
         keys = keys[0] if isinstance(keys, tuple) else keys
-        return drop_definite_no and name not in NARROW_PASSES and not any(k in keys for k in dated_keys)
+        return drop_definite_no and not any(k in keys for k in dated_keys)
 
     if any(by_typo_keys(name) for name in passes):
         incoming, existing = with_typo_keys(incoming), with_typo_keys(existing)
@@ -417,6 +419,9 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
                  .join(left.select("block").unique(), on="block", how="semi"))
         if not carry:
             pairs.append(_block_join(left, right, ["block"]))
+            continue
+        if name in NARROW_PASSES:
+            pairs.append(_typo_like_join(left, right))
             continue
         dated_in, dated_ex = left.filter(pl.col("dob_in").is_not_null()), right.filter(pl.col("dob_ex").is_not_null())
         for typo_key in TYPO_KEYS:
@@ -469,6 +474,18 @@ def distinct_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     if not packable(pairs["row_no"], pairs["student_key"]):
         return pairs.unique(["row_no", "student_key"], keep="first", maintain_order=True)
     return pairs.filter(pair_code().is_first_distinct())
+
+
+def _typo_like_join(left: pl.LazyFrame, right: pl.LazyFrame) -> pl.LazyFrame:
+    """The pairs of a narrow pass (joined on the block alone) whose birth dates share a typo key
+    or are missing: every typo-like pair does (see ``TYPO_KEYS``), and most pairs met on a name
+    alone, namesakes born years apart, are left out where they are made instead of being gathered
+    and compared digit by digit."""
+    joined = left.select("row_no", "dob_in", "block", *TYPO_KEYS).join(
+        right.select("student_key", "dob_ex", "block", *[pl.col(k).alias(f"{k}_ex") for k in TYPO_KEYS]), on="block")
+    return joined.filter(pl.col("dob_in").is_null() | pl.col("dob_ex").is_null()
+                         | pl.any_horizontal([pl.col(k) == pl.col(f"{k}_ex") for k in TYPO_KEYS])).select(
+        "row_no", "student_key", "dob_in", "dob_ex")
 
 
 def _block_join(left: pl.LazyFrame, right: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
