@@ -200,15 +200,23 @@ def deletion_forms(names: pl.Series) -> pl.DataFrame:
     return pl.concat([distinct.with_columns(form=pl.col("name")), dropped]).filter(pl.col("form") != "").unique()
 
 
-def person_key_expr() -> pl.Expr:
-    """Who a row is within one batch: its first identifier, else folded name and date of birth."""
-    return pl.coalesce(
+def with_person_key(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (from ``prepare``) with ``person_key``: who a row is within one batch, its first
+    identifier, else folded name and date of birth."""
+    frame = frame.with_columns(person_key=pl.coalesce(
         pl.concat_str(pl.lit("id:"), pl.col("student_id")),
         pl.concat_str(pl.lit("ssid:"), pl.col("ssid")),
         pl.concat_str(pl.lit("other:"), pl.col("other_id")),
-        pl.concat_str(pl.lit("name:"), pl.col("first_key"), pl.lit("|"), pl.col("last_key"), pl.lit("|"),
-                      pl.col("date_of_birth").cast(pl.String).fill_null("")),
-    )
+    ))
+    # The name and birth date are written out for the rows without any identifier only (few in
+    # a district's export; a date written as text for a million rows takes a tenth of a second).
+    anonymous = np.flatnonzero(frame["person_key"].is_null().to_numpy())
+    if len(anonymous) == 0:
+        return frame
+    names = frame[anonymous].select(pl.concat_str(
+        pl.lit("name:"), pl.col("first_key"), pl.lit("|"), pl.col("last_key"), pl.lit("|"),
+        pl.col("date_of_birth").cast(pl.String).fill_null(""))).to_series()
+    return frame.with_columns(frame["person_key"].scatter(anonymous, names))
 
 
 # Each rule lists the keys two records must share to be compared, or (incoming keys, registered
@@ -1155,12 +1163,8 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
         # The two sides are prepared side by side, and the evidence is trained while the
         # identifier level and the blocking run: polars releases the interpreter while it works,
         # and each of these is many small steps that one core alone would run one after another.
-        # The sheet's IDs as written stay beside the compared ones, for the explanations.
-        incoming = incoming.with_columns([pl.col(c).cast(pl.String).alias(f"{c}_as_written") for c in ID_COLUMNS])
-        prepared = [pool.submit(prepare, frame.with_columns([comparable_id(c) for c in ID_COLUMNS]))
-                    for frame in (incoming, existing)]
+        prepared = [pool.submit(_prepared_rows, incoming), pool.submit(_prepared_students, existing)]
         incoming, existing = (future.result() for future in prepared)
-        incoming = incoming.with_columns(person_key=person_key_expr())
         # When every row carries an ID a registered student has, the identifiers will most likely
         # decide every row (a yearly migration of the SIS's own export) and the evidence is trained
         # only if a row is left to weigh; that is found out beside the identifier level (at a
@@ -1168,6 +1172,18 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
         training = pool.submit(_trained_unless_identified, incoming, existing, config)
         evidence = functools.cache(lambda: _trained(training.result(), incoming, existing, config))
         return _match_prepared(incoming, existing, config, evidence, progress)
+
+
+def _prepared_rows(incoming: pl.DataFrame) -> pl.DataFrame:
+    """The batch's rows as the matcher compares them (``prepare``, comparable IDs, ``person_key``);
+    the sheet's IDs as written stay beside the compared ones, for the explanations."""
+    incoming = incoming.with_columns([pl.col(c).cast(pl.String).alias(f"{c}_as_written") for c in ID_COLUMNS])
+    return with_person_key(prepare(incoming.with_columns([comparable_id(c) for c in ID_COLUMNS])))
+
+
+def _prepared_students(existing: pl.DataFrame) -> pl.DataFrame:
+    """The registered students as the matcher compares them (``prepare``, comparable IDs)."""
+    return prepare(existing.with_columns([comparable_id(c) for c in ID_COLUMNS]))
 
 
 def _trained(trained: Evidence | None, incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig) -> Evidence:
@@ -1189,7 +1205,10 @@ def comparable_id(column: str) -> pl.Expr:
     do not exist: an ID joined as written would find nobody, and the row's own student, its birth
     date mistyped, would be ruled out and the row taken as new."""
     value = pl.col(column).cast(pl.String)
-    return pl.when(value.str.contains(r"^[0-9]+$")).then(value.str.replace(r"^0+([0-9])", "${1}")).otherwise(value)
+    # (Stripping the zeros is three times faster than a regular expression replacing them.)
+    stripped = value.str.strip_chars_start("0")
+    return (pl.when(value.str.contains(r"^[0-9]+$"))
+            .then(pl.when(stripped == "").then(pl.lit("0")).otherwise(stripped)).otherwise(value).alias(column))
 
 
 def every_row_has_a_registered_id(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig) -> bool:
