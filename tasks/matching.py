@@ -480,6 +480,15 @@ def pair_of(code: str) -> list[pl.Expr]:
     return [(pl.col(code) // 2**PAIR_BITS).alias("row_no"), (pl.col(code) % 2**PAIR_BITS).alias("student_key")]
 
 
+def marked_pairs(frame: pl.DataFrame, pairs: pl.DataFrame, name: str) -> pl.DataFrame:
+    """``frame`` with ``name``: true for its (row_no, student_key) pairs that are among ``pairs``."""
+    if packable(frame["row_no"], frame["student_key"]) and packable(pairs["row_no"], pairs["student_key"]):
+        # One packed integer looked up, instead of a join on two columns.
+        return frame.with_columns(pair_code().is_in(pairs.select(pair_code()).to_series().implode()).alias(name))
+    wanted = pairs.select(pl.struct("row_no", "student_key")).to_series().implode()
+    return frame.with_columns(pl.struct("row_no", "student_key").is_in(wanted).alias(name))
+
+
 def distinct_pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     """``pairs`` with one row per (row_no, student_key), the first of each."""
     if pairs.height == 0:
@@ -844,13 +853,10 @@ def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
     levelled = pl.concat([pair_levels(chunk, incoming, existing, context=True, sides=sides)
                           for chunk in pairs.iter_slices(PAIRS_PER_SLICE)]
                          or [pair_levels(pairs, incoming, existing, context=True, sides=sides)])
-    ruled_out = pl.col("date_of_birth") == "different"
-    if keep is not None and keep.height:
-        kept = keep.select("row_no", "student_key", keep_pair=pl.lit(True))
-        levelled = levelled.join(kept, on=["row_no", "student_key"], how="left").filter(
-            ~ruled_out | pl.col("keep_pair").fill_null(False)).drop("keep_pair")
-    else:
-        levelled = levelled.filter(~ruled_out)
+    # Which pairs are in ``keep``, marked once (``_hit``) for the two filters below.
+    levelled = (marked_pairs(levelled, keep, "_hit") if keep is not None and keep.height
+                else levelled.with_columns(_hit=pl.lit(False)))
+    levelled = levelled.filter((pl.col("date_of_birth") != "different") | pl.col("_hit"))
     # A row that carries one twin's exact name is not the other twin with a typo: the typo would
     # have had to land on the sibling's very name. Such a sibling's first name counts as different.
     given = given_name(pl.col("first_name"), pl.col("last_name"))
@@ -871,13 +877,9 @@ def score_pairs(pairs: pl.DataFrame, incoming: pl.DataFrame, existing: pl.DataFr
     if shown_from is not None:
         # The pairs a person may see: probable enough, an identifier's hit, or a namesake (most
         # pairs are none of these, and the guards below need not be worked out for them).
-        kept = pl.col("probability") >= shown_from
-        if keep is not None and keep.height:
-            scored = scored.join(keep.select("row_no", "student_key", _hit=pl.lit(True)),
-                                 on=["row_no", "student_key"], how="left")
-            kept = kept | pl.col("_hit").fill_null(False)
-        scored = scored.filter(kept | (pl.col("namesake") & pl.col("exact_name"))).drop("_hit", strict=False)
-    return scored.with_columns(
+        scored = scored.filter((pl.col("probability") >= shown_from) | pl.col("_hit")
+                               | (pl.col("namesake") & pl.col("exact_name")))
+    return scored.drop("_hit").with_columns(
         same_school=(pl.col("school_in") == pl.col("school_ex")).fill_null(False),
         # An identifier both carry that differs beyond two slips, with no other identifier equal:
         # a different child's, or a wrong one, and either way not for a machine to overrule.
