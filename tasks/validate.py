@@ -189,7 +189,13 @@ def clean_rows(staged: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         columns[column] = values
     raw_issues = pl.concat(found, how="vertical") if found else pl.DataFrame(schema=_ISSUE_SCHEMA)
 
-    grade = pl.col("grade").str.to_uppercase().str.replace(r"^(GRADE )?0*(\d+)$", "$2")
+    # "Grade 05", "007" and "7" are grade 7: an optional "GRADE " and leading zeros dropped from
+    # a number (without a regular expression capturing groups, which took half a second at 1M rows).
+    upper = pl.col("grade").str.to_uppercase()
+    number = upper.str.strip_prefix("GRADE ")
+    unpadded = number.str.strip_chars_start("0")
+    grade = pl.when(number.str.contains(r"^\d+$")).then(
+        pl.when(unpadded == "").then(pl.lit("0")).otherwise(unpadded)).otherwise(upper)
     dob = pl.col("date_of_birth")
     frame = staged.with_columns(
         *[pl.col(c).alias(f"raw_{c}") for c in TEXT_COLUMNS],

@@ -205,3 +205,19 @@ def test_ids_that_simply_vary_in_length_are_not_flagged(validated):
     ids = ["7", "85", "912", "1044", "2051", "30112", "40200", "512", "66", "70001"]
     _, issues, _ = validated([roster_row(first=f"S{i}", student_id=value) for i, value in enumerate(ids)])
     assert issues.filter(pl.col("column") == "student_id").is_empty(), issues.to_dicts()
+
+
+def test_grades_written_as_people_write_them_are_read_as_one_grade():
+    # Leading zeros, "Grade 7" and "KG" are one grade each; anything else stays as written, for
+    # the contract to report.
+    from tasks.validate import clean_rows
+
+    written = ["07", "Grade 5", "GRADE 05", "007", "00", "kg", "Kindergarten", "pk", "12", "Grade K", "5a"]
+    staged = pl.DataFrame({"row_no": range(len(written)), "file_name": "f.xlsx",
+                           **{c: ["x"] * len(written) for c in ("school", "teacher_first", "teacher_last",
+                                                                  "teacher_email", "class_period", "course_code",
+                                                                  "student_first", "student_last", "student_id",
+                                                                  "ssid", "other_id", "date_of_birth")},
+                           "grade": written})
+    cleaned, _ = clean_rows(staged)
+    assert cleaned["grade"].to_list() == ["7", "5", "5", "7", "0", "K", "K", "PK", "12", "GRADE K", "5A"]
