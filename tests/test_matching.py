@@ -554,3 +554,10 @@ def test_keys_too_large_to_pack_into_one_integer_decide_as_small_ones():
     # (explanations name the keys)
     assert back.drop("explanation").equals(small.drop("explanation"))
     assert {"matched", "review"} <= set(small["decision"])
+
+
+def test_identifiers_pointing_to_two_students_are_named_in_the_question():
+    got = decide([{"first_name": "Zed", "last_name": "Quill", "student_id": "A1", "ssid": "S9",
+                   "date_of_birth": dt.date(2001, 12, 30)}])[1]
+    assert got["decision"] == "review"
+    assert got["explanation"] == "ssid and student_id point to 2 different existing students"
