@@ -561,3 +561,17 @@ def test_identifiers_pointing_to_two_students_are_named_in_the_question():
                    "date_of_birth": dt.date(2001, 12, 30)}])[1]
     assert got["decision"] == "review"
     assert got["explanation"] == "ssid and student_id point to 2 different existing students"
+
+
+def test_every_row_has_a_registered_id_only_when_each_row_carries_one():
+    from tasks.matching import every_row_has_a_registered_id
+
+    config = MatchConfig()
+    identified = people("row_no", [{"row_no": 1, "first_name": "Bob", "last_name": "Nguyen", "student_id": "A1"},
+                                   {"row_no": 2, "first_name": "Mia", "last_name": "Clark", "student_id": "Z9",
+                                    "ssid": "S9"}])
+    assert every_row_has_a_registered_id(identified, EXISTING, config)
+    stranger = people("row_no", [{"row_no": 3, "first_name": "Zed", "last_name": "Quill", "student_id": "A2"}])
+    assert not every_row_has_a_registered_id(pl.concat([identified, stranger]), EXISTING, config)
+    nameless = people("row_no", [{"row_no": 4, "first_name": "Ann", "last_name": "Lee"}])
+    assert not every_row_has_a_registered_id(pl.concat([identified, nameless]), EXISTING, config)
