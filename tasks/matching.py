@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -1177,7 +1177,10 @@ def match_rows(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConf
         # only if a row is left to weigh; that is found out beside the identifier level (at a
         # million rows it takes most of a second).
         training = pool.submit(_trained_unless_identified, incoming, existing, config)
-        evidence = functools.cache(lambda: _trained(training.result(), incoming, existing, config))
+        # Asked for when a row is left to weigh, before the blocking: then trained beside it if
+        # that was not done yet (every row carried a registered ID, and some row is a question
+        # after all, say an ID two students share: it took 0.7 s more at a million rows).
+        evidence = functools.cache(lambda: pool.submit(lambda: _trained(training.result(), incoming, existing, config)))
         return _match_prepared(incoming, existing, config, evidence, progress)
 
 
@@ -1234,8 +1237,9 @@ def every_row_has_a_registered_id(incoming: pl.DataFrame, existing: pl.DataFrame
 
 
 def _match_prepared(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig,
-                    evidence_of: Callable[[], Evidence], progress: Progress | None = None) -> pl.DataFrame:
-    """``match_rows`` on prepared frames, ``evidence_of()`` giving the district's trained evidence."""
+                    evidence_of: Callable[[], Future[Evidence]], progress: Progress | None = None) -> pl.DataFrame:
+    """``match_rows`` on prepared frames, ``evidence_of()`` giving the district's trained evidence
+    (as it is being trained)."""
     existing, twin_groups = with_twin_groups(existing)
     # Registered twins plainly on rows of their own: not who another row could be.
     twins_on_rows = twins_on_other_rows(incoming, existing)
@@ -1297,7 +1301,7 @@ def _identifier_level(incoming: pl.DataFrame, existing: pl.DataFrame, config: Ma
 
 
 def _weighed_candidates(incoming: pl.DataFrame, existing: pl.DataFrame, config: MatchConfig, ids: IdentifierLevel,
-                        evidence_of: Callable[[], Evidence], twins_on_rows: pl.DataFrame
+                        evidence_of: Callable[[], Future[Evidence]], twins_on_rows: pl.DataFrame
                         ) -> tuple[pl.DataFrame, Evidence]:
     """The candidates of the rows the identifiers did not link, best first, with their evidence in
     words and the guards the batch lifts (``relax_guards``); and the evidence they were weighed by.
@@ -1308,10 +1312,12 @@ def _weighed_candidates(incoming: pl.DataFrame, existing: pl.DataFrame, config: 
     ID points to, each with its probability."""
     remaining = incoming.join(ids.matched.select("row_no"), on="row_no", how="anti")
     if remaining.height:
+        # The district's own evidence: u from random pairs, m and the share of known students by
+        # EM, trained beside the blocking.
+        training = evidence_of()
         pairs = distinct_pairs(pl.concat([
             candidate_pairs(remaining, existing, config.passes_for(existing.height), drop_definite_no=True), ids.hits]))
-        # The district's own evidence: u from random pairs, m and the share of known students by EM.
-        evidence = evidence_of()
+        evidence = training.result()
     else:
         # Every row is linked by an identifier: no row is left to block or weigh (on a large
         # district, blocking and training took longer than the identifiers), so the steps below
