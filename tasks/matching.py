@@ -1032,30 +1032,36 @@ def _guard_context(flagged: pl.DataFrame, scored: pl.DataFrame, incoming: pl.Dat
         "student_key", "twin_group", last_ex="last_key", dob_ex="date_of_birth", name_ex="name_tokens",
         first_ex="first_key", school="school_id").collect()
     flagged_rows = people.join(flagged.select("row_no").unique(), on="row_no", how="semi")
+    firsts = flagged_rows.select("first_key").unique().drop_nulls()
+    names = students.select(name_tokens="name_ex").unique()
+    # Each of these reads the whole batch or district for a few keys: lazily, all at once, the
+    # streaming engine shares the scans among the cores.
+    people_lazy, existing_lazy = people.lazy(), existing.lazy()
     # Who may claim a student: every person whose row has it as a candidate shown, or an ID hit.
-    claims = pl.concat([scored.select("row_no", "student_key"), id_candidates.select("row_no", "student_key"),
-                        id_decisions.filter(pl.col("decision") == "matched").select("row_no", "student_key")]
-                       ).join(students.select("student_key"), on="student_key", how="semi").unique().join(
-        people.select("row_no", "person_key"), on="row_no")
+    claims = pl.concat([scored.lazy().select("row_no", "student_key"), id_candidates.lazy().select("row_no", "student_key"),
+                        id_decisions.lazy().filter(pl.col("decision") == "matched").select("row_no", "student_key")]
+                       ).join(students.lazy().select("student_key"), on="student_key", how="semi").unique().join(
+        people_lazy.select("row_no", "person_key"), on="row_no")
     claimants = claims.group_by("student_key").agg(pl.col("person_key").unique().alias("claimants"))
-    families = (people.filter(pl.col("dob_in").is_not_null() & (pl.col("last_key") != ""))
-                .join(students.select(last_key="last_ex", dob_in="dob_ex").unique(), on=["last_key", "dob_in"],
+    families = (people_lazy.filter(pl.col("dob_in").is_not_null() & (pl.col("last_key") != ""))
+                .join(students.lazy().select(last_key="last_ex", dob_in="dob_ex").unique(), on=["last_key", "dob_in"],
                       how="semi")
                 .group_by(pl.col("last_key").alias("last_ex"), pl.col("dob_in").alias("dob_ex"))
                 .agg(pl.col("person_key").unique().alias("family")))
-    names = students.select(name_tokens="name_ex").unique()
-    batch_names = (people.filter(pl.col("name_tokens") != "").join(names, on="name_tokens", how="semi")
+    batch_names = (people_lazy.filter(pl.col("name_tokens") != "").join(names.lazy(), on="name_tokens", how="semi")
                    .group_by(pl.col("name_tokens").alias("name_ex"))
                    .agg(pl.col("person_key").unique().alias("namesakes")))
-    registered_names = (existing.select("name_tokens").join(names, on="name_tokens", how="semi")
+    registered_names = (existing_lazy.select("name_tokens").join(names.lazy(), on="name_tokens", how="semi")
                         .group_by(pl.col("name_tokens").alias("name_ex")).agg(pl.len().alias("registered")))
-    schools = incoming["school_id"].drop_nulls().unique().implode()
     # Names the district or the nickname table knows (the batch's other people are checked below).
-    firsts = flagged_rows.select("first_key").unique().drop_nulls()
-    known = set(existing.select("first_key").join(firsts, on="first_key", how="semi")["first_key"].to_list())
-    known_firsts = [f for f in firsts["first_key"].to_list() if f in known or len(nickname_keys(f)) > 1]
-    first_holders = (people.filter(pl.col("first_key") != "").join(firsts, on="first_key", how="semi")
+    known = existing_lazy.select("first_key").join(firsts.lazy(), on="first_key", how="semi").unique()
+    first_holders = (people_lazy.filter(pl.col("first_key") != "").join(firsts.lazy(), on="first_key", how="semi")
                      .group_by("first_key").agg(pl.col("person_key").n_unique().alias("first_holders")))
+    claimants, families, batch_names, registered_names, known, first_holders = pl.collect_all(
+        [claimants, families, batch_names, registered_names, known, first_holders])
+    schools = incoming["school_id"].drop_nulls().unique().implode()
+    known = set(known["first_key"].to_list())
+    known_firsts = [f for f in firsts["first_key"].to_list() if f in known or len(nickname_keys(f)) > 1]
 
     context = (flagged.join(people, on="row_no").join(students, on="student_key")
                .join(claimants, on="student_key", how="left").join(families, on=["last_ex", "dob_ex"], how="left")
