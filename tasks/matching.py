@@ -926,10 +926,11 @@ def twins_on_other_rows(incoming: pl.DataFrame, existing: pl.DataFrame) -> pl.Da
     if members.height == 0:
         return pl.DataFrame(schema={"twin_group": pl.UInt32, "twin_key": pl.Int64, "person_key": pl.String})
     rows = incoming.lazy().filter((pl.col("first_key") != "") & (pl.col("last_key") != "")).select(
-        "person_key", "first_key", "last_key", "date_of_birth", *ID_COLUMNS).collect()
+        "person_key", "first_key", "last_key", "date_of_birth", *ID_COLUMNS)
     differing = pl.any_horizontal([(pl.col(c) != pl.col(f"{c}_ex")).fill_null(False) for c in ID_COLUMNS])
-    return (rows.join(members, on=["first_key", "last_key", "date_of_birth"]).filter(~differing)
-            .select("twin_group", "twin_key", "person_key").unique())
+    # One lazy plan: the batch's rows are joined as they are read (a million rows at a migration).
+    return (rows.join(members.lazy(), on=["first_key", "last_key", "date_of_birth"]).filter(~differing)
+            .select("twin_group", "twin_key", "person_key").unique().collect())
 
 
 def with_twins_accounted(pairs: pl.DataFrame, on_rows: pl.DataFrame, incoming: pl.DataFrame,
