@@ -1567,72 +1567,11 @@ def batch_id_conflicts(incoming: pl.DataFrame, existing: pl.DataFrame, id_decisi
              if {"file_name", "excel_row"} <= set(incoming.columns) else pl.format("row {}", pl.col("row_no")))
     found = []
     for column in config.id_levels:
-        # Only values on two rows or more can be on two people (few of them).
-        as_written = f"{column}_as_written" if f"{column}_as_written" in incoming.columns else column
-        # Lazily, so that only the few rows sharing a value are copied, not the wide frame; counted
-        # by the value's 64-bit hash, twice as fast as by the text (a collision only brings a row
-        # whose value no other row has, which the grouping on the value below drops).
-        rows = incoming.lazy().with_columns(_value_hash=pl.col(column).hash()).filter(
-            pl.col(column).is_not_null() & (pl.len().over("_value_hash") > 1)).select(
-            "row_no", value=pl.col(column), written=pl.col(as_written),
-            person=pl.concat_str([pl.col("first_key"), pl.col("last_key"),
-                                  pl.col("date_of_birth").cast(pl.String).fill_null("")], separator="|")).collect()
-        shared = rows.join(rows.group_by("value").agg(pl.col("person").n_unique().alias("people"))
-                           .filter(pl.col("people") > 1), on="value", how="semi")
+        shared = _rows_sharing_an_id(incoming, column, label)
         if shared.is_empty():
             continue
-        # Only the (few) rows sharing an ID are labelled for the explanations.
-        shared = shared.join(incoming, on="row_no").select(
-            "row_no", "value", "written", "person", "first_key", "last_key", "nick_keys", "date_of_birth",
-            where=label, who=pl.format("{} {} ({})", pl.col("first_name"), pl.col("last_name"), label))
-        holders = existing.filter(pl.col(column).is_in(shared["value"].unique().implode())).group_by(
-            pl.col(column).alias("value")).agg(
-            pl.len().alias("holders"), pl.col("student_key").first(), pl.col("first_key").first().alias("owner_first"),
-            pl.col("last_key").first().alias("owner_last"), pl.col("nick_keys").first().alias("owner_nicks"),
-            pl.col("date_of_birth").first().alias("owner_dob"),
-            pl.format("{} {} (student {})", pl.col("first_name"), pl.col("last_name"), pl.col("student_key"))
-            .first().alias("owner"))
-        # An ID two registered students hold is already a question of its own (see ``_id_level``).
-        rows = shared.join(holders, on="value", how="left").filter(pl.col("holders").fill_null(1) == 1).join(
-            id_decisions.select("row_no", "decision", matched_key="student_key"), on="row_no", how="left")
-        # A row another identifier linked to another student (its name and birth date agreeing) is
-        # decided; this ID is a question only among the rest.
-        rows = rows.filter(~((pl.col("decision") == "matched") & (pl.col("matched_key") != pl.col("student_key")))
-                           .fill_null(False))
-        rows = rows.join(rows.group_by("value").agg(pl.col("person").n_unique().alias("people_left"))
-                         .filter(pl.col("people_left") > 1), on="value", how="semi")
-        rows = rows.with_columns(
-            agrees=((pl.col("first_key") == pl.col("owner_first"))
-                    | (pl.col("nick_keys").list.set_intersection(pl.col("owner_nicks")).list.len() > 0))
-            & (pl.col("last_key") == pl.col("owner_last")) & (pl.col("date_of_birth") == pl.col("owner_dob")),
-            linked=(pl.col("decision") == "matched") & (pl.col("matched_key") == pl.col("student_key")),
-        ).with_columns(pl.col("agrees").fill_null(False), pl.col("linked").fill_null(False))
-        per_value = rows.group_by("value").agg(
-            pl.col("person").filter("agrees").n_unique().alias("agreeing"),
-            pl.col("person").filter("linked").n_unique().alias("linked_people"))
-        rows = rows.join(per_value, on="value").with_columns(
-            keeps=pl.col("student_key").is_not_null() & pl.when(pl.col("agreeing") > 0).then(pl.col("agrees"))
-            .otherwise(pl.col("linked") & (pl.col("linked_people") == 1)))
-        keepers = rows.filter("keeps").sort("row_no").unique("value", keep="first").select("value", keeper="where")
-        firsts = rows.sort("row_no").unique(["value", "person"], keep="first").select(
-            "value", other_person="person", other="who")
-        others = (rows.filter(~pl.col("keeps")).select("row_no", "value", "person")
-                  .join(firsts, on="value").filter(pl.col("other_person") != pl.col("person"))
-                  .sort("row_no", "other").group_by("row_no").agg(pl.col("other").first()))
-        quoted = pl.format("{} '{}'", pl.lit(column), pl.col("written"))
-        found.append(rows.filter(~pl.col("keeps")).join(keepers, on="value", how="left").join(others, on="row_no")
-                     .select("row_no", rule=pl.lit(column), explanation=pl.when(pl.col("keeper").is_not_null()).then(
-                         pl.format("ID probably mistyped: {} belongs to {}, who is on {} of this batch with the "
-                                   "same name and date of birth; this row's name and date of birth are another "
-                                   "child's (see the candidates)", quoted, pl.col("owner"), pl.col("keeper")))
-                         .when(pl.col("owner").is_not_null()).then(pl.format(
-                             "ID probably mistyped: {} belongs to {} and is on different children in this batch "
-                             "(this row and {}), none of them clearly that student: decide who each row is",
-                             quoted, pl.col("owner"), pl.col("other")))
-                         .otherwise(pl.format(
-                             "ID probably mistyped: two different children carry the same new {} in this batch "
-                             "(this row and {}); nobody is created with it until one row is corrected or excluded",
-                             quoted, pl.col("other")))))
+        rows = _who_keeps_the_id(shared, _id_owners(existing, column, shared["value"].unique()), id_decisions)
+        found.append(_mistyped_id_questions(rows, column))
     if not found:
         return id_decisions, pl.Series("row_no", [], dtype=pl.Int64)
     conflicts = pl.concat(found).unique("row_no", keep="first", maintain_order=True).with_columns(
@@ -1641,3 +1580,88 @@ def batch_id_conflicts(incoming: pl.DataFrame, existing: pl.DataFrame, id_decisi
     decisions = pl.concat([id_decisions.filter(~pl.col("row_no").is_in(conflicts["row_no"].implode())),
                            conflicts.cast(DECISION_SCHEMA)])
     return decisions.select(*DECISION_SCHEMA).cast(DECISION_SCHEMA), conflicts["row_no"]
+
+
+def _rows_sharing_an_id(incoming: pl.DataFrame, column: str, label: pl.Expr) -> pl.DataFrame:
+    """The rows whose ``column`` value is on rows of two people or more (folded names or birth date
+    differ): ``row_no, value, written`` (as in the sheet), ``person``, the names and birth date,
+    ``where`` (the row as a person sees it) and ``who`` (its name and row)."""
+    # Only values on two rows or more can be on two people (few of them).
+    as_written = f"{column}_as_written" if f"{column}_as_written" in incoming.columns else column
+    # Lazily, so that only the few rows sharing a value are copied, not the wide frame; counted
+    # by the value's 64-bit hash, twice as fast as by the text (a collision only brings a row
+    # whose value no other row has, which the grouping on the value below drops).
+    rows = incoming.lazy().with_columns(_value_hash=pl.col(column).hash()).filter(
+        pl.col(column).is_not_null() & (pl.len().over("_value_hash") > 1)).select(
+        "row_no", value=pl.col(column), written=pl.col(as_written),
+        person=pl.concat_str([pl.col("first_key"), pl.col("last_key"),
+                              pl.col("date_of_birth").cast(pl.String).fill_null("")], separator="|")).collect()
+    shared = rows.join(rows.group_by("value").agg(pl.col("person").n_unique().alias("people"))
+                       .filter(pl.col("people") > 1), on="value", how="semi")
+    # Only the (few) rows sharing an ID are labelled for the explanations.
+    return shared.join(incoming, on="row_no").select(
+        "row_no", "value", "written", "person", "first_key", "last_key", "nick_keys", "date_of_birth",
+        where=label, who=pl.format("{} {} ({})", pl.col("first_name"), pl.col("last_name"), label))
+
+
+def _id_owners(existing: pl.DataFrame, column: str, values: pl.Series) -> pl.DataFrame:
+    """For each of ``values``, how many registered students hold it in ``column`` (``holders``),
+    and the first of them: ``student_key``, names, nickname keys, birth date and ``owner`` in words."""
+    return existing.filter(pl.col(column).is_in(values.implode())).group_by(pl.col(column).alias("value")).agg(
+        pl.len().alias("holders"), pl.col("student_key").first(), pl.col("first_key").first().alias("owner_first"),
+        pl.col("last_key").first().alias("owner_last"), pl.col("nick_keys").first().alias("owner_nicks"),
+        pl.col("date_of_birth").first().alias("owner_dob"),
+        pl.format("{} {} (student {})", pl.col("first_name"), pl.col("last_name"), pl.col("student_key"))
+        .first().alias("owner"))
+
+
+def _who_keeps_the_id(shared: pl.DataFrame, holders: pl.DataFrame, id_decisions: pl.DataFrame) -> pl.DataFrame:
+    """The rows sharing an ID still in question, with ``keeps``: the row is its registered
+    student's (see ``batch_id_conflicts``)."""
+    # An ID two registered students hold is already a question of its own (see ``_id_level``).
+    rows = shared.join(holders, on="value", how="left").filter(pl.col("holders").fill_null(1) == 1).join(
+        id_decisions.select("row_no", "decision", matched_key="student_key"), on="row_no", how="left")
+    # A row another identifier linked to another student (its name and birth date agreeing) is
+    # decided; this ID is a question only among the rest.
+    rows = rows.filter(~((pl.col("decision") == "matched") & (pl.col("matched_key") != pl.col("student_key")))
+                       .fill_null(False))
+    rows = rows.join(rows.group_by("value").agg(pl.col("person").n_unique().alias("people_left"))
+                     .filter(pl.col("people_left") > 1), on="value", how="semi")
+    rows = rows.with_columns(
+        agrees=((pl.col("first_key") == pl.col("owner_first"))
+                | (pl.col("nick_keys").list.set_intersection(pl.col("owner_nicks")).list.len() > 0))
+        & (pl.col("last_key") == pl.col("owner_last")) & (pl.col("date_of_birth") == pl.col("owner_dob")),
+        linked=(pl.col("decision") == "matched") & (pl.col("matched_key") == pl.col("student_key")),
+    ).with_columns(pl.col("agrees").fill_null(False), pl.col("linked").fill_null(False))
+    per_value = rows.group_by("value").agg(
+        pl.col("person").filter("agrees").n_unique().alias("agreeing"),
+        pl.col("person").filter("linked").n_unique().alias("linked_people"))
+    return rows.join(per_value, on="value").with_columns(
+        keeps=pl.col("student_key").is_not_null() & pl.when(pl.col("agreeing") > 0).then(pl.col("agrees"))
+        .otherwise(pl.col("linked") & (pl.col("linked_people") == 1)))
+
+
+def _mistyped_id_questions(rows: pl.DataFrame, column: str) -> pl.DataFrame:
+    """``row_no, rule, explanation`` of the rows that do not keep the ID (``_who_keeps_the_id``):
+    "ID probably mistyped", naming the ID, its student and the row that keeps it, or another
+    child's row carrying it."""
+    keepers = rows.filter("keeps").sort("row_no").unique("value", keep="first").select("value", keeper="where")
+    firsts = rows.sort("row_no").unique(["value", "person"], keep="first").select(
+        "value", other_person="person", other="who")
+    others = (rows.filter(~pl.col("keeps")).select("row_no", "value", "person")
+              .join(firsts, on="value").filter(pl.col("other_person") != pl.col("person"))
+              .sort("row_no", "other").group_by("row_no").agg(pl.col("other").first()))
+    quoted = pl.format("{} '{}'", pl.lit(column), pl.col("written"))
+    return (rows.filter(~pl.col("keeps")).join(keepers, on="value", how="left").join(others, on="row_no")
+            .select("row_no", rule=pl.lit(column), explanation=pl.when(pl.col("keeper").is_not_null()).then(
+                pl.format("ID probably mistyped: {} belongs to {}, who is on {} of this batch with the "
+                          "same name and date of birth; this row's name and date of birth are another "
+                          "child's (see the candidates)", quoted, pl.col("owner"), pl.col("keeper")))
+                .when(pl.col("owner").is_not_null()).then(pl.format(
+                    "ID probably mistyped: {} belongs to {} and is on different children in this batch "
+                    "(this row and {}), none of them clearly that student: decide who each row is",
+                    quoted, pl.col("owner"), pl.col("other")))
+                .otherwise(pl.format(
+                    "ID probably mistyped: two different children carry the same new {} in this batch "
+                    "(this row and {}); nobody is created with it until one row is corrected or excluded",
+                    quoted, pl.col("other")))))
