@@ -27,7 +27,7 @@ import polars as pl
 from nicknames import NickNamer
 from pydantic import BaseModel, Field
 
-from tasks.names import fold_name_expr
+from tasks.names import folded_names
 from tasks.progress import Progress
 from tasks.evidence import (
     DOB_LEVELS,
@@ -130,10 +130,8 @@ def dob_agreements(left: pl.Series, right: pl.Series) -> pl.Series:
 
 
 def _folded(frame: pl.DataFrame, column: str, alias: str) -> pl.DataFrame:
-    """``frame`` with ``column`` folded (``fold_name_expr``) as ``alias``: folded once per distinct
-    name (a district's names repeat far more than they vary)."""
-    distinct = frame.select(pl.col(column).unique()).with_columns(fold_name_expr(column).alias(alias))
-    return frame.join(distinct, on=column, how="left", nulls_equal=True, maintain_order="left")
+    """``frame`` with ``column`` folded (``folded_names``) as ``alias``."""
+    return frame.with_columns(folded_names(frame[column]).alias(alias))
 
 
 def prepare(frame: pl.DataFrame) -> pl.DataFrame:

@@ -24,3 +24,12 @@ def fold_name_expr(column: str) -> pl.Expr:
         pl.col(column).str.normalize("NFKD").str.replace_all(r"\p{M}", "").str.to_lowercase()
         .str.replace_all(r"[^\p{L}]+", " ").str.strip_chars().fill_null("")
     )
+
+
+def folded_names(names: pl.Series) -> pl.Series:
+    """``fold_name_expr`` of every value of ``names``, folded once per distinct name and looked up
+    for the rest: a roster's names repeat far more than they vary, and folding (a Unicode
+    normalisation and two regular expressions) is the costly part. Named as ``names``."""
+    distinct = names.unique().to_frame().with_columns(fold_name_expr(names.name).alias("_folded"))
+    return names.to_frame().join(distinct, on=names.name, how="left", nulls_equal=True,
+                                 maintain_order="left")["_folded"].alias(names.name)

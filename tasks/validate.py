@@ -16,7 +16,7 @@ import polars as pl
 
 from schemas.roster import FORMULA_PREFIXES, ValidRosterRow
 from tasks.exports import write_xlsx
-from tasks.names import fold_name_expr
+from tasks.names import folded_names
 from warehouse import batches
 from warehouse.connection import insert_frame
 from warehouse.handle import Warehouse
@@ -273,8 +273,7 @@ def relational_issues(frame: pl.DataFrame, schools: pl.DataFrame, courses: pl.Da
     issues.append(teacher_name_conflicts(frame))
     class_key = ["school_id", "teacher_email", "class_period", "course_code"]
     # The folded names are the costliest part of these rules: folded once, for every rule below.
-    frame = frame.with_columns(person=person_expr()).with_columns(
-        person_key=pl.concat_str([pl.col("person"), *[pl.col(c).fill_null("") for c in ID_COLUMNS]], separator="|"))
+    frame = with_person(frame)
     issues.append(_duplicate_issues(frame, class_key))
     issues.append(one_student_in_two_schools(frame))
     for id_column in ID_COLUMNS:
@@ -282,17 +281,17 @@ def relational_issues(frame: pl.DataFrame, schools: pl.DataFrame, courses: pl.Da
     return pl.concat(issues, how="vertical")
 
 
-def person_expr() -> pl.Expr:
-    """A row's student by folded first and last names and date of birth."""
-    return pl.concat_str([fold_name_expr("student_first"), fold_name_expr("student_last"),
-                          pl.col("birth_date").cast(pl.String).fill_null("")], separator="|")
-
-
-def whole_person_expr() -> pl.Expr:
-    """Who a row's student is, all of it: folded first and last names, date of birth and every
-    identifier. Two rows are the same student only when all of these are equal; an identifier
-    alone may be a typo that landed on another child's."""
-    return pl.concat_str([person_expr(), *[pl.col(c).fill_null("") for c in ID_COLUMNS]], separator="|")
+def with_person(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with ``person``, a row's student by folded first and last names and date of birth,
+    and ``person_key``, the whole student: ``person`` and every identifier. Two rows are the same
+    student only when their ``person_key`` is equal; an identifier alone may be a typo that landed
+    on another child's. The names are folded once per distinct name (``folded_names``): at a
+    million rows the two keys take 0.4 s instead of 0.75 s. (As structs of the columns they take
+    0.1 s, but the rules grouping on them then take 0.4 s longer.)"""
+    person = pl.concat_str([folded_names(frame["student_first"]), folded_names(frame["student_last"]),
+                            pl.col("birth_date").cast(pl.String).fill_null("")], separator="|")
+    return frame.with_columns(person=person).with_columns(
+        person_key=pl.concat_str([pl.col("person"), *[pl.col(c).fill_null("") for c in ID_COLUMNS]], separator="|"))
 
 
 def _row_label(with_school: bool = False) -> pl.Expr:
@@ -333,7 +332,7 @@ def shared_id_warnings(frame: pl.DataFrame, id_column: str) -> pl.DataFrame:
     other to review with its own candidates."""
     rows = frame.filter(pl.col(id_column).is_not_null())
     if "person" not in rows.columns:
-        rows = rows.with_columns(person=person_expr())
+        rows = with_person(rows)
     per_id = rows.group_by(id_column).agg(pl.col("person").n_unique().alias("people"))
     shared = rows.join(per_id.filter(pl.col("people") > 1), on=id_column, how="semi")
     if shared.is_empty():
@@ -418,8 +417,9 @@ def _located(group: dict[str, list], with_files: bool) -> str:
 
 
 def _duplicate_issues(frame: pl.DataFrame, class_key: list[str]) -> pl.DataFrame:
-    """A row repeating an earlier row's whole student (``whole_person_expr``: names, date of birth
-    and IDs) in the same class. Rows sharing only an ID may be two children: they are not this."""
+    """A row repeating an earlier row's whole student (``person_key``, see ``with_person``: names,
+    date of birth and IDs) in the same class. Rows sharing only an ID may be two children: they
+    are not this."""
     keys = [*class_key, "person_key"]
     # Rows are in row order, so the first of each key is the one read first; only the (few)
     # repeats are joined back to it for the message.
