@@ -157,3 +157,19 @@ def test_a_replaced_first_name_and_a_swapped_birth_date_meet_in_a_large_district
     assert review_probabilities(incoming, existing, 200_000)[0] >= config.review_probability
     met = candidate_pairs(incoming, existing, config.passes_for(200_000), drop_definite_no=True)
     assert met.rows() == [(0, 0)]
+
+
+def test_the_blocking_gives_the_same_pairs_in_the_same_order_on_either_engine(monkeypatch):
+    # Large batches make their pairs distinct on polars' streaming engine, small ones on the
+    # in-memory engine (``STREAMED_BLOCKING_ROWS``): whichever runs, the same pairs, in one order.
+    import tasks.matching as matching
+    from benchmarks.districts import generate
+
+    incoming, existing, _ = generate(2_000, seed=5, noise="noisy")
+    incoming, existing = prepare(incoming), prepare(existing)
+    passes = MatchConfig().passes_for(existing.height)
+    in_memory = candidate_pairs(incoming, existing, passes, drop_definite_no=True)
+    monkeypatch.setattr(matching, "STREAMED_BLOCKING_ROWS", 0)
+    streamed = candidate_pairs(incoming, existing, passes, drop_definite_no=True)
+    assert in_memory.height > incoming.height
+    assert streamed.equals(in_memory)
