@@ -446,26 +446,32 @@ def candidate_pairs(incoming: pl.DataFrame, existing: pl.DataFrame, passes: list
         pairs.append(_block_join(dated_in, right.filter(pl.col("dob_ex").is_null()), ["block"]))
     if not pairs:
         return pl.DataFrame(schema={"row_no": pl.Int64, "student_key": pl.Int64})
-    # A pair met in several passes is one pair (its dates are the row's and the student's): made
-    # distinct first, the birth dates of far fewer pairs are compared below. Made distinct inside
-    # the plan, on the packed pair, the many pairs met twice are never gathered into one frame; then
-    # sorted, so that the same input always gives the pairs in the same order.
-    # Many rows' passes yield millions of pairs, most met in several passes: the streaming engine
-    # makes them distinct as the joins produce them, faster and in less memory than gathering
-    # them all first (146k rows left to block against a million students: 3.9 s instead of 5 s); for
-    # fewer rows its start-up costs more than it saves (see ``QUERY_ENGINE``).
-    engine = "streaming" if incoming.height >= STREAMED_BLOCKING_ROWS else QUERY_ENGINE
-    if packable(incoming["row_no"], existing["student_key"]):
-        found = (pl.concat(pairs).select(code=pair_code(), dob_in="dob_in", dob_ex="dob_ex")
-                 .unique("code", keep="any").sort("code").collect(engine=engine)
-                 .select(*pair_of("code"), "dob_in", "dob_ex"))
-    else:
-        found = distinct_pairs(pl.concat(pairs).collect(engine=engine))
+    found = _distinct_found(pairs, incoming, existing)
     if drop_definite_no:
         # Filtered once the joins are done: inside the lazy plan the filter would be pushed into
         # every join, and planning that large expression forty times costs more than the joins.
         found = found.filter(dob_codes(found["dob_in"], found["dob_ex"]) != DOB_LEVELS.index("different"))
     return found.select("row_no", "student_key")
+
+
+def _distinct_found(pairs: list[pl.LazyFrame], incoming: pl.DataFrame, existing: pl.DataFrame) -> pl.DataFrame:
+    """``row_no, student_key, dob_in, dob_ex`` of every pair the passes' joins (``pairs``) found,
+    once each, sorted.
+
+    A pair met in several passes is one pair (its dates are the row's and the student's): made
+    distinct first, the birth dates of far fewer pairs are compared after. Made distinct inside the
+    plan, on the packed pair, the many pairs met twice are never gathered into one frame; then
+    sorted, so that the same input always gives the pairs in the same order. Many rows' passes
+    yield millions of pairs, most met in several passes: the streaming engine makes them distinct
+    as the joins produce them, faster and in less memory than gathering them all first (146k rows
+    left to block against a million students: 3.9 s instead of 5 s); for fewer rows its start-up
+    costs more than it saves (see ``QUERY_ENGINE``)."""
+    engine = "streaming" if incoming.height >= STREAMED_BLOCKING_ROWS else QUERY_ENGINE
+    if packable(incoming["row_no"], existing["student_key"]):
+        return (pl.concat(pairs).select(code=pair_code(), dob_in="dob_in", dob_ex="dob_ex")
+                .unique("code", keep="any").sort("code").collect(engine=engine)
+                .select(*pair_of("code"), "dob_in", "dob_ex"))
+    return distinct_pairs(pl.concat(pairs).collect(engine=engine)).sort("row_no", "student_key")
 
 
 # Keys that fit in 31 bits each are packed into one integer (``pair_code``), which polars groups

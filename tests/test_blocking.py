@@ -159,14 +159,17 @@ def test_a_replaced_first_name_and_a_swapped_birth_date_meet_in_a_large_district
     assert met.rows() == [(0, 0)]
 
 
-def test_the_blocking_gives_the_same_pairs_in_the_same_order_on_either_engine(monkeypatch):
+@pytest.mark.parametrize("key_offset", [0, 2**40], ids=["packed keys", "keys too large to pack"])
+def test_the_blocking_gives_the_same_pairs_in_the_same_order_on_either_engine(monkeypatch, key_offset):
     # Large batches make their pairs distinct on polars' streaming engine, small ones on the
-    # in-memory engine (``STREAMED_BLOCKING_ROWS``): whichever runs, the same pairs, in one order.
+    # in-memory engine (``STREAMED_BLOCKING_ROWS``): whichever runs, the same pairs, in one order,
+    # whether the pair's two keys are packed into one integer or not.
     import tasks.matching as matching
     from benchmarks.districts import generate
 
     incoming, existing, _ = generate(2_000, seed=5, noise="noisy")
-    incoming, existing = prepare(incoming), prepare(existing)
+    incoming = prepare(incoming.with_columns(pl.col("row_no") + key_offset))
+    existing = prepare(existing.with_columns(pl.col("student_key") + key_offset))
     passes = MatchConfig().passes_for(existing.height)
     in_memory = candidate_pairs(incoming, existing, passes, drop_definite_no=True)
     monkeypatch.setattr(matching, "STREAMED_BLOCKING_ROWS", 0)
