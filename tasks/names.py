@@ -30,6 +30,7 @@ def folded_names(names: pl.Series) -> pl.Series:
     """``fold_name_expr`` of every value of ``names``, folded once per distinct name and looked up
     for the rest: a roster's names repeat far more than they vary, and folding (a Unicode
     normalisation and two regular expressions) is the costly part. Named as ``names``."""
-    distinct = names.unique().to_frame().with_columns(fold_name_expr(names.name).alias("_folded"))
-    return names.to_frame().join(distinct, on=names.name, how="left", nulls_equal=True,
-                                 maintain_order="left")["_folded"].alias(names.name)
+    values = names.alias("value")  # whatever the Series is named, the two columns below never clash
+    distinct = values.unique().to_frame().with_columns(fold_name_expr("value").alias("folded"))
+    return values.to_frame().join(distinct, on="value", how="left", nulls_equal=True,
+                                  maintain_order="left")["folded"].alias(names.name)

@@ -221,3 +221,14 @@ def test_grades_written_as_people_write_them_are_read_as_one_grade():
                            "grade": written})
     cleaned, _ = clean_rows(staged)
     assert cleaned["grade"].to_list() == ["7", "5", "5", "7", "0", "K", "K", "PK", "12", "GRADE K", "5A"]
+
+
+@pytest.mark.parametrize("series_name", ["student_first", "value", "folded", "_folded"])
+def test_names_folded_once_per_distinct_name_fold_each_value(series_name):
+    # Folded once per distinct name and looked up for the rest, whatever the Series is named.
+    from tasks.names import fold_name, folded_names
+
+    names = ["José", "JOSE", None, "", "  Mary-Ann ", "José"]
+    folded = folded_names(pl.Series(series_name, names, dtype=pl.String))
+    assert folded.name == series_name
+    assert folded.to_list() == [fold_name(name) for name in names]
