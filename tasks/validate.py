@@ -68,24 +68,24 @@ def _clean_text(column: str) -> pl.Expr:
 # A cell needs cleaning only if it has a character outside printable ASCII or stray spaces; most
 # cells do not, and the full cleaning (NFC, invisible characters) is the costliest step.
 NEEDS_CLEANING_PATTERN = r"[^\x21-\x7e ]|^ | $|  |^$"
+# Every cell a rule on the cells as read or the cleaning looks at: one that needs cleaning, or one
+# that starts like a formula (one with spaces before its = needs cleaning too). One regular
+# expression pass over each column finds them all; the rules then look at those few cells alone.
+FLAGGED_PATTERN = NEEDS_CLEANING_PATTERN + "|" + FORMULA_PATTERN
 
 
-def _raw_rules(dirty: bool) -> list[tuple[pl.Expr, str, str, str, str]]:
-    """Rules on the cells as read: (mask, column, problem, fix, severity). Invisible characters
-    can only be in ``dirty`` rows, so that rule runs on them alone."""
-    rules = []
-    for column in TEXT_COLUMNS:
-        raw = pl.col(column)
-        if dirty:
-            rules.append((raw.str.contains(INVISIBLE_PATTERN), column,
-                          "contains invisible characters (zero-width space, BOM or soft hyphen); they were removed",
-                          "Retype the cell to be sure it says what you mean.", "warning"))
-            continue
-        rules.append((raw.str.contains(r"^\s*" + FORMULA_PATTERN[1:]), column,
-                      "starts like a spreadsheet formula (=, +, - or @)",
-                      "Remove the leading character; rosterflow never runs formulas and escapes them on export.",
-                      "warning"))
-    return rules
+def _raw_rules(column: str) -> tuple[tuple[pl.Expr, str, str, str, str], tuple[pl.Expr, str, str, str, str]]:
+    """The rules on a column's cells as read: (mask, column, problem, fix, severity), for a cell
+    that starts like a formula, and for one with invisible characters (these can only be in cells
+    that need cleaning, so that rule runs on them alone)."""
+    raw = pl.col(column)
+    formula = (raw.str.contains(r"^\s*" + FORMULA_PATTERN[1:]), column,
+               "starts like a spreadsheet formula (=, +, - or @)",
+               "Remove the leading character; rosterflow never runs formulas and escapes them on export.", "warning")
+    invisible = (raw.str.contains(INVISIBLE_PATTERN), column,
+                 "contains invisible characters (zero-width space, BOM or soft hyphen); they were removed",
+                 "Retype the cell to be sure it says what you mean.", "warning")
+    return formula, invisible
 
 
 def usual_id_lengths(frame: pl.DataFrame, column: str) -> dict[str, int]:
@@ -164,29 +164,35 @@ def clean_rows(staged: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Normalize text cells (NFC, invisible characters, spaces) and type them.
 
     Returns the cleaned frame (keeping each raw cell as ``raw_<column>``) and the issues found.
-    One parallel pass finds the cells that need cleaning and evaluates the rules on cells as read;
-    only those cells are then cleaned, and written back in place.
+    One parallel pass finds the cells that need cleaning or start like a formula (``FLAGGED_PATTERN``);
+    the rules on cells as read look at those alone, and only the cells that need it are cleaned and
+    written back in place.
     """
     raw = staged.select("row_no", "file_name", *TEXT_COLUMNS)
-    needs = [pl.col(c).str.contains(NEEDS_CLEANING_PATTERN).fill_null(False).alias(f"needs_{c}") for c in TEXT_COLUMNS]
-    raw_rules = _raw_rules(dirty=False)
-    masks = raw.select([mask.fill_null(False).alias(f"rule_{i}") for i, (mask, *_) in enumerate(raw_rules)] + needs)
-    found = [_fired(raw, masks[f"rule_{i}"], rule) for i, rule in enumerate(raw_rules) if masks[f"rule_{i}"].any()]
-
+    flagged = raw.select([pl.col(c).str.contains(FLAGGED_PATTERN).fill_null(False) for c in TEXT_COLUMNS])
+    # Formula warnings first, then invisible characters, each in column order: where one cell gets
+    # both warnings, the formula's is the one kept.
+    formula_found, invisible_found = [], []
     columns = {}
     for column in TEXT_COLUMNS:
         values = staged[column]
-        dirty = masks[f"needs_{column}"]
-        if dirty.any():
-            positions = dirty.arg_true()
+        if flagged[column].any():
+            positions = flagged[column].arg_true()
             cells = pl.DataFrame({"row_no": staged["row_no"].gather(positions), column: values.gather(positions)})
-            for rule in _raw_rules(dirty=True):
-                if rule[1] == column:
-                    hits = cells.select(rule[0].fill_null(False)).to_series()
-                    if hits.any():
-                        found.append(_fired(cells, hits, rule))
-            values = values.scatter(positions, cells.select(_clean_text(column)).to_series())
+            formula, invisible = _raw_rules(column)
+            hits, dirty = cells.select(formula[0].fill_null(False).alias("formula"),
+                                       pl.col(column).str.contains(NEEDS_CLEANING_PATTERN).fill_null(False)
+                                       .alias("dirty")).get_columns()
+            if hits.any():
+                formula_found.append(_fired(cells, hits, formula))
+            if dirty.any():
+                dirty_cells = cells.filter(dirty)
+                hits = dirty_cells.select(invisible[0].fill_null(False)).to_series()
+                if hits.any():
+                    invisible_found.append(_fired(dirty_cells, hits, invisible))
+                values = values.scatter(positions.filter(dirty), dirty_cells.select(_clean_text(column)).to_series())
         columns[column] = values
+    found = formula_found + invisible_found
     raw_issues = pl.concat(found, how="vertical") if found else pl.DataFrame(schema=_ISSUE_SCHEMA)
 
     # "Grade 05", "007" and "7" are grade 7: an optional "GRADE " and leading zeros dropped from

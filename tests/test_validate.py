@@ -139,11 +139,17 @@ def test_cleaning_normalizes_and_warns_but_keeps_the_row(validated):
     result, issues, valid = validated([
         roster_row(first="Jose\u0301", last="\u00a0Pe\u200bña ", student_id="1", grade="07"),
         roster_row(first="=HYPERLINK(\"x\")", student_id="2"),
+        # Spaces before the =, and an invisible character: cleaned, and one warning for the cell
+        # (the formula's), as for every cell a rule finds twice at one severity.
+        roster_row(first=" =Ana\u200b", student_id="3"),
     ])
-    assert result["rows_valid"] == 2
+    assert result["rows_valid"] == 3
     assert valid["first_name"][0] == "José" and valid["last_name"][0] == "Peña" and valid["grade"][0] == "7"
+    assert valid["first_name"][2] == "=Ana"
     assert "invisible" in _problem(issues, 2, "student_last")
     assert "formula" in _problem(issues, 3, "student_first")
+    both = issues.filter((pl.col("row") == 4) & (pl.col("column") == "student_first"))
+    assert both.height == 1 and "formula" in both["problem"][0], both.to_dicts()
     assert set(issues["severity"]) == {"warning"}
 
 
