@@ -49,7 +49,7 @@ from tasks.pipeline import ingest_and_validate, open_batch
 from tasks.plan import build_plan
 from tasks.review import ReviewError, close_review, decide_review, review_items
 from warehouse import catalog
-from warehouse.connection import transaction
+from warehouse.connection import insert_frame, transaction
 from warehouse.handle import Warehouse
 
 CACHE = Path(__file__).parent / ".cache"
@@ -136,9 +136,7 @@ def seed_students(wh: Warehouse, sheet: Path) -> None:
         assert dict(con.execute("SELECT name, school_id FROM schools").fetchall()) == dict(
             zip(SCHOOLS, range(1, len(SCHOOLS) + 1))), "schools were not numbered as expected"
         with transaction(con):
-            con.register("student_frame", students.to_arrow())
-            con.execute(f"INSERT INTO students ({', '.join(students.columns)}) SELECT * FROM student_frame")
-            con.unregister("student_frame")
+            insert_frame(con, "students", students)
 
 
 def run_migration_once(sheet: Path, seeded: Path) -> dict:

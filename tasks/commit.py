@@ -21,7 +21,7 @@ from tasks import credentials
 from tasks.plan_view import plan_version
 from tasks.progress import Progress
 from warehouse import batches
-from warehouse.connection import first_row, insert_frame, transaction
+from warehouse.connection import ArrowStream, first_row, insert_frame, transaction
 from warehouse.handle import Warehouse
 
 
@@ -263,7 +263,7 @@ def _update_kept_students(con: duckdb.DuckDBPyConnection, resolved: pl.DataFrame
     # Their names are never changed from a sheet. A temporary student stays temporary unless the plan links it.
     kept = resolved.filter(pl.col("student_action") != "new").unique("student_key", keep="last", maintain_order=True)
     if kept.height:
-        con.register("kept_frame", kept.select("student_key", "school_id", "grade").to_arrow())
+        con.register("kept_frame", ArrowStream(kept.select("student_key", "school_id", "grade")))
         con.execute(
             "UPDATE students SET status = CASE WHEN students.status = 'temporary' THEN 'temporary' ELSE 'active' END,"
             " deleted_at = NULL, deleted_batch = NULL, school_id = k.school_id, grade = coalesce(k.grade, students.grade)"
@@ -324,8 +324,8 @@ def _link_temporaries(con: duckdb.DuckDBPyConnection, batch_id: int, resolved: p
         return pl.DataFrame(schema={"student_key": pl.Int64, "reason": pl.String})
     # The first row of each student, as the plan showed it.
     rows = resolved.join(links, on="student_key").sort("row_no").unique("student_key", keep="first", maintain_order=True)
-    con.register("temporary_link_frame", rows.select(
-        "student_key", "student_id", "ssid", "other_id", "date_of_birth", "reason").to_arrow())
+    con.register("temporary_link_frame", ArrowStream(rows.select(
+        "student_key", "student_id", "ssid", "other_id", "date_of_birth", "reason")))
     linked = con.sql(
         "UPDATE students SET status = 'active', student_id = coalesce(students.student_id, l.student_id),"
         " ssid = coalesce(students.ssid, l.ssid), other_id = coalesce(students.other_id, l.other_id),"

@@ -17,7 +17,7 @@ from tasks.spreadsheets import (
     HEADER_SEARCH_ROWS, ReadLimits, SpreadsheetError, check_sheet_size, declared_data_rows, declared_sheet_facts,
 )
 from warehouse import batches
-from warehouse.connection import insert_frame
+from warehouse.connection import ArrowStream, insert_frame
 from warehouse.handle import Warehouse
 
 
@@ -234,7 +234,7 @@ def store_staged(con: duckdb.DuckDBPyConnection, batch_id: int, read: FilesRead)
     con.execute("DELETE FROM validation_issues WHERE batch_id = ? AND row_no IS NULL", [batch_id])
     insert_frame(con, "staged_rows", staged)
     if file_rows:
-        con.register("file_frame", pl.DataFrame(file_rows).to_arrow())
+        con.register("file_frame", ArrowStream(pl.DataFrame(file_rows)))
         con.execute(
             "INSERT INTO batch_files SELECT ?, file_name, file_path, sha256, sheet, rows_read FROM file_frame",
             [batch_id],

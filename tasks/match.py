@@ -12,6 +12,7 @@ from schemas.roster import MatchDecisionRow
 from tasks.matching import MatchConfig, match_rows
 from tasks.progress import Progress
 from warehouse import batches
+from warehouse.connection import ArrowStream
 from warehouse.handle import Warehouse
 
 
@@ -93,26 +94,26 @@ def store_matches(con: duckdb.DuckDBPyConnection, batch_id: int, outcome: MatchO
     earlier = con.sql(
         "SELECT row_no, row_key, status, action, student_key, reviewer, decided_at FROM review_items"
         " WHERE batch_id = $b AND status IN ('decided', 'escalated')", params={"b": batch_id}
-    ).pl().to_arrow()
+    ).pl()
     # A row still in review keeps its item's number: a reviewer who listed the items before another
     # batch's commit made this batch match again decides by those numbers.
     known = con.sql("SELECT review_id, row_no, row_key FROM review_items WHERE batch_id = $b",
-                    params={"b": batch_id}).pl().to_arrow()
+                    params={"b": batch_id}).pl()
     con.execute("DELETE FROM match_results WHERE batch_id = ?", [batch_id])
     con.execute(
         "DELETE FROM review_candidates WHERE review_id IN (SELECT review_id FROM review_items WHERE batch_id = ?)",
         [batch_id],
     )
     con.execute("DELETE FROM review_items WHERE batch_id = ?", [batch_id])
-    con.register("decision_frame", decisions.drop("candidates").to_arrow())
+    con.register("decision_frame", ArrowStream(decisions.drop("candidates")))
     con.execute(
         "INSERT INTO match_results SELECT ?, row_no, decision, student_key, rule, score, explanation"
         " FROM decision_frame",
         [batch_id],
     )
     con.unregister("decision_frame")
-    con.register("review_frame", reviews.select("row_no", "explanation").to_arrow())
-    con.register("known_items", known)
+    con.register("review_frame", ArrowStream(reviews.select("row_no", "explanation")))
+    con.register("known_items", ArrowStream(known))
     con.execute(
         f"INSERT INTO review_items (review_id, batch_id, row_no, reason, status, row_key)"
         f" SELECT coalesce(k.review_id, nextval('review_seq')), ?, f.row_no, f.explanation, 'pending', {ROW_KEY}"
@@ -123,14 +124,14 @@ def store_matches(con: duckdb.DuckDBPyConnection, batch_id: int, outcome: MatchO
     )
     con.unregister("known_items")
     con.unregister("review_frame")
-    con.register("candidate_frame", candidates.to_arrow())
+    con.register("candidate_frame", ArrowStream(candidates))
     con.execute(
         "INSERT INTO review_candidates SELECT r.review_id, c.rank, c.student_key, c.score, c.agreement"
         " FROM candidate_frame c JOIN review_items r ON r.batch_id = ? AND r.row_no = c.row_no",
         [batch_id],
     )
     con.unregister("candidate_frame")
-    con.register("earlier_decisions", earlier)
+    con.register("earlier_decisions", ArrowStream(earlier))
     # A decision follows its row's student (row numbers change when the sheets are read again,
     # e.g. after a corrected sheet is uploaded); items made before row keys existed follow the
     # row number. Of two earlier decisions for one key, the one on the same row wins.

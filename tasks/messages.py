@@ -32,7 +32,7 @@ from tasks.exports import private_dir, write_private_bytes, write_xlsx
 from tasks.mail import MailSettings
 from tasks.progress import Progress, Ticker
 from warehouse import batches
-from warehouse.connection import transaction
+from warehouse.connection import ArrowStream, transaction
 from warehouse.handle import Warehouse
 
 XLSX = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
@@ -401,7 +401,7 @@ def _record_written_messages(con: duckdb.DuckDBPyConnection, batch_id: int, fram
     passwords are purged when the read-back passed, and the build is recorded and audited."""
     with transaction(con):
         con.execute("DELETE FROM messages WHERE batch_id = ? AND status <> 'sent'", [batch_id])
-        con.register("message_frame", frame.to_arrow())
+        con.register("message_frame", ArrowStream(frame))
         con.execute(
             "INSERT INTO messages (batch_id, kind, recipient, about, subject, body, attachment, eml_path, status, error)"
             " SELECT ?, kind, recipient, about, subject, body, attachment, eml_path,"

@@ -14,7 +14,7 @@ import polars as pl
 
 from tasks.approvers import verify_approver
 from warehouse import batches
-from warehouse.connection import transaction
+from warehouse.connection import ArrowStream, transaction
 
 
 class RestoreError(ValueError):
@@ -44,7 +44,7 @@ def restore_students(
     refused += [{"student_key": k, "reason": f"not removed (status {s})"}
                 for k, s in wanted.filter(pl.col("status") != "deleted").select("student_key", "status").rows()]
     removed = wanted.filter(pl.col("status") == "deleted")
-    con.register("removed_frame", removed.to_arrow())
+    con.register("removed_frame", ArrowStream(removed))
     clashing = {r[0] for r in con.execute(
         "SELECT DISTINCT r.student_key FROM students a JOIN removed_frame r"
         " ON (a.student_id = r.student_id OR a.ssid = r.ssid) AND a.student_key <> r.student_key"
@@ -54,7 +54,7 @@ def restore_students(
                 for k in sorted(clashing)]
     restore = removed.filter(~pl.col("student_key").is_in(sorted(clashing)))
     with transaction(con):
-        con.register("restore_frame", restore.select("student_key", "deleted_batch").to_arrow())
+        con.register("restore_frame", ArrowStream(restore.select("student_key", "deleted_batch")))
         con.execute(
             "UPDATE students SET status = 'active', deleted_at = NULL, deleted_batch = NULL"
             " FROM restore_frame r WHERE students.student_key = r.student_key"

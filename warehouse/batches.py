@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from warehouse.connection import first_row, transaction
+from warehouse.connection import ArrowStream, first_row, transaction
 
 if TYPE_CHECKING:
     import polars as pl
@@ -179,9 +179,7 @@ def audit_many(
 
     if entity_keys.is_empty():
         return
-    audit_rows = entity_keys.select(
-        pl.col("entity_key").cast(pl.String), pl.col("detail").cast(pl.String)
-    ).to_arrow()
+    audit_rows = ArrowStream(entity_keys.select(pl.col("entity_key").cast(pl.String), pl.col("detail").cast(pl.String)))
     con.register("audit_rows", audit_rows)
     con.execute(entry + "audit_rows", about)
     # Unregistered only on success: after an error the transaction is aborted and the caller rolls back.

@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 
 from warehouse import batches
-from warehouse.connection import first_row, transaction
+from warehouse.connection import ArrowStream, first_row, transaction
 
 
 def add_schools(con: duckdb.DuckDBPyConnection, names: list[str], actor: str) -> int:
@@ -15,11 +15,12 @@ def add_schools(con: duckdb.DuckDBPyConnection, names: list[str], actor: str) ->
     # School names are matched case-insensitively, so "Lincoln" and "LINCOLN" are one school.
     frame = frame.unique(subset=pl.col("name").str.to_lowercase(), keep="first", maintain_order=True)
     with transaction(con):
-        con.register("school_frame", frame.to_arrow())
-        added = con.sql(
+        con.register("school_frame", ArrowStream(frame))
+        # Fetched as rows, not with .pl() (which imports pyarrow): a handful of rows.
+        added = pl.DataFrame(con.execute(
             "INSERT INTO schools (name) SELECT name FROM school_frame"
             " WHERE lower(name) NOT IN (SELECT lower(name) FROM schools) RETURNING school_id, name"
-        ).pl()
+        ).fetchall(), schema={"school_id": pl.Int64, "name": pl.String}, orient="row")
         con.unregister("school_frame")
         batches.audit_many(con, actor, "school.create", "school", None,
                            added.select(pl.col("school_id").alias("entity_key"), pl.col("name").alias("detail")))
@@ -31,11 +32,11 @@ def add_courses(con: duckdb.DuckDBPyConnection, courses: dict[str, str], actor: 
     frame = pl.DataFrame({"course_code": [c.strip().upper() for c in courses],
                           "name": list(courses.values())}, schema={"course_code": pl.String, "name": pl.String})
     with transaction(con):
-        con.register("course_frame", frame.to_arrow())
-        added = con.sql(
+        con.register("course_frame", ArrowStream(frame))
+        added = pl.DataFrame(con.execute(
             "INSERT INTO courses SELECT course_code, name FROM course_frame"
             " WHERE course_code NOT IN (SELECT course_code FROM courses) RETURNING course_code"
-        ).pl()
+        ).fetchall(), schema={"course_code": pl.String}, orient="row")
         con.unregister("course_frame")
         batches.audit_many(con, actor, "course.create", "course", None,
                            added.select(pl.col("course_code").alias("entity_key"), pl.lit("").alias("detail")))
