@@ -10,10 +10,14 @@ a fresh child carries on with the files after it. The child can be started ahead
 from __future__ import annotations
 
 import json
+import os
+import queue
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +30,12 @@ if TYPE_CHECKING:
 # Importing this module is light (no polars, no parser): a command starts the reader first, and its
 # child starts Python and imports the parser while the command does its own imports. The parsing
 # side is imported where it is used.
+
+# What the child says on its standard output once a file's result is complete (followed by the
+# file's index): the parent goes on then, without waiting for the child to end. Ending takes the
+# child a noticeable while after a large read (it gives back the parser's memory: 0.2 s at 100k
+# rows, 0.4 s at a million), which the parent spends validating instead.
+DONE = "rosterflow-read-done"
 
 
 def _limit_memory(memory_bytes: int):
@@ -83,9 +93,13 @@ def _start_child(limits: ReadLimits) -> subprocess.Popen:
 
 
 def _end(process: subprocess.Popen) -> None:
-    """End a child that was never given files (closing its stdin would also end it, after its imports)."""
+    """End a child now: one never given files (closing its stdin would also end it, after its
+    imports), or one that took too long or whose parent was interrupted."""
     process.kill()
-    process.communicate()
+    if process.stdin is not None and not process.stdin.closed:
+        process.communicate()
+    else:  # given its files: threads of ``_await_results`` read its pipes
+        process.wait()
 
 
 def read_roster_files(paths: list[str], sheet: str | None = None, limits: ReadLimits = ReadLimits(),
@@ -108,9 +122,8 @@ def read_roster_files(paths: list[str], sheet: str | None = None, limits: ReadLi
             child = started or _start_child(limits)
             started = None
             try:
-                _, stderr = child.communicate(json.dumps(request), timeout=limits.seconds * max(1, len(remaining)))
-                died = child.returncode != 0
-                reason = _death_reason(stderr, child.returncode)
+                died, reason = _await_results(child, request, len(remaining),
+                                              limits.seconds * max(1, len(remaining)))
             except subprocess.TimeoutExpired:
                 _end(child)
                 died, reason = True, f"parsing took longer than {limits.seconds:.0f} s"
@@ -133,6 +146,53 @@ def read_roster_files(paths: list[str], sheet: str | None = None, limits: ReadLi
     if started is not None:  # no files: the started child is not needed
         _end(started)
     return results
+
+
+def _await_results(child: subprocess.Popen, request: dict, files: int, seconds: float) -> tuple[bool, str]:
+    """Give the child its files and wait until it says every result is complete, or ends first.
+    Returns (whether it died before finishing, why). Raises ``subprocess.TimeoutExpired`` after
+    ``seconds``.
+
+    Its standard output and error are read by threads of their own, so that neither pipe fills
+    up and the deadline holds. When every result is in, the child is left to end by itself: a
+    thread reaps it."""
+    said: queue.Queue[str | None] = queue.Queue()
+    last_words: list[str] = []
+
+    def listen() -> None:
+        for line in child.stdout:
+            said.put(line)
+        said.put(None)
+
+    def drain_and_reap() -> None:
+        last_words.append(child.stderr.read())
+        child.wait()
+
+    listener = threading.Thread(target=listen, name="reader-stdout", daemon=True)
+    reaper = threading.Thread(target=drain_and_reap, name="reader-reaper", daemon=True)
+    listener.start()
+    reaper.start()
+    try:
+        child.stdin.write(json.dumps(request))
+        child.stdin.close()
+    except BrokenPipeError:  # it ended already: what it left is read below
+        pass
+    deadline = time.monotonic() + seconds
+    finished = 0
+    while finished < files:
+        try:
+            line = said.get(timeout=max(deadline - time.monotonic(), 0))
+        except queue.Empty:
+            raise subprocess.TimeoutExpired(child.args, seconds) from None
+        if line is None:  # its output ended before every result was in: it died
+            break
+        finished += line.startswith(DONE)
+    else:
+        return False, ""
+    reaper.join(timeout=max(deadline - time.monotonic(), 0))
+    if reaper.is_alive():
+        raise subprocess.TimeoutExpired(child.args, seconds)
+    return child.returncode != 0 or finished < files, _death_reason("".join(last_words), child.returncode)
 
 
 def _death_reason(stderr: str, returncode: int) -> str:
@@ -188,7 +248,13 @@ def _child() -> None:
         partial = out_dir / f"{index}.json.part"
         partial.write_text(json.dumps(meta), encoding="utf-8")
         partial.rename(out_dir / f"{index}.json")
+        print(DONE, index, flush=True)
 
 
 if __name__ == "__main__":
     _child()
+    # Every result is written and said: end now, without the interpreter's clean-up (giving the
+    # parser's memory back object by object), which only costs the parent's core time.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

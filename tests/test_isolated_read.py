@@ -4,6 +4,7 @@ nothing left running when it is not needed."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,25 @@ def test_a_reader_started_ahead_and_never_given_files_is_ended(tmp_path: Path):
         pid = unused.process.pid
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_the_read_returns_once_the_results_are_in_and_the_child_then_ends_by_itself(tmp_path: Path):
+    # The parent goes on when the child says its results are complete, not when it has ended; the
+    # child then ends by itself and is reaped (a zombie, or a child left waiting, answers signal 0).
+    good = write_roster(tmp_path / "good.xlsx", [roster_row()])
+    with start_reader() as reader:
+        pid = reader.process.pid
+        (read,) = read_roster_files([str(good)], None, ReadLimits(), reader)
+    assert isinstance(read, SheetRead) and read.rows.height == 1
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the reader child {pid} was still there (or not reaped) 30 s after its read")
 
 
 def test_a_reader_ended_before_its_files_blames_no_file(tmp_path: Path):
