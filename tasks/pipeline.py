@@ -101,12 +101,13 @@ def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: s
     A fresh ingest reads the files with the warehouse closed and writes the staged rows in one short
     transaction; meanwhile, on another thread, their validation runs against the catalog read
     before (polars and DuckDB each let go of the interpreter while they work, so the two share the
-    cores). The validation is then written in a second short transaction. Each write re-checks
-    that its stage is still not done (another process may have done it meanwhile: its result
-    stands) and that no school or course was added since the catalog was read; the validation
-    computed beside the write is used only if the staged rows recorded are the ones this process
-    wrote and the catalog is the one it checked them against, else the batch is validated again
-    from the warehouse. ``progress(rows read, rows)`` is told as the files are read.
+    cores). The validation is then written in a second short transaction, with no read hold
+    before it. Each write re-checks that its stage is still not done (another process may have done
+    it meanwhile: its result stands) and that no school or course was added since the catalog was
+    read; the validation computed beside the write is stored only if the staged rows recorded are
+    the ones this process wrote and the catalog is the one it checked them against, else the batch
+    is validated again from the warehouse. ``progress(rows read, rows)`` is told as the files are
+    read.
 
     The reader's child process is started first: it starts Python and imports the parser while
     this process opens the warehouse and reads the catalog. ``reader``: one the caller started
@@ -134,16 +135,23 @@ def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: s
         wrote.append(batches.stage_finished_at(con, batch_id, "ingest"))
         return result
 
-    def load_validation(con: duckdb.DuckDBPyConnection) -> tuple[Any, Future[Validation] | None]:
-        catalog = reference_data(con)
-        if wrote and beside and batches.stage_finished_at(con, batch_id, "ingest") == wrote[-1] \
-                and same_catalog(catalog, beside[-1][0]):
-            return None, beside[-1][1]
-        return load_staged(con, batch_id), None
-
-    def compute_validation(loaded: tuple[Any, Future[Validation] | None]) -> Validation:
-        inputs, computed = loaded
-        return computed.result() if computed is not None else check_rows(batch_id, *inputs)
+    def stored_beside() -> dict[str, Any] | None:
+        # The usual case needs no read hold before the write: the validation computed beside the
+        # staged rows' write is stored if, inside the write, the staged rows recorded are still
+        # the ones this process wrote and the catalog still the one they were checked against.
+        # None when not (the stage then runs as any other, from the warehouse).
+        if not (wrote and beside):
+            return None
+        catalog, computed = beside[-1]
+        validation = computed.result()  # waited for before the hold: nobody waits on it meanwhile
+        with wh.write(batch=batch_id, stage="validate") as con, transaction(con):
+            done = batches.stage_result(con, batch_id, "validate")
+            if done is not None:  # another process validated the batch meanwhile: its result stands
+                return done
+            if batches.stage_finished_at(con, batch_id, "ingest") != wrote[-1] \
+                    or not same_catalog(reference_data(con), catalog):
+                return None
+            return store_validation(con, batch_id, validation)
 
     with contextlib.ExitStack() as stack:
         reader = reader if reader is not None else stack.enter_context(start_reader())
@@ -156,9 +164,12 @@ def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: s
             with wh.write(batch=batch_id, stage="ingest") as con:
                 mark_failed(con, batch_id, "rosterflow", {"problem": str(error)})
             raise
-        validated = batches.run_stage(wh, batch_id, "validate", load_validation, compute_validation,
-                                      lambda con, validation: store_validation(con, batch_id, validation),
-                                      actions=batches.CATALOG_CHANGES)
+        validated = stored_beside()
+        if validated is None:
+            validated = batches.run_stage(wh, batch_id, "validate", lambda con: load_staged(con, batch_id),
+                                          lambda inputs: check_rows(batch_id, *inputs),
+                                          lambda con, validation: store_validation(con, batch_id, validation),
+                                          actions=batches.CATALOG_CHANGES)
     # As recorded (through JSON), whichever process wrote it.
     return ingested, json.loads(json.dumps(validated, default=str))
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import tasks.ingest
+import tasks.validate
 from tasks.pipeline import ingest_and_validate, open_batch
 from tests.sheets import rewrite_sheet_xml, roster_row, write_roster
 from warehouse import batches, catalog
@@ -101,8 +102,7 @@ def test_a_school_added_while_the_files_are_read_is_known_to_validation(warehous
     # saw the new school and let go); the validation computed beside that write, against the new
     # catalog, was written after it. Each hold was short and none wrote while reading.
     assert [(h.mode, h.stage) for h in wh.holds if h.batch == batch] == [
-        ("read", "ingest"), ("write", "ingest"), ("read", "ingest"), ("write", "ingest"),
-        ("read", "validate"), ("write", "validate")]
+        ("read", "ingest"), ("write", "ingest"), ("read", "ingest"), ("write", "ingest"), ("write", "validate")]
 
 
 def test_a_school_added_between_the_staged_rows_and_their_validation_is_known_to_it(
@@ -113,19 +113,26 @@ def test_a_school_added_between_the_staged_rows_and_their_validation_is_known_to
                                                                             school="Late School")])
     wh = Warehouse(warehouse_path, who="test")
     batch = _setup(wh, sheet)
-    run_stage = batches.run_stage
+    check_rows = tasks.validate.check_rows
 
-    def school_added_before_validation(wh_, batch_id, stage, *args, **kwargs):
-        if stage == "validate":
+    def school_added_before_validation_is_written(*args):
+        # Beside the staged rows' write: the school is added once that write lets go.
+        validation = check_rows(*args)
+        if not added:
             with Warehouse(warehouse_path, who="other").write() as con:
                 catalog.add_schools(con, ["Late School"], "other")
-        return run_stage(wh_, batch_id, stage, *args, **kwargs)
+            added.append(True)
+        return validation
 
-    monkeypatch.setattr(batches, "run_stage", school_added_before_validation)
+    added: list[bool] = []
+    monkeypatch.setattr(tasks.validate, "check_rows", school_added_before_validation_is_written)
     ingest, validated = ingest_and_validate(wh, batch, [str(sheet)], None, 1000)
     assert ingest["rows_staged"] == 2 and validated["rows_valid"] == 2, validated
     with wh.read() as con:
         assert con.execute("SELECT count(*) FROM valid_rows WHERE batch_id = ?", [batch]).fetchone()[0] == 2
+    # The validation computed beside was not stored: the stage ran again from the warehouse.
+    assert added and [(h.mode, h.stage) for h in wh.holds if h.batch == batch][-3:] == [
+        ("write", "validate"), ("read", "validate"), ("write", "validate")]
 
 
 def _large_roster(path: Path, rows: int) -> Path:
