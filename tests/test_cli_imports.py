@@ -109,3 +109,27 @@ def test_the_reader_can_be_started_before_a_commands_own_imports():
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert set(json.loads(done.stdout)) & (HEAVY | WAREHOUSE | {"pyarrow", "numpy"}) == set()
+
+
+def test_ingest_and_validation_leave_pyarrow_out(tmp_path: Path):
+    # Frames reach DuckDB through the Arrow C stream interface (warehouse.connection.ArrowStream) and
+    # the catalog is read without .pl(): pyarrow (about 45 MB) is not in the memory of a roster's
+    # ingest and validation.
+    sheet = write_roster(tmp_path / "roster.xlsx", [roster_row(), roster_row(first="Bo", student_id="1002")])
+    probe = """
+import json, sys
+from pathlib import Path
+from tasks.pipeline import ingest_and_validate, open_batch
+from warehouse import catalog
+from warehouse.handle import Warehouse
+wh = Warehouse(Path(sys.argv[1]), who="probe")
+with wh.write() as con:
+    catalog.add_schools(con, ["ABC High School"], "probe")
+    catalog.add_courses(con, {"ALGE1": "Algebra 1"}, "probe")
+    batch = open_batch(con, "k", "registration", {"files": [sys.argv[2]], "term": "T", "subscription_type": "S"}, "probe")
+ingested, validated = ingest_and_validate(wh, batch, [sys.argv[2]], None, 1000)
+print(json.dumps({"valid": validated["rows_valid"], "pyarrow": "pyarrow" in sys.modules}))
+"""
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "w.duckdb"), str(sheet)], cwd=ROOT,
+                          capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"valid": 2, "pyarrow": False}, done.stderr
