@@ -9,6 +9,7 @@ a fresh child carries on with the files after it. The child can be started ahead
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -158,26 +159,35 @@ def _await_results(child: subprocess.Popen, request: dict, files: int, seconds: 
     thread reaps it."""
     said: queue.Queue[str | None] = queue.Queue()
     last_words: list[str] = []
+    deadline = time.monotonic() + seconds
+
+    def give() -> None:
+        # Written by a thread too: a long list of files fills the pipe until the child reads it.
+        try:
+            child.stdin.write(json.dumps(request))
+        except (BrokenPipeError, ValueError):  # it ended already: what it left is read below
+            pass
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                child.stdin.close()
 
     def listen() -> None:
-        for line in child.stdout:
-            said.put(line)
-        said.put(None)
+        try:
+            for line in child.stdout:
+                said.put(line)
+        finally:  # whatever ends the reading, the wait below learns it at once
+            said.put(None)
 
     def drain_and_reap() -> None:
-        last_words.append(child.stderr.read())
-        child.wait()
+        try:
+            last_words.append(child.stderr.read())
+        finally:
+            child.wait()
 
-    listener = threading.Thread(target=listen, name="reader-stdout", daemon=True)
     reaper = threading.Thread(target=drain_and_reap, name="reader-reaper", daemon=True)
-    listener.start()
-    reaper.start()
-    try:
-        child.stdin.write(json.dumps(request))
-        child.stdin.close()
-    except BrokenPipeError:  # it ended already: what it left is read below
-        pass
-    deadline = time.monotonic() + seconds
+    for thread in (threading.Thread(target=give, name="reader-stdin", daemon=True),
+                   threading.Thread(target=listen, name="reader-stdout", daemon=True), reaper):
+        thread.start()
     finished = 0
     while finished < files:
         try:

@@ -143,7 +143,12 @@ def ingest_and_validate(wh: Warehouse, batch_id: int, paths: list[str], sheet: s
         if not (wrote and beside):
             return None
         catalog, computed = beside[-1]
-        validation = computed.result()  # waited for before the hold: nobody waits on it meanwhile
+        try:
+            validation = computed.result()  # waited for before the hold: nobody waits on it meanwhile
+        except Exception:
+            # The stage then runs from the warehouse: another process's result stands, a changed
+            # catalog is read, and if it fails again it fails there, as any stage does.
+            return None
         with wh.write(batch=batch_id, stage="validate") as con, transaction(con):
             done = batches.stage_result(con, batch_id, "validate")
             if done is not None:  # another process validated the batch meanwhile: its result stands

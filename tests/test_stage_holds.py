@@ -234,3 +234,26 @@ def test_a_batch_still_waiting_for_review_is_read_twice_and_not_written(tmp_path
         assert progress["status"] == batches.get_batch(con, batch)["status"]
     assert [(h.mode, h.stage) for h in wh.holds][:2] == [("read", "advance"), ("read", "review")]
     assert len(wh.holds) == 3  # the two above and the check of the status just made
+
+
+def test_a_validation_beside_that_failed_is_done_again_from_the_warehouse(warehouse_path: Path, tmp_path: Path,
+                                                                          monkeypatch):
+    # What fails beside the staged rows' write is not the end: the stage runs as any other, from
+    # the rows recorded (and fails there if it fails again).
+    sheet = write_roster(tmp_path / "roster.xlsx", [roster_row(), roster_row(first="Bo", student_id="1002")])
+    wh = Warehouse(warehouse_path, who="test")
+    batch = _setup(wh, sheet)
+    check_rows = tasks.validate.check_rows
+    calls: list[int] = []
+
+    def fails_once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError("beside")
+        return check_rows(*args)
+
+    monkeypatch.setattr(tasks.validate, "check_rows", fails_once)
+    ingest, validated = ingest_and_validate(wh, batch, [str(sheet)], None, 1000)
+    assert ingest["rows_staged"] == 2 and validated["rows_valid"] == 2 and len(calls) == 2, validated
+    assert [(h.mode, h.stage) for h in wh.holds if h.batch == batch][-2:] == [("read", "validate"),
+                                                                              ("write", "validate")]

@@ -42,3 +42,25 @@ def test_the_warehouse_can_be_read_while_no_task_holds_it(warehouse_path: Path):
         pass
     with opened(warehouse_path, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM batches").fetchall() == [(0,)]
+
+
+def test_frames_reach_duckdb_whole_through_the_arrow_stream():
+    # Every scan of a registered frame is a fresh stream (a self-join reads it twice), and each
+    # column arrives with its type and its NULLs, a column of polars' Null type (all None, built
+    # without a schema) included.
+    import datetime as dt
+
+    import polars as pl
+
+    from warehouse.connection import ArrowStream, insert_frame
+
+    frame = pl.DataFrame({"key": [1, 2, 3], "name": ["Ana", None, "José"],
+                          "born": [dt.date(2014, 3, 9), None, dt.date(2012, 7, 21)], "nothing": [None, None, None]})
+    con = duckdb.connect()
+    con.register("frame", ArrowStream(frame))
+    assert con.execute("SELECT count(*) FROM frame a JOIN frame b USING (key)").fetchall() == [(3,)]
+    assert con.execute("SELECT count(*) FROM frame").fetchall() == [(3,)]
+    con.execute("CREATE TABLE t (key BIGINT, name VARCHAR, born DATE, nothing VARCHAR)")
+    insert_frame(con, "t", frame)
+    assert con.execute("SELECT * FROM t ORDER BY key").fetchall() == [
+        (1, "Ana", dt.date(2014, 3, 9), None), (2, None, None, None), (3, "José", dt.date(2012, 7, 21), None)]

@@ -155,7 +155,12 @@ class ArrowStream:
     __slots__ = ("frame",)
 
     def __init__(self, frame: pl.DataFrame):
-        self.frame = frame
+        import polars as pl
+
+        # A column of polars' Null type (all None, built without a schema) crosses the C stream
+        # without a validity bitmap, which DuckDB refuses; as text it is a column of NULLs.
+        untyped = [name for name, dtype in frame.schema.items() if dtype == pl.Null]
+        self.frame = frame.with_columns(pl.col(untyped).cast(pl.String)) if untyped else frame
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
         return self.frame.__arrow_c_stream__(requested_schema)
